@@ -1,0 +1,60 @@
+package translate
+
+import (
+	"github.com/trellis-mesh/trellis/internal/config"
+	"github.com/trellis-mesh/trellis/internal/registry"
+)
+
+// ProxyType is Istio's node type: the first field of the node id.
+type ProxyType string
+
+const (
+	SidecarProxy ProxyType = "sidecar"
+	RouterProxy  ProxyType = "router" // ingress/egress gateway
+)
+
+// Proxy is the identity of the proxy asking for config, taken from its xDS
+// node (see docs/xds-contract.md for the node id and metadata keys).
+type Proxy struct {
+	ID             string    // full node id, "sidecar~10.0.0.5~front-tomcat-v1.istio-demo~istio-demo.svc.cluster.local"
+	Type           ProxyType // sidecar or router
+	IPs            []string  // instance IPs
+	Name           string    // pod or workload name
+	Namespace      string
+	Labels         map[string]string
+	ServiceAccount string
+	Cluster        string
+	Network        string
+	Locality       string // "region/zone/subzone"
+	// Generator is "grpc" for proxyless gRPC clients; empty for proxies.
+	Generator string
+}
+
+// MeshOptions are mesh-wide settings (Istio's MeshConfig subset).
+type MeshOptions struct {
+	// DomainSuffix is the cluster domain; zero value means "cluster.local".
+	DomainSuffix string
+	// RootNamespace holds mesh-wide config; zero value means "istio-system".
+	RootNamespace string
+	// OutboundAllowAny is MeshConfig outboundTrafficPolicy ALLOW_ANY (true,
+	// Istio's default) or REGISTRY_ONLY (false).
+	OutboundAllowAny bool
+	// AccessLogFile, when set, turns on access logging to that path
+	// ("/dev/stdout" for stdout).
+	AccessLogFile string
+	// AccessLogEncoding is "TEXT" (zero value) or "JSON".
+	AccessLogEncoding string
+}
+
+// DefaultMesh returns Istio's default mesh options.
+func DefaultMesh() MeshOptions {
+	return MeshOptions{DomainSuffix: "cluster.local", RootNamespace: "istio-system", OutboundAllowAny: true}
+}
+
+// Input is everything translation reads.
+type Input struct {
+	Proxy    *Proxy
+	Config   *config.Snapshot
+	Registry *registry.Snapshot
+	Mesh     MeshOptions
+}
