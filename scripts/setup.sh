@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what Trellis's demo and tests need on a fresh Debian machine:
+# Go (checked, not installed), iptables and iproute2 for interception,
+# and the kube-apiserver + etcd binaries for the Kubernetes tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export PATH=/usr/local/go/bin:$HOME/go/bin:$PATH
+command -v go >/dev/null || { echo "setup: Go is required (https://go.dev/dl); /usr/local/go/bin/go not found" >&2; exit 1; }
+
+need=()
+for tool in iptables:iptables ip:iproute2 setpriv:util-linux jq:jq; do
+  command -v "${tool%%:*}" >/dev/null || need+=("${tool#*:}")
+done
+if ((${#need[@]})); then
+  if [[ $(id -u) -eq 0 ]]; then
+    echo "setup: installing ${need[*]}"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  else
+    echo "setup: missing ${need[*]} (run as root to install them)" >&2
+  fi
+fi
