@@ -63,6 +63,27 @@ func (r *Resource) Key() Key { return Key{Kind: r.Kind, Namespace: r.Namespace, 
 type Snapshot struct {
 	byKind map[string][]*Resource
 	byKey  map[Key]*Resource
+	// version and kube are set by Store.
+	version uint64
+	kube    []*KubeObject
+}
+
+// Version is the Store version that built the snapshot; zero for snapshots
+// made with NewSnapshot.
+func (s *Snapshot) Version() uint64 {
+	if s == nil {
+		return 0
+	}
+	return s.version
+}
+
+// KubeObjects returns the non-Istio Kubernetes objects (Services, ...) the
+// store's sources hold, in source order. It must not be altered.
+func (s *Snapshot) KubeObjects() []*KubeObject {
+	if s == nil {
+		return nil
+	}
+	return s.kube
 }
 
 // NewSnapshot builds a snapshot. Later resources with the same Key replace

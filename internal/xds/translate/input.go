@@ -57,4 +57,18 @@ type Input struct {
 	Config   *config.Snapshot
 	Registry *registry.Snapshot
 	Mesh     MeshOptions
+	// Credentials are the gateway TLS secrets, keyed "namespace/name". A
+	// Gateway's credentialName is looked up in the gateway proxy's namespace,
+	// then in the Gateway resource's namespace. Nil means none are known:
+	// listeners still reference "kubernetes://NAME" over SDS.
+	Credentials map[string]*Credential
+}
+
+// Credential is the TLS material of a Kubernetes TLS Secret that a Gateway
+// server names in tls.credentialName (PEM bytes). CACert is the ca.crt key,
+// used for MUTUAL; it may be empty.
+type Credential struct {
+	CertChain  []byte
+	PrivateKey []byte
+	CACert     []byte
 }

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# proxy-hop.sh: PROXY_CMD wrapper for /work/shared/bench/run.sh.
+# It writes a static Envoy bootstrap for one hop into WORKDIR and execs
+# trellis-proxy -c on it, so the harness measures the real proxy process.
+#
+#   PROXY_CMD="$PWD/bench/proxy-hop.sh {workdir} {listen} {upstream} {role} {proto} {workers}"
+#
+# The hop is configured the way trellisd configures a sidecar: an HTTP
+# connection manager (fault, cors, router filters; x-request-id, Istio's
+# default retry policy on the outbound hop, no route timeout) routing every
+# host to one cluster; the inbound hop reports as the destination side.
+# {proto}=grpc makes the cluster HTTP/2 (h2c); the listener auto-detects
+# HTTP/1.1 or h2c. TRELLIS_PROXY overrides the binary (default: built next
+# to this script in .bin/).
+set -euo pipefail
+workdir=$1 listen=$2 upstream=$3 role=${4:-outbound} proto=${5:-http} workers=${6:-1}
+here=$(cd "$(dirname "$0")" && pwd)
+bin=${TRELLIS_PROXY:-$here/.bin/trellis-proxy}
+if [[ ! -x $bin ]]; then
+  mkdir -p "$here/.bin"
+  (cd "$here/.." && go build -o "$bin" ./cmd/trellis-proxy)
+fi
+lhost=${listen%:*} lport=${listen##*:}
+uhost=${upstream%:*} uport=${upstream##*:}
+direction=OUTBOUND
+[[ $role == inbound ]] && direction=INBOUND
+h2=""
+if [[ $proto == grpc ]]; then
+  h2='
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config:
+          http2_protocol_options: {}'
+fi
+retry=""
+if [[ $role == outbound ]]; then
+  retry='
+                  retry_policy:
+                    retry_on: connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes
+                    num_retries: 2
+                    retriable_status_codes: [503]
+                    retry_host_predicate:
+                    - name: envoy.retry_host_predicates.previous_hosts
+                      typed_config:
+                        "@type": type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate
+                    host_selection_retry_max_attempts: 5'
+fi
+cat >"$workdir/bootstrap.yaml" <<YAML
+node:
+  id: sidecar~127.0.0.1~bench-hop${MESHBENCH_HOP:-0}.bench~bench.svc.cluster.local
+  cluster: bench.bench
+  metadata:
+    NAMESPACE: bench
+    WORKLOAD_NAME: bench-$role
+    LABELS: {app: bench-$role, version: v1}
+admin:
+  address:
+    socket_address: {address: 127.0.0.1, port_value: 0}
+static_resources:
+  listeners:
+  - name: $role
+    traffic_direction: $direction
+    address:
+      socket_address: {address: $lhost, port_value: $lport}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ${role}_$lport
+          codec_type: AUTO
+          upgrade_configs: [{upgrade_type: websocket}]
+          http_filters:
+          - name: envoy.filters.http.fault
+            typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault}
+          - name: envoy.filters.http.cors
+            typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors}
+          - name: envoy.filters.http.router
+            typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
+          route_config:
+            name: "$lport"
+            virtual_hosts:
+            - name: upstream
+              domains: ["*"]
+              routes:
+              - match: {prefix: /}
+                route:
+                  cluster: upstream
+                  timeout: 0s$retry
+  clusters:
+  - name: upstream
+    type: STATIC
+    connect_timeout: 1s$h2
+    load_assignment:
+      cluster_name: upstream
+      endpoints:
+      - lb_endpoints:
+        - endpoint:
+            address:
+              socket_address: {address: $uhost, port_value: $uport}
+YAML
+exec "$bin" -c "$workdir/bootstrap.yaml" --concurrency "$workers" --drain-duration 1s --log-level warning

@@ -1,0 +1,120 @@
+// Command trellis-proxy is Trellis's data plane: Envoy and pilot-agent in
+// one process. It runs from an Envoy bootstrap file (-c) or from flags and
+// environment (like a sidecar), consumes xDS and proxies traffic.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/trellis-mesh/trellis/internal/proxy"
+	"github.com/trellis-mesh/trellis/internal/proxy/bootstrap"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := rootCommand().ExecuteContext(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "error:", err)
+		os.Exit(1)
+	}
+}
+
+func rootCommand() *cobra.Command {
+	env := bootstrap.OptionsFromEnv(os.Getenv, os.Environ())
+	if v := os.Getenv("TRELLIS_XDS_ADDRESS"); v != "" {
+		env.XDSAddress = v
+	}
+	var (
+		o        proxy.Options
+		labels   []string
+		metadata []string
+		rebind   []string
+	)
+	o.Node = env
+	cmd := &cobra.Command{
+		Use:   "trellis-proxy",
+		Short: "Trellis data plane proxy (Envoy-compatible xDS consumer)",
+		Long: "trellis-proxy proxies a workload's traffic (sidecar) or a gateway's (router).\n" +
+			"With -c it starts from an Envoy bootstrap file (static listeners and clusters and/or an ADS server);\n" +
+			"otherwise it builds the bootstrap from flags and the sidecar environment (POD_NAME, POD_NAMESPACE,\n" +
+			"INSTANCE_IP, ISTIO_META_*, TRELLIS_XDS_ADDRESS) and connects to trellisd over ADS (Delta by default).",
+		Example: "  trellis-proxy -c bootstrap.yaml\n" +
+			"  trellis-proxy --xds-address 127.0.0.1:15010 --type sidecar --ip 10.0.0.5 --pod-name web-1 --namespace shop --labels app=web,version=v1\n" +
+			"  trellis-proxy -c hop.yaml --rebind 0.0.0.0:15006=127.0.0.1:25006",
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var err error
+			if o.Node.Labels, err = keyValues(labels, "--labels"); err != nil {
+				return err
+			}
+			md, err := keyValues(metadata, "--metadata")
+			if err != nil {
+				return err
+			}
+			for k, v := range md {
+				if o.Node.Metadata == nil {
+					o.Node.Metadata = map[string]string{}
+				}
+				o.Node.Metadata[k] = v
+			}
+			if o.Rebind, err = keyValues(rebind, "--rebind"); err != nil {
+				return err
+			}
+			switch strings.ToLower(o.LogLevel) {
+			case "", "trace", "debug", "info", "warning", "warn", "error", "critical", "off":
+			default:
+				return fmt.Errorf("--log-level: %q is not one of trace, debug, info, warning, error, critical, off", o.LogLevel)
+			}
+			return proxy.Run(cmd.Context(), o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&o.ConfigPath, "config-path", "c", "", "Envoy bootstrap file (YAML or JSON); when empty the bootstrap is built from flags and environment")
+	f.StringVar(&o.Node.XDSAddress, "xds-address", env.XDSAddress, "ADS server address (env TRELLIS_XDS_ADDRESS, XDS_ADDRESS); default 127.0.0.1:15010")
+	f.BoolVar(&o.Node.SotW, "sotw", false, "use State-of-the-World ADS instead of Delta")
+	f.StringVar(&o.Node.Type, "type", "sidecar", "proxy type: sidecar or router (gateway)")
+	f.StringVar(&o.Node.NodeID, "id", "", "node id; default TYPE~IP~POD.NAMESPACE~NAMESPACE.svc.cluster.local")
+	f.StringVar(&o.Node.NodeID, "node-id", "", "alias of --id")
+	f.StringVar(&o.Node.IP, "ip", env.IP, "workload IP (env INSTANCE_IP)")
+	f.StringVar(&o.Node.PodName, "pod-name", env.PodName, "pod (workload instance) name (env POD_NAME)")
+	f.StringVar(&o.Node.Namespace, "namespace", env.Namespace, "namespace (env POD_NAMESPACE); default default")
+	f.StringVar(&o.Node.Cluster, "service-cluster", "", "node.cluster, e.g. app.namespace")
+	f.StringVar(&o.Node.WorkloadName, "workload-name", env.WorkloadName, "workload name (env ISTIO_META_WORKLOAD_NAME)")
+	f.StringVar(&o.Node.ServiceAccount, "service-account", env.ServiceAccount, "service account (env SERVICE_ACCOUNT)")
+	f.StringSliceVar(&labels, "labels", nil, "workload labels, k=v,k=v")
+	f.StringSliceVar(&metadata, "metadata", nil, "extra node metadata, k=v,k=v")
+	f.StringVar(&o.Node.AdminAddress, "admin-address", "127.0.0.1:15000", "admin listener address (with -c the bootstrap's admin wins)")
+	f.IntVar(&o.Concurrency, "concurrency", 0, "worker threads (GOMAXPROCS); 0 keeps the Go default")
+	f.DurationVar(&o.DrainDuration, "drain-duration", 5*time.Second, "how long SIGTERM lets in-flight requests finish")
+	f.StringVar(&o.LogLevel, "log-level", "info", "log level: trace, debug, info, warning, error, critical, off")
+	f.StringSliceVar(&rebind, "rebind", nil, "bind a configured listener address elsewhere, from=to (e.g. 0.0.0.0:15006=127.0.0.1:25006); lets several proxies share one host without interception")
+	cmd.AddCommand(iptablesCommand())
+	return cmd
+}
+
+// keyValues parses k=v items.
+func keyValues(items []string, flag string) (map[string]string, error) {
+	if len(items) == 0 {
+		return nil, nil
+	}
+	m := make(map[string]string, len(items))
+	for _, it := range items {
+		k, v, ok := strings.Cut(it, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("%s: %q is not key=value", flag, it)
+		}
+		m[k] = v
+	}
+	return m, nil
+}

@@ -1,0 +1,40 @@
+// Command trellisd is the Trellis control plane: it watches Istio config
+// and the service registry and serves them to proxies over xDS.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/trellis-mesh/trellis/internal/trellisd"
+)
+
+func main() {
+	var o trellisd.Options
+	fs := flag.NewFlagSet("trellisd", flag.ExitOnError)
+	fs.StringVar(&o.ConfigDir, "config-dir", "", "directory of Istio YAML to serve; watched for changes")
+	fs.StringVar(&o.XDSAddress, "xds-address", ":15010", "address of the plaintext ADS (xDS) gRPC server")
+	fs.StringVar(&o.DebugAddress, "debug-address", ":8080", `address of /debug/syncz, /debug/configz, /debug/registryz; "" disables`)
+	fs.StringVar(&o.MetricsAddress, "metrics-address", ":15014", `address of Prometheus /metrics; "" disables`)
+	fs.StringVar(&o.DomainSuffix, "domain-suffix", "cluster.local", "cluster domain of service hostnames")
+	fs.StringVar(&o.OutboundTrafficPolicy, "outbound-traffic-policy", "ALLOW_ANY", "ALLOW_ANY or REGISTRY_ONLY: where sidecars send traffic to unknown hosts")
+	fs.StringVar(&o.AccessLogFile, "access-log-file", "", `proxies write access logs here ("/dev/stdout"); empty disables`)
+	fs.StringVar(&o.AccessLogEncoding, "access-log-encoding", "TEXT", "TEXT or JSON")
+	fs.DurationVar(&o.Debounce, "debounce", 0, "quiet period after a change before pushing (default 100ms)")
+	fs.DurationVar(&o.DebounceMax, "debounce-max", 0, "longest a push waits under a steady stream of changes (default 1s)")
+	fs.Parse(os.Args[1:])
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "trellisd: unexpected arguments %q\n", fs.Args())
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := trellisd.Run(ctx, o); err != nil {
+		fmt.Fprintf(os.Stderr, "trellisd: %v\n", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,66 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/trellis-mesh/trellis/internal/inject"
+	"github.com/trellis-mesh/trellis/internal/install"
+)
+
+func init() { register(newKubeInjectCmd) }
+
+func newKubeInjectCmd() *cobra.Command {
+	var (
+		in, out string
+		set     []string
+		values  []string
+	)
+	cmd := &cobra.Command{
+		Use:   "kube-inject",
+		Short: "Add the Trellis sidecar to Kubernetes YAML, offline",
+		Long: "kube-inject reads Kubernetes YAML and adds the sidecar (istio-init + istio-proxy) to every Pod\n" +
+			"and workload pod template (Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob), as the\n" +
+			"injection webhook would, honouring sidecar.istio.io/inject=false and the traffic.sidecar.istio.io/*\n" +
+			"annotations. Other objects pass through. The injection settings are the install's (--set, -f as\n" +
+			"for install, via --values-file).",
+		Example: "  trellis kube-inject -f deployment.yaml | kubectl apply -f -\n" +
+			"  kubectl get deploy web -o yaml | trellis kube-inject -f - --set values.global.proxy.excludeIPRanges=169.254.169.254/32",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if in == "" {
+				return fmt.Errorf("--filename: required (a file, or - for stdin)")
+			}
+			s, err := install.Load(install.Options{Files: values, Set: set})
+			if err != nil {
+				return err
+			}
+			var src []byte
+			if in == "-" {
+				src, err = io.ReadAll(cmd.InOrStdin())
+			} else {
+				src, err = os.ReadFile(in)
+			}
+			if err != nil {
+				return fmt.Errorf("read %s: %w", in, err)
+			}
+			res, err := inject.Manifests(install.InjectConfig(s), src)
+			if err != nil {
+				return fmt.Errorf("%s: %w", in, err)
+			}
+			if out == "" {
+				_, err = cmd.OutOrStdout().Write(res)
+				return err
+			}
+			return os.WriteFile(out, res, 0o644)
+		},
+	}
+	cmd.Flags().StringVarP(&in, "filename", "f", "", "input YAML file, or - for stdin")
+	cmd.Flags().StringVarP(&out, "output", "o", "", "write to this file instead of stdout")
+	cmd.Flags().StringArrayVarP(&set, "set", "s", nil, "install setting affecting injection, e.g. --set values.global.proxy.includeIPRanges=10.0.0.0/8")
+	cmd.Flags().StringArrayVar(&values, "values-file", nil, "IstioOperator-style YAML with install settings")
+	return cmd
+}

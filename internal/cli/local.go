@@ -1,0 +1,200 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/trellis-mesh/trellis/internal/local"
+)
+
+func init() { register(newLocalCmd) }
+
+// newLocalCmd is `trellis local`: run your own services in a local mesh
+// (network namespaces, interception, trellisd watching a config dir).
+func newLocalCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "local",
+		Short: "Run your own workloads in a local mesh on this machine (no Kubernetes)",
+	}
+	cmd.AddCommand(newLocalUpCmd(), newLocalDownCmd(), newLocalStatusCmd(), newLocalExecCmd())
+	return cmd
+}
+
+type localFlags struct {
+	prefix, stateDir string
+}
+
+func (l *localFlags) add(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&l.prefix, "prefix", "trellis", "name prefix of the namespaces, veths and bridge (at most 8 characters)")
+	cmd.Flags().StringVar(&l.stateDir, "state-dir", "", "where the state file and logs are (default /run/trellis as root)")
+}
+
+func newLocalUpCmd() *cobra.Command {
+	var (
+		lf                localFlags
+		file, binDir, dir string
+	)
+	cmd := &cobra.Command{
+		Use:   "up -f WORKLOADS.yaml",
+		Short: "Start trellisd and every workload of the file, each in its own namespace with a sidecar; Ctrl-C tears down",
+		Long: "up reads a spec of services and workloads (see internal/local/testdata/billing.yaml), creates a\n" +
+			"bridge and one network namespace per workload, installs the interception rules, registers the\n" +
+			"workloads with trellisd (ServiceEntry + WorkloadEntry written to --config-dir) and starts\n" +
+			"trellis-proxy (uid 1337) and the app (uid 65534) in each. Put your Istio YAML in --config-dir\n" +
+			"and trellisd applies it. Mesh names resolve inside the namespaces: run\n" +
+			"`trellis local exec WORKLOAD -- curl bill-service:9999`. It runs until Ctrl-C, then removes\n" +
+			"everything it created.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if file == "" {
+				return fmt.Errorf("-f: required, the workloads spec file")
+			}
+			spec, err := local.LoadSpec(file)
+			if err != nil {
+				return err
+			}
+			bins, err := local.FindBinaries(binDir)
+			if err != nil {
+				return err
+			}
+			spec.ExpandCommand(bins.Trellis)
+			plan, err := local.NewPlan(spec, local.Options{Prefix: lf.prefix})
+			if err != nil {
+				return err
+			}
+			if dir == "" {
+				dir = filepath.Join(local.StateDir(lf.stateDir), "config-"+lf.prefix)
+			}
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			r := bins.MeshRunner(plan, dir, lf.stateDir, out)
+			ctx := cmd.Context()
+			m, err := r.Up(ctx)
+			if err != nil {
+				return err
+			}
+			defer func() {
+				fmt.Fprintln(out, "tearing down")
+				if err := m.Down(context.Background()); err != nil {
+					fmt.Fprintln(cmd.ErrOrStderr(), "teardown:", err)
+				}
+			}()
+			wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+			err = m.WaitReady(wctx)
+			cancel()
+			if err != nil {
+				return err
+			}
+			printWorkloads(out, m.Plan)
+			fmt.Fprintf(out, "config dir: %s (add your Istio YAML here)\nready; Ctrl-C to stop\n", dir)
+			<-ctx.Done()
+			return nil
+		},
+	}
+	lf.add(cmd)
+	cmd.Flags().StringVarP(&file, "file", "f", "", "workloads spec file (services and workloads with their commands)")
+	cmd.Flags().StringVar(&binDir, "bin-dir", "", "directory holding trellis, trellisd and trellis-proxy")
+	cmd.Flags().StringVar(&dir, "config-dir", "", "directory trellisd watches (default STATE-DIR/config-PREFIX)")
+	return cmd
+}
+
+func printWorkloads(w interface{ Write([]byte) (int, error) }, p *local.Plan) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "WORKLOAD\tNAMESPACE\tNETNS\tIP\tPORTS")
+	for _, wl := range p.Workloads {
+		var ports []string
+		for _, port := range wl.InboundPorts {
+			ports = append(ports, fmt.Sprint(port))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", wl.Name, wl.Namespace, wl.Netns, wl.IP, strings.Join(ports, ","))
+	}
+	fmt.Fprintln(tw, "\nSERVICE\tVIP\tHOSTS")
+	for _, s := range p.Services {
+		fmt.Fprintf(tw, "%s.%s\t%s\t%s\n", s.Name, s.Namespace, s.VIP, s.FQDN)
+	}
+	tw.Flush()
+}
+
+func newLocalDownCmd() *cobra.Command {
+	var lf localFlags
+	cmd := &cobra.Command{
+		Use:   "down",
+		Short: "Remove a local mesh (or the leftovers of a crashed one): processes, namespaces, links, files",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if os.Geteuid() != 0 {
+				return fmt.Errorf("removing network namespaces needs root; run with sudo")
+			}
+			return local.Cleanup(cmd.Context(), local.StatePath(lf.stateDir, lf.prefix), lf.prefix, cmd.OutOrStdout())
+		},
+	}
+	lf.add(cmd)
+	return cmd
+}
+
+func newLocalStatusCmd() *cobra.Command {
+	var lf localFlags
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "List the workloads of a running local mesh",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			path := local.StatePath(lf.stateDir, lf.prefix)
+			st, err := local.ReadState(path)
+			if err != nil {
+				return err
+			}
+			if st == nil {
+				return fmt.Errorf("no local mesh with prefix %q (no %s)", lf.prefix, path)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
+			fmt.Fprintf(tw, "xDS: %s\n\nWORKLOAD\tNAMESPACE\tNETNS\tIP\tNODE ID\n", st.XDSAddress)
+			for _, w := range st.Workloads {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", w.Name, w.Namespace, w.Netns, w.IP, w.NodeID)
+			}
+			return tw.Flush()
+		},
+	}
+	lf.add(cmd)
+	return cmd
+}
+
+func newLocalExecCmd() *cobra.Command {
+	var (
+		lf  localFlags
+		uid int
+	)
+	cmd := &cobra.Command{
+		Use:     "exec WORKLOAD -- COMMAND [ARGS...]",
+		Short:   "Run a command inside a workload's namespace as its app user (its traffic goes through the sidecar)",
+		Example: "  trellis local exec front-tomcat-v1 -- curl -s bill-service:9999",
+		Args:    cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			st, err := local.ReadState(local.StatePath(lf.stateDir, lf.prefix))
+			if err != nil {
+				return err
+			}
+			if st == nil {
+				return fmt.Errorf("no local mesh with prefix %q is running", lf.prefix)
+			}
+			for _, w := range st.Workloads {
+				if w.Name == args[0] {
+					return local.ExecIn(cmd.Context(), w.Netns, uid, args[1:], cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
+				}
+			}
+			return fmt.Errorf("no workload %q; see `trellis local status`", args[0])
+		},
+	}
+	lf.add(cmd)
+	cmd.Flags().IntVar(&uid, "uid", 65534, "user to run as (1337 runs as the proxy: not intercepted)")
+	return cmd
+}

@@ -1,0 +1,61 @@
+package inject
+
+// Config holds the injection settings (the install's values.global.proxy
+// and sidecarInjectorWebhook). The zero value is not usable; start from
+// DefaultConfig.
+type Config struct {
+	// ProxyImage is the image of both injected containers
+	// ("ghcr.io/trellis-mesh/proxy:0.1.0-dev").
+	ProxyImage      string `json:"proxyImage"`
+	ImagePullPolicy string `json:"imagePullPolicy,omitempty"`
+	// DiscoveryAddress is trellisd's xDS address as seen from pods.
+	DiscoveryAddress string `json:"discoveryAddress"`
+	// Capture defaults; the traffic.sidecar.istio.io/* pod annotations
+	// override them. "*" means all, "" none.
+	IncludeIPRanges      string `json:"includeIPRanges"`
+	ExcludeIPRanges      string `json:"excludeIPRanges,omitempty"`
+	IncludeInboundPorts  string `json:"includeInboundPorts"`
+	ExcludeInboundPorts  string `json:"excludeInboundPorts,omitempty"`
+	ExcludeOutboundPorts string `json:"excludeOutboundPorts,omitempty"`
+	// Concurrency is the proxy's worker count; zero means one per CPU.
+	Concurrency int64  `json:"concurrency,omitempty"`
+	LogLevel    string `json:"logLevel,omitempty"`
+	// Privileged runs both containers privileged (values.global.proxy.privileged).
+	Privileged bool `json:"privileged,omitempty"`
+	// Policy is "enabled" (inject where the namespace asks) or "disabled"
+	// (only pods labelled or annotated sidecar.istio.io/inject=true).
+	Policy string `json:"policy"`
+	// EnableNamespacesByDefault injects in every namespace not labelled
+	// istio-injection=disabled.
+	EnableNamespacesByDefault bool `json:"enableNamespacesByDefault,omitempty"`
+	// RewriteAppHTTPProbe sends the app's HTTP probes through the proxy's
+	// health port, so they work when inbound traffic is captured.
+	RewriteAppHTTPProbe bool `json:"rewriteAppHTTPProbe"`
+	// Resources of the proxy container (Kubernetes quantities by resource
+	// name); sidecar.istio.io/proxyCPU etc. override them.
+	Requests map[string]string `json:"requests,omitempty"`
+	Limits   map[string]string `json:"limits,omitempty"`
+	// ClusterID, MeshID and Network go into the proxy's node metadata.
+	ClusterID string `json:"clusterID,omitempty"`
+	MeshID    string `json:"meshID,omitempty"`
+	Network   string `json:"network,omitempty"`
+}
+
+// DefaultConfig is the default profile's injection config.
+func DefaultConfig() Config {
+	return Config{
+		ProxyImage:          "ghcr.io/trellis-mesh/proxy:0.1.0-dev",
+		ImagePullPolicy:     "IfNotPresent",
+		DiscoveryAddress:    "trellisd.trellis-system.svc:15010",
+		IncludeIPRanges:     "*",
+		IncludeInboundPorts: "*",
+		Concurrency:         2,
+		LogLevel:            "warning",
+		Policy:              "enabled",
+		RewriteAppHTTPProbe: true,
+		Requests:            map[string]string{"cpu": "100m", "memory": "64Mi"},
+		Limits:              map[string]string{"cpu": "2", "memory": "512Mi"},
+		ClusterID:           "Kubernetes",
+		MeshID:              "cluster.local",
+	}
+}

@@ -1,0 +1,64 @@
+package inject
+
+import (
+	"net/netip"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// prober is one rewritten probe as the proxy reads it from
+// ISTIO_KUBE_APP_PROBERS: the proxy answers /app-health/C/KIND on
+// AgentPort by calling the app's original probe from inside the pod.
+type prober struct {
+	HTTPGet        *corev1.HTTPGetAction `json:"httpGet"`
+	TimeoutSeconds int32                 `json:"timeoutSeconds,omitempty"`
+}
+
+// rewriteProbes points every HTTP liveness, readiness and startup probe of
+// the app containers at the proxy's agent port and returns the originals
+// keyed by their new paths. Probes on a port name that no container port
+// declares are left alone.
+func rewriteProbes(spec *corev1.PodSpec) map[string]*prober {
+	out := map[string]*prober{}
+	for i := range spec.Containers {
+		c := &spec.Containers[i]
+		for _, p := range []struct {
+			probe *corev1.Probe
+			kind  string
+		}{{c.LivenessProbe, "livez"}, {c.ReadinessProbe, "readyz"}, {c.StartupProbe, "startupz"}} {
+			if p.probe == nil || p.probe.HTTPGet == nil {
+				continue
+			}
+			orig := p.probe.HTTPGet.DeepCopy()
+			if orig.Port.Type == intstr.String {
+				n, ok := namedPort(c, orig.Port.StrVal)
+				if !ok {
+					continue
+				}
+				orig.Port = intstr.FromInt32(n)
+			}
+			path := "/app-health/" + c.Name + "/" + p.kind
+			out[path] = &prober{HTTPGet: orig, TimeoutSeconds: p.probe.TimeoutSeconds}
+			p.probe.HTTPGet = &corev1.HTTPGetAction{Path: path, Port: intstr.FromInt32(AgentPort), Scheme: corev1.URISchemeHTTP}
+		}
+	}
+	return out
+}
+
+func namedPort(c *corev1.Container, name string) (int32, bool) {
+	for _, p := range c.Ports {
+		if p.Name == name {
+			return p.ContainerPort, true
+		}
+	}
+	return 0, false
+}
+
+func parseCIDR(s string) (netip.Addr, int, error) {
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Addr{}, 0, err
+	}
+	return p.Addr(), p.Bits(), nil
+}

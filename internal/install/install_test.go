@@ -1,0 +1,197 @@
+package install
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("read golden (run go test -update): %v", err)
+	}
+	if string(got) != string(want) {
+		t.Errorf("%s differs from the golden file (run go test ./internal/install -update and review the diff); got:\n%s", path, got)
+	}
+}
+
+func TestManifestGoldenPerProfile(t *testing.T) {
+	for _, p := range Profiles() {
+		t.Run(p, func(t *testing.T) {
+			s, err := Load(Options{Set: []string{"profile=" + p}})
+			if err != nil {
+				t.Fatalf("load: %v", err)
+			}
+			comps, err := Render(s)
+			if err != nil {
+				t.Fatalf("render: %v", err)
+			}
+			y, err := YAML(comps)
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden(t, "manifest-"+p+".yaml", y)
+			again, _ := Render(s)
+			y2, _ := YAML(again)
+			if string(y) != string(y2) {
+				t.Errorf("two renders of profile %s differ", p)
+			}
+		})
+	}
+}
+
+func TestProfilesContents(t *testing.T) {
+	kinds := func(p string) map[string]int {
+		s, err := Load(Options{Set: []string{"profile=" + p}})
+		if err != nil {
+			t.Fatalf("load %s: %v", p, err)
+		}
+		comps, err := Render(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]int{}
+		for _, o := range Objects(comps) {
+			out[o.GetKind()+"/"+o.GetName()]++
+		}
+		return out
+	}
+	cases := []struct {
+		profile string
+		has     []string
+		hasNot  []string
+	}{
+		{"default", []string{"Deployment/trellisd", "Deployment/istio-ingressgateway", "CustomResourceDefinition/virtualservices.networking.istio.io", "MutatingWebhookConfiguration/trellis-sidecar-injector", "ValidatingWebhookConfiguration/trellis-validator", "Namespace/trellis-system"}, []string{"Deployment/istio-egressgateway"}},
+		{"demo", []string{"Deployment/trellisd", "Deployment/istio-ingressgateway", "Deployment/istio-egressgateway", "Service/istio-egressgateway"}, nil},
+		{"minimal", []string{"Deployment/trellisd", "CustomResourceDefinition/gateways.networking.istio.io"}, []string{"Deployment/istio-ingressgateway"}},
+		{"remote", []string{"CustomResourceDefinition/destinationrules.networking.istio.io", "ClusterRole/trellis-reader"}, []string{"Deployment/trellisd", "Deployment/istio-ingressgateway"}},
+		{"empty", nil, []string{"Deployment/trellisd", "Namespace/trellis-system"}},
+	}
+	for _, c := range cases {
+		t.Run(c.profile, func(t *testing.T) {
+			got := kinds(c.profile)
+			for _, k := range c.has {
+				if got[k] == 0 {
+					t.Errorf("profile %s: got no %s, want one", c.profile, k)
+				}
+			}
+			for _, k := range c.hasNot {
+				if got[k] != 0 {
+					t.Errorf("profile %s: got %s, want none", c.profile, k)
+				}
+			}
+		})
+	}
+}
+
+func TestLoadValues(t *testing.T) {
+	dir := t.TempDir()
+	over := filepath.Join(dir, "over.yaml")
+	os.WriteFile(over, []byte("apiVersion: install.istio.io/v1alpha1\nkind: IstioOperator\nspec:\n  profile: demo\n  values:\n    global:\n      proxy:\n        concurrency: 4\n"), 0o644)
+	s, err := Load(Options{Files: []string{over}, Set: []string{
+		"values.global.proxy.includeIPRanges=10.0.0.0/8,172.16.0.0/12",
+		"values.global.proxy.excludeInboundPorts=22",
+		"meshConfig.accessLogFile=/dev/stdout",
+		"values.global.mtls.enabled=true",
+		"values.sidecarInjectorWebhook.enableNamespacesByDefault=true",
+		"components.egressGateways[0].enabled=false",
+		"values.global.tag=1.20",
+	}})
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	checks := []struct {
+		name string
+		got  any
+		want any
+	}{
+		{"profile from file", s.Profile, "demo"},
+		{"concurrency from file", s.Values.Global.Proxy.Concurrency, int64(4)},
+		{"includeIPRanges", s.Values.Global.Proxy.IncludeIPRanges, "10.0.0.0/8,172.16.0.0/12"},
+		{"excludeInboundPorts", s.Values.Global.Proxy.ExcludeInboundPorts, "22"},
+		{"accessLogFile", s.MeshConfig.AccessLogFile, "/dev/stdout"},
+		{"mtls", s.Values.Global.MTLS.Enabled, true},
+		{"enableNamespacesByDefault", s.Values.SidecarInjectorWebhook.EnableNamespacesByDefault, true},
+		{"egress gateway disabled by --set", s.Components.EgressGateways[0].Enabled, false},
+		{"tag kept as written", s.Values.Global.Tag, "1.20"},
+		{"demo proxy request", s.Values.Global.Proxy.Resources.Requests["cpu"], "10m"},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s: got %v, want %v", c.name, c.got, c.want)
+		}
+	}
+	ic := InjectConfig(s)
+	if ic.IncludeIPRanges != "10.0.0.0/8,172.16.0.0/12" || !ic.EnableNamespacesByDefault || ic.ProxyImage != "ghcr.io/trellis-mesh/proxy:1.20" {
+		t.Errorf("inject config: got %+v", ic)
+	}
+}
+
+func TestLoadRejects(t *testing.T) {
+	cases := []struct {
+		name string
+		set  []string
+		want string
+	}{
+		{"unknown value", []string{"values.global.proxy.bogus=1"}, "values.global.proxy.bogus: unknown setting"},
+		{"unknown profile", []string{"profile=ambient"}, `profile "ambient": unknown; choose one of default, demo, empty, minimal, remote`},
+		{"bad cidr", []string{"values.global.proxy.includeIPRanges=10.0.0.0/33"}, `values.global.proxy.includeIPRanges: "10.0.0.0/33" is not a CIDR`},
+		{"bad port", []string{"values.global.proxy.excludeInboundPorts=99999"}, `values.global.proxy.excludeInboundPorts: "99999" is not a port`},
+		{"bad bool", []string{"values.global.mtls.enabled=maybe"}, `values.global.mtls.enabled: got "maybe", want true or false`},
+		{"bad int", []string{"values.global.proxy.concurrency=two"}, `values.global.proxy.concurrency: got "two", want a whole number`},
+		{"bad enum", []string{"values.global.proxy.autoInject=sometimes"}, `values.global.proxy.autoInject: got "sometimes", want one of enabled, disabled`},
+		{"cni", []string{"components.cni.enabled=true"}, "components.cni.enabled: Trellis has no CNI plugin"},
+		{"spec prefix", []string{"spec.profile=demo"}, "drop the \"spec.\" prefix"},
+		{"no equals", []string{"profile"}, "want path=value"},
+		{"quantity", []string{"values.pilot.resources.requests.cpu=lots"}, `values.pilot.resources.requests.cpu: got "lots", want a Kubernetes quantity`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Load(Options{Set: c.set})
+			if err == nil {
+				t.Fatalf("got no error, want one containing %q", c.want)
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Errorf("got error %q, want it to contain %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestCRDs(t *testing.T) {
+	crds := CRDs()
+	byName := map[string]int{}
+	for _, c := range crds {
+		byName[c.Name] = 0
+		stored := 0
+		for _, v := range c.Spec.Versions {
+			if v.Storage {
+				stored++
+			}
+			if !v.Served {
+				t.Errorf("%s %s: not served", c.Name, v.Name)
+			}
+		}
+		if stored != 1 {
+			t.Errorf("%s: got %d storage versions, want 1", c.Name, stored)
+		}
+	}
+	for _, want := range []string{"virtualservices.networking.istio.io", "destinationrules.networking.istio.io", "gateways.networking.istio.io", "serviceentries.networking.istio.io", "workloadentries.networking.istio.io", "workloadgroups.networking.istio.io", "sidecars.networking.istio.io", "peerauthentications.security.istio.io", "authorizationpolicies.security.istio.io", "requestauthentications.security.istio.io"} {
+		if _, ok := byName[want]; !ok {
+			t.Errorf("got no CRD %s", want)
+		}
+	}
+}

@@ -1,0 +1,104 @@
+package local
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// Binaries locates the programs local mode runs.
+type Binaries struct {
+	Trellis  string // the CLI (runs the demo apps and load clients)
+	Trellisd string
+	Proxy    string // trellis-proxy
+}
+
+// FindBinaries looks in dir when set, else next to the running program,
+// else on PATH. Every binary must be executable by the app user and uid
+// 1337, which run from it.
+func FindBinaries(dir string) (Binaries, error) {
+	var dirs []string
+	if dir != "" {
+		dirs = []string{dir}
+	} else if self, err := os.Executable(); err == nil {
+		dirs = []string{filepath.Dir(self)}
+	}
+	find := func(name string) (string, error) {
+		for _, d := range dirs {
+			p := filepath.Join(d, name)
+			if st, err := os.Stat(p); err == nil && !st.IsDir() {
+				return filepath.Abs(p)
+			}
+		}
+		if dir == "" {
+			if p, err := exec.LookPath(name); err == nil {
+				return filepath.Abs(p)
+			}
+		}
+		where := "next to this program or on PATH"
+		if dir != "" {
+			where = "in " + dir
+		}
+		return "", fmt.Errorf("%s not found %s; build it with `go build -o bin/ ./cmd/trellis ./cmd/trellisd ./cmd/trellis-proxy` and pass --bin-dir bin", name, where)
+	}
+	var b Binaries
+	var errs []error
+	var err error
+	if b.Trellis, err = find("trellis"); err != nil {
+		errs = append(errs, err)
+	}
+	if b.Trellisd, err = find("trellisd"); err != nil {
+		errs = append(errs, err)
+	}
+	if b.Proxy, err = find("trellis-proxy"); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return b, err
+	}
+	for _, p := range []string{b.Trellis, b.Trellisd, b.Proxy} {
+		if err := worldRunnable(p); err != nil {
+			return b, err
+		}
+	}
+	return b, nil
+}
+
+// worldRunnable checks that other users (the app's uid, 1337) can run p:
+// the file is world-executable and every directory above it searchable.
+func worldRunnable(p string) error {
+	st, err := os.Stat(p)
+	if err != nil {
+		return err
+	}
+	if st.Mode().Perm()&0o001 == 0 {
+		return fmt.Errorf("%s is not executable by other users (the proxy runs as uid 1337); chmod o+rx it", p)
+	}
+	for d := filepath.Dir(p); d != "/" && d != "."; d = filepath.Dir(d) {
+		st, err := os.Stat(d)
+		if err != nil {
+			return err
+		}
+		if st.Mode().Perm()&0o001 == 0 {
+			return fmt.Errorf("directory %s is not searchable by other users, so uid 1337 cannot run %s; chmod o+x %s or use another --bin-dir", d, filepath.Base(p), d)
+		}
+	}
+	return nil
+}
+
+// ExpandCommand replaces the word TRELLIS in a spec command with the
+// trellis binary's path.
+func (s *Spec) ExpandCommand(trellis string) {
+	for i := range s.Workloads {
+		for j, a := range s.Workloads[i].Command {
+			if a == "TRELLIS" {
+				s.Workloads[i].Command[j] = trellis
+			} else {
+				s.Workloads[i].Command[j] = strings.ReplaceAll(a, "${TRELLIS}", trellis)
+			}
+		}
+	}
+}

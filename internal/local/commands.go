@@ -1,0 +1,107 @@
+package local
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// ProxyArgs is the sidecar's command line for a workload: its identity
+// (node id, IP, labels) and trellisd's xDS address on the bridge.
+func ProxyArgs(bin string, p *Plan, w PlacedWorkload) []string {
+	return []string{bin,
+		"--xds-address", p.XDSAddress(),
+		"--node-id", w.NodeID(p.Options.DomainSuffix),
+		"--ip", w.IP.String(),
+		"--pod-name", w.Name,
+		"--namespace", w.Namespace,
+		"--labels", labelString(w.Labels),
+	}
+}
+
+// TrellisdArgs is trellisd's command line for a local mesh: the config
+// directory it watches and the xDS address on the bridge.
+func TrellisdArgs(bin, configDir, xdsAddress string) []string {
+	return []string{bin, "--config-dir", configDir, "--xds-address", xdsAddress}
+}
+
+// labelString renders labels as "k1=v1,k2=v2", sorted.
+func labelString(l map[string]string) string {
+	kv := make([]string, 0, len(l))
+	for k, v := range l {
+		kv = append(kv, k+"="+v)
+	}
+	sort.Strings(kv)
+	return strings.Join(kv, ",")
+}
+
+// MeshRunner returns a Runner for the real programs: rules installed by
+// `trellis-proxy iptables` in each namespace, trellisd started on the
+// bridge address watching configDir (its log in the state dir), and a
+// trellis-proxy per workload.
+func (b Binaries) MeshRunner(plan *Plan, configDir, stateDir string, log io.Writer) *Runner {
+	return &Runner{
+		Plan:            plan,
+		ConfigDir:       configDir,
+		StateDir:        stateDir,
+		Intercept:       true,
+		IptablesCommand: []string{b.Proxy, "iptables"},
+		ProxyCommand:    func(p *Plan, w PlacedWorkload) []string { return ProxyArgs(b.Proxy, p, w) },
+		BeforeProcesses: func(ctx context.Context, m *Mesh) error {
+			argv := TrellisdArgs(b.Trellisd, configDir, plan.XDSAddress())
+			if log != nil {
+				fmt.Fprintf(log, "starting trellisd: %s\n", strings.Join(argv, " "))
+			}
+			logPath := filepath.Join(StateDir(stateDir), "trellisd-"+plan.Options.Prefix+".log")
+			lf, err := os.Create(logPath)
+			if err != nil {
+				return err
+			}
+			cmd := exec.Command(argv[0], argv[1:]...)
+			cmd.Stdout, cmd.Stderr = lf, lf
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+			if err := cmd.Start(); err != nil {
+				lf.Close()
+				return fmt.Errorf("start trellisd: %w", err)
+			}
+			lf.Close()
+			if err := m.TrackFile(logPath); err != nil {
+				return err
+			}
+			if err := m.Track("trellisd", "trellisd", cmd); err != nil {
+				return err
+			}
+			return waitTCP(ctx, plan.XDSAddress(), m)
+		},
+		Log: log,
+	}
+}
+
+// waitTCP waits until addr accepts connections (trellisd is serving).
+func waitTCP(ctx context.Context, addr string, m *Mesh) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if name, exited := m.Exited(); exited {
+			return fmt.Errorf("trellisd exited before serving xDS on %s: %s (see its log in %s)", addr, name, StateDir(m.r.StateDir))
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("trellisd is not serving xDS on %s: %w", addr, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}

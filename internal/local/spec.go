@@ -1,0 +1,175 @@
+package local
+
+import (
+	"fmt"
+	"os"
+	"regexp"
+	"sort"
+	"strings"
+
+	"sigs.k8s.io/yaml"
+)
+
+// Spec is what a user runs in the local mesh (`trellis local up -f FILE`).
+type Spec struct {
+	// Namespace of every service and workload; empty means "default".
+	Namespace string     `json:"namespace,omitempty"`
+	Services  []Service  `json:"services"`
+	Workloads []Workload `json:"workloads"`
+}
+
+// Service is a mesh service: a name, ports and the labels that select its
+// workloads (a Kubernetes Service's shape).
+type Service struct {
+	Name string `json:"name"`
+	// Namespace overrides Spec.Namespace.
+	Namespace string            `json:"namespace,omitempty"`
+	Ports     []ServicePort     `json:"ports"`
+	Selector  map[string]string `json:"selector"`
+}
+
+// ServicePort is one port of a service.
+type ServicePort struct {
+	Name string `json:"name,omitempty"`
+	Port uint32 `json:"port"`
+	// TargetPort is the port the app listens on; zero means Port.
+	TargetPort uint32 `json:"targetPort,omitempty"`
+	// Protocol is Istio's port protocol (HTTP, HTTP2, GRPC, TCP, ...);
+	// empty means HTTP.
+	Protocol string `json:"protocol,omitempty"`
+}
+
+// Workload is one instance: a WorkloadEntry plus the command to run.
+type Workload struct {
+	Name string `json:"name"`
+	// Namespace overrides Spec.Namespace.
+	Namespace      string            `json:"namespace,omitempty"`
+	Labels         map[string]string `json:"labels"`
+	ServiceAccount string            `json:"serviceAccount,omitempty"`
+	// Command runs the app inside the workload's namespace as an ordinary
+	// user. Empty means a sidecar with no app (e.g. a client).
+	Command []string `json:"command,omitempty"`
+	Env     []string `json:"env,omitempty"`
+}
+
+// LoadSpec reads a spec file, rejecting unknown fields.
+func LoadSpec(path string) (*Spec, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var s Spec
+	if err := yaml.UnmarshalStrict(b, &s); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if err := s.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &s, nil
+}
+
+var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+
+// Validate reports every problem with its field path.
+func (s *Spec) Validate() error {
+	var errs []string
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Sprintf(format, a...)) }
+	if s.Namespace != "" && !dnsLabel.MatchString(s.Namespace) {
+		bad("namespace: %q is not a DNS label (lower-case letters, digits, '-')", s.Namespace)
+	}
+	names := map[string]bool{}
+	for i, svc := range s.Services {
+		p := fmt.Sprintf("services[%d]", i)
+		if !dnsLabel.MatchString(svc.Name) {
+			bad("%s.name: %q is not a DNS label (lower-case letters, digits, '-')", p, svc.Name)
+		}
+		if svc.Namespace != "" && !dnsLabel.MatchString(svc.Namespace) {
+			bad("%s.namespace: %q is not a DNS label", p, svc.Namespace)
+		}
+		key := "svc/" + s.namespace(svc.Namespace) + "/" + svc.Name
+		if names[key] {
+			bad("%s.name: duplicate service %q", p, svc.Name)
+		}
+		names[key] = true
+		if len(svc.Ports) == 0 {
+			bad("%s.ports: at least one port is required", p)
+		}
+		for j, port := range svc.Ports {
+			if port.Port == 0 || port.Port > 65535 {
+				bad("%s.ports[%d].port: got %d, want 1-65535", p, j, port.Port)
+			}
+			if port.TargetPort > 65535 {
+				bad("%s.ports[%d].targetPort: got %d, want 1-65535", p, j, port.TargetPort)
+			}
+		}
+		if len(svc.Selector) == 0 {
+			bad("%s.selector: required, the labels of the service's workloads", p)
+		}
+	}
+	for i, w := range s.Workloads {
+		p := fmt.Sprintf("workloads[%d]", i)
+		if !dnsLabel.MatchString(w.Name) {
+			bad("%s.name: %q is not a DNS label (lower-case letters, digits, '-')", p, w.Name)
+		}
+		if w.Namespace != "" && !dnsLabel.MatchString(w.Namespace) {
+			bad("%s.namespace: %q is not a DNS label", p, w.Namespace)
+		}
+		if names["wl/"+w.Name] {
+			bad("%s.name: duplicate workload %q", p, w.Name)
+		}
+		names["wl/"+w.Name] = true
+	}
+	if len(s.Workloads) == 0 {
+		bad("workloads: at least one workload is required")
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("invalid local mesh spec:\n  %s", strings.Join(errs, "\n  "))
+	}
+	return nil
+}
+
+func (s *Spec) namespace(override string) string {
+	switch {
+	case override != "":
+		return override
+	case s.Namespace != "":
+		return s.Namespace
+	}
+	return "default"
+}
+
+// selects reports whether labels match every selector entry.
+func selects(selector, labels map[string]string) bool {
+	if len(selector) == 0 {
+		return false
+	}
+	for k, v := range selector {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// inboundPorts are the target ports of the services selecting w, sorted.
+func (s *Spec) inboundPorts(w Workload) []uint32 {
+	seen := map[uint32]bool{}
+	var out []uint32
+	for _, svc := range s.Services {
+		if !selects(svc.Selector, w.Labels) || s.namespace(svc.Namespace) != s.namespace(w.Namespace) {
+			continue
+		}
+		for _, p := range svc.Ports {
+			t := p.TargetPort
+			if t == 0 {
+				t = p.Port
+			}
+			if !seen[t] {
+				seen[t] = true
+				out = append(out, t)
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}

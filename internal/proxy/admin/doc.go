@@ -1,0 +1,12 @@
+// Package admin serves the proxy's Envoy-compatible admin API on
+// 127.0.0.1:15000 (/help, /config_dump, /clusters, /listeners, /stats,
+// /stats/prometheus, /ready, /server_info, /logging, /drain_listeners,
+// /quitquitquit), Istio's readiness endpoint on :15021 (/healthz/ready) and
+// the Prometheus endpoint on :15090 (/stats/prometheus).
+//
+// It sits off the data path, reading in bulk what the rest of the proxy
+// keeps: accepted xDS resources (xdsclient, through a ConfigSource), the
+// cluster manager's hosts and their health, the stats store and the Istio
+// telemetry recorder. Tools (trellis proxy-config, istioctl-like scripts,
+// Prometheus) read it over HTTP and see Envoy's formats.
+package admin

@@ -1,0 +1,110 @@
+package admin
+
+import (
+	"time"
+
+	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/trellis-mesh/trellis/internal/proxy/xdsclient"
+)
+
+// ConfigSource produces the proxy's configuration in Envoy's
+// /config_dump shape. It must be safe for concurrent use.
+type ConfigSource interface {
+	ConfigDump() (*adminv3.ConfigDump, error)
+}
+
+// XDSDump is the ConfigSource of a proxy fed by a bootstrap and an xDS
+// client: static resources from the bootstrap, dynamic ones with their
+// versions and update times from the client.
+type XDSDump struct {
+	Bootstrap *bootstrapv3.Bootstrap
+	// Client may be nil (a bootstrap-only proxy).
+	Client *xdsclient.Client
+	// Started is when the bootstrap was loaded (static last_updated).
+	Started time.Time
+}
+
+// ConfigDump builds the dump: bootstrap, listeners, clusters, routes,
+// endpoints — in Envoy's order.
+func (d *XDSDump) ConfigDump() (*adminv3.ConfigDump, error) {
+	started := timestamppb.New(d.Started)
+	bs := &adminv3.BootstrapConfigDump{Bootstrap: d.Bootstrap, LastUpdated: started}
+	lds := &adminv3.ListenersConfigDump{}
+	cds := &adminv3.ClustersConfigDump{}
+	rds := &adminv3.RoutesConfigDump{}
+	eds := &adminv3.EndpointsConfigDump{}
+	for _, l := range d.Bootstrap.GetStaticResources().GetListeners() {
+		a, err := anypb.New(l)
+		if err != nil {
+			return nil, err
+		}
+		lds.StaticListeners = append(lds.StaticListeners, &adminv3.ListenersConfigDump_StaticListener{Listener: a, LastUpdated: started})
+	}
+	for _, c := range d.Bootstrap.GetStaticResources().GetClusters() {
+		a, err := anypb.New(c)
+		if err != nil {
+			return nil, err
+		}
+		cds.StaticClusters = append(cds.StaticClusters, &adminv3.ClustersConfigDump_StaticCluster{Cluster: a, LastUpdated: started})
+		if la := c.GetLoadAssignment(); la != nil {
+			ea, err := anypb.New(la)
+			if err != nil {
+				return nil, err
+			}
+			eds.StaticEndpointConfigs = append(eds.StaticEndpointConfigs, &adminv3.EndpointsConfigDump_StaticEndpointConfig{EndpointConfig: ea, LastUpdated: started})
+		}
+	}
+	if c := d.Client; c != nil {
+		status := map[string]xdsclient.TypeStatus{}
+		for _, s := range c.Status() {
+			status[s.TypeURL] = s
+		}
+		lds.VersionInfo = status[xdsclient.ListenerType].Version
+		cds.VersionInfo = status[xdsclient.ClusterType].Version
+		for _, r := range c.Resources(xdsclient.ListenerType) {
+			lds.DynamicListeners = append(lds.DynamicListeners, &adminv3.ListenersConfigDump_DynamicListener{
+				Name: r.Name,
+				ActiveState: &adminv3.ListenersConfigDump_DynamicListenerState{
+					VersionInfo: r.Version, Listener: r.Resource, LastUpdated: timestamppb.New(r.LastUpdated)},
+			})
+		}
+		for _, r := range c.Resources(xdsclient.ClusterType) {
+			cds.DynamicActiveClusters = append(cds.DynamicActiveClusters, &adminv3.ClustersConfigDump_DynamicCluster{
+				VersionInfo: r.Version, Cluster: r.Resource, LastUpdated: timestamppb.New(r.LastUpdated)})
+		}
+		for _, r := range c.Resources(xdsclient.RouteType) {
+			rds.DynamicRouteConfigs = append(rds.DynamicRouteConfigs, &adminv3.RoutesConfigDump_DynamicRouteConfig{
+				VersionInfo: r.Version, RouteConfig: r.Resource, LastUpdated: timestamppb.New(r.LastUpdated)})
+		}
+		for _, r := range c.Resources(xdsclient.EndpointType) {
+			eds.DynamicEndpointConfigs = append(eds.DynamicEndpointConfigs, &adminv3.EndpointsConfigDump_DynamicEndpointConfig{
+				VersionInfo: r.Version, EndpointConfig: r.Resource, LastUpdated: timestamppb.New(r.LastUpdated)})
+		}
+		// A rejected update shows as error_state on every listener/cluster
+		// of that type, as Envoy reports the failed attempt.
+		if s := status[xdsclient.ListenerType]; s.LastError != "" {
+			for _, l := range lds.DynamicListeners {
+				l.ErrorState = &adminv3.UpdateFailureState{Details: s.LastError, VersionInfo: s.Version}
+			}
+		}
+		if s := status[xdsclient.ClusterType]; s.LastError != "" {
+			for _, cl := range cds.DynamicActiveClusters {
+				cl.ErrorState = &adminv3.UpdateFailureState{Details: s.LastError, VersionInfo: s.Version}
+			}
+		}
+	}
+	out := &adminv3.ConfigDump{}
+	for _, msg := range []proto.Message{bs, lds, cds, rds, eds} {
+		a, err := anypb.New(msg)
+		if err != nil {
+			return nil, err
+		}
+		out.Configs = append(out.Configs, a)
+	}
+	return out, nil
+}

@@ -1,0 +1,172 @@
+package httpconn
+
+import (
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+
+	"github.com/trellis-mesh/trellis/internal/proxy/route"
+)
+
+// RouteTable holds one named route configuration, swapped atomically when
+// RDS updates it. The zero value has no routes (every request is 404 NR).
+type RouteTable struct {
+	Name string
+	p    atomic.Pointer[route.Config]
+}
+
+// Load returns the current routes (nil if none arrived yet).
+func (t *RouteTable) Load() *route.Config { return t.p.Load() }
+
+// Store publishes new routes.
+func (t *RouteTable) Store(c *route.Config) { t.p.Store(c) }
+
+// RouteSource returns the table for an RDS route configuration name,
+// creating an empty one if RDS has not delivered it yet.
+type RouteSource interface {
+	Table(name string) *RouteTable
+}
+
+// AccessLogCompiler turns an HCM's access_log list into an observer; nil
+// when the proxy has no access log support wired in.
+type AccessLogCompiler func(logs []*accesslogv3.AccessLog, path string) (Observer, error)
+
+// Config is a compiled HttpConnectionManager. It is immutable.
+type Config struct {
+	StatPrefix string
+	Routes     *RouteTable
+	// FaultEnabled and CorsEnabled are set when the filter is in
+	// http_filters (per-route configs only apply then).
+	FaultEnabled, CorsEnabled bool
+	// StreamIdleTimeout bounds the wait for request bytes (default 5 min);
+	// IdleTimeout closes idle keep-alive connections (default 1 h).
+	StreamIdleTimeout, IdleTimeout, RequestTimeout time.Duration
+	UseRemoteAddress  bool
+	XffNumTrustedHops int
+	SkipXffAppend     bool
+	GenerateRequestID bool
+	// Upgrades are the enabled upgrade types (lower case, e.g. websocket).
+	Upgrades []string
+	// ServerName, when set, is written as the server header of responses
+	// (Envoy's server_name with OVERWRITE).
+	ServerName string
+	// Log is the access log observer (nil: none).
+	Log Observer
+	// Inbound marks the server side's connection manager (set by the
+	// listener compiler from traffic_direction).
+	Inbound bool
+}
+
+// Compile compiles an HCM. routes resolves RDS names; logs compiles
+// access_log (may be nil, then access_log entries are rejected).
+func Compile(h *hcmv3.HttpConnectionManager, routes RouteSource, logs AccessLogCompiler, path string) (*Config, error) {
+	c := &Config{
+		StatPrefix:        h.GetStatPrefix(),
+		StreamIdleTimeout: 5 * time.Minute,
+		IdleTimeout:       time.Hour,
+		UseRemoteAddress:  h.GetUseRemoteAddress().GetValue(),
+		XffNumTrustedHops: int(h.GetXffNumTrustedHops()),
+		SkipXffAppend:     h.GetSkipXffAppend(),
+		GenerateRequestID: h.GetGenerateRequestId() == nil || h.GetGenerateRequestId().GetValue(),
+		ServerName:        h.GetServerName(),
+	}
+	switch h.GetCodecType() {
+	case hcmv3.HttpConnectionManager_AUTO, hcmv3.HttpConnectionManager_HTTP1, hcmv3.HttpConnectionManager_HTTP2:
+	default:
+		return nil, fmt.Errorf("%s.codec_type: %v is not supported; use AUTO, HTTP1 or HTTP2", path, h.GetCodecType())
+	}
+	if t := h.GetStreamIdleTimeout(); t != nil {
+		c.StreamIdleTimeout = t.AsDuration()
+	}
+	if t := h.GetRequestTimeout(); t != nil {
+		c.RequestTimeout = t.AsDuration()
+	}
+	if t := h.GetCommonHttpProtocolOptions().GetIdleTimeout(); t != nil {
+		c.IdleTimeout = t.AsDuration()
+	}
+	switch rs := h.GetRouteSpecifier().(type) {
+	case *hcmv3.HttpConnectionManager_Rds:
+		name := rs.Rds.GetRouteConfigName()
+		if name == "" {
+			return nil, fmt.Errorf("%s.rds.route_config_name: must not be empty", path)
+		}
+		c.Routes = routes.Table(name)
+	case *hcmv3.HttpConnectionManager_RouteConfig:
+		rc, err := route.Compile(rs.RouteConfig)
+		if err != nil {
+			return nil, fmt.Errorf("%s.route_config.%w", path, err)
+		}
+		c.Routes = &RouteTable{Name: rs.RouteConfig.GetName()}
+		c.Routes.Store(rc)
+	default:
+		return nil, fmt.Errorf("%s: set rds or route_config (scoped_routes is not supported)", path)
+	}
+	sawRouter := false
+	for i, f := range h.GetHttpFilters() {
+		fpath := fmt.Sprintf("%s.http_filters[%d]", path, i)
+		if sawRouter {
+			return nil, fmt.Errorf("%s: %q follows the terminal router filter", fpath, f.GetName())
+		}
+		switch f.GetName() {
+		case route.FaultFilter:
+			c.FaultEnabled = true
+		case route.CorsFilter:
+			c.CorsEnabled = true
+		case "envoy.filters.http.router":
+			sawRouter = true
+		default:
+			if !f.GetIsOptional() {
+				return nil, fmt.Errorf("%s.name: filter %q is not supported by trellis-proxy (mark it is_optional to skip it)", fpath, f.GetName())
+			}
+		}
+	}
+	if !sawRouter && len(h.GetHttpFilters()) > 0 {
+		return nil, fmt.Errorf("%s.http_filters: the last filter must be envoy.filters.http.router", path)
+	}
+	for i, u := range h.GetUpgradeConfigs() {
+		if u.GetEnabled() != nil && !u.GetEnabled().GetValue() {
+			continue
+		}
+		t := strings.ToLower(u.GetUpgradeType())
+		if t == "" {
+			return nil, fmt.Errorf("%s.upgrade_configs[%d].upgrade_type: must not be empty", path, i)
+		}
+		if len(u.GetFilters()) > 0 {
+			return nil, fmt.Errorf("%s.upgrade_configs[%d].filters: per-upgrade filter chains are not supported", path, i)
+		}
+		c.Upgrades = append(c.Upgrades, t)
+	}
+	if len(h.GetAccessLog()) > 0 {
+		if logs == nil {
+			return nil, fmt.Errorf("%s.access_log: no access logger is available", path)
+		}
+		o, err := logs(h.GetAccessLog(), path+".access_log")
+		if err != nil {
+			return nil, err
+		}
+		c.Log = o
+	}
+	return c, nil
+}
+
+// upgradeAllowed reports whether the upgrade type is enabled on the HCM or
+// the route.
+func (c *Config) upgradeAllowed(t []byte, r *route.Route) bool {
+	for _, u := range c.Upgrades {
+		if strings.EqualFold(u, string(t)) {
+			return true
+		}
+	}
+	if r != nil {
+		for _, u := range r.Upgrades {
+			if strings.EqualFold(u, string(t)) {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -1,0 +1,301 @@
+package httpconn
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/trellis-mesh/trellis/internal/proxy/http1"
+	"github.com/trellis-mesh/trellis/internal/proxy/pool"
+	"github.com/trellis-mesh/trellis/internal/proxy/route"
+)
+
+// h1Conn is one downstream HTTP/1.1 connection; it is also the exchange's
+// sink.
+type h1Conn struct {
+	m    *Manager
+	cfg  *Config
+	c    net.Conn
+	br   *bufio.Reader
+	bw   *bufio.Writer
+	info ConnInfo
+	req  http1.Request
+	body http1.Body
+	ex   exchange
+
+	chunked    bool
+	closeAfter bool
+	cw         http1.ChunkedWriter
+	broken     bool
+}
+
+var h1Conns = sync.Pool{New: func() any { return new(h1Conn) }}
+
+func (m *Manager) serveH1(ctx context.Context, cfg *Config, c net.Conn, br *bufio.Reader, info ConnInfo) {
+	hc := h1Conns.Get().(*h1Conn)
+	hc.m, hc.cfg, hc.c, hc.br, hc.info = m, cfg, c, br, info
+	hc.bw = writers.Get().(*bufio.Writer)
+	hc.bw.Reset(c)
+	hc.cw.W = hc.bw
+	hc.broken = false
+	ex := &hc.ex
+	ex.m, ex.cfg, ex.info, ex.sink, ex.h1 = m, cfg, &hc.info, hc, hc
+	defer func() {
+		ex.release()
+		hc.bw.Reset(nil)
+		writers.Put(hc.bw)
+		hc.bw, hc.c, hc.br, hc.m, hc.cfg = nil, nil, nil, nil, nil
+		ex.m, ex.cfg, ex.info, ex.sink, ex.h1 = nil, nil, nil, nil, nil
+		ex.q = route.Request{}
+		h1Conns.Put(hc)
+	}()
+	first := true
+	for {
+		if !first {
+			c.SetReadDeadline(m.now().Add(cfg.IdleTimeout))
+		}
+		first = false
+		err := http1.ReadRequest(br, &hc.req)
+		if err != nil {
+			switch {
+			case errors.Is(err, http1.ErrHeaderTooLarge):
+				hc.errorReply(431)
+			case errors.Is(err, http1.ErrMalformed):
+				hc.errorReply(400)
+			}
+			return
+		}
+		if cfg.StreamIdleTimeout > 0 {
+			c.SetReadDeadline(m.now().Add(cfg.StreamIdleTimeout))
+		}
+		if !hc.serveOne() {
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// errorReply answers an unparsable request and closes.
+func (hc *h1Conn) errorReply(status int) {
+	http1.WriteStatusLine(hc.bw, status, nil)
+	hc.bw.WriteString("content-length: 0\r\nconnection: close\r\n\r\n")
+	hc.bw.Flush()
+}
+
+// serveOne serves the parsed request; it reports whether the connection
+// stays open.
+func (hc *h1Conn) serveOne() bool {
+	req := &hc.req
+	ex := &hc.ex
+	ex.reset()
+	ex.start = hc.m.now()
+	ex.q.Method = req.Method
+	ex.q.Path = req.Target
+	ex.q.Authority = req.Host
+	ex.q.Scheme = schemeHTTP
+	if len(req.Target) > 0 && req.Target[0] != '/' && req.Target[0] != '*' {
+		// absolute form: http://authority/path
+		if a, p, ok := splitAbsolute(req.Target); ok {
+			ex.q.Authority, ex.q.Path = a, p
+		}
+	}
+	ex.headReq = string(req.Method) == "HEAD"
+	if req.Upgrade {
+		if v, ok := req.Headers.Get("upgrade"); ok {
+			ex.upgrade = v
+		}
+	}
+	h := req.Headers
+	// Drop connection-specific fields (and the fields Connection names).
+	connVal, _ := h.Get("connection")
+	n := 0
+	for _, f := range h {
+		if http1.IsHopByHop(f.Name) || (connVal != nil && listsName(connVal, f.Name)) || http1.EqualFold(f.Name, "host") || http1.EqualFold(f.Name, "content-length") ||
+			(req.Expect100 && http1.EqualFold(f.Name, "expect")) {
+			if http1.EqualFold(f.Name, "te") && http1.HasToken(f.Value, "trailers") {
+				h[n] = http1.Header{Name: f.Name, Value: trailersValue}
+				n++
+			}
+			continue
+		}
+		h[n] = f
+		n++
+	}
+	ex.q.Headers = h[:n]
+	hc.body.ForRequest(hc.br, req)
+	if req.HasBody() {
+		ex.body = &hc.body
+		ex.bodyLen = req.ContentLength
+		if req.Chunked {
+			ex.bodyLen = -1
+		}
+		if req.Expect100 {
+			hc.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+			hc.bw.Flush()
+		}
+	}
+	hc.chunked = false
+	hc.closeAfter = req.Close || hc.m.draining()
+	ex.run()
+	ex.observe()
+	if hc.broken {
+		return false
+	}
+	if !hc.body.Done() {
+		// The body was not consumed (local reply): drain a little so the
+		// connection can serve the next request, else close.
+		if !hc.body.Discard(maxReplayBody) {
+			return false
+		}
+	}
+	return !hc.closeAfter
+}
+
+var (
+	schemeHTTP    = []byte("http")
+	trailersValue = []byte("trailers")
+)
+
+// listsName reports whether the Connection value v names the field name.
+func listsName(v, name []byte) bool {
+	for len(v) > 0 {
+		var part []byte
+		if i := bytes.IndexByte(v, ','); i >= 0 {
+			part, v = v[:i], v[i+1:]
+		} else {
+			part, v = v, nil
+		}
+		if bytes.EqualFold(bytes.TrimSpace(part), name) {
+			return true
+		}
+	}
+	return false
+}
+
+func splitAbsolute(t []byte) (authority, path []byte, ok bool) {
+	s := t
+	switch {
+	case len(s) > 7 && http1.EqualFold(s[:7], "http://"):
+		s = s[7:]
+	case len(s) > 8 && http1.EqualFold(s[:8], "https://"):
+		s = s[8:]
+	default:
+		return nil, nil, false
+	}
+	for i, c := range s {
+		if c == '/' || c == '?' {
+			if c == '?' {
+				return s[:i], append([]byte("/"), s[i:]...), true
+			}
+			return s[:i], s[i:], true
+		}
+	}
+	return s, []byte("/"), true
+}
+
+// writeHead implements sink.
+func (hc *h1Conn) writeHead(status int, reason []byte, h http1.Headers, n int64) error {
+	bw := hc.bw
+	http1.WriteStatusLine(bw, status, reason)
+	for _, f := range h {
+		http1.WriteField(bw, f.Name, f.Value)
+	}
+	switch {
+	case n >= 0:
+		var b [20]byte
+		http1.WriteField(bw, []byte("content-length"), http1.AppendInt(b[:0], n))
+	case n == -1:
+		if hc.req.Minor >= 1 {
+			hc.chunked = true
+			bw.WriteString("transfer-encoding: chunked\r\n")
+		} else {
+			hc.closeAfter = true
+		}
+	}
+	if hc.closeAfter && status != 101 {
+		bw.WriteString("connection: close\r\n")
+	}
+	_, err := bw.WriteString("\r\n")
+	if err != nil {
+		hc.broken = true
+	}
+	return err
+}
+
+// Write implements sink.
+func (hc *h1Conn) Write(p []byte) (int, error) {
+	var n int
+	var err error
+	if hc.chunked {
+		n, err = hc.cw.Write(p)
+	} else {
+		n, err = hc.bw.Write(p)
+	}
+	if err != nil {
+		hc.broken = true
+	}
+	return n, err
+}
+
+func (hc *h1Conn) flush() error {
+	err := hc.bw.Flush()
+	if err != nil {
+		hc.broken = true
+	}
+	return err
+}
+
+func (hc *h1Conn) finish(trailers http1.Headers) error {
+	if hc.chunked {
+		hc.cw.Close(trailers)
+		hc.chunked = false
+	}
+	if hc.br.Buffered() > 0 && !hc.closeAfter {
+		// A pipelined request is waiting: its response will flush.
+		return nil
+	}
+	return hc.flush()
+}
+
+func (hc *h1Conn) abort() {
+	hc.bw.Flush()
+	hc.broken = true
+}
+
+// tunnel splices an upgraded connection (WebSocket) in both directions
+// until both sides are done, with half-close.
+func (hc *h1Conn) tunnel(uc *pool.Conn, ex *exchange) {
+	defer hc.m.Pool.Discard(uc)
+	hc.broken = true // the downstream connection ends with the tunnel
+	if err := hc.bw.Flush(); err != nil {
+		return
+	}
+	hc.c.SetDeadline(time.Time{})
+	uc.SetDeadline(time.Time{})
+	done := make(chan int64, 1)
+	go func() {
+		// upstream -> downstream (include bytes already buffered)
+		n, _ := io.Copy(hc.c, uc.BR)
+		closeWrite(hc.c)
+		done <- n
+	}()
+	n, _ := io.Copy(uc.Conn, hc.br)
+	ex.rec.BytesReceived += n
+	closeWrite(uc.Conn)
+	ex.bodyOut += <-done
+}
+
+func closeWrite(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+		return
+	}
+	c.Close()
+}

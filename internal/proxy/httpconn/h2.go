@@ -1,0 +1,136 @@
+package httpconn
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/trellis-mesh/trellis/internal/proxy/http1"
+	"golang.org/x/net/http2"
+)
+
+// bufConn replays bytes a reader already buffered before reading the
+// connection.
+type bufConn struct {
+	net.Conn
+	br *bufio.Reader
+}
+
+func (c *bufConn) Read(p []byte) (int, error) { return c.br.Read(p) }
+
+func (m *Manager) h2server() *http2.Server {
+	m.h2once.Do(func() {
+		m.h2srv = &http2.Server{
+			MaxConcurrentStreams: 1000,
+			IdleTimeout:          time.Hour,
+		}
+	})
+	return m.h2srv
+}
+
+func (m *Manager) serveH2(ctx context.Context, cfg *Config, c net.Conn, br *bufio.Reader, info ConnInfo) {
+	srv := m.h2server()
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m.serveH2Request(cfg, &info, w, r)
+	})
+	srv.ServeConn(&bufConn{Conn: c, br: br}, &http2.ServeConnOpts{Context: ctx, Handler: h, BaseConfig: &http.Server{}})
+}
+
+func (m *Manager) serveH2Request(cfg *Config, info *ConnInfo, w http.ResponseWriter, r *http.Request) {
+	e := &exchange{m: m, cfg: cfg, info: info}
+	e.reset()
+	e.h2 = true
+	e.start = m.now()
+	s := &h2sink{w: w, rc: http.NewResponseController(w)}
+	e.sink = s
+	e.q.Method = []byte(r.Method)
+	e.q.Authority = []byte(r.Host)
+	e.q.Path = []byte(r.RequestURI)
+	if len(e.q.Path) == 0 {
+		e.q.Path = []byte(r.URL.RequestURI())
+	}
+	e.q.Scheme = schemeHTTP
+	e.headReq = r.Method == http.MethodHead
+	for k, vs := range r.Header {
+		lk := []byte(strings.ToLower(k))
+		if http1.IsHopByHop(lk) || string(lk) == "host" || string(lk) == "content-length" {
+			if string(lk) == "te" {
+				for _, v := range vs {
+					if http1.HasToken([]byte(v), "trailers") {
+						e.q.Headers = append(e.q.Headers, http1.Header{Name: lk, Value: trailersValue})
+						break
+					}
+				}
+			}
+			continue
+		}
+		for _, v := range vs {
+			e.q.Headers = append(e.q.Headers, http1.Header{Name: lk, Value: []byte(v)})
+		}
+	}
+	if r.Body != nil && r.Body != http.NoBody && (r.ContentLength != 0) {
+		e.body = r.Body
+		e.bodyLen = r.ContentLength
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			if e.uc != nil {
+				m.Pool.Discard(e.uc)
+				e.uc = nil
+			}
+			e.observe()
+			e.release()
+			panic(v)
+		}
+	}()
+	e.run()
+	e.observe()
+	e.release()
+}
+
+// h2sink writes a response on an HTTP/2 stream.
+type h2sink struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	aborted bool
+}
+
+func (s *h2sink) writeHead(status int, _ []byte, h http1.Headers, n int64) error {
+	hdr := s.w.Header()
+	for _, f := range h {
+		k := http.CanonicalHeaderKey(string(f.Name))
+		hdr[k] = append(hdr[k], string(f.Value))
+	}
+	if n >= 0 {
+		hdr.Set("Content-Length", itoa(n))
+	}
+	s.w.WriteHeader(status)
+	return s.rc.Flush()
+}
+
+func (s *h2sink) Write(p []byte) (int, error) { return s.w.Write(p) }
+
+func (s *h2sink) flush() error { return s.rc.Flush() }
+
+func (s *h2sink) finish(trailers http1.Headers) error {
+	hdr := s.w.Header()
+	for _, t := range trailers {
+		hdr[http.TrailerPrefix+http.CanonicalHeaderKey(string(t.Name))] = append(hdr[http.TrailerPrefix+http.CanonicalHeaderKey(string(t.Name))], string(t.Value))
+	}
+	return nil
+}
+
+// abort resets the stream (panicking with ErrAbortHandler is how net/http
+// handlers reset an HTTP/2 stream).
+func (s *h2sink) abort() {
+	s.aborted = true
+	panic(http.ErrAbortHandler)
+}
+
+func itoa(n int64) string {
+	var b [20]byte
+	return string(http1.AppendInt(b[:0], n))
+}

@@ -1,0 +1,164 @@
+package httpconn
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/trellis-mesh/trellis/internal/proxy/cluster"
+	"github.com/trellis-mesh/trellis/internal/proxy/http1"
+	"github.com/trellis-mesh/trellis/internal/proxy/lb"
+	"github.com/trellis-mesh/trellis/internal/proxy/pool"
+	"github.com/trellis-mesh/trellis/internal/proxy/route"
+	"golang.org/x/net/http2"
+)
+
+// Clusters is the cluster manager as the router sees it: Get returns the
+// named cluster or nil. *cluster.Manager satisfies it.
+type Clusters interface {
+	Get(name string) *cluster.Cluster
+}
+
+// Observer receives every finished request (access log, telemetry). The
+// Record and everything it points to are only valid during the call.
+type Observer interface {
+	Request(r *Record)
+}
+
+// Record describes one finished request.
+type Record struct {
+	Start    time.Time
+	Duration time.Duration
+	// UpstreamDuration is the time to the upstream's response head.
+	UpstreamDuration time.Duration
+	Method, Path, Authority, UserAgent, RequestID, ForwardedFor []byte
+	// Protocol is "HTTP/1.1" or "HTTP/2".
+	Protocol string
+	Status   int
+	// GRPCStatus is the grpc-status of a gRPC response, or -1.
+	GRPCStatus    int
+	Flags         Flags
+	RouteName     string
+	Cluster       *cluster.Cluster
+	ClusterName   string
+	Host          *lb.Host
+	Attempts      int
+	BytesReceived int64
+	BytesSent     int64
+	Downstream    net.Addr
+	Local         net.Addr
+	// RequestHeaders are the request's headers as sent upstream (telemetry
+	// reads x-envoy-peer-metadata from them).
+	RequestHeaders http1.Headers
+	// StatPrefix is the connection manager's stat_prefix.
+	StatPrefix string
+	// Inbound is set for the server side's proxy (reporter destination).
+	Inbound bool
+	// PeerMetadata is the caller's x-envoy-peer-metadata (inbound only).
+	PeerMetadata []byte
+}
+
+// ConnInfo describes the downstream connection.
+type ConnInfo struct {
+	Remote, Local net.Addr
+	// OriginalDst is the connection's original destination "ip:port" (for
+	// ORIGINAL_DST clusters); empty when unknown.
+	OriginalDst string
+}
+
+// Manager serves HTTP connections for every listener of one proxy. Its
+// fields are set once before use.
+type Manager struct {
+	Clusters Clusters
+	Pool     *pool.Pool
+	// Telemetry observes every request (nil: none).
+	Telemetry Observer
+	// Rand returns uniform random numbers (fault sampling, weighted
+	// clusters, request ids, back-off); nil uses math/rand/v2.
+	Rand func() uint64
+	// Now and Sleep are the clock; nil uses the time package.
+	Now   func() time.Time
+	Sleep func(time.Duration)
+	// PeerMetadata and PeerMetadataID, when set, are sent upstream by
+	// outbound connection managers as x-envoy-peer-metadata and
+	// x-envoy-peer-metadata-id (Istio's metadata exchange); inbound ones
+	// read them into the Record and strip them before the application.
+	PeerMetadata, PeerMetadataID []byte
+	// Draining, when it returns true, makes HTTP/1.1 responses carry
+	// "connection: close" and HTTP/2 connections send GOAWAY.
+	Draining func() bool
+
+	h2once sync.Once
+	h2srv  *http2.Server
+}
+
+func (m *Manager) rand() uint64 {
+	if m.Rand != nil {
+		return m.Rand()
+	}
+	return rand.Uint64()
+}
+
+func (m *Manager) now() time.Time {
+	if m.Now != nil {
+		return m.Now()
+	}
+	return time.Now()
+}
+
+func (m *Manager) sleep(d time.Duration) {
+	if m.Sleep != nil {
+		m.Sleep(d)
+		return
+	}
+	time.Sleep(d)
+}
+
+func (m *Manager) draining() bool { return m.Draining != nil && m.Draining() }
+
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
+var writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 16<<10) }}
+
+// NewReader returns a pooled reader for a downstream connection; give it
+// back with PutReader when the connection ends.
+func NewReader(r io.Reader) *bufio.Reader {
+	br := readers.Get().(*bufio.Reader)
+	br.Reset(r)
+	return br
+}
+
+// PutReader recycles a reader from NewReader.
+func PutReader(br *bufio.Reader) {
+	br.Reset(nil)
+	readers.Put(br)
+}
+
+const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+// ServeConn serves one downstream connection until it closes or ctx ends.
+// br reads from c (it may hold bytes a listener already peeked). cfg is
+// the compiled HCM of the matched filter chain.
+func (m *Manager) ServeConn(ctx context.Context, cfg *Config, c net.Conn, br *bufio.Reader, info ConnInfo) {
+	if info.Remote == nil {
+		info.Remote = c.RemoteAddr()
+	}
+	if info.Local == nil {
+		info.Local = c.LocalAddr()
+	}
+	c.SetReadDeadline(m.now().Add(cfg.StreamIdleTimeout))
+	if p, err := br.Peek(3); err == nil && string(p) == "PRI" {
+		if p, err := br.Peek(len(h2Preface)); err == nil && string(p) == h2Preface {
+			c.SetReadDeadline(time.Time{})
+			m.serveH2(ctx, cfg, c, br, info)
+			return
+		}
+	}
+	m.serveH1(ctx, cfg, c, br, info)
+}
+
+// the scratch exchange used by route selection helpers.
+var _ = route.Request{}

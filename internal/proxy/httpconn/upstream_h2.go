@@ -1,0 +1,269 @@
+package httpconn
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/trellis-mesh/trellis/internal/proxy/cluster"
+	"github.com/trellis-mesh/trellis/internal/proxy/http1"
+	"github.com/trellis-mesh/trellis/internal/proxy/lb"
+	"github.com/trellis-mesh/trellis/internal/proxy/pool"
+	"github.com/trellis-mesh/trellis/internal/proxy/route"
+)
+
+// attemptH2 sends the request over the shared HTTP/2 transport (h2c).
+func (e *exchange) attemptH2(cl *cluster.Cluster, host *lb.Host, deadline time.Time) (outcome, int) {
+	ctx := context.Background()
+	var cancel context.CancelFunc
+	if !deadline.IsZero() {
+		ctx, cancel = context.WithDeadline(ctx, deadline)
+	} else {
+		ctx, cancel = context.WithCancel(ctx)
+	}
+	req, err := e.buildH2Request(ctx, host.Address)
+	if err != nil {
+		cancel()
+		return resetBeforeResponse, 0
+	}
+	if cl.ConnectTimeout > 0 {
+		// The transport dials with the request's context; a connect
+		// timeout shorter than the deadline is enforced by the dialer.
+		req = req.WithContext(pool.WithConnectTimeout(ctx, cl.ConnectTimeout))
+	}
+	resp, err := e.m.Pool.H2().RoundTrip(req)
+	if err != nil {
+		cancel()
+		var oe *net.OpError
+		switch {
+		case errors.As(err, &oe) && oe.Op == "dial":
+			return connectFailed, 0
+		case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
+			return timedOut, 0
+		}
+		return resetBeforeResponse, 0
+	}
+	e.h2resp, e.h2cancel = resp, cancel
+	return okResponse, resp.StatusCode
+}
+
+func (e *exchange) buildH2Request(ctx context.Context, addr string) (*http.Request, error) {
+	p := string(e.path)
+	if p == "" {
+		p = "/"
+	}
+	u, err := url.ParseRequestURI(p)
+	if err != nil {
+		return nil, err
+	}
+	u.Scheme, u.Host = "http", addr
+	hdr := make(http.Header, len(e.q.Headers)+2)
+	for _, f := range e.q.Headers {
+		if len(f.Name) > 0 && f.Name[0] == ':' {
+			continue
+		}
+		k := string(f.Name)
+		hdr[k] = append(hdr[k], string(f.Value))
+	}
+	if e.tmoBuf2 != nil {
+		hdr["x-envoy-expected-rq-timeout-ms"] = []string{string(e.tmoBuf2)}
+	}
+	if e.cntBuf2 != nil {
+		hdr["x-envoy-attempt-count"] = []string{string(e.cntBuf2)}
+	}
+	req := &http.Request{
+		Method:     string(e.q.Method),
+		URL:        u,
+		Proto:      "HTTP/2.0",
+		ProtoMajor: 2,
+		Header:     hdr,
+		Host:       string(e.hostHdr),
+	}
+	switch {
+	case e.buffered:
+		req.Body = io.NopCloser(bytes.NewReader(e.replay))
+		req.ContentLength = int64(len(e.replay))
+	case e.body != nil:
+		e.bodyTaken = true
+		req.Body = &countingBody{r: e.body, n: &e.rec.BytesReceived}
+		req.ContentLength = e.bodyLen
+		if req.ContentLength == 0 {
+			req.ContentLength = -1
+		}
+	default:
+		req.Body = http.NoBody
+	}
+	if b, ok := e.body.(*http1.Body); ok && e.bodyLen < 0 {
+		// Announce chunked trailers so the transport forwards them.
+		req.Trailer = http.Header{}
+		_ = b
+	}
+	return req.WithContext(ctx), nil
+}
+
+type countingBody struct {
+	r io.Reader
+	n *int64
+}
+
+func (c *countingBody) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	*c.n += int64(n)
+	return n, err
+}
+
+func (c *countingBody) Close() error { return nil }
+
+func (e *exchange) respondH2Upstream(r *route.Route, wc *route.WeightedCluster, corsHdrs [][2]string, sent time.Time) {
+	resp := e.h2resp
+	defer func() {
+		resp.Body.Close()
+		e.cancelH2()
+		e.h2resp = nil
+	}()
+	e.rec.Status = resp.StatusCode
+	out := e.outHdr[:0]
+	for k, vs := range resp.Header {
+		lk := strings.ToLower(k)
+		if http1.IsHopByHop([]byte(lk)) || lk == "content-length" {
+			continue
+		}
+		for _, v := range vs {
+			out = append(out, http1.Header{Name: []byte(lk), Value: []byte(v)})
+		}
+	}
+	if s := resp.Header.Get("grpc-status"); s != "" {
+		e.rec.GRPCStatus = atoiOr(s, -1)
+	}
+	out = e.decorateResponse(out, r, wc, corsHdrs, sent)
+	e.outHdr = out
+	n := resp.ContentLength
+	if e.headReq || resp.StatusCode == 204 || resp.StatusCode == 304 {
+		if n < 0 {
+			n = -2
+		}
+	}
+	e.headsSent = true
+	if err := e.sink.writeHead(resp.StatusCode, nil, out, n); err != nil {
+		e.rec.Flags |= FlagDC
+		return
+	}
+	if n == -2 || e.headReq {
+		e.sink.finish(nil)
+		return
+	}
+	if !e.copyBody(resp.Body, nil) {
+		return
+	}
+	var tr http1.Headers
+	for k, vs := range resp.Trailer {
+		lk := strings.ToLower(k)
+		for _, v := range vs {
+			tr = append(tr, http1.Header{Name: []byte(lk), Value: []byte(v)})
+		}
+		if lk == "grpc-status" && len(vs) > 0 {
+			e.rec.GRPCStatus = atoiOr(vs[0], -1)
+		}
+	}
+	e.sink.finish(tr)
+}
+
+func atoiOr(s string, def int) int {
+	n := 0
+	if s == "" {
+		return def
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return def
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n
+}
+
+// mirror sends a copy of the request to each mirror cluster that samples
+// it, and discards the answers. Only bodiless or buffered requests are
+// mirrored.
+func (e *exchange) mirror(r *route.Route) {
+	for _, mp := range r.Mirrors {
+		if !mp.Fraction.Hit(e.m.rand()) {
+			continue
+		}
+		cl := e.m.Clusters.Get(mp.Cluster)
+		if cl == nil {
+			continue
+		}
+		shadow := &exchange{m: e.m, cfg: e.cfg, info: e.info, sink: discardSink{}}
+		shadow.reset()
+		shadow.q.Method = append([]byte(nil), e.q.Method...)
+		shadow.path = append([]byte(nil), r.RewritePath(nil, e.q.Path)...)
+		if len(shadow.path) == 0 {
+			shadow.path = append([]byte(nil), e.q.Path...)
+		}
+		shadow.hostHdr = shadowHost(e.q.Authority)
+		for _, f := range e.q.Headers {
+			shadow.q.Headers = append(shadow.q.Headers, http1.Header{Name: append([]byte(nil), f.Name...), Value: append([]byte(nil), f.Value...)})
+		}
+		if e.buffered {
+			shadow.replay = append([]byte(nil), e.replay...)
+			shadow.buffered = true
+		}
+		shadow.headReq = e.headReq
+		go shadow.sendMirror(cl)
+	}
+}
+
+// shadowHost appends "-shadow" to the host part of an authority, as Envoy
+// does for mirrored requests.
+func shadowHost(a []byte) []byte {
+	s := string(a)
+	host, port := s, ""
+	if i := strings.LastIndexByte(s, ':'); i >= 0 && !strings.Contains(s[i:], "]") {
+		host, port = s[:i], s[i:]
+	}
+	return []byte(host + "-shadow" + port)
+}
+
+func (e *exchange) sendMirror(cl *cluster.Cluster) {
+	defer e.release()
+	host, err := cl.Pick(&lb.Context{})
+	if err != nil || host == nil {
+		return
+	}
+	deadline := e.m.now().Add(route.DefaultTimeout)
+	var res outcome
+	var status int
+	if cl.HTTP2 {
+		res, status = e.attemptH2(cl, host, deadline)
+	} else {
+		res, status = e.attemptH1(cl, host, deadline)
+	}
+	cl.Report(host, reportOf(res, status))
+	if res != okResponse {
+		return
+	}
+	if e.h2resp != nil {
+		io.Copy(io.Discard, e.h2resp.Body)
+		e.h2resp.Body.Close()
+		e.cancelH2()
+		return
+	}
+	ok := e.ubody.Discard(1 << 30)
+	e.finishUpstream(ok)
+}
+
+// discardSink swallows a response (mirrors).
+type discardSink struct{}
+
+func (discardSink) writeHead(int, []byte, http1.Headers, int64) error { return nil }
+func (discardSink) Write(p []byte) (int, error)                       { return len(p), nil }
+func (discardSink) flush() error                                      { return nil }
+func (discardSink) finish(http1.Headers) error                        { return nil }
+func (discardSink) abort()                                            {}

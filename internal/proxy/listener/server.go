@@ -1,0 +1,342 @@
+package listener
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/trellis-mesh/trellis/internal/proxy/httpconn"
+	"github.com/trellis-mesh/trellis/internal/proxy/tcpproxy"
+)
+
+// Server owns the proxy's listening sockets and serves their connections.
+type Server struct {
+	HTTP *httpconn.Manager
+	TCP  *tcpproxy.Proxy
+	// Rebind maps a configured listener address ("0.0.0.0:15006") to the
+	// address actually bound ("127.0.0.1:25006"); a listener in the map is
+	// bound even when bind_to_port is false, and its connections are
+	// treated as if sent to the configured address. Tests and the no-root
+	// demo use it to run several proxies on one host.
+	Rebind map[string]string
+	// DrainTime bounds how long connections of a removed listener may
+	// finish before they are closed (default 5 s).
+	DrainTime time.Duration
+	// Logf logs listener events (nil: silent).
+	Logf func(format string, args ...any)
+
+	mu      sync.Mutex
+	running map[string]*running
+	byAddr  atomic.Pointer[map[string]*running]
+	conns   sync.WaitGroup
+}
+
+type running struct {
+	cfg    atomic.Pointer[Listener]
+	ln     net.Listener
+	bound  string
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+	wg    sync.WaitGroup
+}
+
+func (s *Server) logf(format string, args ...any) {
+	if s.Logf != nil {
+		s.Logf(format, args...)
+	}
+}
+
+// Listeners returns the current compiled listeners by name.
+func (s *Server) Listeners() map[string]*Listener {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]*Listener, len(s.running))
+	for n, r := range s.running {
+		out[n] = r.cfg.Load()
+	}
+	return out
+}
+
+// BoundAddr returns the address a listener actually listens on ("" for
+// virtual listeners or unknown names).
+func (s *Server) BoundAddr(name string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r := s.running[name]; r != nil && r.ln != nil {
+		return r.ln.Addr().String()
+	}
+	return ""
+}
+
+// Update makes ls the complete set of listeners. New sockets are bound
+// first; if any bind fails nothing changes and the error is returned (the
+// xDS update is NACKed). Listeners whose address is unchanged get the new
+// config for new connections; removed ones stop accepting and drain.
+func (s *Server) Update(ctx context.Context, ls []*Listener) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.running == nil {
+		s.running = map[string]*running{}
+	}
+	type bindPlan struct {
+		l    *Listener
+		ln   net.Listener
+		addr string
+	}
+	var plans []bindPlan
+	closeAll := func() {
+		for _, p := range plans {
+			if p.ln != nil {
+				p.ln.Close()
+			}
+		}
+	}
+	seen := map[string]bool{}
+	addrs := map[string]string{}
+	for _, l := range ls {
+		if seen[l.Name] {
+			closeAll()
+			return fmt.Errorf("listener %q: duplicate name", l.Name)
+		}
+		seen[l.Name] = true
+		if other, dup := addrs[l.Address]; dup {
+			closeAll()
+			return fmt.Errorf("listener %q: address %s is already used by listener %q", l.Name, l.Address, other)
+		}
+		addrs[l.Address] = l.Name
+		if old := s.running[l.Name]; old != nil && old.cfg.Load().Address == l.Address && old.cfg.Load().Bind == l.Bind {
+			continue
+		}
+		bindAddr, rebound := s.Rebind[l.Address]
+		if !rebound {
+			bindAddr = l.Address
+		}
+		p := bindPlan{l: l, addr: bindAddr}
+		if l.Bind || rebound {
+			ln, err := listen(ctx, bindAddr)
+			if err != nil {
+				closeAll()
+				return fmt.Errorf("listener %q: bind %s: %w", l.Name, bindAddr, err)
+			}
+			p.ln = ln
+		}
+		plans = append(plans, p)
+	}
+	// Commit.
+	for _, l := range ls {
+		if old := s.running[l.Name]; old != nil && old.cfg.Load().Address == l.Address && old.cfg.Load().Bind == l.Bind {
+			old.cfg.Store(l)
+		}
+	}
+	var removed []*running
+	for name, r := range s.running {
+		if !seen[name] {
+			removed = append(removed, r)
+			delete(s.running, name)
+		}
+	}
+	for _, p := range plans {
+		if old := s.running[p.l.Name]; old != nil {
+			removed = append(removed, old)
+		}
+		r := &running{conns: map[net.Conn]struct{}{}, ln: p.ln, bound: p.addr}
+		r.ctx, r.cancel = context.WithCancel(ctx)
+		r.cfg.Store(p.l)
+		s.running[p.l.Name] = r
+		if p.ln != nil {
+			s.logf("listener %q: listening on %s", p.l.Name, p.ln.Addr())
+			go s.accept(r)
+		}
+	}
+	by := make(map[string]*running, len(s.running))
+	for _, r := range s.running {
+		by[r.cfg.Load().Address] = r
+	}
+	s.byAddr.Store(&by)
+	for _, r := range removed {
+		s.drain(r)
+	}
+	return nil
+}
+
+func listen(ctx context.Context, addr string) (net.Listener, error) {
+	lc := net.ListenConfig{}
+	return lc.Listen(ctx, "tcp", addr)
+}
+
+// drain stops accepting on r, lets its connections finish within
+// DrainTime, then closes them.
+func (s *Server) drain(r *running) {
+	if r.ln != nil {
+		r.ln.Close()
+	}
+	s.logf("listener %q: draining", r.cfg.Load().Name)
+	r.cancel()
+	r.mu.Lock()
+	for c := range r.conns {
+		// Wake connections idle between requests; busy ones notice the
+		// cancelled context after their current request.
+		c.SetReadDeadline(time.Now())
+	}
+	r.mu.Unlock()
+	d := s.DrainTime
+	if d <= 0 {
+		d = 5 * time.Second
+	}
+	go func() {
+		done := make(chan struct{})
+		go func() { r.wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(d):
+			r.mu.Lock()
+			for c := range r.conns {
+				c.Close()
+			}
+			r.mu.Unlock()
+		}
+	}()
+}
+
+// Shutdown stops every listener and waits until their connections end or
+// drain elapses, then closes what is left.
+func (s *Server) Shutdown(drain time.Duration) {
+	s.mu.Lock()
+	all := make([]*running, 0, len(s.running))
+	for _, r := range s.running {
+		all = append(all, r)
+	}
+	s.running = map[string]*running{}
+	empty := map[string]*running{}
+	s.byAddr.Store(&empty)
+	s.mu.Unlock()
+	old := s.DrainTime
+	s.DrainTime = drain
+	for _, r := range all {
+		s.drain(r)
+	}
+	s.DrainTime = old
+	done := make(chan struct{})
+	go func() { s.conns.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(drain + time.Second):
+	}
+}
+
+func (s *Server) accept(r *running) {
+	var delay time.Duration
+	for {
+		c, err := r.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) || r.ctx.Err() != nil {
+				return
+			}
+			if delay == 0 {
+				delay = 5 * time.Millisecond
+			} else if delay < time.Second {
+				delay *= 2
+			}
+			s.logf("listener %q: accept: %v; retrying in %v", r.cfg.Load().Name, err, delay)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		if tc, ok := c.(*net.TCPConn); ok {
+			tc.SetNoDelay(true)
+		}
+		r.mu.Lock()
+		r.conns[c] = struct{}{}
+		r.mu.Unlock()
+		r.wg.Add(1)
+		s.conns.Add(1)
+		go s.serve(r, c)
+	}
+}
+
+func addrPort(a net.Addr) netip.AddrPort {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.AddrPort()
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
+}
+
+func (s *Server) serve(r *running, c net.Conn) {
+	defer func() {
+		c.Close()
+		r.mu.Lock()
+		delete(r.conns, c)
+		r.mu.Unlock()
+		r.wg.Done()
+		s.conns.Done()
+	}()
+	l := r.cfg.Load()
+	local, remote := addrPort(c.LocalAddr()), addrPort(c.RemoteAddr())
+	f := ConnFacts{SrcIP: remote.Addr().Unmap(), SrcPort: uint32(remote.Port())}
+	dst := local
+	if _, rebound := s.Rebind[l.Address]; rebound {
+		// Pretend the connection was sent to the configured address.
+		dst = netip.AddrPortFrom(l.IP, uint16(l.Port))
+		if l.IP.IsUnspecified() {
+			dst = netip.AddrPortFrom(local.Addr(), uint16(l.Port))
+		}
+	}
+	origDst := ""
+	if l.UseOriginalDst {
+		if od, ok := originalDst(c); ok {
+			dst = od
+		}
+		origDst = dst.String()
+		if t := s.handOff(dst); t != nil && t != l {
+			l = t
+		}
+	}
+	f.DstIP, f.DstPort = dst.Addr().Unmap(), uint32(dst.Port())
+	br := httpconn.NewReader(c)
+	defer httpconn.PutReader(br)
+	var buf [16]*Chain
+	if needsSniff(candidates(l.Chains, &f, buf[:0])) || (l.Default != nil && len(l.Chains) > 0 && needsSniff(l.Chains)) {
+		sniff(c, br, l.SniffTimeout, &f)
+	}
+	chain := l.Match(&f)
+	if chain == nil {
+		s.logf("listener %q: no filter chain matches %s (from %s)", l.Name, dst, remote)
+		return
+	}
+	switch {
+	case chain.HTTP != nil:
+		s.HTTP.ServeConn(r.ctx, chain.HTTP, c, br, httpconn.ConnInfo{OriginalDst: origDst})
+	case chain.TCP != nil:
+		s.TCP.Serve(r.ctx, chain.TCP, c, br, origDst)
+	}
+}
+
+// handOff finds the listener for an original destination: exact ip:port,
+// then 0.0.0.0:port (or [::]:port).
+func (s *Server) handOff(dst netip.AddrPort) *Listener {
+	m := s.byAddr.Load()
+	if m == nil {
+		return nil
+	}
+	port := strconv.Itoa(int(dst.Port()))
+	if r := (*m)[net.JoinHostPort(dst.Addr().Unmap().String(), port)]; r != nil {
+		return r.cfg.Load()
+	}
+	if r := (*m)[net.JoinHostPort("0.0.0.0", port)]; r != nil {
+		return r.cfg.Load()
+	}
+	if r := (*m)[net.JoinHostPort("::", port)]; r != nil {
+		return r.cfg.Load()
+	}
+	return nil
+}

@@ -1,0 +1,244 @@
+package pool
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/sys/unix"
+)
+
+// Conn is one upstream HTTP/1.1 connection with its buffers.
+type Conn struct {
+	net.Conn
+	BR   *bufio.Reader
+	BW   *bufio.Writer
+	Addr string
+	// Reused is set when Get returned the connection from the idle list.
+	Reused bool
+	// Requests counts the exchanges made on this connection.
+	Requests int
+	idleAt   time.Time
+}
+
+// Options configures a Pool. Zero values mean the documented defaults.
+type Options struct {
+	// MaxIdlePerHost bounds idle connections kept per address (default 256).
+	MaxIdlePerHost int
+	// IdleTimeout closes connections idle longer than this (default 1 h,
+	// Envoy's common_http_protocol_options.idle_timeout default).
+	IdleTimeout time.Duration
+	// Dial opens a connection; nil uses net.Dialer.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Now returns the time; nil uses time.Now.
+	Now func() time.Time
+}
+
+// Pool holds idle upstream connections keyed by address. It is safe for
+// concurrent use.
+type Pool struct {
+	opts Options
+	mu   sync.Mutex
+	idle map[string][]*Conn
+
+	h2once sync.Once
+	h2     *http2.Transport
+}
+
+var (
+	readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
+	writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 16<<10) }}
+)
+
+// New returns an empty pool.
+func New(opts Options) *Pool {
+	if opts.MaxIdlePerHost == 0 {
+		opts.MaxIdlePerHost = 256
+	}
+	if opts.IdleTimeout == 0 {
+		opts.IdleTimeout = time.Hour
+	}
+	if opts.Dial == nil {
+		d := &net.Dialer{}
+		opts.Dial = d.DialContext
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Pool{opts: opts, idle: map[string][]*Conn{}}
+}
+
+// Get returns an idle connection to addr, or dials a new one within
+// connectTimeout (0: no limit).
+func (p *Pool) Get(addr string, connectTimeout time.Duration) (*Conn, error) {
+	now := p.opts.Now()
+	for {
+		p.mu.Lock()
+		list := p.idle[addr]
+		if len(list) == 0 {
+			p.mu.Unlock()
+			break
+		}
+		c := list[len(list)-1]
+		list[len(list)-1] = nil
+		p.idle[addr] = list[:len(list)-1]
+		p.mu.Unlock()
+		if now.Sub(c.idleAt) > p.opts.IdleTimeout || !alive(c) {
+			c.Close()
+			continue
+		}
+		c.Reused = true
+		return c, nil
+	}
+	return p.Dial(addr, connectTimeout)
+}
+
+// Dial always opens a new connection.
+func (p *Pool) Dial(addr string, connectTimeout time.Duration) (*Conn, error) {
+	ctx := context.Background()
+	if connectTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, connectTimeout)
+		defer cancel()
+	}
+	nc, err := p.opts.Dial(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if tc, ok := nc.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	br := readers.Get().(*bufio.Reader)
+	br.Reset(nc)
+	bw := writers.Get().(*bufio.Writer)
+	bw.Reset(nc)
+	return &Conn{Conn: nc, BR: br, BW: bw, Addr: addr}, nil
+}
+
+// Put returns a connection whose last exchange completed cleanly.
+func (p *Pool) Put(c *Conn) {
+	if c.BR.Buffered() > 0 {
+		// Unexpected bytes after a complete response: not reusable.
+		p.Discard(c)
+		return
+	}
+	c.idleAt = p.opts.Now()
+	c.Conn.SetDeadline(time.Time{})
+	p.mu.Lock()
+	list := p.idle[c.Addr]
+	if len(list) >= p.opts.MaxIdlePerHost {
+		p.mu.Unlock()
+		p.Discard(c)
+		return
+	}
+	p.idle[c.Addr] = append(list, c)
+	p.mu.Unlock()
+}
+
+// Discard closes a connection and recycles its buffers.
+func (p *Pool) Discard(c *Conn) {
+	c.Conn.Close()
+	if c.BR != nil {
+		c.BR.Reset(nil)
+		readers.Put(c.BR)
+		c.BR = nil
+	}
+	if c.BW != nil {
+		c.BW.Reset(nil)
+		writers.Put(c.BW)
+		c.BW = nil
+	}
+}
+
+// CloseIdle closes every idle connection (to addr, or all when addr is
+// empty), e.g. when a host leaves its cluster.
+func (p *Pool) CloseIdle(addr string) {
+	p.mu.Lock()
+	var drop []*Conn
+	for a, list := range p.idle {
+		if addr == "" || a == addr {
+			drop = append(drop, list...)
+			delete(p.idle, a)
+		}
+	}
+	p.mu.Unlock()
+	for _, c := range drop {
+		p.Discard(c)
+	}
+	if addr == "" && p.h2 != nil {
+		p.h2.CloseIdleConnections()
+	}
+}
+
+// IdleCount returns the number of idle connections to addr.
+func (p *Pool) IdleCount(addr string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.idle[addr])
+}
+
+// alive peeks at the socket without blocking: a readable EOF, an error or
+// unexpected data means the peer closed or broke the connection.
+func alive(c *Conn) bool {
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	ok = true
+	var b [1]byte
+	rerr := rc.Read(func(fd uintptr) bool {
+		n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		switch {
+		case err == unix.EAGAIN || err == unix.EWOULDBLOCK:
+		case err != nil, n == 0, n > 0:
+			ok = false
+		}
+		return true
+	})
+	return rerr == nil && ok
+}
+
+// H2 returns the shared HTTP/2 transport: cleartext (h2c, prior knowledge)
+// to upstreams, connections pooled and multiplexed per address.
+func (p *Pool) H2() *http2.Transport {
+	p.h2once.Do(func() {
+		p.h2 = &http2.Transport{
+			AllowHTTP: true,
+			DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+				if d, ok := ctx.Value(connectTimeoutKey{}).(time.Duration); ok && d > 0 {
+					var cancel context.CancelFunc
+					ctx, cancel = context.WithTimeout(ctx, d)
+					defer cancel()
+				}
+				c, err := p.opts.Dial(ctx, network, addr)
+				if err != nil {
+					return nil, err
+				}
+				if tc, ok := c.(*net.TCPConn); ok {
+					tc.SetNoDelay(true)
+				}
+				return c, nil
+			},
+			ReadIdleTimeout:    0,
+			DisableCompression: true,
+		}
+	})
+	return p.h2
+}
+
+type connectTimeoutKey struct{}
+
+// WithConnectTimeout bounds the dial the HTTP/2 transport makes for a
+// request carrying the returned context.
+func WithConnectTimeout(ctx context.Context, d time.Duration) context.Context {
+	return context.WithValue(ctx, connectTimeoutKey{}, d)
+}

@@ -1,0 +1,222 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/trellis-mesh/trellis/internal/proxy/bootstrap"
+	"github.com/trellis-mesh/trellis/internal/proxy/cluster"
+	"github.com/trellis-mesh/trellis/internal/proxy/httpconn"
+	"github.com/trellis-mesh/trellis/internal/proxy/listener"
+	"github.com/trellis-mesh/trellis/internal/proxy/pool"
+	"github.com/trellis-mesh/trellis/internal/proxy/stats"
+	"github.com/trellis-mesh/trellis/internal/proxy/tcpproxy"
+	"github.com/trellis-mesh/trellis/internal/proxy/telemetry"
+	"github.com/trellis-mesh/trellis/internal/proxy/xdsclient"
+)
+
+// Options configure Run. Zero values take the documented defaults.
+type Options struct {
+	// ConfigPath is an Envoy bootstrap file (YAML or JSON). When empty the
+	// bootstrap is built from Node (flags and environment, like
+	// pilot-agent).
+	ConfigPath string
+	// Node describes the proxy when no bootstrap file is given, and
+	// overrides nothing when one is.
+	Node bootstrap.Options
+	// Concurrency sets GOMAXPROCS when positive.
+	Concurrency int
+	// DrainDuration is how long SIGTERM (ctx cancellation) lets in-flight
+	// requests finish before exit (default 5 s, Istio's
+	// terminationDrainDuration).
+	DrainDuration time.Duration
+	// LogLevel is debug, info (default), warning or error.
+	LogLevel string
+	// Rebind maps configured listener addresses to the addresses actually
+	// bound (see listener.Server.Rebind).
+	Rebind map[string]string
+	// Log receives the proxy's own log lines (default stderr).
+	Log io.Writer
+	// Ready, when set, is called once the static config is serving (and,
+	// with xDS, after the first complete update).
+	Ready func(p *Proxy)
+}
+
+// Proxy is a running proxy: what the admin endpoints and tests look at.
+type Proxy struct {
+	Bootstrap *bootstrapv3.Bootstrap
+	Clusters  *cluster.Manager
+	Listeners *listener.Server
+	Stats     *stats.Store
+	Telemetry *telemetry.Recorder
+	XDS       *xdsclient.Client
+	HTTP      *httpconn.Manager
+	TCP       *tcpproxy.Proxy
+	routes    routeTables
+	static    []*listener.Listener
+	cc        listener.Compilers
+	draining  atomic.Bool
+	logger    *log.Logger
+	debug     bool
+	mu        sync.Mutex
+}
+
+// Routes returns the RDS route configurations the proxy holds.
+func (p *Proxy) Routes() *routeTables { return &p.routes }
+
+func (p *Proxy) logf(format string, args ...any) { p.logger.Printf(format, args...) }
+
+// LoadBootstrap returns the bootstrap Run would use.
+func LoadBootstrap(o Options) (*bootstrapv3.Bootstrap, error) {
+	if o.ConfigPath != "" {
+		return bootstrap.Load(o.ConfigPath)
+	}
+	return bootstrap.FromFlags(o.Node)
+}
+
+// Run starts the proxy and serves until ctx ends, then drains.
+func Run(ctx context.Context, o Options) error {
+	if o.Concurrency > 0 {
+		runtime.GOMAXPROCS(o.Concurrency)
+	}
+	bs, err := LoadBootstrap(o)
+	if err != nil {
+		return err
+	}
+	p, err := New(bs, o)
+	if err != nil {
+		return err
+	}
+	return p.Serve(ctx, o)
+}
+
+// New builds a proxy from a bootstrap: static clusters and listeners are
+// compiled (an error here is fatal, like Envoy's).
+func New(bs *bootstrapv3.Bootstrap, o Options) (*Proxy, error) {
+	w := o.Log
+	if w == nil {
+		w = os.Stderr
+	}
+	p := &Proxy{Bootstrap: bs, Stats: stats.NewStore(), logger: log.New(w, "trellis-proxy ", log.LstdFlags|log.Lmicroseconds)}
+	p.debug = strings.EqualFold(o.LogLevel, "debug")
+	interner := &telemetry.Interner{}
+	p.Telemetry = telemetry.NewRecorder(interner)
+	p.Clusters = cluster.NewManager(cluster.Options{Stats: p.Stats, Interner: interner, Logf: p.logf})
+	if err := p.Clusters.AddStatic(bs.GetStaticResources().GetClusters()); err != nil {
+		return nil, fmt.Errorf("bootstrap: %w", err)
+	}
+	p.HTTP = &httpconn.Manager{
+		Clusters: p.Clusters,
+		Pool:     pool.New(pool.Options{}),
+		Draining: p.draining.Load,
+	}
+	p.TCP = &tcpproxy.Proxy{Clusters: p.Clusters}
+	tel := newTelemetry(p.Telemetry, interner, bs.GetNode())
+	p.HTTP.Telemetry = tel
+	p.TCP.Telemetry = tel
+	p.HTTP.PeerMetadata, p.HTTP.PeerMetadataID = tel.peerHeader, tel.peerID
+	p.cc = listener.Compilers{Routes: &p.routes, AccessLogs: accessLogs(w), TCPLogs: tcpAccessLogs(w)}
+	p.Listeners = &listener.Server{HTTP: p.HTTP, TCP: p.TCP, Rebind: o.Rebind, DrainTime: o.DrainDuration}
+	if p.debug {
+		p.Listeners.Logf = p.logf
+	}
+	for i, l := range bs.GetStaticResources().GetListeners() {
+		c, err := listener.Compile(l, p.cc)
+		if err != nil {
+			return nil, fmt.Errorf("bootstrap: static_resources.listeners[%d]: %w", i, err)
+		}
+		p.static = append(p.static, c)
+	}
+	return p, nil
+}
+
+// Apply is the xDS handler: CDS and EDS go to the cluster manager, LDS and
+// RDS are compiled here; an error NACKs the update.
+func (p *Proxy) Apply(typeURL string, res map[string]*anypb.Any) error {
+	switch typeURL {
+	case xdsclient.ClusterType:
+		return p.Clusters.ApplyClusters(res)
+	case xdsclient.EndpointType:
+		return p.Clusters.ApplyEndpoints(res)
+	case xdsclient.RouteType:
+		return p.routes.apply(res)
+	case xdsclient.ListenerType:
+		ls, err := compileListeners(res, p.cc)
+		if err != nil {
+			return err
+		}
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		all := append(append([]*listener.Listener(nil), p.static...), ls...)
+		return p.Listeners.Update(context.Background(), all)
+	}
+	return fmt.Errorf("unsupported resource type %s", typeURL)
+}
+
+// Serve starts the listeners and the xDS client and blocks until ctx ends;
+// then it drains for DrainDuration and returns.
+func (p *Proxy) Serve(ctx context.Context, o Options) error {
+	defer p.Clusters.Close()
+	if err := p.Listeners.Update(context.Background(), p.static); err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	errc := make(chan error, 1)
+	if p.Bootstrap.GetDynamicResources().GetAdsConfig() != nil {
+		ads, err := bootstrap.ADSTarget(p.Bootstrap)
+		if err != nil {
+			return err
+		}
+		c, err := xdsclient.New(xdsclient.Options{
+			Address: ads.Address,
+			Node:    p.Bootstrap.GetNode(),
+			SotW:    !ads.Delta,
+			Handler: p,
+			Logf:    p.logf,
+		})
+		if err != nil {
+			return err
+		}
+		p.XDS = c
+		go func() {
+			if err := c.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				errc <- err
+			}
+		}()
+		if o.Ready != nil {
+			go func() {
+				select {
+				case <-c.Synced():
+					o.Ready(p)
+				case <-ctx.Done():
+				}
+			}()
+		}
+	} else if o.Ready != nil {
+		o.Ready(p)
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		return err
+	}
+	d := o.DrainDuration
+	if d <= 0 {
+		d = 5 * time.Second
+	}
+	p.draining.Store(true)
+	p.Listeners.Shutdown(d)
+	p.HTTP.Pool.CloseIdle("")
+	return nil
+}

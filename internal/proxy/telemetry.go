@@ -1,0 +1,115 @@
+package proxy
+
+import (
+	"sync"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+
+	"github.com/trellis-mesh/trellis/internal/proxy/httpconn"
+	"github.com/trellis-mesh/trellis/internal/proxy/tcpproxy"
+	"github.com/trellis-mesh/trellis/internal/proxy/telemetry"
+)
+
+// telemetryObserver turns finished requests and connections into Istio's
+// standard metrics. The proxy's own peer and its metadata header are
+// computed once; callers' peers are decoded once per distinct header value.
+type telemetryObserver struct {
+	rec        *telemetry.Recorder
+	in         *telemetry.Interner
+	self       *telemetry.Peer
+	peerHeader []byte
+	peerID     []byte
+
+	mu    sync.RWMutex
+	peers map[string]*telemetry.Peer
+}
+
+func newTelemetry(rec *telemetry.Recorder, in *telemetry.Interner, node *corev3.Node) *telemetryObserver {
+	t := &telemetryObserver{rec: rec, in: in, peers: map[string]*telemetry.Peer{}}
+	p := telemetry.PeerFromMetadata(node.GetMetadata())
+	t.self = in.Peer(p)
+	if node.GetMetadata() != nil {
+		if h, err := telemetry.EncodePeerMetadata(node.GetMetadata()); err == nil {
+			t.peerHeader = []byte(h)
+			t.peerID = []byte(node.GetId())
+		}
+	}
+	return t
+}
+
+const maxPeers = 4096
+
+// peer decodes a caller's metadata header, caching by value.
+func (t *telemetryObserver) peer(v []byte) *telemetry.Peer {
+	if len(v) == 0 {
+		return nil
+	}
+	t.mu.RLock()
+	p, ok := t.peers[string(v)]
+	t.mu.RUnlock()
+	if ok {
+		return p
+	}
+	md, err := telemetry.DecodePeerMetadata(string(v))
+	if err == nil {
+		p = t.in.Peer(telemetry.PeerFromMetadata(md))
+	}
+	t.mu.Lock()
+	if len(t.peers) < maxPeers {
+		t.peers[string(v)] = p
+	}
+	t.mu.Unlock()
+	return p
+}
+
+// Request implements httpconn.Observer.
+func (t *telemetryObserver) Request(r *httpconn.Record) {
+	k := telemetry.Key{Protocol: "http"}
+	if r.GRPCStatus >= 0 {
+		k.Protocol = "grpc"
+	}
+	if r.Cluster != nil {
+		k.Service = r.Cluster.Service
+	}
+	if r.Inbound {
+		k.Reporter = telemetry.Destination
+		k.Destination = t.self
+		k.Source = t.peer(r.PeerMetadata)
+		k.Security = "none"
+	} else {
+		k.Reporter = telemetry.Source
+		k.Source = t.self
+		if r.Host != nil {
+			k.Destination = r.Host.Peer
+		}
+		k.Security = "unknown"
+	}
+	flags := "-"
+	if r.Flags != 0 {
+		flags = r.Flags.String()
+	}
+	t.rec.Request(&k, r.Status, r.GRPCStatus, flags, float64(r.Duration)/float64(time.Millisecond), uint64(r.BytesReceived), uint64(r.BytesSent))
+}
+
+// Connection implements tcpproxy.Observer.
+func (t *telemetryObserver) Connection(r *tcpproxy.Record) {
+	k := telemetry.Key{Protocol: "tcp"}
+	if r.Cluster != nil {
+		k.Service = r.Cluster.Service
+	}
+	if r.Inbound {
+		k.Reporter, k.Destination, k.Security = telemetry.Destination, t.self, "none"
+	} else {
+		k.Reporter, k.Source, k.Security = telemetry.Source, t.self, "unknown"
+		if r.Host != nil {
+			k.Destination = r.Host.Peer
+		}
+	}
+	flags := "-"
+	if r.Flags != 0 {
+		flags = r.Flags.String()
+	}
+	t.rec.TCPOpened(&k)
+	t.rec.TCPClosed(&k, flags, uint64(r.BytesReceived), uint64(r.BytesSent))
+}

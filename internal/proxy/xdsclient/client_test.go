@@ -1,0 +1,332 @@
+package xdsclient
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+const nodeID = "sidecar~10.0.0.1~web-1.default~default.svc.cluster.local"
+
+func edsCluster(name string) *clusterv3.Cluster {
+	return &clusterv3.Cluster{Name: name, ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+		EdsClusterConfig: &clusterv3.Cluster_EdsClusterConfig{EdsConfig: &corev3.ConfigSource{
+			ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}}}}}
+}
+
+func assignment(name, ip string) *endpointv3.ClusterLoadAssignment {
+	return &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpointv3.LocalityLbEndpoints{{
+		LbEndpoints: []*endpointv3.LbEndpoint{{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+			Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+				Address: ip, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 80}}}}}}}}}}}
+}
+
+func httpListener(t *testing.T, name, routeName string) *listenerv3.Listener {
+	hcm, err := anypb.New(&hcmv3.HttpConnectionManager{StatPrefix: name, RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{
+		Rds: &hcmv3.Rds{RouteConfigName: routeName, ConfigSource: &corev3.ConfigSource{
+			ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &listenerv3.Listener{Name: name, FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{{
+		Name: hcmName, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcm}}}}}}
+}
+
+func snapshot(t *testing.T, version string, clusters []string, bad bool) *cachev3.Snapshot {
+	t.Helper()
+	var cs, es []types.Resource
+	for i, c := range clusters {
+		cs = append(cs, edsCluster(c))
+		es = append(es, assignment(c, fmt.Sprintf("10.0.0.%d", i+1)))
+	}
+	if bad {
+		cs = append(cs, edsCluster("bad"))
+		es = append(es, assignment("bad", "10.9.9.9"))
+	}
+	s, err := cachev3.NewSnapshot(version, map[resource.Type][]types.Resource{
+		resource.ClusterType:  cs,
+		resource.EndpointType: es,
+		resource.ListenerType: {httpListener(t, "0.0.0.0_80", "80")},
+		resource.RouteType:    {&routev3.RouteConfiguration{Name: "80"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// server is go-control-plane's ADS server on a real socket.
+type server struct {
+	cache  cachev3.SnapshotCache
+	addr   string
+	grpc   *grpc.Server
+	mu     sync.Mutex
+	nacks  []string
+	nodes  []string
+	deltas []*discoveryv3.DeltaDiscoveryRequest
+}
+
+func startServer(t *testing.T, addr string, cache cachev3.SnapshotCache) *server {
+	t.Helper()
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	var ln net.Listener
+	var err error
+	for i := 0; i < 50; i++ { // the port of a just-stopped server may linger
+		if ln, err = net.Listen("tcp", addr); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &server{cache: cache, addr: ln.Addr().String(), grpc: grpc.NewServer()}
+	cb := serverv3.CallbackFuncs{
+		StreamRequestFunc: func(_ int64, r *discoveryv3.DiscoveryRequest) error {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if r.GetNode() != nil {
+				s.nodes = append(s.nodes, r.GetNode().GetId())
+			}
+			if r.GetErrorDetail() != nil {
+				s.nacks = append(s.nacks, r.GetErrorDetail().GetMessage())
+			}
+			return nil
+		},
+		StreamDeltaRequestFunc: func(_ int64, r *discoveryv3.DeltaDiscoveryRequest) error {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			s.deltas = append(s.deltas, r)
+			if r.GetNode() != nil {
+				s.nodes = append(s.nodes, r.GetNode().GetId())
+			}
+			if r.GetErrorDetail() != nil {
+				s.nacks = append(s.nacks, r.GetErrorDetail().GetMessage())
+			}
+			return nil
+		},
+	}
+	srv := serverv3.NewServer(context.Background(), cache, cb)
+	discoveryv3.RegisterAggregatedDiscoveryServiceServer(s.grpc, srv)
+	go s.grpc.Serve(ln)
+	t.Cleanup(s.grpc.Stop)
+	return s
+}
+
+func (s *server) nackList() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.nacks...)
+}
+
+// recorder is a Handler that rejects clusters named "bad".
+type recorder struct {
+	mu    sync.Mutex
+	sets  map[string]map[string]*anypb.Any
+	order []string
+}
+
+func (r *recorder) Apply(typeURL string, res map[string]*anypb.Any) error {
+	if typeURL == ClusterType {
+		if _, ok := res["bad"]; ok {
+			return fmt.Errorf("clusters[\"bad\"].lb_policy: rejected by test")
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.sets == nil {
+		r.sets = map[string]map[string]*anypb.Any{}
+	}
+	r.sets[typeURL] = res
+	r.order = append(r.order, typeURL)
+	return nil
+}
+
+func (r *recorder) names(typeURL string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for n := range r.sets[typeURL] {
+		out = append(out, n)
+	}
+	sortStrings(out)
+	return strings.Join(out, ",")
+}
+
+func sortStrings(s []string) {
+	for i := range s {
+		for j := i + 1; j < len(s); j++ {
+			if s[j] < s[i] {
+				s[i], s[j] = s[j], s[i]
+			}
+		}
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestClientEndToEnd(t *testing.T) {
+	for _, sotw := range []bool{false, true} {
+		name := "delta"
+		if sotw {
+			name = "sotw"
+		}
+		t.Run(name, func(t *testing.T) {
+			cache := cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil)
+			if err := cache.SetSnapshot(context.Background(), nodeID, snapshot(t, "v1", []string{"a", "b"}, false)); err != nil {
+				t.Fatal(err)
+			}
+			srv := startServer(t, "", cache)
+			h := &recorder{}
+			c, err := New(Options{Address: srv.addr, Node: &corev3.Node{Id: nodeID}, SotW: sotw, Handler: h,
+				Backoff: Backoff{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- c.Run(ctx) }()
+			defer func() {
+				cancel()
+				<-done
+			}()
+
+			select {
+			case <-c.Synced():
+			case <-time.After(10 * time.Second):
+				t.Fatal("timed out waiting for sync")
+			}
+			waitFor(t, "routes", func() bool { return h.names(RouteType) == "80" && h.names(EndpointType) == "a,b" })
+			if got := h.names(ClusterType); got != "a,b" {
+				t.Errorf("got clusters %q, want a,b", got)
+			}
+			if got := h.names(ListenerType); got != "0.0.0.0_80" {
+				t.Errorf("got listeners %q, want 0.0.0.0_80", got)
+			}
+			h.mu.Lock()
+			if h.order[0] != ClusterType {
+				t.Errorf("got first applied type %s, want clusters first", h.order[0])
+			}
+			h.mu.Unlock()
+
+			// A rejected update is NACKed; the last good config stays.
+			if err := cache.SetSnapshot(context.Background(), nodeID, snapshot(t, "v2", []string{"a", "b"}, true)); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "a NACK", func() bool { return len(srv.nackList()) > 0 })
+			if got := srv.nackList()[0]; !strings.Contains(got, "rejected by test") {
+				t.Errorf("got NACK detail %q, want the handler's error", got)
+			}
+			st := c.Status()[0]
+			if st.TypeURL != ClusterType || st.LastError == "" || (sotw && st.Version != "v1") {
+				t.Errorf("got cluster status %+v, want last error set and version v1", st)
+			}
+			if got := h.names(ClusterType); got != "a,b" {
+				t.Errorf("after NACK: got clusters %q, want a,b", got)
+			}
+
+			// A good update removes b; EDS follows the cluster set.
+			if err := cache.SetSnapshot(context.Background(), nodeID, snapshot(t, "v3", []string{"a", "c"}, false)); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "clusters a,c", func() bool { return h.names(ClusterType) == "a,c" })
+			waitFor(t, "endpoints a,c", func() bool { return h.names(EndpointType) == "a,c" })
+			if st := c.Status()[0]; st.LastError != "" || st.Version != "v3" && sotw {
+				t.Errorf("got cluster status %+v, want accepted v3", st)
+			}
+			if got := c.Status()[1].Subscribed; strings.Join(got, ",") != "a,c" {
+				t.Errorf("got EDS subscription %v, want [a c]", got)
+			}
+			if res := c.Resources(EndpointType); len(res) != 2 || res[0].Name != "a" || res[0].LastUpdated.IsZero() {
+				t.Errorf("got endpoint resources %+v, want a and c with times", res)
+			}
+
+			// The server goes away: config stays; a new server on the same
+			// address gets a reconnect carrying the node again.
+			srv.grpc.Stop()
+			time.Sleep(20 * time.Millisecond)
+			if got := h.names(ClusterType); got != "a,c" {
+				t.Errorf("while disconnected: got clusters %q, want a,c", got)
+			}
+			cache2 := cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil)
+			if err := cache2.SetSnapshot(context.Background(), nodeID, snapshot(t, "v4", []string{"d"}, false)); err != nil {
+				t.Fatal(err)
+			}
+			srv2 := startServer(t, srv.addr, cache2)
+			waitFor(t, "clusters from the new server", func() bool { return h.names(ClusterType) == "d" })
+			waitFor(t, "endpoints from the new server", func() bool { return h.names(EndpointType) == "d" })
+			srv2.mu.Lock()
+			nodes := append([]string(nil), srv2.nodes...)
+			srv2.mu.Unlock()
+			if len(nodes) == 0 || nodes[0] != nodeID {
+				t.Errorf("got nodes %v on reconnect, want %s first", nodes, nodeID)
+			}
+		})
+	}
+}
+
+func TestNewValidates(t *testing.T) {
+	h := HandlerFunc(func(string, map[string]*anypb.Any) error { return nil })
+	tests := []struct {
+		name    string
+		opts    Options
+		wantErr string
+	}{
+		{"no address", Options{Node: &corev3.Node{Id: "x"}, Handler: h}, "Address must be set"},
+		{"no handler", Options{Address: "127.0.0.1:1", Node: &corev3.Node{Id: "x"}}, "Handler must be set"},
+		{"no node id", Options{Address: "127.0.0.1:1", Handler: h}, "Node.Id must be set"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := New(tt.opts); err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("got %v, want error containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestBackoffBounds(t *testing.T) {
+	c, err := New(Options{Address: "x:1", Node: &corev3.Node{Id: "n"}, Handler: HandlerFunc(func(string, map[string]*anypb.Any) error { return nil }),
+		Backoff: Backoff{Initial: 100 * time.Millisecond, Max: time.Second}, Rand: func() float64 { return 0.999 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		n        int
+		min, max time.Duration
+	}{{0, 50 * time.Millisecond, 100 * time.Millisecond}, {1, 100 * time.Millisecond, 200 * time.Millisecond}, {10, 500 * time.Millisecond, time.Second}}
+	for _, tt := range tests {
+		if got := c.backoff(tt.n); got < tt.min || got >= tt.max {
+			t.Errorf("backoff(%d): got %v, want in [%v, %v)", tt.n, got, tt.min, tt.max)
+		}
+	}
+}

@@ -1,0 +1,358 @@
+package xdsclient
+
+import (
+	"context"
+	"fmt"
+
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	statuspb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+)
+
+const hcmName = "envoy.filters.network.http_connection_manager"
+
+// rdsNames are the route configuration names the listeners' HTTP
+// connection managers fetch over RDS.
+func rdsNames(listeners map[string]*Resource) map[string]bool {
+	out := map[string]bool{}
+	for _, r := range listeners {
+		var l listenerv3.Listener
+		if r.Resource.UnmarshalTo(&l) != nil {
+			continue
+		}
+		chains := l.GetFilterChains()
+		if d := l.GetDefaultFilterChain(); d != nil {
+			chains = append(chains, d)
+		}
+		for _, fc := range chains {
+			for _, f := range fc.GetFilters() {
+				tc := f.GetTypedConfig()
+				if tc == nil {
+					continue
+				}
+				var h hcmv3.HttpConnectionManager
+				if tc.UnmarshalTo(&h) != nil {
+					continue
+				}
+				if n := h.GetRds().GetRouteConfigName(); n != "" {
+					out[n] = true
+				}
+			}
+		}
+	}
+	return out
+}
+
+// active reports whether a type should have a request out: clusters
+// always; endpoints and routes when something names them; listeners once
+// clusters have been answered (Envoy's warming order). c.mu held.
+func (c *Client) active(t string) bool {
+	switch t {
+	case ClusterType:
+		return true
+	case ListenerType:
+		cds := c.types[ClusterType]
+		return cds.acked+cds.nacked > 0
+	}
+	return len(c.types[t].subscribed) > 0 || c.types[t].started
+}
+
+func (c *Client) node(first *bool) *discoveryv3.DeltaDiscoveryRequest {
+	r := &discoveryv3.DeltaDiscoveryRequest{}
+	if *first {
+		r.Node = c.opts.Node
+		*first = false
+	}
+	return r
+}
+
+type receiver[T any] struct {
+	ch  chan T
+	err chan error
+}
+
+func startRecv[T any](ctx context.Context, recv func() (T, error)) receiver[T] {
+	r := receiver[T]{ch: make(chan T), err: make(chan error, 1)}
+	go func() {
+		for {
+			m, err := recv()
+			if err != nil {
+				r.err <- err
+				return
+			}
+			select {
+			case r.ch <- m:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return r
+}
+
+func nackStatus(err error) *statuspb.Status {
+	return &statuspb.Status{Code: int32(codes.InvalidArgument), Message: err.Error()}
+}
+
+// runDelta drives one Delta ADS stream.
+func (c *Client) runDelta(ctx context.Context, st discoveryv3.AggregatedDiscoveryService_DeltaAggregatedResourcesClient) (bool, error) {
+	c.mu.Lock()
+	c.connected = true
+	c.mu.Unlock()
+	first := true
+	sent := map[string]map[string]bool{} // names subscribed on this stream, per type
+	// sendSubscriptions sends the initial request of every type that
+	// should be active and the diff of changed subscriptions.
+	sendSubscriptions := func() error {
+		for _, t := range Types {
+			c.mu.Lock()
+			s := c.types[t]
+			if !c.active(t) {
+				c.mu.Unlock()
+				continue
+			}
+			var req *discoveryv3.DeltaDiscoveryRequest
+			if !s.started {
+				req = c.node(&first)
+				req.TypeUrl = t
+				if !wildcard(t) {
+					req.ResourceNamesSubscribe = sortedKeys(s.subscribed)
+				}
+				if len(s.resources) > 0 {
+					req.InitialResourceVersions = map[string]string{}
+					for n, r := range s.resources {
+						req.InitialResourceVersions[n] = r.Version
+					}
+				}
+				s.started = true
+				sent[t] = copySet(s.subscribed)
+			} else if !wildcard(t) && !equalSets(sent[t], s.subscribed) {
+				req = c.node(&first)
+				req.TypeUrl = t
+				for n := range s.subscribed {
+					if !sent[t][n] {
+						req.ResourceNamesSubscribe = append(req.ResourceNamesSubscribe, n)
+					}
+				}
+				for n := range sent[t] {
+					if !s.subscribed[n] {
+						req.ResourceNamesUnsubscribe = append(req.ResourceNamesUnsubscribe, n)
+					}
+				}
+				sent[t] = copySet(s.subscribed)
+			}
+			c.mu.Unlock()
+			if req != nil {
+				if err := st.Send(req); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	if err := sendSubscriptions(); err != nil {
+		return false, err
+	}
+	rx := startRecv(ctx, st.Recv)
+	progressed := false
+	for {
+		select {
+		case <-ctx.Done():
+			return progressed, ctx.Err()
+		case err := <-rx.err:
+			return progressed, err
+		case <-c.changed:
+			if err := sendSubscriptions(); err != nil {
+				return progressed, err
+			}
+		case resp := <-rx.ch:
+			progressed = true
+			t := resp.GetTypeUrl()
+			c.mu.Lock()
+			s := c.types[t]
+			var next map[string]*Resource
+			if s != nil {
+				next = make(map[string]*Resource, len(s.resources)+len(resp.GetResources()))
+				for n, r := range s.resources {
+					next[n] = r
+				}
+			}
+			c.mu.Unlock()
+			var err error
+			if s == nil {
+				err = fmt.Errorf("unsupported type %q", t)
+			} else {
+				now := c.opts.Now()
+				for i, r := range resp.GetResources() {
+					if r.GetResource() == nil {
+						delete(next, r.GetName())
+						continue
+					}
+					if r.GetResource().GetTypeUrl() != t {
+						err = fmt.Errorf("resources[%d] (%q): type %q in a %q response", i, r.GetName(), r.GetResource().GetTypeUrl(), t)
+						break
+					}
+					name := r.GetName()
+					if name == "" {
+						if name, err = ResourceName(r.GetResource()); err != nil {
+							err = fmt.Errorf("resources[%d]: %w", i, err)
+							break
+						}
+					}
+					next[name] = &Resource{Name: name, Version: r.GetVersion(), Resource: r.GetResource(), LastUpdated: now}
+				}
+				for _, n := range resp.GetRemovedResources() {
+					delete(next, n)
+				}
+				if err == nil {
+					err = c.apply(t, next, resp.GetSystemVersionInfo(), resp.GetNonce())
+				} else {
+					c.reject(t, resp.GetNonce(), err)
+				}
+			}
+			ack := &discoveryv3.DeltaDiscoveryRequest{TypeUrl: t, ResponseNonce: resp.GetNonce()}
+			if first {
+				ack.Node = c.opts.Node
+				first = false
+			}
+			if err != nil {
+				ack.ErrorDetail = nackStatus(err)
+			}
+			if err := st.Send(ack); err != nil {
+				return progressed, err
+			}
+			if err := sendSubscriptions(); err != nil {
+				return progressed, err
+			}
+		}
+	}
+}
+
+func copySet(m map[string]bool) map[string]bool {
+	out := make(map[string]bool, len(m))
+	for k := range m {
+		out[k] = true
+	}
+	return out
+}
+
+// runSotW drives one State-of-the-World ADS stream.
+func (c *Client) runSotW(ctx context.Context, st discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesClient) (bool, error) {
+	c.mu.Lock()
+	c.connected = true
+	c.mu.Unlock()
+	first := true
+	sent := map[string]map[string]bool{}
+	request := func(t string, s *typeState) *discoveryv3.DiscoveryRequest {
+		r := &discoveryv3.DiscoveryRequest{TypeUrl: t, VersionInfo: s.version, ResponseNonce: s.nonce}
+		if !wildcard(t) {
+			r.ResourceNames = sortedKeys(s.subscribed)
+		}
+		if first {
+			r.Node = c.opts.Node
+			first = false
+		}
+		return r
+	}
+	sendSubscriptions := func() error {
+		for _, t := range Types {
+			c.mu.Lock()
+			s := c.types[t]
+			var req *discoveryv3.DiscoveryRequest
+			if c.active(t) && (!s.started || (!wildcard(t) && !equalSets(sent[t], s.subscribed))) {
+				if !s.started {
+					s.nonce = "" // nonces are per stream
+				}
+				req = request(t, s)
+				s.started = true
+				sent[t] = copySet(s.subscribed)
+			}
+			c.mu.Unlock()
+			if req != nil {
+				if err := st.Send(req); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	if err := sendSubscriptions(); err != nil {
+		return false, err
+	}
+	rx := startRecv(ctx, st.Recv)
+	progressed := false
+	for {
+		select {
+		case <-ctx.Done():
+			return progressed, ctx.Err()
+		case err := <-rx.err:
+			return progressed, err
+		case <-c.changed:
+			if err := sendSubscriptions(); err != nil {
+				return progressed, err
+			}
+		case resp := <-rx.ch:
+			progressed = true
+			t := resp.GetTypeUrl()
+			c.mu.Lock()
+			s := c.types[t]
+			next := map[string]*Resource{}
+			if s != nil && !wildcard(t) {
+				// EDS/RDS responses may carry only some names: keep the rest.
+				for n, r := range s.resources {
+					if s.subscribed[n] {
+						next[n] = r
+					}
+				}
+			}
+			c.mu.Unlock()
+			var err error
+			if s == nil {
+				err = fmt.Errorf("unsupported type %q", t)
+			} else {
+				now := c.opts.Now()
+				for i, a := range resp.GetResources() {
+					if a.GetTypeUrl() != t {
+						err = fmt.Errorf("resources[%d]: type %q in a %q response", i, a.GetTypeUrl(), t)
+						break
+					}
+					name, nerr := ResourceName(a)
+					if nerr != nil {
+						err = fmt.Errorf("resources[%d]: %w", i, nerr)
+						break
+					}
+					if _, dup := next[name]; dup && wildcard(t) {
+						err = fmt.Errorf("resources[%d]: duplicate name %q", i, name)
+						break
+					}
+					next[name] = &Resource{Name: name, Version: resp.GetVersionInfo(), Resource: a, LastUpdated: now}
+				}
+				if err == nil {
+					err = c.apply(t, next, resp.GetVersionInfo(), resp.GetNonce())
+				} else {
+					c.reject(t, resp.GetNonce(), err)
+				}
+			}
+			c.mu.Lock()
+			var ack *discoveryv3.DiscoveryRequest
+			if s != nil {
+				ack = request(t, s)
+				sent[t] = copySet(s.subscribed)
+			} else {
+				ack = &discoveryv3.DiscoveryRequest{TypeUrl: t, ResponseNonce: resp.GetNonce()}
+			}
+			c.mu.Unlock()
+			if err != nil {
+				ack.ErrorDetail = nackStatus(err)
+			}
+			if err := st.Send(ack); err != nil {
+				return progressed, err
+			}
+			if err := sendSubscriptions(); err != nil {
+				return progressed, err
+			}
+		}
+	}
+}

@@ -1,0 +1,237 @@
+package trellisd
+
+import (
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/trellis-mesh/trellis/internal/config"
+	"github.com/trellis-mesh/trellis/internal/registry"
+	"github.com/trellis-mesh/trellis/internal/xds/server"
+	"github.com/trellis-mesh/trellis/internal/xds/translate"
+)
+
+// state is one immutable view of everything translation reads.
+type state struct {
+	version uint64
+	cfg     *config.Snapshot
+	reg     *registry.Snapshot
+	mesh    translate.MeshOptions
+}
+
+// translator is the part of internal/xds/translate the generator uses. The
+// outbound half (with its endpoints) depends only on what cacheKey names,
+// so proxies with the same key share one translation and one set of
+// marshalled resources.
+type translator interface {
+	ProxyFromNode(node *corev3.Node) (*translate.Proxy, error)
+	OutboundKey(in translate.Input) string
+	Outbound(in translate.Input) *translate.Output
+	Inbound(in translate.Input) *translate.Output
+}
+
+// translateFuncs is the real translator.
+type translateFuncs struct{}
+
+func (translateFuncs) ProxyFromNode(n *corev3.Node) (*translate.Proxy, error) {
+	return translate.ProxyFromNode(n)
+}
+
+// OutboundKey adds the locality: endpoints may depend on it (locality
+// failover).
+func (translateFuncs) OutboundKey(in translate.Input) string {
+	return translate.OutboundKey(in) + "|" + in.Proxy.Locality
+}
+
+// Outbound is translate.Outbound plus the endpoints of its EDS clusters.
+func (translateFuncs) Outbound(in translate.Input) *translate.Output {
+	out := translate.Outbound(in)
+	out.Endpoints = translate.Endpoints(in, out.EDSClusterNames())
+	return out
+}
+
+func (translateFuncs) Inbound(in translate.Input) *translate.Output { return translate.Inbound(in) }
+
+// generator implements server.Generator over the current state, caching the
+// marshalled outbound resources per (state version, outbound key).
+type generator struct {
+	tr    translator
+	state atomic.Pointer[state]
+
+	mu       sync.Mutex
+	cacheVer uint64
+	cache    map[string]*outEntry // for cacheVer
+	prev     map[string]*outEntry // for the version before, to reuse lists
+}
+
+type outEntry struct {
+	once sync.Once
+	res  map[string][]*server.Resource
+	err  error
+}
+
+func newGenerator(tr translator) *generator {
+	return &generator{tr: tr, cache: map[string]*outEntry{}}
+}
+
+func (g *generator) setState(s *state) { g.state.Store(s) }
+
+// Generate builds the resources for one node: the shared outbound part plus
+// the proxy's own inbound part.
+func (g *generator) Generate(node *corev3.Node) (*server.Snapshot, error) {
+	st := g.state.Load()
+	if st == nil {
+		return nil, fmt.Errorf("no config loaded yet")
+	}
+	p, err := g.tr.ProxyFromNode(node)
+	if err != nil {
+		return nil, err
+	}
+	in := translate.Input{Proxy: p, Config: st.cfg, Registry: st.reg, Mesh: st.mesh}
+	shared, err := g.outbound(st, in)
+	if err != nil {
+		return nil, err
+	}
+	own, err := marshal(g.tr.Inbound(in))
+	if err != nil {
+		return nil, err
+	}
+	snap := &server.Snapshot{Version: strconv.FormatUint(st.version, 10), Resources: make(map[string][]*server.Resource, len(shared))}
+	for t, l := range shared {
+		snap.Resources[t] = l
+	}
+	for t, l := range own {
+		snap.Resources[t] = mergeLists(snap.Resources[t], l)
+	}
+	return snap, nil
+}
+
+// outbound returns the marshalled outbound resources for in, translating
+// once per key and state version.
+func (g *generator) outbound(st *state, in translate.Input) (map[string][]*server.Resource, error) {
+	key := g.tr.OutboundKey(in)
+	g.mu.Lock()
+	if st.version != g.cacheVer {
+		if st.version < g.cacheVer {
+			// A connection still generating from an older state: don't
+			// disturb the cache, translate without it.
+			g.mu.Unlock()
+			return marshal(g.tr.Outbound(in))
+		}
+		g.prev, g.cache, g.cacheVer = g.cache, map[string]*outEntry{}, st.version
+	}
+	e := g.cache[key]
+	if e == nil {
+		e = &outEntry{}
+		g.cache[key] = e
+	}
+	old := g.prev[key]
+	g.mu.Unlock()
+	e.once.Do(func() {
+		e.res, e.err = marshal(g.tr.Outbound(in))
+		if e.err == nil && old != nil && old.err == nil {
+			reuse(e.res, old.res)
+		}
+	})
+	return e.res, e.err
+}
+
+// reuse replaces each list of next that equals the one in prev with prev's
+// slice, so streams see "same list" and skip diffing it, and the new copies
+// can be freed.
+func reuse(next, prev map[string][]*server.Resource) {
+	for t, l := range next {
+		p, ok := prev[t]
+		if !ok || len(p) != len(l) {
+			continue
+		}
+		same := true
+		for i := range l {
+			if l[i].Name != p[i].Name || l[i].Version != p[i].Version {
+				same = false
+				break
+			}
+		}
+		if same {
+			next[t] = p
+		}
+	}
+}
+
+// marshal turns translation output into server resources by type.
+func marshal(o *translate.Output) (map[string][]*server.Resource, error) {
+	out := map[string][]*server.Resource{}
+	if o == nil {
+		return out, nil
+	}
+	add := func(typeURL, name string, m proto.Message) error {
+		r, err := server.NewResource(name, m)
+		if err != nil {
+			return err
+		}
+		out[typeURL] = append(out[typeURL], r)
+		return nil
+	}
+	for _, c := range o.Clusters {
+		if err := add(server.ClusterType, c.GetName(), c); err != nil {
+			return nil, err
+		}
+	}
+	for _, e := range o.Endpoints {
+		if err := add(server.EndpointType, e.GetClusterName(), e); err != nil {
+			return nil, err
+		}
+	}
+	for _, l := range o.Listeners {
+		if err := add(server.ListenerType, l.GetName(), l); err != nil {
+			return nil, err
+		}
+	}
+	for _, r := range o.Routes {
+		if err := add(server.RouteType, r.GetName(), r); err != nil {
+			return nil, err
+		}
+	}
+	for _, s := range o.Secrets {
+		if err := add(server.SecretType, s.GetName(), s); err != nil {
+			return nil, err
+		}
+	}
+	for _, l := range out {
+		server.SortResources(l)
+	}
+	return out, nil
+}
+
+// mergeLists merges two sorted lists into a new one; on equal names the
+// second (proxy-specific) wins.
+func mergeLists(a, b []*server.Resource) []*server.Resource {
+	if len(a) == 0 {
+		return b
+	}
+	if len(b) == 0 {
+		return a
+	}
+	out := make([]*server.Resource, 0, len(a)+len(b))
+	i, j := 0, 0
+	for i < len(a) && j < len(b) {
+		switch {
+		case a[i].Name < b[j].Name:
+			out = append(out, a[i])
+			i++
+		case b[j].Name < a[i].Name:
+			out = append(out, b[j])
+			j++
+		default:
+			out = append(out, b[j])
+			i++
+			j++
+		}
+	}
+	out = append(out, a[i:]...)
+	return append(out, b[j:]...)
+}

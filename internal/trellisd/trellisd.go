@@ -1,0 +1,285 @@
+package trellisd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/trellis-mesh/trellis/internal/config"
+	"github.com/trellis-mesh/trellis/internal/config/file"
+	"github.com/trellis-mesh/trellis/internal/registry"
+	"github.com/trellis-mesh/trellis/internal/registry/serviceentry"
+	"github.com/trellis-mesh/trellis/internal/xds/server"
+	"github.com/trellis-mesh/trellis/internal/xds/translate"
+)
+
+// Options configure the control plane. The zero value of each field is
+// documented; Run fills Istio's defaults.
+type Options struct {
+	// ConfigDir is a directory of Istio YAML watched for changes; empty
+	// means no file source (config comes from Store/ConfigSources only).
+	ConfigDir string
+	// XDSAddress is where ADS is served over plaintext gRPC; empty means
+	// ":15010".
+	XDSAddress string
+	// DebugAddress serves /debug/syncz, /debug/configz, /debug/registryz and
+	// /debug/config_dump; empty disables it (the flag defaults to ":8080").
+	DebugAddress string
+	// MetricsAddress serves Prometheus /metrics; empty disables it (the
+	// flag defaults to ":15014").
+	MetricsAddress string
+	// DomainSuffix is the cluster domain; empty means "cluster.local".
+	DomainSuffix string
+	// OutboundTrafficPolicy is ALLOW_ANY (empty means this) or
+	// REGISTRY_ONLY.
+	OutboundTrafficPolicy string
+	// AccessLogFile turns on proxy access logs to that path ("/dev/stdout").
+	AccessLogFile string
+	// AccessLogEncoding is TEXT (empty) or JSON.
+	AccessLogEncoding string
+	// Debounce is the quiet period a burst of changes must end with before
+	// a push; zero means 100ms. DebounceMax bounds the delay of a push under
+	// a steady stream of changes; zero means 1s.
+	Debounce    time.Duration
+	DebounceMax time.Duration
+	// Store is the config store to serve; nil means a new one. Sources that
+	// feed it from elsewhere (Kubernetes) may be given here or started by
+	// ConfigSources.
+	Store *config.Store
+	// ConfigSources are started with the store once Run begins and run until
+	// ctx ends (e.g. the Kubernetes CRD watcher). An error from one is
+	// logged; it does not stop trellisd.
+	ConfigSources []func(ctx context.Context, store *config.Store) error
+	// Registries are merged after the ServiceEntry/WorkloadEntry registry
+	// (e.g. Kubernetes Services and EndpointSlices); a change in any of them
+	// triggers a push.
+	Registries []registry.Source
+	// Logf receives operational messages; nil means log.Printf.
+	Logf func(format string, args ...any)
+	// Ready, when set, is called once every listener is bound, with the
+	// running server (its bound addresses).
+	Ready func(*Server)
+}
+
+// Server is a running control plane, as passed to Options.Ready.
+type Server struct {
+	opts    Options
+	store   *config.Store
+	watcher *file.Watcher
+	gen     *generator
+	ads     *server.Server
+	reg     *prometheus.Registry
+	version atomic.Uint64
+
+	xdsAddr, debugAddr, metricsAddr net.Addr
+	configVersion                   prometheus.Gauge
+}
+
+// XDSAddr is the bound ADS address ("127.0.0.1:41234").
+func (s *Server) XDSAddr() string { return addrString(s.xdsAddr) }
+
+// DebugAddr is the bound debug address, or "" when disabled.
+func (s *Server) DebugAddr() string { return addrString(s.debugAddr) }
+
+// MetricsAddr is the bound metrics address, or "" when disabled.
+func (s *Server) MetricsAddr() string { return addrString(s.metricsAddr) }
+
+// Store is the config store being served.
+func (s *Server) Store() *config.Store { return s.store }
+
+// ADS is the xDS server, for status.
+func (s *Server) ADS() *server.Server { return s.ads }
+
+// Version is the version of the state last pushed.
+func (s *Server) Version() uint64 { return s.version.Load() }
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}
+
+// mesh turns the options into translation's mesh options, or says which
+// option is wrong.
+func (o *Options) mesh() (translate.MeshOptions, error) {
+	m := translate.DefaultMesh()
+	if o.DomainSuffix != "" {
+		m.DomainSuffix = o.DomainSuffix
+	}
+	switch o.OutboundTrafficPolicy {
+	case "", "ALLOW_ANY":
+		m.OutboundAllowAny = true
+	case "REGISTRY_ONLY":
+		m.OutboundAllowAny = false
+	default:
+		return m, fmt.Errorf("outbound traffic policy: got %q, want ALLOW_ANY or REGISTRY_ONLY", o.OutboundTrafficPolicy)
+	}
+	switch o.AccessLogEncoding {
+	case "", "TEXT", "JSON":
+		m.AccessLogEncoding = o.AccessLogEncoding
+	default:
+		return m, fmt.Errorf("access log encoding: got %q, want TEXT or JSON", o.AccessLogEncoding)
+	}
+	m.AccessLogFile = o.AccessLogFile
+	return m, nil
+}
+
+// Run serves until ctx ends. It returns an error when an option is invalid,
+// the config directory cannot be read, or a listener cannot be bound.
+func Run(ctx context.Context, o Options) error {
+	return run(ctx, o, translateFuncs{})
+}
+
+func run(ctx context.Context, o Options, tr translator) error {
+	mesh, err := o.mesh()
+	if err != nil {
+		return err
+	}
+	if o.XDSAddress == "" {
+		o.XDSAddress = ":15010"
+	}
+	if o.Debounce <= 0 {
+		o.Debounce = 100 * time.Millisecond
+	}
+	if o.DebounceMax <= 0 {
+		o.DebounceMax = time.Second
+	}
+	if o.Logf == nil {
+		o.Logf = log.Printf
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	s := &Server{opts: o, store: o.Store, gen: newGenerator(tr), reg: prometheus.NewRegistry()}
+	if s.store == nil {
+		s.store = config.NewStore()
+	}
+	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.configVersion = prometheus.NewGauge(prometheus.GaugeOpts{Name: "trellis_config_version",
+		Help: "Version of the config and registry state last pushed."})
+	s.reg.MustRegister(s.configVersion)
+	s.ads = server.New(server.Options{Generator: s.gen, Logf: o.Logf, Registerer: s.reg})
+
+	// Bind everything first so that a bad address fails fast.
+	xdsLis, err := net.Listen("tcp", o.XDSAddress)
+	if err != nil {
+		return fmt.Errorf("xds address: %w", err)
+	}
+	defer xdsLis.Close()
+	s.xdsAddr = xdsLis.Addr()
+	var httpServers []*http.Server
+	serveHTTP := func(addr string, h http.Handler) (net.Addr, error) {
+		lis, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+		httpServers = append(httpServers, hs)
+		go hs.Serve(lis)
+		return lis.Addr(), nil
+	}
+	defer func() {
+		for _, hs := range httpServers {
+			hs.Close()
+		}
+	}()
+	if o.DebugAddress != "" {
+		if s.debugAddr, err = serveHTTP(o.DebugAddress, s.debugHandler()); err != nil {
+			return fmt.Errorf("debug address: %w", err)
+		}
+	}
+	if o.MetricsAddress != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+		if s.metricsAddr, err = serveHTTP(o.MetricsAddress, mux); err != nil {
+			return fmt.Errorf("metrics address: %w", err)
+		}
+	}
+
+	// Sources: the directory is loaded before the first state is built, so
+	// the first proxies get the whole config.
+	if o.ConfigDir != "" {
+		s.watcher = file.New(o.ConfigDir, s.store, file.Options{Logf: o.Logf})
+		if err := s.watcher.Load(); err != nil {
+			return fmt.Errorf("--config-dir: %w", err)
+		}
+		go func() {
+			if err := s.watcher.Run(ctx); err != nil && ctx.Err() == nil {
+				o.Logf("trellisd: config dir watch stopped: %v", err)
+			}
+		}()
+	}
+	for _, src := range o.ConfigSources {
+		go func() {
+			if err := src(ctx, s.store); err != nil && ctx.Err() == nil {
+				o.Logf("trellisd: config source stopped: %v", err)
+			}
+		}()
+	}
+
+	deb := newDebouncer(o.Debounce, o.DebounceMax, func(first time.Time) {
+		s.rebuild(mesh)
+		s.ads.Push(server.Push{Changed: first})
+	})
+	s.store.Subscribe(func(*config.Snapshot) { deb.changed() })
+	for _, r := range o.Registries {
+		r.Subscribe(deb.changed)
+	}
+	s.rebuild(mesh)
+	go deb.run(ctx)
+
+	g := grpc.NewServer(
+		grpc.MaxConcurrentStreams(1<<20),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+	)
+	s.ads.Register(g)
+	errc := make(chan error, 1)
+	go func() { errc <- g.Serve(xdsLis) }()
+	o.Logf("trellisd: xDS on %s, debug on %q, metrics on %q", s.XDSAddr(), s.DebugAddr(), s.MetricsAddr())
+	if o.Ready != nil {
+		o.Ready(s)
+	}
+	select {
+	case <-ctx.Done():
+		g.Stop()
+		return nil
+	case err := <-errc:
+		if errors.Is(err, grpc.ErrServerStopped) {
+			return nil
+		}
+		return fmt.Errorf("xds server: %w", err)
+	}
+}
+
+// rebuild takes a new state from the store and the registries.
+func (s *Server) rebuild(mesh translate.MeshOptions) {
+	cfg := s.store.Snapshot()
+	snaps := []*registry.Snapshot{serviceentry.Build(cfg, mesh.DomainSuffix)}
+	for _, r := range s.opts.Registries {
+		snaps = append(snaps, r.Snapshot())
+	}
+	reg := snaps[0]
+	if len(snaps) > 1 {
+		reg = registry.Merge(snaps...)
+	}
+	v := s.version.Add(1)
+	s.gen.setState(&state{version: v, cfg: cfg, reg: reg, mesh: mesh})
+	s.configVersion.Set(float64(v))
+}
+
+// versionString is how a state version appears in xDS and debug output.
+func versionString(v uint64) string { return strconv.FormatUint(v, 10) }

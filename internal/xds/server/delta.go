@@ -1,0 +1,166 @@
+package server
+
+import (
+	"time"
+
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// delta drives one incremental stream: responses carry only the resources
+// that changed and the names that went away.
+type delta struct {
+	c      *conn
+	stream discoveryv3.AggregatedDiscoveryService_DeltaAggregatedResourcesServer
+}
+
+func (d *delta) handle(r *discoveryv3.DeltaDiscoveryRequest) error {
+	c := d.c
+	if c.node == nil {
+		if r.GetNode().GetId() == "" {
+			return nodeRequired(c)
+		}
+		c.setNode(r.GetNode())
+		snap, err := c.generate(true)
+		if err != nil {
+			return err
+		}
+		c.snap = snap
+		c.takePending()
+	}
+	t := r.GetTypeUrl()
+	if t == "" {
+		return status.Error(codes.InvalidArgument, "type_url is required on an aggregated stream")
+	}
+	w := c.watches[t]
+	if w != nil && r.GetResponseNonce() != "" {
+		in, ok := w.takeInflight(r.GetResponseNonce())
+		switch {
+		case !ok:
+		case r.GetErrorDetail() != nil:
+			c.nacked(w, r.GetResponseNonce(), "", r.GetErrorDetail().GetMessage())
+		default:
+			c.acked(w, in)
+		}
+	}
+	if w == nil {
+		w = newWatch(t)
+		c.watches[t] = w
+		if len(r.GetResourceNamesSubscribe()) == 0 && wildcardByDefault(t) {
+			w.wildcard = true
+		}
+		for _, n := range r.GetResourceNamesSubscribe() {
+			w.subscribe(n)
+		}
+		for _, n := range r.GetResourceNamesUnsubscribe() {
+			w.unsubscribe(n)
+		}
+		return d.sendInitial(w, r.GetInitialResourceVersions())
+	}
+	var added []string
+	for _, n := range r.GetResourceNamesSubscribe() {
+		if w.subscribe(n) {
+			added = append(added, n)
+		}
+	}
+	for _, n := range r.GetResourceNamesUnsubscribe() {
+		w.unsubscribe(n)
+	}
+	if len(added) > 0 {
+		return d.sendNames(w, added)
+	}
+	return nil
+}
+
+// sendInitial answers the first request for a type, skipping what the
+// client says it already has (initial_resource_versions after a reconnect).
+func (d *delta) sendInitial(w *watch, have map[string]string) error {
+	list := d.c.snap.Resources[w.typeURL]
+	var changed []*Resource
+	for _, r := range w.selected(list) {
+		if v, ok := have[r.Name]; !ok || v != r.Version {
+			changed = append(changed, r)
+		}
+	}
+	var removed []string
+	for n := range have {
+		if find(list, n) == nil && w.wants(n) {
+			removed = append(removed, n)
+		}
+	}
+	for n := range w.names {
+		if _, ok := have[n]; !ok && find(list, n) == nil {
+			removed = append(removed, n) // tells the client it does not exist
+		}
+	}
+	return d.send(w, changed, removed, time.Time{})
+}
+
+// sendNames answers new subscriptions: the resource, or its removal when it
+// does not exist.
+func (d *delta) sendNames(w *watch, names []string) error {
+	list := d.c.snap.Resources[w.typeURL]
+	var changed []*Resource
+	var removed []string
+	for _, n := range names {
+		if n == "*" {
+			changed = append(changed[:0], list...)
+			break
+		}
+		if r := find(list, n); r != nil {
+			changed = append(changed, r)
+		} else {
+			removed = append(removed, n)
+		}
+	}
+	return d.send(w, changed, removed, time.Time{})
+}
+
+func (d *delta) push() error {
+	c := d.c
+	changed := c.takePending()
+	if c.node == nil {
+		return nil
+	}
+	start := time.Now()
+	snap, err := c.generate(false)
+	if err != nil || snap == nil || snap.Version == c.snap.Version {
+		return err
+	}
+	prev := c.snap
+	c.snap = snap
+	for _, t := range c.typesInOrder() {
+		w := c.watches[t]
+		ch, rm := w.diff(prev.Resources[t], snap.Resources[t])
+		if len(ch) == 0 && len(rm) == 0 {
+			continue
+		}
+		if err := d.send(w, ch, rm, changed); err != nil {
+			return err
+		}
+	}
+	c.s.metrics.pushTime(time.Since(start))
+	return nil
+}
+
+func (d *delta) send(w *watch, changed []*Resource, removed []string, at time.Time) error {
+	c := d.c
+	rs := make([]*discoveryv3.Resource, len(changed))
+	for i, r := range changed {
+		rs[i] = &discoveryv3.Resource{Name: r.Name, Version: r.Version, Resource: r.Any}
+	}
+	nonce := c.nextNonce()
+	resp := &discoveryv3.DeltaDiscoveryResponse{
+		SystemVersionInfo: c.snap.Version,
+		Resources:         rs,
+		RemovedResources:  removed,
+		TypeUrl:           w.typeURL,
+		Nonce:             nonce,
+	}
+	if err := d.stream.Send(resp); err != nil {
+		return err
+	}
+	c.sent(w, sentInfo{nonce: nonce, version: c.snap.Version, changed: at}, len(rs))
+	return nil
+}

@@ -1,0 +1,296 @@
+// Package fakeproxy is a minimal Envoy-like Delta ADS client for tests and
+// the control-plane scale benchmark: it subscribes to all clusters and
+// listeners, follows them to the endpoints and route configurations they
+// name (as Envoy does), ACKs every response and records what it holds.
+//
+// It sits beside internal/xds/server in the flow; the real data-plane client
+// is internal/proxy/xdsclient.
+package fakeproxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// Type URLs the client subscribes to.
+const (
+	ClusterType  = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+	EndpointType = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+	ListenerType = "type.googleapis.com/envoy.config.listener.v3.Listener"
+	RouteType    = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+)
+
+// Options tune a client.
+type Options struct {
+	// KeepResources keeps each resource's bytes (Resource); when false only
+	// names and versions are kept, which is what a benchmark of thousands of
+	// clients can afford.
+	KeepResources bool
+	// OnResponse, when set, is called after each response is applied and
+	// ACKed, with its type and system version.
+	OnResponse func(typeURL, version string, at time.Time)
+}
+
+// Client is one simulated proxy.
+type Client struct {
+	opts   Options
+	stream discoveryv3.AggregatedDiscoveryService_DeltaAggregatedResourcesClient
+	cancel context.CancelFunc
+
+	mu       sync.Mutex
+	cond     *sync.Cond
+	versions map[string]map[string]string     // type -> name -> version
+	res      map[string]map[string]*anypb.Any // type -> name -> resource (KeepResources)
+	sysVer   map[string]string                // type -> system version of the last response
+	subs     map[string]map[string]bool       // EDS/RDS names subscribed
+	err      error
+	done     chan struct{}
+}
+
+// Dial opens a Delta ADS stream on cc as node and subscribes to clusters
+// and listeners. The client runs until ctx ends or Close.
+func Dial(ctx context.Context, cc *grpc.ClientConn, node *corev3.Node, opts Options) (*Client, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(cc).DeltaAggregatedResources(ctx)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("open delta ADS stream: %w", err)
+	}
+	c := &Client{opts: opts, stream: st, cancel: cancel,
+		versions: map[string]map[string]string{}, res: map[string]map[string]*anypb.Any{},
+		sysVer: map[string]string{}, subs: map[string]map[string]bool{EndpointType: {}, RouteType: {}},
+		done: make(chan struct{})}
+	c.cond = sync.NewCond(&c.mu)
+	if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: ClusterType}); err != nil {
+		cancel()
+		return nil, fmt.Errorf("subscribe clusters: %w", err)
+	}
+	if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: ListenerType}); err != nil {
+		cancel()
+		return nil, fmt.Errorf("subscribe listeners: %w", err)
+	}
+	go c.run()
+	return c, nil
+}
+
+// Close ends the stream.
+func (c *Client) Close() {
+	c.cancel()
+	<-c.done
+}
+
+func (c *Client) run() {
+	defer close(c.done)
+	for {
+		resp, err := c.stream.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = errors.New("stream closed by server")
+			}
+			c.mu.Lock()
+			c.err = err
+			c.cond.Broadcast()
+			c.mu.Unlock()
+			return
+		}
+		if err := c.apply(resp); err != nil {
+			c.mu.Lock()
+			c.err = err
+			c.cond.Broadcast()
+			c.mu.Unlock()
+			return
+		}
+	}
+}
+
+// apply records a response, ACKs it and subscribes to what it references.
+func (c *Client) apply(resp *discoveryv3.DeltaDiscoveryResponse) error {
+	t := resp.GetTypeUrl()
+	var refs []string
+	c.mu.Lock()
+	vs := c.versions[t]
+	if vs == nil {
+		vs = map[string]string{}
+		c.versions[t] = vs
+	}
+	if c.opts.KeepResources && c.res[t] == nil {
+		c.res[t] = map[string]*anypb.Any{}
+	}
+	for _, r := range resp.GetResources() {
+		vs[r.GetName()] = r.GetVersion()
+		if c.opts.KeepResources {
+			c.res[t][r.GetName()] = r.GetResource()
+		}
+	}
+	for _, n := range resp.GetRemovedResources() {
+		delete(vs, n)
+		delete(c.res[t], n)
+	}
+	c.sysVer[t] = resp.GetSystemVersionInfo()
+	c.mu.Unlock()
+
+	switch t {
+	case ClusterType:
+		for _, r := range resp.GetResources() {
+			var cl clusterv3.Cluster
+			if err := r.GetResource().UnmarshalTo(&cl); err != nil {
+				return fmt.Errorf("cluster %s: %w", r.GetName(), err)
+			}
+			if cl.GetType() == clusterv3.Cluster_EDS {
+				n := cl.GetEdsClusterConfig().GetServiceName()
+				if n == "" {
+					n = cl.GetName()
+				}
+				refs = append(refs, n)
+			}
+		}
+	case ListenerType:
+		for _, r := range resp.GetResources() {
+			var l listenerv3.Listener
+			if err := r.GetResource().UnmarshalTo(&l); err != nil {
+				return fmt.Errorf("listener %s: %w", r.GetName(), err)
+			}
+			refs = append(refs, routeNames(&l)...)
+		}
+	}
+	ack := &discoveryv3.DeltaDiscoveryRequest{TypeUrl: t, ResponseNonce: resp.GetNonce()}
+	if err := c.stream.Send(ack); err != nil {
+		return err
+	}
+	if len(refs) > 0 {
+		sub := EndpointType
+		if t == ListenerType {
+			sub = RouteType
+		}
+		var add []string
+		c.mu.Lock()
+		for _, n := range refs {
+			if !c.subs[sub][n] {
+				c.subs[sub][n] = true
+				add = append(add, n)
+			}
+		}
+		c.mu.Unlock()
+		if len(add) > 0 {
+			if err := c.stream.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: sub, ResourceNamesSubscribe: add}); err != nil {
+				return err
+			}
+		}
+	}
+	if c.opts.OnResponse != nil {
+		c.opts.OnResponse(t, resp.GetSystemVersionInfo(), time.Now())
+	}
+	c.mu.Lock()
+	c.cond.Broadcast()
+	c.mu.Unlock()
+	return nil
+}
+
+// routeNames lists the RDS route configurations a listener's connection
+// managers name.
+func routeNames(l *listenerv3.Listener) []string {
+	var out []string
+	hcm := func(a *anypb.Any) {
+		var h hcmv3.HttpConnectionManager
+		if a.MessageIs(&h) && a.UnmarshalTo(&h) == nil {
+			if n := h.GetRds().GetRouteConfigName(); n != "" {
+				out = append(out, n)
+			}
+		}
+	}
+	if a := l.GetApiListener().GetApiListener(); a != nil {
+		hcm(a)
+	}
+	chains := append([]*listenerv3.FilterChain{}, l.GetFilterChains()...)
+	if l.GetDefaultFilterChain() != nil {
+		chains = append(chains, l.GetDefaultFilterChain())
+	}
+	for _, fc := range chains {
+		for _, f := range fc.GetFilters() {
+			if a := f.GetTypedConfig(); a != nil {
+				hcm(a)
+			}
+		}
+	}
+	return out
+}
+
+// Names returns the names held for a type and their versions (a copy).
+func (c *Client) Names(typeURL string) map[string]string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]string, len(c.versions[typeURL]))
+	for n, v := range c.versions[typeURL] {
+		out[n] = v
+	}
+	return out
+}
+
+// Resource returns a held resource (KeepResources), or nil.
+func (c *Client) Resource(typeURL, name string) *anypb.Any {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.res[typeURL][name]
+}
+
+// Version is the system version of the last response of a type.
+func (c *Client) Version(typeURL string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sysVer[typeURL]
+}
+
+// Wait blocks until cond (called with the client's lock held, so it must
+// only read through the *Held accessor) holds, the stream fails, or ctx ends.
+func (c *Client) Wait(ctx context.Context, cond func(h Held) bool) error {
+	stop := context.AfterFunc(ctx, func() {
+		c.mu.Lock()
+		c.cond.Broadcast()
+		c.mu.Unlock()
+	})
+	defer stop()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for {
+		if cond(Held{c}) {
+			return nil
+		}
+		if c.err != nil {
+			return c.err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		c.cond.Wait()
+	}
+}
+
+// Held reads the client's state inside Wait.
+type Held struct{ c *Client }
+
+// Has reports whether a resource is held.
+func (h Held) Has(typeURL, name string) bool {
+	_, ok := h.c.versions[typeURL][name]
+	return ok
+}
+
+// Count is how many resources of a type are held.
+func (h Held) Count(typeURL string) int { return len(h.c.versions[typeURL]) }
+
+// Version is the system version of the last response of a type.
+func (h Held) Version(typeURL string) string { return h.c.sysVer[typeURL] }
+
+// Resource returns a held resource (KeepResources), or nil.
+func (h Held) Resource(typeURL, name string) *anypb.Any { return h.c.res[typeURL][name] }

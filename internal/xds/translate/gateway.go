@@ -1,0 +1,330 @@
+package translate
+
+import (
+	"sort"
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	networking "istio.io/api/networking/v1alpha3"
+
+	"github.com/trellis-mesh/trellis/internal/registry"
+)
+
+// SDSPrefix starts the name of a secret taken from a Kubernetes Secret.
+const SDSPrefix = "kubernetes://"
+
+// gatewayServer is one server of one selected Gateway.
+type gatewayServer struct {
+	key    string // "ns/name" of the Gateway
+	ns     string
+	name   string
+	server *networking.Server
+	proto  registry.Protocol
+}
+
+func (g gatewayServer) terminatesTLS() bool {
+	m := g.server.GetTls().GetMode()
+	return (g.proto == registry.HTTPS || g.proto == registry.TLS) && g.server.GetTls() != nil &&
+		(m == networking.ServerTLSSettings_SIMPLE || m == networking.ServerTLSSettings_MUTUAL)
+}
+
+// gatewayConfig builds a router's listeners (one per server port, bound on
+// 0.0.0.0), route configurations ("http.PORT" for plain HTTP, one per HTTPS
+// server) and the secrets its servers name.
+func (s *scope) gatewayConfig() ([]*listenerv3.Listener, []*routev3.RouteConfiguration, []*tlsv3.Secret) {
+	byPort := map[uint32][]gatewayServer{}
+	for _, r := range s.gateways {
+		gw := r.Spec.(*networking.Gateway)
+		for _, srv := range gw.GetServers() {
+			p := srv.GetPort().GetNumber()
+			if p == 0 {
+				continue
+			}
+			byPort[p] = append(byPort[p], gatewayServer{
+				key: nsOf(r) + "/" + r.Name, ns: nsOf(r), name: r.Name, server: srv,
+				proto: registry.ParseProtocol(srv.GetPort().GetProtocol(), srv.GetPort().GetName()),
+			})
+		}
+	}
+	ports := make([]uint32, 0, len(byPort))
+	for p := range byPort {
+		ports = append(ports, p)
+	}
+	sort.Slice(ports, func(i, j int) bool { return ports[i] < ports[j] })
+	var listeners []*listenerv3.Listener
+	var routes []*routev3.RouteConfiguration
+	secrets := map[string]*tlsv3.Secret{}
+	for _, port := range ports {
+		servers := byPort[port]
+		name := "0.0.0.0_" + u32(port)
+		l := listener(name, "0.0.0.0", port, true)
+		var plainHTTP []gatewayServer
+		for _, gs := range servers {
+			switch {
+			case gs.terminatesTLS():
+				rcName := "https." + u32(port) + "." + gs.server.GetPort().GetName() + "." + gs.name + "." + gs.ns
+				match := &listenerv3.FilterChainMatch{ServerNames: sniNames(gs.server.GetHosts())}
+				fc := filterChain(rcName, match, s.hcm(hcmOptions{statPrefix: "outbound_0.0.0.0_" + u32(port), rds: rcName, edge: true}))
+				fc.TransportSocket = s.downstreamTLS(gs, secrets)
+				l.FilterChains = append(l.FilterChains, fc)
+				routes = append(routes, s.gatewayRouteConfig(rcName, port, []gatewayServer{gs}))
+			case gs.proto.IsHTTP():
+				plainHTTP = append(plainHTTP, gs)
+			case gs.proto == registry.HTTPS || gs.proto == registry.TLS:
+				l.FilterChains = append(l.FilterChains, s.gatewayTLSPassthrough(gs, port)...)
+			default:
+				if fc := s.gatewayTCP(gs, port); fc != nil {
+					l.FilterChains = append(l.FilterChains, fc)
+				}
+			}
+		}
+		if len(plainHTTP) > 0 {
+			rcName := "http." + u32(port)
+			l.FilterChains = append(l.FilterChains, filterChain(rcName, nil, s.hcm(hcmOptions{statPrefix: "outbound_0.0.0.0_" + u32(port), rds: rcName, edge: true})))
+			routes = append(routes, s.gatewayRouteConfig(rcName, port, plainHTTP))
+		}
+		if len(l.FilterChains) == 0 {
+			continue
+		}
+		for _, fc := range l.FilterChains {
+			if fc.GetFilterChainMatch().GetServerNames() != nil || fc.TransportSocket != nil {
+				l.ListenerFilters = []*listenerv3.ListenerFilter{listenerFilter(TLSInspectorFilter)}
+				break
+			}
+		}
+		listeners = append(listeners, l)
+	}
+	var out []*tlsv3.Secret
+	for _, sec := range secrets {
+		out = append(out, sec)
+	}
+	return listeners, routes, out
+}
+
+// serverHost splits a Gateway server host "ns/host" (no slash means any
+// namespace).
+func serverHost(h string) (ns, host string) {
+	if i := strings.IndexByte(h, '/'); i >= 0 {
+		return h[:i], strings.ToLower(h[i+1:])
+	}
+	return "*", strings.ToLower(h)
+}
+
+func sniNames(hosts []string) []string {
+	var out []string
+	for _, h := range hosts {
+		_, host := serverHost(h)
+		if host == "*" {
+			return nil
+		}
+		out = append(out, host)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// gatewayHost returns the virtual host name a VirtualService host gets
+// under a server host, or "" when the server does not admit it: the more
+// specific of the two when one covers the other.
+func gatewayHost(gs gatewayServer, vsNS, vsHost string) string {
+	for _, h := range gs.server.GetHosts() {
+		ns, host := serverHost(h)
+		switch ns {
+		case "*":
+		case ".":
+			if vsNS != gs.ns {
+				continue
+			}
+		default:
+			if vsNS != ns {
+				continue
+			}
+		}
+		if registry.HostMatches(host, vsHost) {
+			return vsHost
+		}
+		if registry.HostMatches(vsHost, host) {
+			return host
+		}
+	}
+	return ""
+}
+
+// gatewayRouteConfig holds one virtual host per host that a bound
+// VirtualService routes through these servers; routes of several
+// VirtualServices for one host are merged in namespace/name order. With no
+// host at all, the "blackhole" virtual host answers 404.
+func (s *scope) gatewayRouteConfig(name string, port uint32, servers []gatewayServer) *routev3.RouteConfiguration {
+	rc := &routev3.RouteConfiguration{Name: name, ValidateClusters: wrapBool(false)}
+	vhosts := map[string]*routev3.VirtualHost{}
+	for _, gs := range servers {
+		for _, vs := range s.virtualServices {
+			if len(vs.spec.GetHttp()) == 0 || !vsBindsGateway(vs, gs.key) {
+				continue
+			}
+			for _, h := range vs.hosts {
+				host := gatewayHost(gs, nsOf(vs.res), h)
+				if host == "" {
+					continue
+				}
+				vh := vhosts[host]
+				if vh == nil {
+					vh = &routev3.VirtualHost{Name: host + ":" + u32(port), IncludeRequestAttemptCount: true}
+					if host == "*" {
+						vh.Domains = []string{"*"}
+					} else {
+						vh.Domains = []string{host, host + ":" + u32(port)}
+					}
+					if gs.server.GetTls().GetHttpsRedirect() {
+						vh.RequireTls = routev3.VirtualHost_ALL
+					}
+					vhosts[host] = vh
+				}
+				vh.Routes = append(vh.Routes, s.httpRoutes(vs, gs.key, port, nil)...)
+			}
+		}
+	}
+	for _, k := range sortedKeys(vhosts) {
+		rc.VirtualHosts = append(rc.VirtualHosts, vhosts[k])
+	}
+	if len(rc.VirtualHosts) == 0 {
+		rc.VirtualHosts = []*routev3.VirtualHost{{Name: "blackhole:" + u32(port), Domains: []string{"*"}}}
+	}
+	return rc
+}
+
+// vsBindsGateway reports whether the VirtualService, or any of its route
+// matches, names the gateway.
+func vsBindsGateway(vs *virtualService, key string) bool {
+	if contains(vs.gateways, key) {
+		return true
+	}
+	for _, hr := range vs.spec.GetHttp() {
+		for _, m := range hr.GetMatch() {
+			if contains(resolveGateways(m.GetGateways(), nsOf(vs.res)), key) && len(m.GetGateways()) > 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (s *scope) downstreamTLS(gs gatewayServer, secrets map[string]*tlsv3.Secret) *corev3.TransportSocket {
+	t := gs.server.GetTls()
+	ctx := &tlsv3.DownstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{AlpnProtocols: []string{"h2", "http/1.1"}}}
+	cred := t.GetCredentialName()
+	if cred == "" && len(t.GetCredentialNames()) > 0 {
+		cred = t.GetCredentialNames()[0]
+	}
+	if cred != "" {
+		ctx.CommonTlsContext.TlsCertificateSdsSecretConfigs = []*tlsv3.SdsSecretConfig{{Name: SDSPrefix + cred, SdsConfig: adsSource()}}
+		if c := s.credential(cred, gs.ns); c != nil {
+			secrets[SDSPrefix+cred] = &tlsv3.Secret{Name: SDSPrefix + cred, Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
+				CertificateChain: &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: c.CertChain}},
+				PrivateKey:       &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: c.PrivateKey}},
+			}}}
+			if t.GetMode() == networking.ServerTLSSettings_MUTUAL && len(c.CACert) > 0 {
+				secrets[SDSPrefix+cred+"-cacert"] = &tlsv3.Secret{Name: SDSPrefix + cred + "-cacert", Type: &tlsv3.Secret_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+					TrustedCa: &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: c.CACert}},
+				}}}
+			}
+		}
+		if t.GetMode() == networking.ServerTLSSettings_MUTUAL {
+			ctx.RequireClientCertificate = wrapBool(true)
+			ctx.CommonTlsContext.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig{
+				ValidationContextSdsSecretConfig: &tlsv3.SdsSecretConfig{Name: SDSPrefix + cred + "-cacert", SdsConfig: adsSource()},
+			}
+		}
+	}
+	if v := tlsVersion(t.GetMinProtocolVersion()); v != tlsv3.TlsParameters_TLS_AUTO {
+		ctx.CommonTlsContext.TlsParams = &tlsv3.TlsParameters{TlsMinimumProtocolVersion: v}
+	}
+	return &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(ctx)}}
+}
+
+func tlsVersion(v networking.ServerTLSSettings_TLSProtocol) tlsv3.TlsParameters_TlsProtocol {
+	switch v {
+	case networking.ServerTLSSettings_TLSV1_0:
+		return tlsv3.TlsParameters_TLSv1_0
+	case networking.ServerTLSSettings_TLSV1_1:
+		return tlsv3.TlsParameters_TLSv1_1
+	case networking.ServerTLSSettings_TLSV1_2:
+		return tlsv3.TlsParameters_TLSv1_2
+	case networking.ServerTLSSettings_TLSV1_3:
+		return tlsv3.TlsParameters_TLSv1_3
+	}
+	return tlsv3.TlsParameters_TLS_AUTO
+}
+
+func (s *scope) credential(name, gatewayNS string) *Credential {
+	if s.in.Credentials == nil {
+		return nil
+	}
+	if c := s.in.Credentials[s.proxy.Namespace+"/"+name]; c != nil {
+		return c
+	}
+	return s.in.Credentials[gatewayNS+"/"+name]
+}
+
+// gatewayTLSPassthrough gives one filter chain per tls route of a bound
+// VirtualService, matched on SNI and forwarded without termination.
+func (s *scope) gatewayTLSPassthrough(gs gatewayServer, port uint32) []*listenerv3.FilterChain {
+	var out []*listenerv3.FilterChain
+	seen := map[string]bool{}
+	for _, vs := range s.virtualServices {
+		if !contains(vs.gateways, gs.key) {
+			continue
+		}
+		for _, tr := range vs.spec.GetTls() {
+			for _, m := range tr.GetMatch() {
+				gws := vs.gateways
+				if len(m.GetGateways()) > 0 {
+					gws = resolveGateways(m.GetGateways(), nsOf(vs.res))
+				}
+				if !contains(gws, gs.key) || (m.GetPort() != 0 && m.GetPort() != port) {
+					continue
+				}
+				var snis []string
+				for _, h := range m.GetSniHosts() {
+					if gatewayHost(gs, nsOf(vs.res), strings.ToLower(h)) != "" && !seen[h] {
+						seen[h] = true
+						snis = append(snis, strings.ToLower(h))
+					}
+				}
+				if len(snis) == 0 {
+					continue
+				}
+				sort.Strings(snis)
+				dsts := s.l4Destinations(vs, tr.GetRoute(), port)
+				if len(dsts) == 0 {
+					continue
+				}
+				out = append(out, filterChain("sni:"+strings.Join(snis, ","), &listenerv3.FilterChainMatch{ServerNames: snis},
+					s.tcpProxy(dsts[0].name, dsts)))
+			}
+		}
+	}
+	return out
+}
+
+// gatewayTCP forwards a TCP server's connections by the first bound
+// VirtualService tcp route.
+func (s *scope) gatewayTCP(gs gatewayServer, port uint32) *listenerv3.FilterChain {
+	for _, vs := range s.virtualServices {
+		if !contains(vs.gateways, gs.key) {
+			continue
+		}
+		for _, tr := range vs.spec.GetTcp() {
+			if !s.l4Matches(tr.GetMatch(), vs, gs.key, port) {
+				continue
+			}
+			if dsts := s.l4Destinations(vs, tr.GetRoute(), port); len(dsts) > 0 {
+				return filterChain("tcp."+u32(port), nil, s.tcpProxy(dsts[0].name, dsts))
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,126 @@
+package translate
+
+import (
+	"bytes"
+	"math/rand"
+	"path/filepath"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/trellis-mesh/trellis/internal/config"
+	"github.com/trellis-mesh/trellis/internal/registry"
+)
+
+// TestDeterministic shuffles the order of config resources, registry
+// services and endpoints and wants byte-identical output for every case.
+func TestDeterministic(t *testing.T) {
+	rng := rand.New(rand.NewSource(1))
+	for _, dir := range caseDirs(t) {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			in := loadCase(t, dir)
+			want := render(t, Translate(in))
+			for i := 0; i < 5; i++ {
+				rs := append([]*config.Resource(nil), in.Config.All()...)
+				rng.Shuffle(len(rs), func(a, b int) { rs[a], rs[b] = rs[b], rs[a] })
+				svcs := append([]*registry.Service(nil), in.Registry.Services...)
+				rng.Shuffle(len(svcs), func(a, b int) { svcs[a], svcs[b] = svcs[b], svcs[a] })
+				eps := map[string][]*registry.Endpoint{}
+				for h, list := range in.Registry.Endpoints {
+					cp := append([]*registry.Endpoint(nil), list...)
+					rng.Shuffle(len(cp), func(a, b int) { cp[a], cp[b] = cp[b], cp[a] })
+					eps[h] = cp
+				}
+				shuffled := in
+				shuffled.Config = config.NewSnapshot(rs)
+				shuffled.Registry = registry.NewSnapshot(svcs, eps)
+				if got := render(t, Translate(shuffled)); !bytes.Equal(got, want) {
+					t.Fatalf("shuffle %d: output changed:\n%s", i, firstDiff(string(got), string(want)))
+				}
+			}
+		})
+	}
+}
+
+// TestSplit checks Translate == Merge(Outbound, Inbound) + Endpoints for
+// every case, and that Outbound only depends on what OutboundKey covers:
+// another proxy with the same key (different IP and name) gets equal
+// Outbound output.
+func TestSplit(t *testing.T) {
+	for _, dir := range caseDirs(t) {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			in := loadCase(t, dir)
+			ob := Outbound(in)
+			merged := Merge(ob, Inbound(in))
+			merged.Endpoints = Endpoints(in, merged.EDSClusterNames())
+			if got, want := render(t, merged), render(t, Translate(in)); !bytes.Equal(got, want) {
+				t.Fatalf("Merge(Outbound, Inbound)+Endpoints differs from Translate:\n%s", firstDiff(string(got), string(want)))
+			}
+			twin := *in.Proxy
+			twin.IPs = []string{"10.255.0.99"}
+			twin.Name = "twin"
+			twin.ID = "sidecar~10.255.0.99~twin." + twin.Namespace + "~" + twin.Namespace + ".svc.cluster.local"
+			in2 := in
+			in2.Proxy = &twin
+			if OutboundKey(in) != OutboundKey(in2) {
+				t.Fatalf("OutboundKey changed with IP/name only")
+			}
+			if got, want := render(t, Outbound(in2)), render(t, ob); !bytes.Equal(got, want) {
+				t.Fatalf("same OutboundKey, different Outbound:\n%s", firstDiff(string(got), string(want)))
+			}
+		})
+	}
+}
+
+func TestOutboundKeyDistinguishes(t *testing.T) {
+	in := loadCase(t, filepath.Join("testdata", "bill-service"))
+	base := OutboundKey(in)
+	tests := []struct {
+		name   string
+		change func(p *Proxy, m *MeshOptions)
+	}{
+		{"namespace", func(p *Proxy, m *MeshOptions) { p.Namespace = "other" }},
+		{"type", func(p *Proxy, m *MeshOptions) { p.Type = RouterProxy }},
+		{"generator", func(p *Proxy, m *MeshOptions) { p.Generator = GeneratorGRPC }},
+		{"outbound policy", func(p *Proxy, m *MeshOptions) { m.OutboundAllowAny = false }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := *in.Proxy
+			in2 := in
+			tt.change(&p, &in2.Mesh)
+			in2.Proxy = &p
+			if got := OutboundKey(in2); got == base {
+				t.Errorf("got the same key %s after changing %s", got, tt.name)
+			}
+		})
+	}
+}
+
+// TestTranslateDoesNotAlterInput guards purity: the input's protos and
+// registry values are unchanged by translation.
+func TestTranslateDoesNotAlterInput(t *testing.T) {
+	for _, dir := range caseDirs(t) {
+		in := loadCase(t, dir)
+		var before []proto.Message
+		for _, r := range in.Config.All() {
+			before = append(before, proto.Clone(r.Spec))
+		}
+		svcBefore := map[string]registry.Service{}
+		for _, s := range in.Registry.Services {
+			svcBefore[s.Hostname] = *s
+		}
+		Translate(in)
+		for i, r := range in.Config.All() {
+			if !proto.Equal(before[i], r.Spec) {
+				t.Errorf("%s: %s changed during translation", dir, r.Key())
+			}
+		}
+		for _, s := range in.Registry.Services {
+			b := svcBefore[s.Hostname]
+			if b.Hostname != s.Hostname || len(b.Ports) != len(s.Ports) || len(b.Addresses) != len(s.Addresses) {
+				t.Errorf("%s: service %s changed during translation", dir, s.Hostname)
+			}
+		}
+	}
+}

@@ -1,0 +1,121 @@
+package netns
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// binDir holds the binaries built once for all tests; empty when they
+// could not be built (buildErr says why).
+var (
+	binDir   string
+	buildErr error
+)
+
+func TestMain(m *testing.M) {
+	code := func() int {
+		if os.Geteuid() != 0 {
+			return m.Run() // every test skips
+		}
+		dir, err := os.MkdirTemp("", "trellis-e2e-bin-")
+		if err != nil {
+			buildErr = err
+			return m.Run()
+		}
+		defer os.RemoveAll(dir)
+		os.Chmod(dir, 0o755) // the proxy (uid 1337) and apps (65534) run from here
+		root, err := filepath.Abs("../../..")
+		if err != nil {
+			buildErr = err
+			return m.Run()
+		}
+		cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/trellis", "./cmd/trellisd", "./cmd/trellis-proxy")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v: %s", err, out)
+			return m.Run()
+		}
+		binDir = dir
+		return m.Run()
+	}()
+	os.Exit(code)
+}
+
+// requireMesh skips without root and fails when the binaries did not build.
+func requireMesh(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates network namespaces, a bridge and iptables rules")
+	}
+	for _, bin := range []string{"ip", "iptables", "setpriv"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Skipf("needs %s (scripts/setup.sh installs it)", bin)
+		}
+	}
+	if buildErr != nil {
+		t.Fatalf("building the binaries: %v", buildErr)
+	}
+}
+
+var counters = regexp.MustCompile(`\[\d+:\d+\]`)
+
+// hostNAT is the host's iptables-save (both backends) without comments or
+// counters.
+func hostNAT(t *testing.T) string {
+	t.Helper()
+	var b strings.Builder
+	for _, save := range []string{"iptables-nft-save", "iptables-legacy-save"} {
+		out, err := exec.Command(save).CombinedOutput()
+		if err != nil {
+			continue
+		}
+		for _, l := range strings.Split(string(out), "\n") {
+			if !strings.HasPrefix(l, "#") {
+				b.WriteString(counters.ReplaceAllString(l, "") + "\n")
+			}
+		}
+	}
+	return b.String()
+}
+
+// leftovers lists anything with the prefix or running from binDir.
+func leftovers(t *testing.T, prefix string) []string {
+	t.Helper()
+	var out []string
+	if ents, err := os.ReadDir("/run/netns"); err == nil {
+		for _, e := range ents {
+			if strings.HasPrefix(e.Name(), prefix) {
+				out = append(out, "netns "+e.Name())
+			}
+		}
+	}
+	links, _ := exec.Command("ip", "-o", "link", "show").Output()
+	for _, l := range strings.Split(string(links), "\n") {
+		f := strings.Fields(l)
+		if len(f) > 1 && strings.HasPrefix(strings.TrimSuffix(f[1], ":"), prefix) {
+			out = append(out, "link "+f[1])
+		}
+	}
+	if ents, err := os.ReadDir("/etc/netns"); err == nil {
+		for _, e := range ents {
+			if strings.HasPrefix(e.Name(), prefix) {
+				out = append(out, "hosts dir /etc/netns/"+e.Name())
+			}
+		}
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err == nil && binDir != "" && strings.Contains(string(b), binDir) {
+			out = append(out, "process "+p+": "+strings.ReplaceAll(string(b), "\x00", " "))
+		}
+	}
+	return out
+}
+
+func mkdir(p string) error { return os.MkdirAll(p, 0o755) }
