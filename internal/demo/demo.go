@@ -123,8 +123,10 @@ type demo struct {
 	cfgDir string
 	report Report
 	load   func(ctx context.Context, calls, conc int, header, url string) (demoapp.Result, error)
-	apply  func(file, as string) error
-	remove func(as string) error
+	// apply and remove act like `kubectl apply/delete -f` with one of the
+	// embedded scenario files.
+	apply  func(file string) error
+	remove func(file string) error
 	// convergeTimeout overrides convergeTimeout (tests).
 	convergeTimeout time.Duration
 }
@@ -156,7 +158,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		opts.NoIntercept = true
 		d.opts.NoIntercept = true
 	}
-	var teardown func()
+	var teardown func() bool
 	if opts.NoIntercept {
 		teardown, err = d.upExplicit(ctx)
 	} else {
@@ -165,8 +167,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if teardown != nil && !opts.Keep {
 		defer func() {
 			d.printf("tearing down")
-			teardown()
-			d.printf("done: nothing left behind")
+			if teardown() {
+				d.printf("done: nothing left behind")
+			}
 		}()
 	}
 	if err != nil {
@@ -201,7 +204,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 func (d *demo) printf(format string, a ...any) { fmt.Fprintf(d.out, format+"\n", a...) }
 
 // upIntercepted starts the mesh in network namespaces with interception.
-func (d *demo) upIntercepted(ctx context.Context) (func(), error) {
+func (d *demo) upIntercepted(ctx context.Context) (func() bool, error) {
 	spec, err := Spec(d.bins.Trellis)
 	if err != nil {
 		return nil, err
@@ -235,10 +238,12 @@ func (d *demo) upIntercepted(ctx context.Context) (func(), error) {
 		return nil, err
 	}
 	d.mesh = m
-	teardown := func() {
+	teardown := func() bool {
 		if err := m.Down(context.Background()); err != nil {
 			d.printf("! teardown: %v", err)
+			return false
 		}
+		return true
 	}
 	d.printf("waiting for the apps and sidecars to be ready")
 	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
@@ -261,22 +266,37 @@ func (d *demo) upIntercepted(ctx context.Context) (func(), error) {
 		}
 		return res, nil
 	}
-	d.apply = func(file, as string) error {
-		b, err := scenarios.ReadFile("scenarios/" + file)
+	d.apply = func(file string) error {
+		objs, err := manifest(file)
 		if err != nil {
 			return err
 		}
-		dst := filepath.Join(d.cfgDir, as)
-		tmp := dst + ".tmp"
-		if err := os.WriteFile(tmp, b, 0o644); err != nil {
-			return err
+		for _, o := range objs {
+			dst := filepath.Join(d.cfgDir, o.File())
+			if err := m.TrackFile(dst); err != nil {
+				return err
+			}
+			if err := os.WriteFile(dst+".tmp", []byte(o.Text), 0o644); err != nil {
+				return err
+			}
+			if err := os.Rename(dst+".tmp", dst); err != nil {
+				return err
+			}
 		}
-		if err := m.TrackFile(dst); err != nil {
-			return err
-		}
-		return os.Rename(tmp, dst)
+		return nil
 	}
-	d.remove = func(as string) error { return os.Remove(filepath.Join(d.cfgDir, as)) }
+	d.remove = func(file string) error {
+		objs, err := manifest(file)
+		if err != nil {
+			return err
+		}
+		for _, o := range objs {
+			if err := os.Remove(filepath.Join(d.cfgDir, o.File())); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	return teardown, nil
 }
 
@@ -291,3 +311,16 @@ func (p prefixWriter) Write(b []byte) (int, error) {
 }
 
 var errNotConverged = errors.New("configuration did not take effect")
+
+// manifest reads an embedded scenario file and splits it into objects.
+func manifest(file string) ([]object, error) {
+	b, err := scenarios.ReadFile("scenarios/" + file)
+	if err != nil {
+		return nil, err
+	}
+	objs, err := splitManifest(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return objs, nil
+}

@@ -57,18 +57,26 @@ func TestSpec(t *testing.T) {
 	}
 }
 
-// fakeMesh answers like a mesh that applies the config files it is given.
+// fakeMesh answers like a mesh that applies the config objects it is
+// given (object file -> the scenario file it came from).
 type fakeMesh struct {
-	files  map[string]string // name in the config dir -> embedded file
-	ignore string            // a file whose effect never shows (a broken mesh)
+	objs   map[string]string
+	ignore string // a scenario file whose effect never shows (a broken mesh)
 }
+
+const (
+	billVS   = "virtualservice-istio-demo-vs-bill-service.yaml"
+	billDR   = "destinationrule-istio-demo-dest-bill-service.yaml"
+	canaryVS = "virtualservice-default-canary.yaml"
+	canaryDR = "destinationrule-default-canary.yaml"
+)
 
 func (f *fakeMesh) load(_ context.Context, calls, _ int, header, url string) (demoapp.Result, error) {
 	r := demoapp.Result{Calls: calls, Answers: map[string]int{}, Status: map[int]int{}, P50ms: 1, P99ms: 2, MinMs: 0.5, MaxMs: 3}
-	has := func(as, file string) bool { return f.files[as] == file && f.ignore != file }
+	has := func(obj, file string) bool { return f.objs[obj] == file && f.ignore != file }
 	switch url {
 	case billURL:
-		if has("bill-virtual-service.yaml", "virtual-service.yaml") && has("bill-destination-rule.yaml", "destination-rule.yaml") {
+		if has(billVS, "virtual-service.yaml") && has(billDR, "destination-rule.yaml") {
 			r.Answers[BillV2] = calls / 10
 		} else {
 			r.Answers[BillV2] = calls / 2
@@ -76,16 +84,19 @@ func (f *fakeMesh) load(_ context.Context, calls, _ int, header, url string) (de
 		r.Answers[BillV1] = calls - r.Answers[BillV2]
 	case canaryURL:
 		jesse := header == "user: jesse"
+		subsets := has(canaryDR, "canary.yaml")
 		switch {
-		case has("canary.yaml", "fault-injection.yaml") && jesse:
+		case f.objs[canaryVS] != "" && !subsets:
+			r.Answers["HTTP 503"] = calls // routes to subsets nobody defines
+		case has(canaryVS, "fault-injection.yaml") && jesse:
 			r.Answers[CanaryV2] = calls
 			r.MinMs, r.P50ms, r.P99ms, r.MaxMs = 5001, 5002, 5010, 5010
-		case has("canary.yaml", "fault-injection.yaml"):
+		case has(canaryVS, "fault-injection.yaml"):
 			r.Answers[Abort] = calls / 2
 			r.Answers[CanaryV1] = calls - calls/2
-		case has("canary.yaml", "canary.yaml") && jesse:
+		case has(canaryVS, "canary.yaml") && jesse:
 			r.Answers[CanaryV2] = calls
-		case has("canary.yaml", "canary.yaml"):
+		case has(canaryVS, "canary.yaml"):
 			r.Answers[CanaryV1] = calls
 		default:
 			r.Answers[CanaryV1] = calls / 2
@@ -99,18 +110,30 @@ func (f *fakeMesh) load(_ context.Context, calls, _ int, header, url string) (de
 
 func newFakeDemo(f *fakeMesh, out *bytes.Buffer) *demo {
 	return &demo{
-		opts:            Options{Calls: 1000, DelayCalls: 10},
-		out:             out,
-		load:            f.load,
-		apply:           func(file, as string) error { f.files[as] = file; return nil },
-		remove:          func(as string) error { delete(f.files, as); return nil },
+		opts: Options{Calls: 1000, DelayCalls: 10},
+		out:  out,
+		load: f.load,
+		apply: func(file string) error {
+			objs, err := manifest(file)
+			for _, o := range objs {
+				f.objs[o.File()] = file
+			}
+			return err
+		},
+		remove: func(file string) error {
+			objs, err := manifest(file)
+			for _, o := range objs {
+				delete(f.objs, o.File())
+			}
+			return err
+		},
 		convergeTimeout: 300 * time.Millisecond,
 	}
 }
 
 func TestScenariosStepsAndChecks(t *testing.T) {
 	var out bytes.Buffer
-	d := newFakeDemo(&fakeMesh{files: map[string]string{}}, &out)
+	d := newFakeDemo(&fakeMesh{objs: map[string]string{}}, &out)
 	if err := d.scenarios(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +165,7 @@ func TestScenariosStepsAndChecks(t *testing.T) {
 
 func TestScenariosFailWhenConfigHasNoEffect(t *testing.T) {
 	var out bytes.Buffer
-	d := newFakeDemo(&fakeMesh{files: map[string]string{}, ignore: "virtual-service.yaml"}, &out)
+	d := newFakeDemo(&fakeMesh{objs: map[string]string{}, ignore: "virtual-service.yaml"}, &out)
 	err := d.scenarios(context.Background())
 	if !errors.Is(err, errNotConverged) || !strings.Contains(err.Error(), "90/10") {
 		t.Errorf("got %v, want the 90/10 split not converging", err)
@@ -151,7 +174,7 @@ func TestScenariosFailWhenConfigHasNoEffect(t *testing.T) {
 
 func TestSummaryFlagsWrongShares(t *testing.T) {
 	var out bytes.Buffer
-	d := newFakeDemo(&fakeMesh{files: map[string]string{}}, &out)
+	d := newFakeDemo(&fakeMesh{objs: map[string]string{}}, &out)
 	d.report.Steps = []Step{{Name: "weighted", Result: demoapp.Result{Calls: 1000, Answers: map[string]int{BillV1: 860, BillV2: 140}}}}
 	d.summary()
 	for _, c := range d.report.Checks {
@@ -161,5 +184,27 @@ func TestSummaryFlagsWrongShares(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "NO") {
 		t.Errorf("summary does not show the failure:\n%s", out.String())
+	}
+}
+
+func TestSplitManifest(t *testing.T) {
+	objs, err := manifest("canary.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, o := range objs {
+		got = append(got, o.File())
+	}
+	if want := canaryVS + "," + canaryDR; strings.Join(got, ",") != want {
+		t.Errorf("got %v, want %s", got, want)
+	}
+	if !strings.Contains(objs[1].Text, "kind: DestinationRule") || strings.Contains(objs[1].Text, "kind: VirtualService") {
+		t.Errorf("second object text: got %q, want the DestinationRule only", objs[1].Text)
+	}
+	for _, bad := range []string{"kind: X\nmetadata: {}\n", "kind: [\n"} {
+		if _, err := splitManifest([]byte(bad)); err == nil {
+			t.Errorf("splitManifest(%q): got nil error, want one", bad)
+		}
 	}
 }

@@ -42,10 +42,10 @@ func (d *demo) scenarios(ctx context.Context) error {
 	}
 
 	next("kubectl apply -f destination-rule.yaml -f virtual-service.yaml (v1 90 / v2 10)")
-	if err := d.apply("destination-rule.yaml", "bill-destination-rule.yaml"); err != nil {
+	if err := d.apply("destination-rule.yaml"); err != nil {
 		return err
 	}
-	if err := d.apply("virtual-service.yaml", "bill-virtual-service.yaml"); err != nil {
+	if err := d.apply("virtual-service.yaml"); err != nil {
 		return err
 	}
 	if err := d.converge(ctx, "the 90/10 split", 100, "", billURL, func(r demoapp.Result) bool {
@@ -58,7 +58,7 @@ func (d *demo) scenarios(ctx context.Context) error {
 	}
 
 	next("kubectl apply -f canary.yaml (header user: jesse -> v2, everyone else -> v1)")
-	if err := d.apply("canary.yaml", "canary.yaml"); err != nil {
+	if err := d.apply("canary.yaml"); err != nil {
 		return err
 	}
 	if err := d.converge(ctx, "the header route", 10, "user: jesse", canaryURL, func(r demoapp.Result) bool {
@@ -79,7 +79,7 @@ func (d *demo) scenarios(ctx context.Context) error {
 	}
 
 	next("kubectl apply -f fault-injection.yaml (jesse delayed 5s; 50% of the others aborted with 500)")
-	if err := d.apply("fault-injection.yaml", "canary.yaml"); err != nil {
+	if err := d.apply("fault-injection.yaml"); err != nil {
 		return err
 	}
 	if err := d.converge(ctx, "the abort fault", 20, "", canaryURL, func(r demoapp.Result) bool {
@@ -96,7 +96,7 @@ func (d *demo) scenarios(ctx context.Context) error {
 	}
 
 	next("kubectl delete -f virtual-service.yaml (back to the even split)")
-	if err := d.remove("bill-virtual-service.yaml"); err != nil {
+	if err := d.remove("virtual-service.yaml"); err != nil {
 		return err
 	}
 	if err := d.converge(ctx, "the even split", 100, "", billURL, func(r demoapp.Result) bool {

@@ -1,5 +1,12 @@
 package inject
 
+import (
+	"fmt"
+	"os"
+
+	"sigs.k8s.io/yaml"
+)
+
 // Config holds the injection settings (the install's values.global.proxy
 // and sidecarInjectorWebhook). The zero value is not usable; start from
 // DefaultConfig.
@@ -58,4 +65,26 @@ func DefaultConfig() Config {
 		ClusterID:           "Kubernetes",
 		MeshID:              "cluster.local",
 	}
+}
+
+// LoadConfig reads a Config from JSON or YAML (the "config" key of the
+// trellis-sidecar-injector ConfigMap, mounted by trellisd at
+// /etc/trellis/inject/config). Fields left out keep DefaultConfig's values;
+// unknown fields are errors.
+func LoadConfig(path string) (Config, error) {
+	c := DefaultConfig()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return c, fmt.Errorf("injection config: %w", err)
+	}
+	if err := yaml.UnmarshalStrict(b, &c); err != nil {
+		return c, fmt.Errorf("injection config %s: %w", path, err)
+	}
+	if c.ProxyImage == "" {
+		return c, fmt.Errorf("injection config %s: proxyImage: required", path)
+	}
+	if c.Policy != "enabled" && c.Policy != "disabled" {
+		return c, fmt.Errorf("injection config %s: policy: got %q, want enabled or disabled", path, c.Policy)
+	}
+	return c, nil
 }

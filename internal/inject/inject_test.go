@@ -128,3 +128,30 @@ func FuzzManifests(f *testing.F) {
 		}
 	})
 }
+
+func TestLoadConfig(t *testing.T) {
+	dir := t.TempDir()
+	cases := []struct {
+		name, body, want string
+	}{
+		{"partial json keeps defaults", `{"proxyImage":"x/proxy:1","policy":"disabled"}`, ""},
+		{"unknown field", `{"proxyImage":"x","policy":"enabled","bogus":1}`, "bogus"},
+		{"bad policy", `{"proxyImage":"x","policy":"maybe"}`, `policy: got "maybe"`},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := filepath.Join(dir, string(rune('a'+i)))
+			os.WriteFile(p, []byte(c.body), 0o644)
+			cfg, err := LoadConfig(p)
+			if c.want == "" {
+				if err != nil || cfg.ProxyImage != "x/proxy:1" || cfg.Policy != "disabled" || cfg.IncludeIPRanges != "*" {
+					t.Errorf("got %+v, %v", cfg, err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("got error %v, want one containing %q", err, c.want)
+			}
+		})
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -99,9 +100,20 @@ func Cleanup(ctx context.Context, path, prefix string, log io.Writer) error {
 			errs = append(errs, err)
 		}
 	}
-	for i := len(st.Files) - 1; i >= 0; i-- { // files before the directories holding them
-		f := st.Files[i]
+	// Files first, then the (now empty) directories, deepest first.
+	var dirs []string
+	for _, f := range st.Files {
+		if fi, err := os.Lstat(f); err == nil && fi.IsDir() {
+			dirs = append(dirs, f)
+			continue
+		}
 		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	sort.Slice(dirs, func(i, j int) bool { return len(dirs[i]) > len(dirs[j]) })
+	for _, d := range dirs {
+		if err := os.Remove(d); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}
 	}

@@ -28,9 +28,15 @@ func ProxyArgs(bin string, p *Plan, w PlacedWorkload) []string {
 }
 
 // TrellisdArgs is trellisd's command line for a local mesh: the config
-// directory it watches and the xDS address on the bridge.
+// directory it watches, and xDS, debug (8080) and metrics (15014) on the
+// bridge address only.
 func TrellisdArgs(bin, configDir, xdsAddress string) []string {
-	return []string{bin, "--config-dir", configDir, "--xds-address", xdsAddress}
+	host, _, err := net.SplitHostPort(xdsAddress)
+	if err != nil {
+		host = "127.0.0.1"
+	}
+	return []string{bin, "--config-dir", configDir, "--xds-address", xdsAddress,
+		"--debug-address", net.JoinHostPort(host, "8080"), "--metrics-address", net.JoinHostPort(host, "15014")}
 }
 
 // labelString renders labels as "k1=v1,k2=v2", sorted.
@@ -54,6 +60,7 @@ func (b Binaries) MeshRunner(plan *Plan, configDir, stateDir string, log io.Writ
 		StateDir:        stateDir,
 		Intercept:       true,
 		IptablesCommand: []string{b.Proxy, "iptables"},
+		ProxyReady:      "listen:15001",
 		ProxyCommand:    func(p *Plan, w PlacedWorkload) []string { return ProxyArgs(b.Proxy, p, w) },
 		BeforeProcesses: func(ctx context.Context, m *Mesh) error {
 			argv := TrellisdArgs(b.Trellisd, configDir, plan.XDSAddress())

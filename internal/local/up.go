@@ -41,8 +41,11 @@ type Runner struct {
 	// ProxyCommand returns the sidecar's argv for a workload; nil runs no
 	// sidecar. It runs as ProxyUID inside the workload's namespace.
 	ProxyCommand func(p *Plan, w PlacedWorkload) []string
-	// ProxyReady is the sidecar's readiness URL path on 127.0.0.1:15021
-	// inside the namespace; empty means "/healthz/ready".
+	// ProxyReady is the sidecar's readiness check inside the namespace: a
+	// URL that must answer 200, "tcp:ADDR" that must accept, or
+	// "listen:PORT" that must have a listening TCP socket (checked without
+	// connecting); empty means "http://127.0.0.1:15021/healthz/ready"
+	// (Istio's).
 	ProxyReady string
 	// AppUID/AppGID run the apps; zero means 65534 (nobody).
 	AppUID, AppGID int
@@ -362,11 +365,11 @@ func (m *Mesh) WaitReady(ctx context.Context) error {
 			}
 		}
 		if m.r.ProxyCommand != nil {
-			path := m.r.ProxyReady
-			if path == "" {
-				path = "/healthz/ready"
+			check := m.r.ProxyReady
+			if check == "" {
+				check = "http://127.0.0.1:15021/healthz/ready"
 			}
-			checks = append(checks, "http://127.0.0.1:15021"+path)
+			checks = append(checks, check)
 		}
 		for _, c := range checks {
 			if err := m.waitOne(ctx, w, c); err != nil {
@@ -384,7 +387,16 @@ func (m *Mesh) waitOne(ctx context.Context, w PlacedWorkload, check string) erro
 		if name, exited := m.Exited(); exited {
 			return fmt.Errorf("%s: waiting for %s: a process exited: %s (logs in %s)", w.Name, check, name, filepath.Join(StateDir(m.r.StateDir), "logs-"+m.Plan.Options.Prefix))
 		}
-		if addr, ok := strings.CutPrefix(check, "tcp:"); ok {
+		if port, ok := strings.CutPrefix(check, "listen:"); ok {
+			listening, err := isListening(w.Netns, port)
+			if listening {
+				return nil
+			}
+			last = err
+			if err == nil {
+				last = fmt.Errorf("nothing listens on port %s", port)
+			}
+		} else if addr, ok := strings.CutPrefix(check, "tcp:"); ok {
 			c, err := netns.Dial(ctx, w.Netns, "tcp", addr)
 			if err == nil {
 				c.Close()
@@ -463,4 +475,32 @@ func ExecIn(ctx context.Context, ns string, uid int, argv []string, stdin io.Rea
 	cmd := exec.CommandContext(ctx, "ip", full...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
 	return cmd.Run()
+}
+
+// isListening reports whether a TCP socket listens on port inside ns, read
+// from the namespace's /proc/net/tcp{,6} without connecting to it.
+func isListening(ns, port string) (bool, error) {
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		return false, fmt.Errorf("listen check: port %q: %w", port, err)
+	}
+	want := fmt.Sprintf(":%04X ", n)
+	found := false
+	err = netns.Do(ns, func() error {
+		for _, f := range []string{"/proc/thread-self/net/tcp", "/proc/thread-self/net/tcp6"} {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				continue
+			}
+			for _, line := range strings.Split(string(b), "\n")[1:] {
+				fields := strings.Fields(line)
+				// sl local_address rem_address st ...; st 0A is LISTEN.
+				if len(fields) > 3 && fields[3] == "0A" && strings.HasSuffix(fields[1]+" ", want) {
+					found = true
+				}
+			}
+		}
+		return nil
+	})
+	return found, err
 }

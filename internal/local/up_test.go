@@ -95,7 +95,7 @@ func testRunner(t *testing.T, bin string) *Runner {
 		ProxyCommand: func(*Plan, PlacedWorkload) []string {
 			return []string{bin, "fakeproxy", strings.Join(routes, ";")}
 		},
-		ProxyReady: "/healthz/ready",
+		ProxyReady: "http://127.0.0.1:15021/healthz/ready",
 		Log:        testLog{t},
 	}
 }

@@ -14,6 +14,9 @@ import (
 	"time"
 
 	"github.com/trellis-mesh/trellis/internal/proxy/bootstrap"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"sigs.k8s.io/yaml"
 )
 
 // lockedRand is a seeded, goroutine-safe random source for tests.
@@ -22,7 +25,9 @@ type lockedRand struct {
 	r  *rand.Rand
 }
 
-func newRand(seed uint64) *lockedRand { return &lockedRand{r: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))} }
+func newRand(seed uint64) *lockedRand {
+	return &lockedRand{r: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
+}
 
 func (l *lockedRand) Uint64() uint64 {
 	l.mu.Lock()
@@ -169,7 +174,9 @@ func startProxy(t *testing.T, listeners []testListener, clusters []testCluster, 
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{p: p, cancel: cancel, done: make(chan error, 1), log: logs}
 	ready := make(chan struct{})
-	go func() { r.done <- p.Serve(ctx, Options{DrainDuration: time.Second, Ready: func(*Proxy) { close(ready) }}) }()
+	go func() {
+		r.done <- p.Serve(ctx, Options{DrainDuration: time.Second, Ready: func(*Proxy) { close(ready) }})
+	}()
 	select {
 	case <-ready:
 	case err := <-r.done:
@@ -235,4 +242,12 @@ func indent(s string, n int) string {
 		lines[i] = pad + l
 	}
 	return strings.Join(lines, "\n") + "\n"
+}
+
+func yamlToProto(y []byte, m proto.Message) error {
+	js, err := yaml.YAMLToJSON(y)
+	if err != nil {
+		return err
+	}
+	return protojson.Unmarshal(js, m)
 }

@@ -123,9 +123,9 @@ func TestRetriesAndTimeouts(t *testing.T) {
 		{name: "retries exhausted", path: "/retry", hdr: map[string]string{"X-Fail": "always"}, wantStatus: 503, wantBody: "busy", wantLog: "/retry 503 URX 3"},
 		{name: "x-envoy-max-retries 0 disables retries", path: "/retry", hdr: map[string]string{"X-Fail": "always", "x-envoy-max-retries": "0"}, wantStatus: 503, wantLog: "/retry 503 URX 1"},
 		{name: "no retry policy", path: "/noretry", hdr: map[string]string{"X-Fail": "always"}, wantStatus: 503, wantBody: "busy", wantLog: "/noretry 503 - 1"},
-		{name: "route timeout is 504 UT", path: "/slow", hdr: map[string]string{"X-Sleep": "1s"}, wantStatus: 504, wantBody: "upstream request timeout", wantLog: "/slow 504 UT 1"},
+		{name: "route timeout is 504 UT", path: "/slow", hdr: map[string]string{"X-Sleep": "3s"}, wantStatus: 504, wantBody: "upstream request timeout", wantLog: "/slow 504 UT 1"},
 		{name: "x-envoy-upstream-rq-timeout-ms extends the timeout", path: "/slow", hdr: map[string]string{"X-Sleep": "200ms", "x-envoy-upstream-rq-timeout-ms": "3000"}, wantStatus: 200, wantBody: "ok after", wantLog: "/slow 200 - 1"},
-		{name: "per-try timeout is retried", path: "/pertry", hdr: map[string]string{"X-Sleep": "300ms"}, wantStatus: 504, wantLog: "/pertry 504 UT,URX 2"},
+		{name: "per-try timeout is retried", path: "/pertry", hdr: map[string]string{"X-Sleep": "3s"}, wantStatus: 504, wantLog: "/pertry 504 UT,URX 2"},
 		{name: "unknown cluster is 503 NC", path: "/x", wantStatus: 503, wantLog: "/x 503 NC"},
 	}
 	for _, tt := range tests {

@@ -3,6 +3,7 @@ package trellisd
 import (
 	"encoding/json"
 	"net/http"
+	"net/http/pprof"
 	"sort"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -23,9 +24,13 @@ func (s *Server) debugHandler() http.Handler {
 	mux.HandleFunc("/debug/configz", s.configz)
 	mux.HandleFunc("/debug/registryz", s.registryz)
 	mux.HandleFunc("/debug/config_dump", s.configDump)
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("/debug", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Write([]byte("/debug/syncz\n/debug/configz\n/debug/registryz\n/debug/config_dump?proxyID=ID\n"))
+		w.Write([]byte("/debug/syncz\n/debug/configz\n/debug/registryz\n/debug/config_dump?proxyID=ID\n/debug/pprof/\n"))
 	})
 	return mux
 }

@@ -243,6 +243,9 @@ func run(ctx context.Context, o Options, tr translator) error {
 
 	g := grpc.NewServer(
 		grpc.MaxConcurrentStreams(1<<20),
+		// Thousands of mostly idle streams: don't keep a write buffer each.
+		grpc.SharedWriteBuffer(true),
+		grpc.ReadBufferSize(8<<10),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	)

@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"os"
+	"path/filepath"
 	"time"
 )
 
@@ -110,4 +112,25 @@ func ServiceDNSNames(service, namespace string) []string {
 		service + "." + namespace,
 		service,
 	}
+}
+
+// LoadCerts reads Certs from a directory holding the webhook Secret's keys
+// (ca.crt, tls.crt, tls.key), as trellisd mounts it at
+// /etc/trellis/webhook.
+func LoadCerts(dir string) (*Certs, error) {
+	c := &Certs{}
+	for _, f := range []struct {
+		name string
+		dst  *[]byte
+	}{{KeyCA, &c.CA}, {KeyCert, &c.Cert}, {KeyKey, &c.Key}} {
+		b, err := os.ReadFile(filepath.Join(dir, f.name))
+		if err != nil {
+			return nil, fmt.Errorf("webhook certificates: %w (is the %s Secret mounted?)", err, "trellisd-webhook-certs")
+		}
+		*f.dst = b
+	}
+	if _, err := c.TLSConfig(); err != nil {
+		return nil, err
+	}
+	return c, nil
 }

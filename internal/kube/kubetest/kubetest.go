@@ -162,6 +162,7 @@ func (e *Env) start(bins string) error {
 		"--initial-cluster", "default="+peerURL,
 		"--unsafe-no-fsync", "--log-level", "warn")
 	e.etcd.Stdout, e.etcd.Stderr = etcdLog, etcdLog
+	e.etcd.SysProcAttr = dieWithParent()
 	if err := e.etcd.Start(); err != nil {
 		return fmt.Errorf("start etcd: %w", err)
 	}
@@ -200,6 +201,7 @@ func (e *Env) start(bins string) error {
 		"--allow-privileged=true",
 		"-v", "1")
 	e.apiserver.Stdout, e.apiserver.Stderr = apiLog, apiLog
+	e.apiserver.SysProcAttr = dieWithParent()
 	if err := e.apiserver.Start(); err != nil {
 		return fmt.Errorf("start kube-apiserver: %w", err)
 	}

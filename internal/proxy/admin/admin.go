@@ -175,6 +175,10 @@ func (s *Server) endpoints() []endpoint {
 			s.draining.Store(false)
 			io.WriteString(w, "OK\n")
 		}},
+		{"/reset_counters", "reset all counters to zero", true, func(w http.ResponseWriter, r *http.Request) {
+			s.opts.Stats.ResetCounters()
+			io.WriteString(w, "OK\n")
+		}},
 		{"/quitquitquit", "exit the server", true, s.handleQuit},
 	}
 }
@@ -388,12 +392,20 @@ func hostStatus(h *lb.Host) *adminv3.HostStatus {
 		HealthStatus: &adminv3.HostHealthStatus{
 			FailedActiveHealthCheck: h.HealthCheckFailed(),
 			FailedOutlierCheck:      h.Ejected(),
-			EdsHealthStatus:         corev3.HealthStatus(h.EDSHealth),
+			EdsHealthStatus:         edsHealth(h.EDSHealth),
 		},
 		Weight:   max(h.Weight, 1),
 		Priority: h.Priority,
 		Locality: &corev3.Locality{Region: h.Locality.Region, Zone: h.Locality.Zone, SubZone: h.Locality.SubZone},
 	}
+}
+
+// edsHealth reports UNKNOWN (no EDS verdict) as HEALTHY, as Envoy does.
+func edsHealth(s lb.HealthStatus) corev3.HealthStatus {
+	if s == lb.HealthUnknown {
+		return corev3.HealthStatus_HEALTHY
+	}
+	return corev3.HealthStatus(s)
 }
 
 func (s *Server) handleListeners(w http.ResponseWriter, r *http.Request) {

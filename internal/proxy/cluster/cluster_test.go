@@ -4,7 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -374,8 +379,44 @@ func TestReportEjectsAndStats(t *testing.T) {
 	if got := bad.HealthFlags(); got != "/failed_outlier_check" {
 		t.Errorf("got health flags %q, want /failed_outlier_check", got)
 	}
-	if n := testing.AllocsPerRun(1000, func() { cl.Report(cl.Hosts()[1], Outcome{Status: 200}) }); n != 0 {
+	good := cl.Hosts()[1]
+	if n := testing.AllocsPerRun(1000, func() { cl.Report(good, Outcome{Status: 200}) }); n != 0 {
 		t.Errorf("got %v allocations per Report, want 0", n)
+	}
+	ctx := &lb.Context{}
+	if n := testing.AllocsPerRun(1000, func() {
+		rel, _ := cl.TryRequest()
+		m.Get("od").Pick(ctx)
+		rel()
+	}); n != 0 {
+		t.Errorf("got %v allocations per Get+TryRequest+Pick, want 0", n)
+	}
+}
+
+func TestLocalityWeightedCluster(t *testing.T) {
+	m := NewManager(Options{Rand: func() uint64 { return 1 << 62 }})
+	defer m.Close()
+	c := edsCluster("lw")
+	c.CommonLbConfig = &clusterv3.Cluster_CommonLbConfig{LocalityConfigSpecifier: &clusterv3.Cluster_CommonLbConfig_LocalityWeightedLbConfig_{
+		LocalityWeightedLbConfig: &clusterv3.Cluster_CommonLbConfig_LocalityWeightedLbConfig{}}}
+	if err := m.UpdateClusters([]*clusterv3.Cluster{c}); err != nil {
+		t.Fatal(err)
+	}
+	if !m.Get("lw").LB.LocalityWeighted {
+		t.Fatalf("got LocalityWeighted false, want true")
+	}
+	assignment := &endpointv3.ClusterLoadAssignment{ClusterName: "lw", Endpoints: []*endpointv3.LocalityLbEndpoints{
+		{Locality: &corev3.Locality{Zone: "a"}, LoadBalancingWeight: wrapperspb.UInt32(0), LbEndpoints: []*endpointv3.LbEndpoint{lbEndpoint("10.0.0.1", 80, nil)}},
+		{Locality: &corev3.Locality{Zone: "b"}, LoadBalancingWeight: wrapperspb.UInt32(5), LbEndpoints: []*endpointv3.LbEndpoint{lbEndpoint("10.0.0.2", 80, nil)}},
+	}}
+	if err := m.UpdateEndpoints([]*endpointv3.ClusterLoadAssignment{assignment}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 20; i++ {
+		h, err := m.Get("lw").Pick(nil)
+		if err != nil || h.Address != "10.0.0.2:80" {
+			t.Fatalf("got %v %v, want only the weighted locality's host", h, err)
+		}
 	}
 }
 
@@ -467,4 +508,34 @@ func BenchmarkPickReport(b *testing.B) {
 			rel()
 		}
 	})
+}
+
+func TestCloseStopsBackgroundWork(t *testing.T) {
+	before := runtime.NumGoroutine()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	host, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	p, _ := strconv.Atoi(port)
+	m := NewManager(Options{Resolver: func(context.Context, string) ([]netip.Addr, error) {
+		return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil
+	}})
+	hc := staticCluster("hc", lbEndpoint(host, uint32(p), nil))
+	hc.HealthChecks = []*corev3.HealthCheck{{Interval: durationpb.New(time.Hour), Timeout: durationpb.New(time.Second),
+		HealthChecker: &corev3.HealthCheck_HttpHealthCheck_{HttpHealthCheck: &corev3.HealthCheck_HttpHealthCheck{Path: "/"}}}}
+	hc.OutlierDetection = &clusterv3.OutlierDetection{}
+	dns := &clusterv3.Cluster{Name: "dns", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STRICT_DNS},
+		LoadAssignment: cla("dns", lbEndpoint("local.test", 80, nil))}
+	if err := m.UpdateClusters([]*clusterv3.Cluster{hc, dns}); err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	srv.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		buf := make([]byte, 1<<16)
+		t.Errorf("got %d goroutines after Close, want at most %d:\n%s", n, before, buf[:runtime.Stack(buf, true)])
+	}
 }

@@ -222,6 +222,9 @@ func compileLB(pc *clusterv3.Cluster, c *Cluster, fe *fieldErrors) {
 			}
 			c.LB.PanicThreshold = &v
 		}
+		if cl.GetLocalityWeightedLbConfig() != nil {
+			c.LB.LocalityWeighted = true
+		}
 		if cl.GetZoneAwareLbConfig() != nil {
 			fe.add("common_lb_config.zone_aware_lb_config", "not supported; use EDS priorities for locality failover")
 		}

@@ -86,11 +86,12 @@ func compileEndpoints(cla *endpointv3.ClusterLoadAssignment, cluster, path strin
 			}
 			seen[key] = true
 			h := &Host{
-				Address:   addr,
-				Weight:    w,
-				Locality:  loc,
-				Priority:  le.GetPriority(),
-				EDSHealth: lb.HealthStatus(e.GetHealthStatus()),
+				Address:        addr,
+				Weight:         w,
+				Locality:       loc,
+				Priority:       le.GetPriority(),
+				LocalityWeight: le.GetLoadBalancingWeight().GetValue(),
+				EDSHealth:      lb.HealthStatus(e.GetHealthStatus()),
 			}
 			if in != nil {
 				if p, ok := endpointPeer(e.GetMetadata()); ok {

@@ -394,7 +394,7 @@ func reuseHosts(old, fresh []*Host) []*Host {
 	}
 	for i, h := range fresh {
 		if o := byAddr[h.Address]; o != nil && o.Weight == h.Weight && o.Priority == h.Priority &&
-			o.Locality == h.Locality && o.EDSHealth == h.EDSHealth && o.Peer == h.Peer {
+			o.Locality == h.Locality && o.LocalityWeight == h.LocalityWeight && o.EDSHealth == h.EDSHealth && o.Peer == h.Peer {
 			fresh[i] = o
 		}
 	}

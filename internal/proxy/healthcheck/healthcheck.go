@@ -57,8 +57,10 @@ func NewStats(sc stats.Scope) *Stats {
 	}
 }
 
-// Checker checks every host of one cluster. Hosts start healthy (as Envoy
-// does for hosts that EDS marks healthy) and flip after the thresholds.
+// Checker checks every host of one cluster. As in Envoy, a host it has not
+// checked yet counts as failed (/failed_active_hc) until its first check
+// passes; new hosts are checked at once, then every interval, and flip
+// after the thresholds.
 type Checker struct {
 	cfg      Config
 	cluster  string
@@ -69,9 +71,13 @@ type Checker struct {
 	mu     sync.Mutex
 	hosts  []*lb.Host
 	counts map[*lb.Host]*streak
+	kick   chan struct{}
 }
 
-type streak struct{ ok, bad uint32 }
+type streak struct {
+	ok, bad uint32
+	seen    bool // checked at least once
+}
 
 // New returns a checker. onChange (may be nil) runs after any host changes
 // health.
@@ -98,7 +104,7 @@ func New(cluster string, cfg Config, st *Stats, onChange func()) *Checker {
 	return &Checker{cfg: cfg, cluster: cluster, onChange: onChange, st: st,
 		client: &http.Client{Transport: tr, Timeout: cfg.Timeout,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
-		counts: map[*lb.Host]*streak{}}
+		counts: map[*lb.Host]*streak{}, kick: make(chan struct{}, 1)}
 }
 
 // SetHosts replaces the checked hosts.
@@ -107,14 +113,23 @@ func (c *Checker) SetHosts(hosts []*lb.Host) {
 	defer c.mu.Unlock()
 	c.hosts = hosts
 	counts := make(map[*lb.Host]*streak, len(hosts))
+	fresh := false
 	for _, h := range hosts {
 		if s, ok := c.counts[h]; ok {
 			counts[h] = s
 		} else {
 			counts[h] = &streak{}
+			h.SetHealthCheckFailed(true)
+			fresh = true
 		}
 	}
 	c.counts = counts
+	if fresh {
+		select {
+		case c.kick <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // Run checks every host each interval until ctx ends.
@@ -127,6 +142,7 @@ func (c *Checker) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-c.kick:
 		}
 	}
 }
@@ -159,7 +175,8 @@ func (c *Checker) CheckAll(ctx context.Context) {
 			c.st.Success.Inc()
 			s.ok++
 			s.bad = 0
-			if s.ok >= c.cfg.HealthyThreshold && h.SetHealthCheckFailed(false) {
+			// The first success of a never-checked host counts at once.
+			if (s.ok >= c.cfg.HealthyThreshold || !s.seen) && h.SetHealthCheckFailed(false) {
 				changed = true
 			}
 		} else {
@@ -173,6 +190,7 @@ func (c *Checker) CheckAll(ctx context.Context) {
 				changed = true
 			}
 		}
+		s.seen = true
 		if !h.HealthCheckFailed() {
 			healthy++
 		}

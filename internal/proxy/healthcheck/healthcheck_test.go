@@ -37,14 +37,17 @@ func TestHTTPCheckThresholds(t *testing.T) {
 	c.SetHosts([]*lb.Host{good, dead})
 	ctx := context.Background()
 
+	if !good.HealthCheckFailed() || !dead.HealthCheckFailed() {
+		t.Fatalf("got unchecked hosts healthy, want them failed until a first check passes")
+	}
 	steps := []struct {
 		name     string
 		status   int32
 		wantGood bool
 		wantDead bool
 	}{
-		{"first failure is below the unhealthy threshold", 200, false, false},
-		{"second failure marks the dead host", 200, false, true},
+		{"the first success counts at once", 200, false, true},
+		{"the dead host stays failed", 200, false, true},
 		{"a 503 once is below the threshold", 503, false, true},
 		{"a 503 twice fails the host", 503, true, true},
 		{"one success is below the healthy threshold", 204, true, true},
@@ -68,6 +71,22 @@ func TestHTTPCheckThresholds(t *testing.T) {
 	}
 	if got := store.CounterValue("cluster.web.health_check.network_failure"); got != 6 {
 		t.Errorf("got network failures %d, want 6", got)
+	}
+	// A new host is checked at once by Run, without waiting an interval.
+	fresh := &lb.Host{Address: srv.Listener.Addr().String()}
+	status.Store(200)
+	ctx2, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { c.Run(ctx2); close(done) }()
+	c.SetHosts([]*lb.Host{good, dead, fresh})
+	deadline := time.Now().Add(5 * time.Second)
+	for fresh.HealthCheckFailed() && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	<-done
+	if fresh.HealthCheckFailed() {
+		t.Errorf("got the new host still unchecked, want it checked at once")
 	}
 }
 

@@ -45,10 +45,10 @@ type Config struct {
 	// StreamIdleTimeout bounds the wait for request bytes (default 5 min);
 	// IdleTimeout closes idle keep-alive connections (default 1 h).
 	StreamIdleTimeout, IdleTimeout, RequestTimeout time.Duration
-	UseRemoteAddress  bool
-	XffNumTrustedHops int
-	SkipXffAppend     bool
-	GenerateRequestID bool
+	UseRemoteAddress                               bool
+	XffNumTrustedHops                              int
+	SkipXffAppend                                  bool
+	GenerateRequestID                              bool
 	// Upgrades are the enabled upgrade types (lower case, e.g. websocket).
 	Upgrades []string
 	// ServerName, when set, is written as the server header of responses

@@ -3,9 +3,9 @@ package httpconn
 import (
 	"bytes"
 	"context"
-	"net/http"
 	"io"
 	"net"
+	"net/http"
 	"strconv"
 	"sync"
 	"time"

@@ -57,7 +57,14 @@ func (m *Manager) serveH1(ctx context.Context, cfg *Config, c net.Conn, br *bufi
 	first := true
 	for {
 		if !first {
-			c.SetReadDeadline(m.now().Add(cfg.IdleTimeout))
+			if cfg.IdleTimeout > 0 {
+				c.SetReadDeadline(m.now().Add(cfg.IdleTimeout))
+			} else {
+				c.SetReadDeadline(time.Time{})
+			}
+			if ctx.Err() != nil {
+				return
+			}
 		}
 		first = false
 		err := http1.ReadRequest(br, &hc.req)
@@ -72,6 +79,8 @@ func (m *Manager) serveH1(ctx context.Context, cfg *Config, c net.Conn, br *bufi
 		}
 		if cfg.StreamIdleTimeout > 0 {
 			c.SetReadDeadline(m.now().Add(cfg.StreamIdleTimeout))
+		} else if cfg.IdleTimeout > 0 {
+			c.SetReadDeadline(time.Time{})
 		}
 		if !hc.serveOne() {
 			return

@@ -100,14 +100,23 @@ type h2sink struct {
 
 func (s *h2sink) writeHead(status int, _ []byte, h http1.Headers, n int64) error {
 	hdr := s.w.Header()
+	trailersOnly := false
 	for _, f := range h {
 		k := http.CanonicalHeaderKey(string(f.Name))
 		hdr[k] = append(hdr[k], string(f.Value))
+		if k == "Grpc-Status" {
+			trailersOnly = true
+		}
 	}
 	if n >= 0 {
 		hdr.Set("Content-Length", itoa(n))
 	}
 	s.w.WriteHeader(status)
+	if trailersOnly {
+		// A gRPC trailers-only response must stay one HEADERS frame with
+		// END_STREAM: let the handler's return send it.
+		return nil
+	}
 	return s.rc.Flush()
 }
 

@@ -34,7 +34,7 @@ type Record struct {
 	Start    time.Time
 	Duration time.Duration
 	// UpstreamDuration is the time to the upstream's response head.
-	UpstreamDuration time.Duration
+	UpstreamDuration                                            time.Duration
 	Method, Path, Authority, UserAgent, RequestID, ForwardedFor []byte
 	// Protocol is "HTTP/1.1" or "HTTP/2".
 	Protocol string
@@ -149,7 +149,9 @@ func (m *Manager) ServeConn(ctx context.Context, cfg *Config, c net.Conn, br *bu
 	if info.Local == nil {
 		info.Local = c.LocalAddr()
 	}
-	c.SetReadDeadline(m.now().Add(cfg.StreamIdleTimeout))
+	if cfg.StreamIdleTimeout > 0 {
+		c.SetReadDeadline(m.now().Add(cfg.StreamIdleTimeout))
+	}
 	if p, err := br.Peek(3); err == nil && string(p) == "PRI" {
 		if p, err := br.Peek(len(h2Preface)); err == nil && string(p) == h2Preface {
 			c.SetReadDeadline(time.Time{})

@@ -51,6 +51,11 @@ type Config struct {
 	// ignores health and uses every host. Nil means Envoy's 50%; 0 disables
 	// panic mode (then no healthy host means no host).
 	PanicThreshold *float64
+	// LocalityWeighted spreads each priority's traffic over localities by
+	// their EDS load_balancing_weight × health (locality_weighted_lb_config);
+	// hosts of localities without a weight get none. Not used by hashing
+	// policies.
+	LocalityWeighted bool
 	// Rand returns uniformly distributed random numbers; nil uses
 	// math/rand/v2's goroutine-safe global source. Tests pass a seeded one
 	// (which must be safe for concurrent use if the test picks concurrently).
@@ -241,7 +246,7 @@ func (b *Balancer) Refresh() {
 		if totalHealthy == 0 {
 			for p, hs := range byPri {
 				if len(hs) > 0 {
-					v.levels = []level{{p: b.build(p, hs), cum: 100, size: len(hs)}}
+					v.levels = []level{{p: b.buildLevel(p, hs, hs), cum: 100, size: len(hs)}}
 					break
 				}
 			}
@@ -269,7 +274,7 @@ func (b *Balancer) Refresh() {
 		if remaining <= 0.0001 {
 			c = 100
 		}
-		v.levels = append(v.levels, level{p: b.build(p, healthy[p]), cum: c, size: len(healthy[p])})
+		v.levels = append(v.levels, level{p: b.buildLevel(p, healthy[p], byPri[p]), cum: c, size: len(healthy[p])})
 	}
 	if len(v.levels) == 0 {
 		v.empty = true
@@ -277,6 +282,67 @@ func (b *Balancer) Refresh() {
 		v.levels[len(v.levels)-1].cum = 100
 	}
 	b.view.Store(v)
+}
+
+// buildLevel builds one priority's picker over its usable hosts; with
+// locality weighting it first picks a locality by weight × its health.
+func (b *Balancer) buildLevel(priority int, usable, all []*Host) picker {
+	if !b.cfg.LocalityWeighted || b.cfg.Policy == RingHash || b.cfg.Policy == Maglev {
+		return b.build(priority, usable)
+	}
+	type loc struct {
+		usable []*Host
+		total  int
+		weight uint32
+	}
+	byLoc := map[Locality]*loc{}
+	var order []Locality
+	for _, h := range all {
+		l := byLoc[h.Locality]
+		if l == nil {
+			l = &loc{weight: h.LocalityWeight}
+			byLoc[h.Locality] = l
+			order = append(order, h.Locality)
+		}
+		l.total++
+	}
+	for _, h := range usable {
+		byLoc[h.Locality].usable = append(byLoc[h.Locality].usable, h)
+	}
+	lp := &localityPicker{}
+	var cum float64
+	for _, key := range order {
+		l := byLoc[key]
+		if len(l.usable) == 0 || l.weight == 0 {
+			continue
+		}
+		health := min(1, OverprovisioningFactor*float64(len(l.usable))/float64(l.total))
+		cum += float64(l.weight) * health
+		lp.cum = append(lp.cum, cum)
+		lp.pickers = append(lp.pickers, b.build(priority, l.usable))
+	}
+	if len(lp.pickers) == 0 {
+		return b.build(priority, usable) // no locality weights: plain pick
+	}
+	return lp
+}
+
+// localityPicker chooses a locality by effective weight, then a host in it.
+type localityPicker struct {
+	cum     []float64
+	pickers []picker
+}
+
+func (l *localityPicker) pick(ctx *Context, rnd func() uint64) *Host {
+	x := float64(rnd()>>11) / (1 << 53) * l.cum[len(l.cum)-1]
+	i := sort.SearchFloat64s(l.cum, x)
+	if i < len(l.cum) && l.cum[i] == x {
+		i++
+	}
+	if i >= len(l.pickers) {
+		i = len(l.pickers) - 1
+	}
+	return l.pickers[i].pick(ctx, rnd)
 }
 
 func (b *Balancer) build(priority int, hs []*Host) picker {

@@ -52,6 +52,9 @@ type Host struct {
 	// Locality and Priority come from the EDS LocalityLbEndpoints.
 	Locality Locality
 	Priority uint32
+	// LocalityWeight is the locality's load_balancing_weight (0 = unset);
+	// used with Config.LocalityWeighted.
+	LocalityWeight uint32
 	// EDSHealth is the health_status EDS gave the endpoint.
 	EDSHealth HealthStatus
 	// Peer carries the endpoint's Istio identity for telemetry (from its

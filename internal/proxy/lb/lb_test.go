@@ -299,3 +299,44 @@ func BenchmarkPick(b *testing.B) {
 		})
 	}
 }
+
+func TestLocalityWeighted(t *testing.T) {
+	mk := func(zone string, w uint32, n int) []*Host {
+		var out []*Host
+		for i := 0; i < n; i++ {
+			out = append(out, &Host{Address: fmt.Sprintf("%s-%d:80", zone, i), Locality: Locality{Zone: zone}, LocalityWeight: w})
+		}
+		return out
+	}
+	tests := []struct {
+		name  string
+		eject int // hosts of zone a ejected (of 4)
+		wantA float64
+	}{
+		{"weights 3:1", 0, 0.75},
+		{"half of a down: 3×0.7 : 1", 2, 2.1 / 3.1},
+		{"all of a down", 4, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, b := mk("a", 3, 4), mk("b", 1, 4)
+			for i := 0; i < tt.eject; i++ {
+				a[i].SetEjected(true)
+			}
+			bal := New(Config{LocalityWeighted: true, Rand: seeded(21)}, append(a, b...))
+			got := count(bal, 40000, nil)
+			n := 0
+			for h, c := range got {
+				if h == nil || !h.Healthy() {
+					t.Fatalf("got host %v, want a healthy one", h)
+				}
+				if h.Locality.Zone == "a" {
+					n += c
+				}
+			}
+			if share := float64(n) / 40000; math.Abs(share-tt.wantA) > 0.015 {
+				t.Errorf("got zone a share %.3f, want %.3f", share, tt.wantA)
+			}
+		})
+	}
+}

@@ -170,7 +170,15 @@ func (s *Server) Update(ctx context.Context, ls []*Listener) error {
 
 func listen(ctx context.Context, addr string) (net.Listener, error) {
 	lc := net.ListenConfig{}
-	return lc.Listen(ctx, "tcp", addr)
+	network := "tcp"
+	if ap, err := netip.ParseAddrPort(addr); err == nil {
+		if ap.Addr().Is4() {
+			network = "tcp4"
+		} else {
+			network = "tcp6"
+		}
+	}
+	return lc.Listen(ctx, network, addr)
 }
 
 // drain stops accepting on r, lets its connections finish within

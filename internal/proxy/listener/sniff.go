@@ -49,17 +49,40 @@ func sniff(c net.Conn, br *bufio.Reader, timeout time.Duration, f *ConnFacts) {
 		}
 		return
 	}
-	// HTTP: look at what is buffered (at least the method).
-	p, _ := br.Peek(min(br.Buffered(), 64))
-	if len(p) < 16 {
-		p, _ = br.Peek(16)
+	// HTTP: decide from what arrived; wait for more only while the bytes
+	// could still be the start of a request line or the h2c preface.
+	for {
+		p, _ := br.Peek(br.Buffered())
+		switch {
+		case bytes.HasPrefix(p, []byte(h2cPreface)):
+			f.ALPN = []string{"h2c"}
+			return
+		case looksHTTP1(p):
+			f.ALPN = []string{"http/1.1"}
+			return
+		case !couldBeHTTP(p) || len(p) >= len(h2cPreface):
+			return
+		}
+		if _, err := br.Peek(len(p) + 1); err != nil {
+			return
+		}
 	}
-	switch {
-	case bytes.HasPrefix(p, []byte("PRI * HTTP/2.0")):
-		f.ALPN = []string{"h2c"}
-	case looksHTTP1(p):
-		f.ALPN = []string{"http/1.1"}
+}
+
+const h2cPreface = "PRI * HTTP/2.0"
+
+// couldBeHTTP reports whether p is a prefix of a method token or of the
+// h2c preface.
+func couldBeHTTP(p []byte) bool {
+	if bytes.HasPrefix([]byte(h2cPreface), p) {
+		return true
 	}
+	for _, m := range methods {
+		if bytes.HasPrefix([]byte(m), p) {
+			return true
+		}
+	}
+	return false
 }
 
 var methods = [...]string{"GET ", "POST ", "PUT ", "HEAD ", "DELETE ", "OPTIONS ", "PATCH ", "CONNECT ", "TRACE "}

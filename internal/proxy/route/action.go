@@ -449,4 +449,3 @@ func compileHash(h *routev3.RouteAction_HashPolicy, path string) (HashPolicy, er
 	}
 	return hp, nil
 }
-

@@ -256,3 +256,13 @@ func (s *Store) CounterValue(name string) uint64 {
 	}
 	return 0
 }
+
+// ResetCounters sets every counter to zero (admin /reset_counters); gauges
+// and histograms keep their values, as in Envoy.
+func (s *Store) ResetCounters() {
+	for _, st := range s.Each() {
+		if st.Counter != nil {
+			st.Counter.v.Store(0)
+		}
+	}
+}

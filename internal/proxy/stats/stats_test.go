@@ -133,3 +133,38 @@ func BenchmarkCounterParallel(b *testing.B) {
 		}
 	})
 }
+
+func TestStatSets(t *testing.T) {
+	s := NewStore()
+	l := NewListenerStats(s, "0.0.0.0:15001")
+	l.DownstreamCxTotal.Inc()
+	h := NewHTTPStats(s, "outbound_0.0.0.0_80")
+	h.DownstreamRqTotal.Inc()
+	h.Response(503, 2)
+	h.Response(200, 1)
+	NewTCPStats(s, "redis").DownstreamCxRxBytesTotal.Add(10)
+	want := map[string]uint64{
+		"listener.0.0.0.0_15001.downstream_cx_total":   1,
+		"http.outbound_0.0.0.0_80.downstream_rq_total": 1,
+		"http.outbound_0.0.0.0_80.downstream_rq_5xx":   1,
+		"http.outbound_0.0.0.0_80.downstream_rq_2xx":   1,
+		"tcp.redis.downstream_cx_rx_bytes_total":       10,
+	}
+	for name, w := range want {
+		if got := s.CounterValue(name); got != w {
+			t.Errorf("%s: got %d, want %d", name, got, w)
+		}
+	}
+	if got := ListenerStatName("[::]:80"); got != "[::]_80" {
+		t.Errorf("got %q, want [::]_80", got)
+	}
+	if n := testing.AllocsPerRun(1000, func() { h.Response(200, 1) }); n != 0 {
+		t.Errorf("got %v allocations per Response, want 0", n)
+	}
+	var b bytes.Buffer
+	s.WritePrometheus(&b)
+	if !strings.Contains(b.String(), `envoy_http_downstream_rq_5xx{http_conn_manager_prefix="outbound_0.0.0.0_80"} 1`) ||
+		!strings.Contains(b.String(), `envoy_listener_downstream_cx_total{listener_address="0.0.0.0_15001"} 1`) {
+		t.Errorf("got exposition without Envoy's tag names:\n%s", b.String())
+	}
+}

@@ -64,6 +64,8 @@ type httpSeries struct {
 	duration *stats.Histogram
 	reqBytes *stats.Histogram
 	resBytes *stats.Histogram
+	reqMsgs  atomic.Uint64
+	respMsgs atomic.Uint64
 }
 
 type tcpSeries struct {
@@ -116,6 +118,23 @@ func (r *Recorder) Request(k *Key, code, grpcStatus int, flags string, durationM
 	s.duration.Observe(durationMs)
 	s.reqBytes.Observe(float64(reqBytes))
 	s.resBytes.Observe(float64(respBytes))
+}
+
+// GRPCMessages adds to istio_request_messages_total and
+// istio_response_messages_total of a gRPC request's series (same key and
+// result as its Request call); streaming calls report as messages flow or
+// once at the end.
+func (r *Recorder) GRPCMessages(k *Key, code, grpcStatus int, flags string, reqMsgs, respMsgs uint64) {
+	if flags == "" {
+		flags = "-"
+	}
+	sk := seriesKey{Key: *k, code: int32(code), grpc: int32(grpcStatus), flags: flags}
+	s := (*r.http.Load())[sk]
+	if s == nil {
+		s = r.newHTTP(sk)
+	}
+	s.reqMsgs.Add(reqMsgs)
+	s.respMsgs.Add(respMsgs)
 }
 
 // TCPOpened records istio_tcp_connections_opened_total.
@@ -277,6 +296,22 @@ func (r *Recorder) WritePrometheus(w io.Writer) error {
 			bw.WriteString("# TYPE " + m.name + " histogram\n")
 			for _, s := range hs {
 				stats.WriteHistogram(bw, m.name, s.labels, m.get(s).Snapshot())
+			}
+		}
+		var grpc []*httpSeries
+		for _, s := range hs {
+			if s.reqMsgs.Load()+s.respMsgs.Load() > 0 {
+				grpc = append(grpc, s)
+			}
+		}
+		if len(grpc) > 0 {
+			bw.WriteString("# TYPE istio_request_messages_total counter\n")
+			for _, s := range grpc {
+				writeCounter(bw, "istio_request_messages_total", s.labels, s.reqMsgs.Load())
+			}
+			bw.WriteString("# TYPE istio_response_messages_total counter\n")
+			for _, s := range grpc {
+				writeCounter(bw, "istio_response_messages_total", s.labels, s.respMsgs.Load())
 			}
 		}
 	}

@@ -6,9 +6,9 @@ import (
 	"strings"
 	"testing"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
-	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -102,6 +102,7 @@ func TestGRPCAndTCP(t *testing.T) {
 	r := NewRecorder(nil)
 	k := &Key{Reporter: Source, Protocol: "grpc"}
 	r.Request(k, 200, 14, "-", 3, 10, 10)
+	r.GRPCMessages(k, 200, 14, "-", 2, 5)
 	tk := &Key{Reporter: Destination, Protocol: "tcp", Security: "none"}
 	r.TCPOpened(tk)
 	r.TCPClosed(tk, "-", 100, 200)
@@ -111,6 +112,8 @@ func TestGRPCAndTCP(t *testing.T) {
 		t.Errorf("got %v, want grpc status 14 and unknown source", g)
 	}
 	wants := map[string]float64{
+		"istio_request_messages_total":       2,
+		"istio_response_messages_total":      5,
 		"istio_tcp_connections_opened_total": 1,
 		"istio_tcp_connections_closed_total": 1,
 		"istio_tcp_sent_bytes_total":         100,
@@ -122,8 +125,8 @@ func TestGRPCAndTCP(t *testing.T) {
 			t.Errorf("%s: got %v, want %v", name, f, want)
 			continue
 		}
-		if _, ok := labelMap(f.GetMetric()[0])["response_code"]; ok {
-			t.Errorf("%s: got a response_code label on a TCP metric", name)
+		if _, ok := labelMap(f.GetMetric()[0])["response_code"]; ok != strings.Contains(name, "messages") {
+			t.Errorf("%s: got response_code label %v, want it only on gRPC message metrics", name, ok)
 		}
 	}
 }

@@ -76,6 +76,9 @@ type Options struct {
 	Logf func(format string, args ...any)
 	// Now is the clock for last-updated times; nil uses time.Now.
 	Now func() time.Time
+	// InitialFetchTimeout bounds how long listeners wait for the first
+	// endpoints of the clusters (Envoy's warming); default 5s.
+	InitialFetchTimeout time.Duration
 }
 
 // Resource is one accepted resource with its version.
@@ -123,9 +126,11 @@ type Client struct {
 	mu        sync.Mutex
 	types     map[string]*typeState
 	connected bool
-	synced    chan struct{}
-	syncOnce  sync.Once
-	changed   chan struct{} // subscription change, wakes the stream loop
+	// warmDeadline is when listeners stop waiting for endpoints.
+	warmDeadline time.Time
+	synced       chan struct{}
+	syncOnce     sync.Once
+	changed      chan struct{} // subscription change, wakes the stream loop
 }
 
 // New validates opts and returns a client.
@@ -153,6 +158,9 @@ func New(opts Options) (*Client, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.InitialFetchTimeout <= 0 {
+		opts.InitialFetchTimeout = 5 * time.Second
 	}
 	if opts.DialOptions == nil {
 		opts.DialOptions = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
@@ -322,7 +330,13 @@ func (c *Client) apply(typeURL string, next map[string]*Resource, version, nonce
 		changed = c.resubscribe(EndpointType, edsNames(next))
 		if !c.types[ListenerType].started {
 			changed = true
+			if c.warmDeadline.IsZero() {
+				c.warmDeadline = c.opts.Now().Add(c.opts.InitialFetchTimeout)
+				time.AfterFunc(c.opts.InitialFetchTimeout, c.wake)
+			}
 		}
+	case EndpointType:
+		changed = !c.types[ListenerType].started
 	case ListenerType:
 		changed = c.resubscribe(RouteType, rdsNames(next))
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -173,6 +174,14 @@ func (r *recorder) names(typeURL string) string {
 	return strings.Join(out, ",")
 }
 
+func shortTypes(urls []string) []string {
+	var out []string
+	for _, u := range urls {
+		out = append(out, u[strings.LastIndexByte(u, '.')+1:])
+	}
+	return out
+}
+
 func sortStrings(s []string) {
 	for i := range s {
 		for j := i + 1; j < len(s); j++ {
@@ -233,8 +242,8 @@ func TestClientEndToEnd(t *testing.T) {
 				t.Errorf("got listeners %q, want 0.0.0.0_80", got)
 			}
 			h.mu.Lock()
-			if h.order[0] != ClusterType {
-				t.Errorf("got first applied type %s, want clusters first", h.order[0])
+			if got := strings.Join(shortTypes(h.order[:4]), ","); got != "Cluster,ClusterLoadAssignment,Listener,RouteConfiguration" {
+				t.Errorf("got apply order %s, want Envoy's warming order CDS, EDS, LDS, RDS", got)
 			}
 			h.mu.Unlock()
 
@@ -328,5 +337,60 @@ func TestBackoffBounds(t *testing.T) {
 		if got := c.backoff(tt.n); got < tt.min || got >= tt.max {
 			t.Errorf("backoff(%d): got %v, want in [%v, %v)", tt.n, got, tt.min, tt.max)
 		}
+	}
+}
+
+func TestListenersWaitForEndpointsThenTimeOut(t *testing.T) {
+	// The server knows the cluster but has no endpoints for it: listeners
+	// must still come once the initial fetch timeout passes.
+	s, err := cachev3.NewSnapshot("v1", map[resource.Type][]types.Resource{
+		resource.ClusterType:  {edsCluster("lonely")},
+		resource.ListenerType: {httpListener(t, "0.0.0.0_80", "80")},
+		resource.RouteType:    {&routev3.RouteConfiguration{Name: "80"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil)
+	cache.SetSnapshot(context.Background(), nodeID, s)
+	srv := startServer(t, "", cache)
+	h := &recorder{}
+	c, err := New(Options{Address: srv.addr, Node: &corev3.Node{Id: nodeID}, Handler: h, InitialFetchTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { c.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, "listeners after the timeout", func() bool { return h.names(ListenerType) == "0.0.0.0_80" })
+	if got := h.names(EndpointType); got != "" {
+		t.Errorf("got endpoints %q, want none", got)
+	}
+}
+
+func TestRunLeavesNoGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	cache := cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil)
+	cache.SetSnapshot(context.Background(), nodeID, snapshot(t, "v1", []string{"a"}, false))
+	srv := startServer(t, "", cache)
+	c, err := New(Options{Address: srv.addr, Node: &corev3.Node{Id: nodeID}, Handler: &recorder{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { c.Run(ctx); close(done) }()
+	<-c.Synced()
+	cancel()
+	<-done
+	srv.grpc.Stop()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		buf := make([]byte, 1<<16)
+		t.Errorf("got %d goroutines after Run returned, want at most %d:\n%s", n, before, buf[:runtime.Stack(buf, true)])
 	}
 }

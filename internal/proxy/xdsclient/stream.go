@@ -47,14 +47,21 @@ func rdsNames(listeners map[string]*Resource) map[string]bool {
 
 // active reports whether a type should have a request out: clusters
 // always; endpoints and routes when something names them; listeners once
-// clusters have been answered (Envoy's warming order). c.mu held.
+// clusters have been answered and their endpoints have arrived or the
+// initial fetch timeout passed (Envoy's warming order). c.mu held.
 func (c *Client) active(t string) bool {
 	switch t {
 	case ClusterType:
 		return true
 	case ListenerType:
-		cds := c.types[ClusterType]
-		return cds.acked+cds.nacked > 0
+		if c.types[ListenerType].acked > 0 {
+			return true // already warm once: reconnects resubscribe at once
+		}
+		cds, eds := c.types[ClusterType], c.types[EndpointType]
+		if cds.acked+cds.nacked == 0 {
+			return false
+		}
+		return len(eds.subscribed) == 0 || eds.acked+eds.nacked > 0 || !c.opts.Now().Before(c.warmDeadline)
 	}
 	return len(c.types[t].subscribed) > 0 || c.types[t].started
 }

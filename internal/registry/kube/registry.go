@@ -3,6 +3,7 @@ package kube
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -47,6 +48,12 @@ type Registry struct {
 	synced  atomic.Bool
 	builds  atomic.Int64
 	started atomic.Bool
+
+	dmu      sync.Mutex
+	dirtyAll bool
+	dirtySvc map[string]bool     // "ns/name" of Services to rebuild
+	podSvcs  map[string][]string // pod "ns/name" -> Services it backs
+	cache    map[string]*built   // only touched by rebuild
 }
 
 var _ registry.Source = (*Registry)(nil)
@@ -72,12 +79,14 @@ func New(client kubernetes.Interface, opts Options) *Registry {
 		nodes:    f.Core().V1().Nodes().Informer(),
 		nss:      f.Core().V1().Namespaces().Informer(),
 		dirty:    make(chan struct{}, 1),
+		dirtySvc: map[string]bool{},
 	}
 	r.snap.Store(registry.NewSnapshot(nil, nil))
+	_ = r.slices.AddIndexers(cache.Indexers{byService: sliceService})
 	h := cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { r.markDirty() },
-		UpdateFunc: func(any, any) { r.markDirty() },
-		DeleteFunc: func(any) { r.markDirty() },
+		AddFunc:    func(o any) { r.touch(o) },
+		UpdateFunc: func(old, o any) { r.touch(old); r.touch(o) },
+		DeleteFunc: func(o any) { r.touch(o) },
 	}
 	for _, inf := range []cache.SharedIndexInformer{r.services, r.slices, r.pods, r.nodes, r.nss} {
 		_, _ = inf.AddEventHandler(h)
@@ -158,7 +167,9 @@ func (r *Registry) loop(ctx context.Context) {
 		case <-r.dirty:
 		default:
 		}
-		r.rebuild()
+		if !r.rebuild() {
+			continue
+		}
 		r.mu.Lock()
 		subs := append([]func(){}, r.subs...)
 		r.mu.Unlock()
@@ -168,58 +179,140 @@ func (r *Registry) loop(ctx context.Context) {
 	}
 }
 
-func (r *Registry) rebuild() {
-	in := buildInput{opts: r.opts, pods: map[string]*pod{}, nodes: map[string]*node{}, nss: map[string]*namespace{}, slices: map[string][]*slice{}}
-	for _, o := range r.services.GetStore().List() {
-		if s, ok := o.(*service); ok {
-			in.services = append(in.services, s)
+// built is one Service's part of the snapshot, reused while nothing it
+// was built from changes.
+type built struct {
+	svc  *registry.Service
+	eps  []*registry.Endpoint
+	pods []string // "ns/name" of the pods behind eps
+}
+
+// touch records what an event may change: a Service, the Service of an
+// EndpointSlice, the Services whose endpoints a Pod backs; Nodes and
+// Namespaces (locality, network) change everything.
+func (r *Registry) touch(obj any) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	r.dmu.Lock()
+	switch o := obj.(type) {
+	case *service:
+		r.dirtySvc[o.Namespace+"/"+o.Name] = true
+	case *slice:
+		if o.Service != "" {
+			r.dirtySvc[o.Namespace+"/"+o.Service] = true
+		}
+	case *pod:
+		for _, k := range r.podSvcs[o.Namespace+"/"+o.Name] {
+			r.dirtySvc[k] = true
+		}
+	default:
+		r.dirtyAll = true
+	}
+	r.dmu.Unlock()
+	r.markDirty()
+}
+
+// rebuild makes a new snapshot, rebuilding only the Services touched since
+// the last one. It reports whether anything changed. It runs on one
+// goroutine at a time (Start, then the loop).
+func (r *Registry) rebuild() bool {
+	r.dmu.Lock()
+	all := r.dirtyAll || r.cache == nil
+	dirty := r.dirtySvc
+	r.dirtySvc, r.dirtyAll = map[string]bool{}, false
+	r.dmu.Unlock()
+	if !all && len(dirty) == 0 {
+		return false
+	}
+	in := buildInput{opts: r.opts, r: r}
+	objs := r.services.GetStore().List()
+	next := make(map[string]*built, len(objs))
+	svcs := make([]*registry.Service, 0, len(objs))
+	eps := make(map[string][]*registry.Endpoint, len(objs))
+	podSvcs := make(map[string][]string, len(r.podSvcs))
+	for _, o := range objs {
+		s, ok := o.(*service)
+		if !ok {
+			continue
+		}
+		k := s.Namespace + "/" + s.Name
+		b := r.cache[k]
+		if all || dirty[k] || b == nil {
+			b = &built{svc: in.service(s)}
+			b.eps, b.pods = in.endpoints(s, b.svc)
+		}
+		next[k] = b
+		svcs = append(svcs, b.svc)
+		if len(b.eps) > 0 {
+			eps[b.svc.Hostname] = b.eps
+		}
+		for _, p := range b.pods {
+			podSvcs[p] = append(podSvcs[p], k)
 		}
 	}
-	for _, o := range r.slices.GetStore().List() {
-		if s, ok := o.(*slice); ok && s.Service != "" {
-			k := s.Namespace + "/" + s.Service
-			in.slices[k] = append(in.slices[k], s)
-		}
-	}
-	for _, o := range r.pods.GetStore().List() {
-		if p, ok := o.(*pod); ok {
-			in.pods[p.Namespace+"/"+p.Name] = p
-		}
-	}
-	for _, o := range r.nodes.GetStore().List() {
-		if n, ok := o.(*node); ok {
-			in.nodes[n.Name] = n
-		}
-	}
-	for _, o := range r.nss.GetStore().List() {
-		if n, ok := o.(*namespace); ok {
-			in.nss[n.Name] = n
-		}
-	}
-	r.snap.Store(in.build())
+	r.cache = next
+	r.dmu.Lock()
+	r.podSvcs = podSvcs
+	r.dmu.Unlock()
+	r.snap.Store(registry.NewSnapshot(svcs, eps))
 	r.builds.Add(1)
+	return true
 }
 
+// buildInput reads the informer stores while building.
 type buildInput struct {
-	opts     Options
-	services []*service
-	slices   map[string][]*slice // "ns/service"
-	pods     map[string]*pod     // "ns/name"
-	nodes    map[string]*node
-	nss      map[string]*namespace
+	opts Options
+	r    *Registry
 }
 
-func (in *buildInput) build() *registry.Snapshot {
-	svcs := make([]*registry.Service, 0, len(in.services))
-	eps := make(map[string][]*registry.Endpoint, len(in.services))
-	for _, s := range in.services {
-		rs := in.service(s)
-		svcs = append(svcs, rs)
-		if e := in.endpoints(s, rs); len(e) > 0 {
-			eps[rs.Hostname] = e
+func (in *buildInput) pod(key string) *pod {
+	o, ok, _ := in.r.pods.GetStore().GetByKey(key)
+	if !ok {
+		return nil
+	}
+	p, _ := o.(*pod)
+	return p
+}
+
+func (in *buildInput) node(name string) *node {
+	o, ok, _ := in.r.nodes.GetStore().GetByKey(name)
+	if !ok {
+		return nil
+	}
+	n, _ := o.(*node)
+	return n
+}
+
+func (in *buildInput) namespace(name string) *namespace {
+	o, ok, _ := in.r.nss.GetStore().GetByKey(name)
+	if !ok {
+		return nil
+	}
+	n, _ := o.(*namespace)
+	return n
+}
+
+func (in *buildInput) slicesOf(key string) []*slice {
+	objs, _ := in.r.slices.GetIndexer().ByIndex(byService, key)
+	out := make([]*slice, 0, len(objs))
+	for _, o := range objs {
+		if s, ok := o.(*slice); ok {
+			out = append(out, s)
 		}
 	}
-	return registry.NewSnapshot(svcs, eps)
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// byService indexes EndpointSlices by "namespace/service".
+const byService = "service"
+
+func sliceService(obj any) ([]string, error) {
+	if s, ok := obj.(*slice); ok && s.Service != "" {
+		return []string{s.Namespace + "/" + s.Service}, nil
+	}
+	return nil, nil
 }
 
 func (in *buildInput) service(s *service) *registry.Service {
@@ -256,16 +349,17 @@ func (in *buildInput) service(s *service) *registry.Service {
 	return rs
 }
 
-func (in *buildInput) endpoints(s *service, rs *registry.Service) []*registry.Endpoint {
+func (in *buildInput) endpoints(s *service, rs *registry.Service) ([]*registry.Endpoint, []string) {
 	if s.ExternalName != "" {
 		out := make([]*registry.Endpoint, 0, len(rs.Ports))
 		for _, p := range rs.Ports {
 			out = append(out, &registry.Endpoint{Service: rs.Hostname, ServicePort: p.Number, Address: s.ExternalName, Port: p.Number, Namespace: s.Namespace, Cluster: in.opts.ClusterID, Healthy: true})
 		}
-		return out
+		return out, nil
 	}
 	var out []*registry.Endpoint
-	for _, sl := range in.slices[s.Namespace+"/"+s.Name] {
+	var pods []string
+	for _, sl := range in.slicesOf(s.Namespace + "/" + s.Name) {
 		for _, sp := range sl.Ports {
 			var svcPort *servicePort
 			for i := range s.Ports {
@@ -278,7 +372,12 @@ func (in *buildInput) endpoints(s *service, rs *registry.Service) []*registry.En
 				continue
 			}
 			for _, e := range sl.Endpoints {
-				p := in.pods[s.Namespace+"/"+e.Pod]
+				var p *pod
+				if e.Pod != "" {
+					pk := s.Namespace + "/" + e.Pod
+					p = in.pod(pk)
+					pods = append(pods, pk)
+				}
 				meta := in.workload(s.Namespace, e, p)
 				for _, addr := range e.Addresses {
 					ep := *meta
@@ -292,14 +391,15 @@ func (in *buildInput) endpoints(s *service, rs *registry.Service) []*registry.En
 			}
 		}
 	}
-	return out
+	registry.SortEndpoints(out)
+	return out, pods
 }
 
 // workload fills the identity part of an endpoint from its pod, node and
 // namespace.
 func (in *buildInput) workload(ns string, e sliceEndpoint, p *pod) *registry.Endpoint {
 	ep := &registry.Endpoint{Namespace: ns, Cluster: in.opts.ClusterID, Network: in.opts.Network}
-	if n := in.nss[ns]; n != nil && n.Labels[labelNetwork] != "" {
+	if n := in.namespace(ns); n != nil && n.Labels[labelNetwork] != "" {
 		ep.Network = n.Labels[labelNetwork]
 	}
 	nodeName := e.Node
@@ -321,7 +421,7 @@ func (in *buildInput) workload(ns string, e sliceEndpoint, p *pod) *registry.End
 		}
 	}
 	if ep.Locality == "" {
-		if n := in.nodes[nodeName]; n != nil && n.Locality != "" {
+		if n := in.node(nodeName); n != nil && n.Locality != "" {
 			ep.Locality = n.Locality
 		} else if e.Zone != "" {
 			ep.Locality = "/" + e.Zone + "/"

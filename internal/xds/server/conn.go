@@ -3,7 +3,6 @@ package server
 import (
 	"sync"
 	"time"
-	"unique"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 )
@@ -27,7 +26,6 @@ type conn struct {
 	// owned by the stream goroutine
 	node    *corev3.Node
 	snap    *Snapshot
-	nonce   int64
 	watches map[string]*watch
 }
 
@@ -87,16 +85,16 @@ const maxInflight = 8
 type watch struct {
 	typeURL  string
 	wildcard bool
-	// names are the explicit subscriptions. Keys are interned so that
-	// thousands of streams subscribing to the same names share the bytes.
-	names    map[string]unique.Handle[string]
+	// names are the explicit subscriptions, shared with other streams
+	// through the server's setTable.
+	names    *nameSet
 	inflight []sentInfo
 	// lastNonce is the nonce of the latest response of this type.
 	lastNonce string
 }
 
 func newWatch(typeURL string) *watch {
-	return &watch{typeURL: typeURL, names: map[string]unique.Handle[string]{}}
+	return &watch{typeURL: typeURL}
 }
 
 // wildcardByDefault reports whether an empty first subscription means
@@ -105,39 +103,63 @@ func wildcardByDefault(typeURL string) bool {
 	return typeURL == ListenerType || typeURL == ClusterType
 }
 
-func (w *watch) subscribe(name string) bool {
-	if name == "*" {
-		ch := !w.wildcard
-		w.wildcard = true
-		return ch
+// update applies Delta subscribe and unsubscribe lists and returns the
+// names (or "*") newly subscribed.
+func (w *watch) update(t *setTable, subscribe, unsubscribe []string) (added []string) {
+	var set map[string]struct{}
+	edit := func() map[string]struct{} {
+		if set == nil {
+			set = make(map[string]struct{}, w.names.len()+len(subscribe))
+			if w.names != nil {
+				for n := range w.names.m {
+					set[n] = struct{}{}
+				}
+			}
+		}
+		return set
 	}
-	if _, ok := w.names[name]; ok {
-		return false
+	for _, n := range subscribe {
+		if n == "*" {
+			if !w.wildcard {
+				w.wildcard = true
+				added = append(added, n)
+			}
+			continue
+		}
+		if set != nil {
+			if _, ok := set[n]; ok {
+				continue
+			}
+		} else if w.names.has(n) {
+			continue
+		}
+		edit()[n] = struct{}{}
+		added = append(added, n)
 	}
-	h := unique.Make(name)
-	w.names[h.Value()] = h
-	return true
-}
-
-func (w *watch) unsubscribe(name string) {
-	if name == "*" {
-		w.wildcard = false
-		return
+	for _, n := range unsubscribe {
+		if n == "*" {
+			w.wildcard = false
+			continue
+		}
+		if w.names.has(n) || set != nil {
+			delete(edit(), n)
+		}
 	}
-	delete(w.names, name)
+	if set != nil {
+		old := w.names
+		w.names = t.intern(set)
+		t.release(old)
+	}
+	return added
 }
 
 func (w *watch) wants(name string) bool {
-	if w.wildcard {
-		return true
-	}
-	_, ok := w.names[name]
-	return ok
+	return w.wildcard || w.names.has(name)
 }
 
 // setNames replaces the explicit subscription (state of the world); it
 // reports whether anything changed.
-func (w *watch) setNames(names []string) bool {
+func (w *watch) setNames(t *setTable, names []string) bool {
 	wild := false
 	set := make(map[string]struct{}, len(names))
 	for _, n := range names {
@@ -150,24 +172,17 @@ func (w *watch) setNames(names []string) bool {
 	if len(names) == 0 && wildcardByDefault(w.typeURL) {
 		wild = true
 	}
-	changed := wild != w.wildcard || len(set) != len(w.names)
-	if !changed {
-		for n := range set {
-			if _, ok := w.names[n]; !ok {
-				changed = true
-				break
-			}
-		}
+	var cur map[string]struct{}
+	if w.names != nil {
+		cur = w.names.m
 	}
-	if !changed {
+	if wild == w.wildcard && equalSets(set, cur) {
 		return false
 	}
 	w.wildcard = wild
-	w.names = make(map[string]unique.Handle[string], len(set))
-	for n := range set {
-		h := unique.Make(n)
-		w.names[h.Value()] = h
-	}
+	old := w.names
+	w.names = t.intern(set)
+	t.release(old)
 	return true
 }
 
@@ -176,16 +191,16 @@ func (w *watch) selected(list []*Resource) []*Resource {
 	if w.wildcard {
 		return list
 	}
-	out := make([]*Resource, 0, len(w.names))
-	if len(w.names)*4 >= len(list) {
+	out := make([]*Resource, 0, w.names.len())
+	if w.names.len()*4 >= len(list) {
 		for _, r := range list {
-			if _, ok := w.names[r.Name]; ok {
+			if w.names.has(r.Name) {
 				out = append(out, r)
 			}
 		}
 		return out
 	}
-	for n := range w.names {
+	for n := range w.names.m {
 		if r := find(list, n); r != nil {
 			out = append(out, r)
 		}
@@ -205,8 +220,8 @@ func (w *watch) diff(prev, next []*Resource) (changed []*Resource, removed []str
 	if sameList(prev, next) {
 		return nil, nil
 	}
-	if !w.wildcard && len(w.names)*4 < len(next) {
-		for n := range w.names {
+	if !w.wildcard && w.names.len()*4 < len(next) {
+		for n := range w.names.m {
 			o, r := find(prev, n), find(next, n)
 			switch {
 			case r != nil && (o == nil || o.Version != r.Version):

@@ -1,11 +1,13 @@
 package server
 
 import (
+	"sort"
 	"time"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 // delta drives one incremental stream: responses carry only the resources
@@ -50,24 +52,10 @@ func (d *delta) handle(r *discoveryv3.DeltaDiscoveryRequest) error {
 		if len(r.GetResourceNamesSubscribe()) == 0 && wildcardByDefault(t) {
 			w.wildcard = true
 		}
-		for _, n := range r.GetResourceNamesSubscribe() {
-			w.subscribe(n)
-		}
-		for _, n := range r.GetResourceNamesUnsubscribe() {
-			w.unsubscribe(n)
-		}
+		w.update(&c.s.sets, r.GetResourceNamesSubscribe(), r.GetResourceNamesUnsubscribe())
 		return d.sendInitial(w, r.GetInitialResourceVersions())
 	}
-	var added []string
-	for _, n := range r.GetResourceNamesSubscribe() {
-		if w.subscribe(n) {
-			added = append(added, n)
-		}
-	}
-	for _, n := range r.GetResourceNamesUnsubscribe() {
-		w.unsubscribe(n)
-	}
-	if len(added) > 0 {
+	if added := w.update(&c.s.sets, r.GetResourceNamesSubscribe(), r.GetResourceNamesUnsubscribe()); len(added) > 0 {
 		return d.sendNames(w, added)
 	}
 	return nil
@@ -89,7 +77,7 @@ func (d *delta) sendInitial(w *watch, have map[string]string) error {
 			removed = append(removed, n)
 		}
 	}
-	for n := range w.names {
+	for n := range w.names.setOrNil() {
 		if _, ok := have[n]; !ok && find(list, n) == nil {
 			removed = append(removed, n) // tells the client it does not exist
 		}
@@ -146,21 +134,25 @@ func (d *delta) push() error {
 
 func (d *delta) send(w *watch, changed []*Resource, removed []string, at time.Time) error {
 	c := d.c
-	rs := make([]*discoveryv3.Resource, len(changed))
-	for i, r := range changed {
-		rs[i] = &discoveryv3.Resource{Name: r.Name, Version: r.Version, Resource: r.Any}
-	}
-	nonce := c.nextNonce()
-	resp := &discoveryv3.DeltaDiscoveryResponse{
-		SystemVersionInfo: c.snap.Version,
-		Resources:         rs,
-		RemovedResources:  removed,
-		TypeUrl:           w.typeURL,
-		Nonce:             nonce,
-	}
-	if err := d.stream.Send(resp); err != nil {
+	version := c.snap.Version
+	sort.Strings(removed)
+	nonce := contentNonce(w.typeURL, version, changed, removed)
+	err := c.s.shared.send(d.stream, version, nonce, func() proto.Message {
+		rs := make([]*discoveryv3.Resource, len(changed))
+		for i, r := range changed {
+			rs[i] = &discoveryv3.Resource{Name: r.Name, Version: r.Version, Resource: r.Any}
+		}
+		return &discoveryv3.DeltaDiscoveryResponse{
+			SystemVersionInfo: version,
+			Resources:         rs,
+			RemovedResources:  removed,
+			TypeUrl:           w.typeURL,
+			Nonce:             nonce,
+		}
+	})
+	if err != nil {
 		return err
 	}
-	c.sent(w, sentInfo{nonce: nonce, version: c.snap.Version, changed: at}, len(rs))
+	c.sent(w, sentInfo{nonce: nonce, version: version, changed: at}, len(changed))
 	return nil
 }

@@ -2,7 +2,6 @@ package server
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"log"
 	"sort"
@@ -74,6 +73,8 @@ type Server struct {
 	logf    func(format string, args ...any)
 	onAck   func(Ack)
 	metrics *metrics
+	shared  preparedCache
+	sets    setTable
 
 	mu     sync.Mutex
 	conns  map[*conn]struct{}
@@ -248,6 +249,10 @@ func (s *Server) open(delta bool) *conn {
 }
 
 func (s *Server) close(c *conn) {
+	for _, w := range c.watches {
+		s.sets.release(w.names)
+		w.names = nil
+	}
 	s.mu.Lock()
 	delete(s.conns, c)
 	n := len(s.conns)
@@ -296,9 +301,4 @@ func nodeRequired(c *conn) error {
 		return status.Error(codes.InvalidArgument, "the first request on a stream must carry node (with node.id)")
 	}
 	return nil
-}
-
-func (c *conn) nextNonce() string {
-	c.nonce++
-	return fmt.Sprintf("%d-%d", c.id, c.nonce)
 }

@@ -6,6 +6,7 @@ import (
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
@@ -38,7 +39,7 @@ func (s *sotw) handle(r *discoveryv3.DiscoveryRequest) error {
 	if w == nil {
 		w = newWatch(t)
 		c.watches[t] = w
-		w.setNames(r.GetResourceNames())
+		w.setNames(&c.s.sets, r.GetResourceNames())
 		return s.send(w, time.Time{})
 	}
 	if nonce := r.GetResponseNonce(); nonce != "" {
@@ -56,13 +57,13 @@ func (s *sotw) handle(r *discoveryv3.DiscoveryRequest) error {
 		if !latest {
 			return nil // stale: a newer response is on its way
 		}
-		if w.setNames(r.GetResourceNames()) {
+		if w.setNames(&c.s.sets, r.GetResourceNames()) {
 			return s.send(w, time.Time{})
 		}
 		return nil
 	}
 	// A request without a nonce on a known type asks for everything again.
-	w.setNames(r.GetResourceNames())
+	w.setNames(&c.s.sets, r.GetResourceNames())
 	return s.send(w, time.Time{})
 }
 
@@ -96,15 +97,18 @@ func (s *sotw) push() error {
 func (s *sotw) send(w *watch, changed time.Time) error {
 	c := s.c
 	rs := w.selected(c.snap.Resources[w.typeURL])
-	anys := make([]*anypb.Any, len(rs))
-	for i, r := range rs {
-		anys[i] = r.Any
-	}
-	nonce := c.nextNonce()
-	resp := &discoveryv3.DiscoveryResponse{VersionInfo: c.snap.Version, Resources: anys, TypeUrl: w.typeURL, Nonce: nonce}
-	if err := s.stream.Send(resp); err != nil {
+	version := c.snap.Version
+	nonce := contentNonce(w.typeURL, version, rs, nil)
+	err := c.s.shared.send(s.stream, version, nonce, func() proto.Message {
+		anys := make([]*anypb.Any, len(rs))
+		for i, r := range rs {
+			anys[i] = r.Any
+		}
+		return &discoveryv3.DiscoveryResponse{VersionInfo: version, Resources: anys, TypeUrl: w.typeURL, Nonce: nonce}
+	})
+	if err != nil {
 		return err
 	}
-	c.sent(w, sentInfo{nonce: nonce, version: c.snap.Version, changed: changed}, len(rs))
+	c.sent(w, sentInfo{nonce: nonce, version: version, changed: changed}, len(rs))
 	return nil
 }

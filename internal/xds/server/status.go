@@ -7,12 +7,15 @@ import (
 
 // ProxyStatus is one stream's sync state, as /debug/syncz shows it.
 type ProxyStatus struct {
-	ID        string       `json:"id"`
-	Cluster   string       `json:"cluster,omitempty"`
-	StreamID  int64        `json:"streamId"`
-	Delta     bool         `json:"delta"`
-	Connected time.Time    `json:"connected"`
-	Types     []TypeStatus `json:"types"`
+	ID      string `json:"id"`
+	Cluster string `json:"cluster,omitempty"`
+	// ProxyVersion is the node's ISTIO_VERSION metadata, else its
+	// user_agent_version.
+	ProxyVersion string       `json:"proxyVersion,omitempty"`
+	StreamID     int64        `json:"streamId"`
+	Delta        bool         `json:"delta"`
+	Connected    time.Time    `json:"connected"`
+	Types        []TypeStatus `json:"types"`
 }
 
 // TypeStatus is the state of one resource type on one stream.
@@ -51,7 +54,11 @@ func (c *conn) status() (ProxyStatus, bool) {
 	if c.nodeSt == nil {
 		return ProxyStatus{}, false
 	}
-	st := ProxyStatus{ID: c.nodeSt.GetId(), Cluster: c.nodeSt.GetCluster(), StreamID: c.id, Delta: c.delta, Connected: c.connected}
+	st := ProxyStatus{ID: c.nodeSt.GetId(), Cluster: c.nodeSt.GetCluster(), StreamID: c.id, Delta: c.delta, Connected: c.connected,
+		ProxyVersion: c.nodeSt.GetMetadata().GetFields()["ISTIO_VERSION"].GetStringValue()}
+	if st.ProxyVersion == "" {
+		st.ProxyVersion = c.nodeSt.GetUserAgentVersion()
+	}
 	for _, t := range c.types {
 		cp := *t
 		if t.LastNack != nil {

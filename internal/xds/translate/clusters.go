@@ -9,7 +9,9 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 	networking "istio.io/api/networking/v1alpha3"
 
@@ -101,23 +103,12 @@ func (s *scope) buildCluster(svc *registry.Service, port registry.Port, subset s
 	name := OutboundClusterName(port.Number, subset, svc.Hostname)
 	pol := trafficPolicy(dr, port.Number, subset)
 	c := &clusterv3.Cluster{
-		Name:           name,
-		ConnectTimeout: dur(defaultConnectTimeout),
-		LbPolicy:       clusterv3.Cluster_LEAST_REQUEST,
-		CircuitBreakers: &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
-			MaxConnections:     u32v(math.MaxUint32),
-			MaxPendingRequests: u32v(math.MaxUint32),
-			MaxRequests:        u32v(math.MaxUint32),
-			MaxRetries:         u32v(math.MaxUint32),
-		}}},
+		Name:            name,
+		ConnectTimeout:  s.shared.connectTimeout,
+		LbPolicy:        clusterv3.Cluster_LEAST_REQUEST,
+		CircuitBreakers: s.shared.breakers,
 	}
-	meta := map[string]*structpb.Value{
-		"services": structpb.NewListValue(&structpb.ListValue{Values: []*structpb.Value{structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
-			"host":      structpb.NewStringValue(svc.Hostname),
-			"name":      structpb.NewStringValue(svc.Name),
-			"namespace": structpb.NewStringValue(svc.Namespace),
-		}})}}),
-	}
+	meta := map[string]*structpb.Value{"services": s.servicesMeta(svc)}
 	if subset != "" {
 		meta["subset"] = structpb.NewStringValue(subset)
 	}
@@ -136,16 +127,19 @@ func (s *scope) buildCluster(svc *registry.Service, port registry.Port, subset s
 		c.LoadAssignment = s.loadAssignment(name, svc, port.Number, subsetLabels, pol)
 	default:
 		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS}
-		c.EdsClusterConfig = &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsSource(), ServiceName: name}
+		c.EdsClusterConfig = &clusterv3.Cluster_EdsClusterConfig{EdsConfig: s.shared.ads, ServiceName: name}
 	}
-	applyLB(c, pol.lb)
+	applyLB(c, pol.lb, s.shared.leastRequest)
 	applyPool(c, pol.pool, port.Protocol)
 	applyOutlier(c, pol.od)
 	applyUpstreamTLS(c, svc, pol.tls)
 	return c
 }
 
-func applyLB(c *clusterv3.Cluster, lb *networking.LoadBalancerSettings) {
+func applyLB(c *clusterv3.Cluster, lb *networking.LoadBalancerSettings, leastRequest *clusterv3.Cluster_LeastRequestLbConfig_) {
+	if c.LbPolicy == clusterv3.Cluster_LEAST_REQUEST {
+		c.LbConfig = leastRequest
+	}
 	if lb == nil || c.LbPolicy == clusterv3.Cluster_CLUSTER_PROVIDED {
 		return
 	}
@@ -184,21 +178,23 @@ func applyLB(c *clusterv3.Cluster, lb *networking.LoadBalancerSettings) {
 		}
 	}
 	if c.LbPolicy == clusterv3.Cluster_LEAST_REQUEST {
-		c.LbConfig = &clusterv3.Cluster_LeastRequestLbConfig_{LeastRequestLbConfig: &clusterv3.Cluster_LeastRequestLbConfig{ChoiceCount: u32v(2)}}
+		c.LbConfig = leastRequest
 	}
 }
 
-func applyPool(c *clusterv3.Cluster, pool *networking.ConnectionPoolSettings, proto registry.Protocol) {
+func applyPool(c *clusterv3.Cluster, pool *networking.ConnectionPoolSettings, protocol registry.Protocol) {
 	opts := &httpv3.HttpProtocolOptions{}
 	needOpts := false
-	if proto == registry.HTTP2 || proto == registry.GRPC {
+	if protocol == registry.HTTP2 || protocol == registry.GRPC {
 		opts.UpstreamProtocolOptions = &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
 			ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}},
 		}}
 		needOpts = true
 	}
 	if pool != nil {
-		th := c.CircuitBreakers.Thresholds[0]
+		// The default thresholds are shared between clusters: copy first.
+		th := proto.Clone(c.CircuitBreakers.Thresholds[0]).(*clusterv3.CircuitBreakers_Thresholds)
+		c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{th}}
 		if t := pool.GetTcp(); t != nil {
 			if t.GetMaxConnections() > 0 {
 				th.MaxConnections = u32v(uint32(t.GetMaxConnections()))
@@ -239,7 +235,7 @@ func applyPool(c *clusterv3.Cluster, pool *networking.ConnectionPoolSettings, pr
 				opts.CommonHttpProtocolOptions.MaxRequestsPerConnection = u32v(uint32(h.GetMaxRequestsPerConnection()))
 				needOpts = true
 			}
-			if h.GetH2UpgradePolicy() == networking.ConnectionPoolSettings_HTTPSettings_UPGRADE && proto == registry.HTTP && opts.UpstreamProtocolOptions == nil {
+			if h.GetH2UpgradePolicy() == networking.ConnectionPoolSettings_HTTPSettings_UPGRADE && protocol == registry.HTTP && opts.UpstreamProtocolOptions == nil {
 				opts.UpstreamProtocolOptions = &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
 					ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}},
 				}}
@@ -348,4 +344,49 @@ func staticCluster(name, addr string, port uint32) *clusterv3.Cluster {
 			}}}},
 		},
 	}
+}
+
+// sharedParts are read-only messages reused across one translation's
+// resources to save allocations (outputs are never altered after
+// translation).
+type sharedParts struct {
+	ads            *corev3.ConfigSource
+	connectTimeout *durationpb.Duration
+	breakers       *clusterv3.CircuitBreakers
+	leastRequest   *clusterv3.Cluster_LeastRequestLbConfig_
+	servicesMeta   map[string]*structpb.Value
+	// lbEndpoints holds each endpoint's EDS form, shared by the service's
+	// cluster and its subset clusters.
+	lbEndpoints map[*registry.Endpoint]*endpointv3.LbEndpoint
+}
+
+func newSharedParts() sharedParts {
+	return sharedParts{
+		ads:            adsSource(),
+		connectTimeout: dur(defaultConnectTimeout),
+		breakers: &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
+			MaxConnections:     u32v(math.MaxUint32),
+			MaxPendingRequests: u32v(math.MaxUint32),
+			MaxRequests:        u32v(math.MaxUint32),
+			MaxRetries:         u32v(math.MaxUint32),
+		}}},
+		leastRequest: &clusterv3.Cluster_LeastRequestLbConfig_{LeastRequestLbConfig: &clusterv3.Cluster_LeastRequestLbConfig{ChoiceCount: u32v(2)}},
+		servicesMeta: map[string]*structpb.Value{},
+		lbEndpoints:  map[*registry.Endpoint]*endpointv3.LbEndpoint{},
+	}
+}
+
+// servicesMeta is the cluster metadata "services" entry of svc, shared by
+// all of its clusters.
+func (s *scope) servicesMeta(svc *registry.Service) *structpb.Value {
+	if v := s.shared.servicesMeta[svc.Hostname]; v != nil {
+		return v
+	}
+	v := structpb.NewListValue(&structpb.ListValue{Values: []*structpb.Value{structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
+		"host":      structpb.NewStringValue(svc.Hostname),
+		"name":      structpb.NewStringValue(svc.Name),
+		"namespace": structpb.NewStringValue(svc.Namespace),
+	}})}})
+	s.shared.servicesMeta[svc.Hostname] = v
+	return v
 }

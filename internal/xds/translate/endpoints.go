@@ -82,7 +82,12 @@ func (s *scope) loadAssignment(name string, svc *registry.Service, servicePort u
 			byLocality[ep.Locality] = group
 			localities = append(localities, ep.Locality)
 		}
-		group.LbEndpoints = append(group.LbEndpoints, lbEndpoint(svc, ep))
+		lbe := s.shared.lbEndpoints[ep]
+		if lbe == nil {
+			lbe = lbEndpoint(ep)
+			s.shared.lbEndpoints[ep] = lbe
+		}
+		group.LbEndpoints = append(group.LbEndpoints, lbe)
 	}
 	sort.Strings(localities)
 	if failover {
@@ -100,7 +105,7 @@ func (s *scope) loadAssignment(name string, svc *registry.Service, servicePort u
 	return cla
 }
 
-func lbEndpoint(svc *registry.Service, ep *registry.Endpoint) *endpointv3.LbEndpoint {
+func lbEndpoint(ep *registry.Endpoint) *endpointv3.LbEndpoint {
 	health := corev3.HealthStatus_HEALTHY
 	if !ep.Healthy {
 		health = corev3.HealthStatus_UNHEALTHY
@@ -130,9 +135,11 @@ func lbEndpoint(svc *registry.Service, ep *registry.Endpoint) *endpointv3.LbEndp
 	}
 }
 
+// locality is always set, empty when unknown: grpc-go rejects an
+// assignment whose locality is missing.
 func locality(l string) *corev3.Locality {
 	if l == "" {
-		return nil
+		return &corev3.Locality{}
 	}
 	parts := strings.SplitN(l, "/", 3)
 	for len(parts) < 3 {

@@ -14,9 +14,12 @@ import (
 // sidecarOutbound builds the sidecar's outbound side: the 15001 capture
 // listener, one listener per HTTP port (0.0.0.0_PORT, RDS "PORT") and per
 // TCP service port (VIP_PORT), and the route configurations named by port.
+// A port of unknown protocol on a VIP is sniffed: HTTP goes through route
+// configuration "PORT", anything else through tcp_proxy.
 func (s *scope) sidecarOutbound() ([]*listenerv3.Listener, []*routev3.RouteConfiguration) {
 	var listeners []*listenerv3.Listener
-	httpPorts := map[uint32][]*registry.Service{}
+	httpPorts := map[uint32]bool{}                  // ports with an HTTP service: 0.0.0.0_PORT
+	routedPorts := map[uint32][]*registry.Service{} // services with virtual hosts in route config PORT
 	type l4 struct {
 		addr    string
 		port    uint32
@@ -26,8 +29,12 @@ func (s *scope) sidecarOutbound() ([]*listenerv3.Listener, []*routev3.RouteConfi
 	for _, svc := range s.services {
 		for _, port := range svc.Ports {
 			if port.Protocol.IsHTTP() {
-				httpPorts[port.Number] = append(httpPorts[port.Number], svc)
+				httpPorts[port.Number] = true
+				routedPorts[port.Number] = append(routedPorts[port.Number], svc)
 				continue
+			}
+			if port.Protocol == registry.Unknown && len(svc.Addresses) > 0 {
+				routedPorts[port.Number] = append(routedPorts[port.Number], svc)
 			}
 			if svc.Resolution == registry.ResolutionNone && len(svc.Addresses) == 0 && !isTLS(port.Protocol) {
 				continue // reached through the passthrough
@@ -46,18 +53,21 @@ func (s *scope) sidecarOutbound() ([]*listenerv3.Listener, []*routev3.RouteConfi
 		}
 	}
 	var routes []*routev3.RouteConfiguration
-	ports := make([]uint32, 0, len(httpPorts))
-	for p := range httpPorts {
+	ports := make([]uint32, 0, len(routedPorts))
+	for p := range routedPorts {
 		ports = append(ports, p)
 	}
 	sort.Slice(ports, func(i, j int) bool { return ports[i] < ports[j] })
 	for _, p := range ports {
+		routes = append(routes, s.sidecarRouteConfig(p, routedPorts[p]))
+		if !httpPorts[p] {
+			continue
+		}
 		name := "0.0.0.0_" + u32(p)
 		delete(tcpByName, name) // an HTTP port on 0.0.0.0 beats VIP-less TCP services
 		l := listener(name, "0.0.0.0", p, false)
 		l.FilterChains = []*listenerv3.FilterChain{filterChain(name, nil, s.hcm(hcmOptions{statPrefix: "outbound_0.0.0.0_" + u32(p), rds: u32(p)}))}
 		listeners = append(listeners, l)
-		routes = append(routes, s.sidecarRouteConfig(p, httpPorts[p]))
 	}
 	for name, e := range tcpByName {
 		listeners = append(listeners, s.l4Listener(name, e.addr, e.port, e.entries))
@@ -259,6 +269,11 @@ func (s *scope) l4Listener(name, addr string, port uint32, entries []l4Service) 
 			}
 			continue
 		}
+		if e.port.Protocol == registry.Unknown && addr != "0.0.0.0" {
+			// Sniffed: HTTP/1.1 and h2c through the port's routes.
+			chains = append(chains, filterChain(name+"-http", &listenerv3.FilterChainMatch{ApplicationProtocols: []string{"http/1.1", "h2c"}},
+				s.hcm(hcmOptions{statPrefix: "outbound_" + name, rds: u32(port)})))
+		}
 		chains = append(chains, filterChain(name, nil, s.tcpProxy(OutboundClusterName(port, "", e.svc.Hostname), s.tcpRoute(e.svc, e.port))))
 	}
 	if wildTLS {
@@ -270,7 +285,10 @@ func (s *scope) l4Listener(name, addr string, port uint32, entries []l4Service) 
 	}
 	l.FilterChains = chains
 	if len(seen) > 0 {
-		l.ListenerFilters = []*listenerv3.ListenerFilter{listenerFilter(TLSInspectorFilter)}
+		l.ListenerFilters = append(l.ListenerFilters, listenerFilter(TLSInspectorFilter))
+	}
+	if entries[0].port.Protocol == registry.Unknown && addr != "0.0.0.0" {
+		l.ListenerFilters = append(l.ListenerFilters, listenerFilter(HTTPInspectorFilter))
 	}
 	return l
 }

@@ -142,12 +142,12 @@ func headerMatcher(name string, sm *networking.StringMatch, invert bool) *routev
 
 // route builds the action part of one http route (everything but the match).
 func (s *scope) route(vs *virtualService, hr *networking.HTTPRoute, port uint32) *routev3.Route {
-	r := &routev3.Route{
-		Name: hr.GetName(),
-		Metadata: istioMetadata(map[string]*structpb.Value{
+	if vs.meta == nil {
+		vs.meta = istioMetadata(map[string]*structpb.Value{
 			"config": structpb.NewStringValue(configPath("virtual-service", vs.res.Namespace, vs.res.Name)),
-		}),
+		})
 	}
+	r := &routev3.Route{Name: hr.GetName(), Metadata: vs.meta}
 	addHeaderOps(r, hr.GetHeaders())
 	switch {
 	case hr.GetRedirect() != nil:
@@ -223,7 +223,11 @@ func (s *scope) routeAction(vs *virtualService, hr *networking.HTTPRoute, port u
 			a.HostRewriteSpecifier = &routev3.RouteAction_HostRewriteLiteral{HostRewriteLiteral: rw.GetAuthority()}
 		}
 	}
-	a.RetryPolicy = retryPolicy(hr.GetRetries(), hr.GetRetries() != nil)
+	if hr.GetRetries() == nil {
+		a.RetryPolicy = s.defaultRetryPolicy()
+	} else {
+		a.RetryPolicy = retryPolicy(hr.GetRetries(), true)
+	}
 	a.RequestMirrorPolicies = s.mirrors(vs, hr, port)
 	if firstHost != "" {
 		a.HashPolicy = s.hashPolicy(firstHost)
@@ -240,10 +244,19 @@ func (s *scope) defaultRoute(svc *registry.Service, port uint32) *routev3.Route 
 		Action: &routev3.Route_Route{Route: &routev3.RouteAction{
 			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: name},
 			Timeout:          dur(0),
-			RetryPolicy:      retryPolicy(nil, false),
+			RetryPolicy:      s.defaultRetryPolicy(),
 			HashPolicy:       s.hashPolicy(name),
 		}},
 	}
+}
+
+// defaultRetryPolicy is Istio's default, built once per translation and
+// shared by every route that has no retries block (outputs are read-only).
+func (s *scope) defaultRetryPolicy() *routev3.RetryPolicy {
+	if s.defaultRetry == nil {
+		s.defaultRetry = retryPolicy(nil, false)
+	}
+	return s.defaultRetry
 }
 
 // Istio's retry defaults.

@@ -2,6 +2,9 @@ package translate
 
 import (
 	"sort"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"strconv"
 	"strings"
 
@@ -33,17 +36,21 @@ type scope struct {
 	gateways        []*config.Resource
 
 	// Indexes by exact host, and the wildcard-host entries, for lookups.
-	vsByHost   map[string][]int // index into virtualServices
-	vsWildcard []int
-	drByHost   map[string][]*destRule
-	drWildcard []*destRule
+	vsByHost map[string][]int // index into virtualServices
+	shared   sharedParts
+	// defaultRetry is shared by routes without a retries block.
+	defaultRetry *routev3.RetryPolicy
+	vsWildcard   []int
+	drByHost     map[string][]*destRule
+	drWildcard   []*destRule
 }
 
 type virtualService struct {
 	res      *config.Resource
 	spec     *networking.VirtualService
-	hosts    []string // resolved in the VirtualService's namespace
-	gateways []string // "ns/name" or "mesh"; empty spec means mesh
+	hosts    []string         // resolved in the VirtualService's namespace
+	gateways []string         // "ns/name" or "mesh"; empty spec means mesh
+	meta     *corev3.Metadata // route metadata naming this VirtualService, built on first use
 }
 
 type destRule struct {
@@ -73,7 +80,7 @@ func buildScope(in Input, outbound bool) *scope {
 		cp.Namespace = "default"
 		p = &cp
 	}
-	s := &scope{in: in, mesh: mesh, proxy: p, allowAny: mesh.OutboundAllowAny, visible: map[string]*registry.Service{}}
+	s := &scope{in: in, mesh: mesh, proxy: p, allowAny: mesh.OutboundAllowAny, visible: map[string]*registry.Service{}, shared: newSharedParts()}
 	if p.Type == SidecarProxy {
 		s.sidecar = selectSidecar(in.Config, p, mesh.RootNamespace)
 	}
@@ -288,9 +295,6 @@ func selectGateways(cfg *config.Snapshot, p *Proxy) []*config.Resource {
 	}
 	return out
 }
-
-// service returns a visible service by hostname.
-func (s *scope) service(host string) *registry.Service { return s.visible[host] }
 
 // anyService returns a service by hostname whether or not the Sidecar scope
 // shows it (routes may still name it).

@@ -26,6 +26,7 @@ type simRequest struct {
 	port    uint32
 	host    string // Host header; the ":port" form is used as written
 	sni     string // TLS server name, for gateway HTTPS/TLS listeners
+	raw     bool   // the bytes are not HTTP (for sniffed listeners)
 	method  string
 	path    string
 	headers map[string]string
@@ -134,6 +135,12 @@ func pickChain(l *listenerv3.Listener, req simRequest) *listenerv3.FilterChain {
 		m := fc.GetFilterChainMatch()
 		if p := m.GetDestinationPort(); p != nil && p.GetValue() != req.port {
 			continue
+		}
+		if len(m.GetApplicationProtocols()) > 0 {
+			if req.raw || req.sni != "" {
+				continue
+			}
+			return fc // http_inspector saw HTTP/1.1
 		}
 		if names := m.GetServerNames(); len(names) > 0 {
 			for _, n := range names {

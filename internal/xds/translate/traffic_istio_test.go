@@ -103,6 +103,18 @@ func TestTrafficIstioStyle(t *testing.T) {
 			{"static external TCP with VIP", simRequest{host: "db.internal", port: 5432},
 				"listener 192.168.50.5_5432 -> tcp outbound|5432||db.internal"},
 		},
+		"protocol-sniffing": {
+			{"HTTP on an unknown-protocol port uses the routes", simRequest{host: "web:8000", port: 8000, path: "/beta/x"},
+				"listener 10.96.1.40_8000 -> route 8000/web.default.svc.cluster.local:8000/ -> cluster outbound|8000|v2|web.default.svc.cluster.local retries=2"},
+			{"other bytes go through tcp_proxy", simRequest{host: "web", port: 8000, raw: true},
+				"listener 10.96.1.40_8000 -> tcp outbound|8000||web.default.svc.cluster.local"},
+			{"no 0.0.0.0 listener captures the port for other IPs", simRequest{dstIP: "192.0.2.9", port: 8000, raw: true},
+				"listener virtualOutbound -> tcp PassthroughCluster"},
+		},
+		"tcp-split": {
+			{"weighted tcp route", simRequest{host: "mongo", port: 27017},
+				"listener 10.96.1.30_27017 -> tcp outbound|27017|v1|mongo.default.svc.cluster.local:70 outbound|27017|v2|mongo.default.svc.cluster.local:30"},
+		},
 		"vs-precedence": {
 			{"first exact VirtualService wins", simRequest{host: "reviews:9080", port: 9080},
 				"listener 0.0.0.0_9080 -> route 9080/" + rvHost + "/ -> cluster " + rv1 + " retries=2"},

@@ -64,11 +64,15 @@ func Outbound(in Input) *Output {
 
 // Inbound is the proxy-specific part: for a sidecar, the 15006 listener and
 // the inbound|PORT|| clusters of the services whose endpoints carry one of
-// the proxy's IPs. Gateways and gRPC clients have none.
+// the proxy's IPs; for a proxyless gRPC server, its server-side listeners
+// (GRPCInboundListenerPrefix). Gateways have none.
 func Inbound(in Input) *Output {
 	s := buildScope(in, false)
 	out := &Output{}
-	if s.proxy.Type == SidecarProxy && s.proxy.Generator != GeneratorGRPC {
+	switch {
+	case s.proxy.Generator == GeneratorGRPC:
+		out.Listeners = s.grpcInbound()
+	case s.proxy.Type == SidecarProxy:
 		out.Listeners, out.Clusters = s.sidecarInbound()
 	}
 	out.sort()

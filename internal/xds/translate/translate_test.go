@@ -124,3 +124,59 @@ func TestTranslateDoesNotAlterInput(t *testing.T) {
 		}
 	}
 }
+
+// TestOutboundKeyLabels: labels matter to the key exactly when a selector
+// looks at them (match-conditions has sourceLabels app=productpage and
+// app=other).
+func TestOutboundKeyLabels(t *testing.T) {
+	in := loadCase(t, filepath.Join("testdata", "match-conditions"))
+	with := func(labels map[string]string) Input {
+		p := *in.Proxy
+		p.Labels = labels
+		c := in
+		c.Proxy = &p
+		return c
+	}
+	pp1 := with(map[string]string{"app": "productpage", "version": "v1"})
+	pp2 := with(map[string]string{"app": "productpage", "version": "v2"})
+	other := with(map[string]string{"app": "other"})
+	if OutboundKey(pp1) != OutboundKey(pp2) {
+		t.Error("got different keys for labels no selector reads")
+	}
+	if got, want := render(t, Outbound(pp2)), render(t, Outbound(pp1)); !bytes.Equal(got, want) {
+		t.Errorf("same key, different Outbound:\n%s", firstDiff(string(got), string(want)))
+	}
+	if OutboundKey(pp1) == OutboundKey(other) {
+		t.Error("got the same key for app=productpage and app=other, which sourceLabels tell apart")
+	}
+	if bytes.Equal(render(t, Outbound(pp1)), render(t, Outbound(other))) {
+		t.Error("sourceLabels did not change the routes")
+	}
+	loc := *in.Proxy
+	loc.Locality = "eu-west/a"
+	locIn := in
+	locIn.Proxy = &loc
+	if OutboundKey(locIn) == OutboundKey(in) {
+		t.Error("locality not in the key")
+	}
+}
+
+// TestTranslateConcurrent translates one Input from several goroutines (the
+// server does this for many proxies); run with -race.
+func TestTranslateConcurrent(t *testing.T) {
+	in := loadCase(t, filepath.Join("testdata", "gateway-servers"))
+	in2 := loadCase(t, filepath.Join("testdata", "match-conditions"))
+	want, want2 := render(t, Translate(in)), render(t, Translate(in2))
+	done := make(chan [2][]byte, 4)
+	for i := 0; i < 4; i++ {
+		go func() {
+			done <- [2][]byte{render(t, Translate(in)), render(t, Translate(in2))}
+		}()
+	}
+	for i := 0; i < 4; i++ {
+		got := <-done
+		if !bytes.Equal(got[0], want) || !bytes.Equal(got[1], want2) {
+			t.Fatal("concurrent translation gave different output")
+		}
+	}
+}

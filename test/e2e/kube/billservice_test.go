@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -23,13 +24,12 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 
 	"github.com/trellis-mesh/trellis/internal/config"
-	configkube "github.com/trellis-mesh/trellis/internal/config/kube"
 	"github.com/trellis-mesh/trellis/internal/inject"
 	"github.com/trellis-mesh/trellis/internal/install"
 	"github.com/trellis-mesh/trellis/internal/kube"
+	"github.com/trellis-mesh/trellis/internal/kube/controlplane"
 	"github.com/trellis-mesh/trellis/internal/kube/kubetest"
-	registrykube "github.com/trellis-mesh/trellis/internal/registry/kube"
-	"github.com/trellis-mesh/trellis/internal/webhook"
+	"github.com/trellis-mesh/trellis/internal/trellisd"
 	"github.com/trellis-mesh/trellis/internal/xds/translate"
 )
 
@@ -198,41 +198,47 @@ func TestBillServiceOnKubernetes(t *testing.T) {
 		t.Fatalf("install: %v", err)
 	}
 
-	// trellisd's webhook server, on loopback, with the certificate install
-	// generated; the installed webhook configurations are pointed at it by
-	// URL (the API server cannot reach a Service without a cluster network).
+	// trellisd with the Kubernetes sources (controlplane.Wire, as
+	// `trellisd --kube` runs it), its webhook server on loopback using the
+	// certificate install generated and the injector config install wrote.
+	// The installed webhook configurations are pointed at it by URL (the API
+	// server cannot reach a Service without a cluster network).
+	dir := t.TempDir()
 	sec, err := c.Kube.CoreV1().Secrets("trellis-system").Get(ctx, install.WebhookSecret, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The installed certificate names trellisd.trellis-system.svc and
-	// 127.0.0.1.
-	certs := &webhook.Certs{CA: sec.Data[webhook.KeyCA], Cert: sec.Data[webhook.KeyCert], Key: sec.Data[webhook.KeyKey]}
-	tlsCfg, err := certs.TLSConfig()
-	if err != nil {
-		t.Fatal(err)
+	for k, v := range sec.Data {
+		os.WriteFile(filepath.Join(dir, k), v, 0o600)
 	}
-	var injCfg inject.Config
 	cm, err := c.Kube.CoreV1().ConfigMaps("trellis-system").Get(ctx, install.InjectorConfigMap, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := yaml.Unmarshal([]byte(cm.Data["config"]), &injCfg); err != nil {
-		t.Fatalf("injector config map: %v", err)
-	}
-	reg := registrykube.New(c.Kube, registrykube.Options{Coalesce: 10 * time.Millisecond})
-	if err := reg.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	inj := webhook.NewInjector(injCfg)
-	inj.NamespaceLabels = reg.NamespaceLabels
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	os.WriteFile(filepath.Join(dir, "inject.json"), []byte(cm.Data["config"]), 0o644)
+	var topts trellisd.Options
+	wired, err := controlplane.Wire(ctx, controlplane.Options{Clients: c, InjectConfig: filepath.Join(dir, "inject.json"),
+		WebhookCertDir: dir, WebhookAddress: "127.0.0.1:0"}, &topts)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("wire: %v", err)
 	}
-	go (&webhook.Server{Inject: inj, Validate: true}).Serve(ctx, l, tlsCfg)
-	url := "https://" + l.Addr().String()
-	pointWebhooks(t, ctx, c, url)
+	reg, store := wired.Registry, topts.Store
+	topts.XDSAddress = "127.0.0.1:0"
+	topts.Debounce = 20 * time.Millisecond
+	topts.Logf = t.Logf
+	ready := make(chan *trellisd.Server, 1)
+	topts.Ready = func(s *trellisd.Server) { ready <- s }
+	runErr := make(chan error, 1)
+	go func() { runErr <- trellisd.Run(ctx, topts) }()
+	var td *trellisd.Server
+	select {
+	case td = <-ready:
+	case err := <-runErr:
+		t.Fatalf("trellisd: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("trellisd not ready")
+	}
+	pointWebhooks(t, ctx, c, "https://"+wired.WebhookAddr.String())
 
 	// kubectl apply -f workloads.yaml; kubectl label namespace istio-demo istio-injection=enabled
 	kubectlApply(t, ctx, c, filepath.Join(scenario, "workloads.yaml"))
@@ -253,11 +259,6 @@ func TestBillServiceOnKubernetes(t *testing.T) {
 	publishEndpoints(t, ctx, c, "istio-demo", "bill-service", pods)
 
 	// kubectl apply -f destination-rule.yaml -f virtual-service.yaml
-	store := config.NewStore()
-	src := configkube.New(c.Dynamic, c.Discovery, store, configkube.Options{Events: c.Kube, Coalesce: 10 * time.Millisecond})
-	if err := src.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
 	kubectlApply(t, ctx, c, filepath.Join(scenario, "destination-rule.yaml"))
 	kubectlApply(t, ctx, c, filepath.Join(scenario, "virtual-service.yaml"))
 
@@ -269,23 +270,19 @@ func TestBillServiceOnKubernetes(t *testing.T) {
 			len(reg.Snapshot().Endpoints[host]) == 2
 	})
 
-	// The front-tomcat proxy's configuration.
+	// The front-tomcat proxy asks trellisd over ADS, as its sidecar would.
 	front := pods["front-tomcat-v1"]
-	proxy := &translate.Proxy{
-		ID:   "sidecar~" + front.Status.PodIP + "~" + front.Name + ".istio-demo~istio-demo.svc.cluster.local",
-		Type: translate.SidecarProxy, IPs: []string{front.Status.PodIP}, Name: front.Name, Namespace: "istio-demo",
-		Labels: front.Labels, ServiceAccount: "default", Cluster: "Kubernetes",
-	}
-	out := translate.Translate(translate.Input{Proxy: proxy, Config: store.Snapshot(), Registry: reg.Snapshot(), Mesh: translate.DefaultMesh()})
+	node := sidecarNode(front)
 	v1 := translate.OutboundClusterName(9999, "v1", host)
 	v2 := translate.OutboundClusterName(9999, "v2", host)
-	weights := routeWeights(t, out, "9999", host)
-	if weights[v1] != 90 || weights[v2] != 10 || len(weights) != 2 {
-		t.Errorf("route 9999 for %s: got weights %v, want %s=90 %s=10", host, weights, v1, v2)
-	}
+	waitFor(t, "the 90/10 split served over xDS", func() bool {
+		w := routeWeights(t, fetchRoutes(t, ctx, td.XDSAddr(), node, "9999"), host)
+		return w[v1] == 90 && w[v2] == 10 && len(w) == 2
+	})
 	want := map[string]string{v1: pods["bill-service-v1"].Status.PodIP, v2: pods["bill-service-v2"].Status.PodIP}
+	cla := fetchEndpoints(t, ctx, td.XDSAddr(), node, v1, v2)
 	for cluster, ip := range want {
-		got := endpointsOf(out, cluster)
+		got := endpointsOf(cla, cluster)
 		if len(got) != 1 || got[0] != ip+":80" {
 			t.Errorf("EDS %s: got %v, want [%s:80] (the pod labelled for the subset)", cluster, got, ip)
 		}
@@ -305,20 +302,17 @@ func TestBillServiceOnKubernetes(t *testing.T) {
 		t.Errorf("invalid VirtualService: got %v, want a refusal naming spec.http[0].route[1].weight", err)
 	}
 
-	// Deleting the VirtualService returns to the even split: no weights.
+	// Deleting the VirtualService returns to the even split: one cluster
+	// holding both pods.
 	if err := c.Dynamic.Resource(vsr).Namespace("istio-demo").Delete(ctx, "vs-bill-service", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "VirtualService removal", func() bool {
-		return store.Snapshot().Get(config.Key{Kind: config.KindVirtualService, Namespace: "istio-demo", Name: "vs-bill-service"}) == nil
+	waitFor(t, "plain route after deleting the VirtualService", func() bool {
+		return len(routeWeights(t, fetchRoutes(t, ctx, td.XDSAddr(), node, "9999"), host)) == 0
 	})
-	out = translate.Translate(translate.Input{Proxy: proxy, Config: store.Snapshot(), Registry: reg.Snapshot(), Mesh: translate.DefaultMesh()})
-	if w := routeWeights(t, out, "9999", host); len(w) != 0 {
-		t.Errorf("after deleting the VirtualService: got weighted clusters %v, want a plain route", w)
-	}
-	all := endpointsOf(out, translate.OutboundClusterName(9999, "", host))
-	if len(all) != 2 {
-		t.Errorf("EDS for the whole service: got %v, want both pods", all)
+	all := translate.OutboundClusterName(9999, "", host)
+	if got := endpointsOf(fetchEndpoints(t, ctx, td.XDSAddr(), node, all), all); len(got) != 2 {
+		t.Errorf("EDS for the whole service: got %v, want both pods", got)
 	}
 
 	// trellis uninstall --purge removes what install created.
@@ -385,12 +379,9 @@ func pointWebhooks(t *testing.T, ctx context.Context, c *kube.Clients, url strin
 
 // routeWeights finds the route configuration and the service's virtual
 // host and returns its first route's weighted clusters.
-func routeWeights(t *testing.T, out *translate.Output, routeName, host string) map[string]uint32 {
+func routeWeights(t *testing.T, routes []*routev3.RouteConfiguration, host string) map[string]uint32 {
 	t.Helper()
-	for _, rc := range out.Routes {
-		if rc.Name != routeName {
-			continue
-		}
+	for _, rc := range routes {
 		for _, vh := range rc.VirtualHosts {
 			if !containsDomain(vh.Domains, host) {
 				continue
@@ -411,8 +402,7 @@ func routeWeights(t *testing.T, out *translate.Output, routeName, host string) m
 			return w
 		}
 	}
-	t.Fatalf("no route configuration %q with a virtual host for %s", routeName, host)
-	return nil
+	return map[string]uint32{"(no virtual host for " + host + ")": 0}
 }
 
 func containsDomain(ds []string, host string) bool {
@@ -424,9 +414,9 @@ func containsDomain(ds []string, host string) bool {
 	return false
 }
 
-func endpointsOf(out *translate.Output, cluster string) []string {
+func endpointsOf(clas []*endpointv3.ClusterLoadAssignment, cluster string) []string {
 	var eps []string
-	for _, cla := range out.Endpoints {
+	for _, cla := range clas {
 		if cla.ClusterName != cluster {
 			continue
 		}

@@ -1,0 +1,310 @@
+// Command xdsload measures trellisd at scale: it writes a config directory
+// with S ServiceEntry services (2 endpoints each) and a VirtualService,
+// starts a real trellisd process on it, connects N simulated proxies
+// (Envoy-like Delta ADS clients, one gRPC connection each), then edits the
+// VirtualService several times and records, for every proxy, the time from
+// the file edit to the proxy's ACK of the new route configuration. It
+// reports trellisd's resident memory and CPU from /proc.
+//
+//	go build -o /tmp/trellisd ./cmd/trellisd
+//	go run ./bench/xdsload -trellisd /tmp/trellisd -proxies 2000 -services 1000
+//
+// Clients and trellisd share the machine, so the clients' CPU competes with
+// trellisd's: the convergence times are an upper bound.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/trellis-mesh/trellis/internal/xds/server/fakeproxy"
+)
+
+func main() {
+	bin := flag.String("trellisd", "", "path to a built trellisd binary (required)")
+	proxies := flag.Int("proxies", 2000, "simulated proxies")
+	services := flag.Int("services", 1000, "services (ServiceEntries with 2 endpoints each)")
+	changes := flag.Int("changes", 3, "VirtualService edits to measure")
+	connectRate := flag.Int("connect-per-second", 1000, "how fast proxies connect")
+	debugAddr := flag.String("debug-address", "", "trellisd --debug-address (for pprof while it runs); empty disables")
+	flag.Parse()
+	if *bin == "" {
+		fmt.Fprintln(os.Stderr, "xdsload: -trellisd is required (go build -o /tmp/trellisd ./cmd/trellisd)")
+		os.Exit(2)
+	}
+	if err := run(*bin, *proxies, *services, *changes, *connectRate, *debugAddr); err != nil {
+		fmt.Fprintf(os.Stderr, "xdsload: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+const ns = "bench"
+
+func writeServices(dir string, n int) error {
+	for f := 0; f*100 < n; f++ {
+		var b strings.Builder
+		for i := f * 100; i < n && i < (f+1)*100; i++ {
+			fmt.Fprintf(&b, `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: svc-%d, namespace: %s}
+spec:
+  hosts: [svc-%d.%s.svc.cluster.local]
+  addresses: [240.%d.%d.%d]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  endpoints:
+  - {address: 10.%d.%d.1, ports: {http: 8080}, labels: {version: v1}}
+  - {address: 10.%d.%d.2, ports: {http: 8080}, labels: {version: v2}}
+---
+`, i, ns, i, ns, 1+i/65536, (i/256)%256, i%256, 1+i/256, i%256, 1+i/256, i%256)
+		}
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("services-%03d.yaml", f)), []byte(b.String()), 0o644); err != nil {
+			return err
+		}
+	}
+	dr := fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: svc-0, namespace: %s}
+spec:
+  host: svc-0.%s.svc.cluster.local
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+`, ns, ns)
+	return os.WriteFile(filepath.Join(dir, "dr.yaml"), []byte(dr), 0o644)
+}
+
+func writeVS(dir string, w1 int) error {
+	vs := fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: svc-0, namespace: %s}
+spec:
+  hosts: [svc-0.%s.svc.cluster.local]
+  http:
+  - route:
+    - {destination: {host: svc-0.%s.svc.cluster.local, subset: v1}, weight: %d}
+    - {destination: {host: svc-0.%s.svc.cluster.local, subset: v2}, weight: %d}
+`, ns, ns, ns, w1, ns, 100-w1)
+	tmp := filepath.Join(dir, ".vs.yaml.tmp")
+	if err := os.WriteFile(tmp, []byte(vs), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(dir, "vs.yaml"))
+}
+
+func freePort() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// procStats reads a process's resident memory (current and peak, bytes)
+// and CPU time (user+system) from /proc.
+func procStats(pid int) (rss, hwm int64, cpu time.Duration, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 2 && (f[0] == "VmRSS:" || f[0] == "VmHWM:") {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			if f[0] == "VmRSS:" {
+				rss = kb * 1024
+			} else {
+				hwm = kb * 1024
+			}
+		}
+	}
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	s := string(st)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	// Fields after the command: state is f[0]; utime and stime are the
+	// 14th and 15th fields of the whole line, f[11] and f[12] here.
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	stt, _ := strconv.ParseInt(f[12], 10, 64)
+	cpu = time.Duration(ut+stt) * time.Second / 100 // USER_HZ is 100 on Linux
+	return rss, hwm, cpu, nil
+}
+
+func mb(b int64) string { return fmt.Sprintf("%.0f MB", float64(b)/(1<<20)) }
+
+func run(bin string, nProxies, nServices, nChanges, rate int, debugAddr string) error {
+	dir, err := os.MkdirTemp("", "xdsload")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	if err := writeServices(dir, nServices); err != nil {
+		return err
+	}
+	weight := 90
+	if err := writeVS(dir, weight); err != nil {
+		return err
+	}
+	xdsAddr, err := freePort()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(bin, "--config-dir", dir, "--xds-address", xdsAddr, "--debug-address", debugAddr, "--metrics-address", "")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start trellisd: %w", err)
+	}
+	defer func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}()
+	pid := cmd.Process.Pid
+	for i := 0; ; i++ {
+		c, err := net.Dial("tcp", xdsAddr)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if i > 600 {
+			return fmt.Errorf("trellisd never listened on %s", xdsAddr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	rss0, _, cpu0, _ := procStats(pid)
+	fmt.Printf("trellisd pid %d with %d services: RSS %s\n", pid, nServices, mb(rss0))
+
+	// Connect the proxies.
+	var mu sync.Mutex
+	acks := map[int]time.Time{} // proxy -> time its RDS of the awaited version was ACKed
+	awaited := ""
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	clients := make([]*fakeproxy.Client, nProxies)
+	conns := make([]*grpc.ClientConn, nProxies)
+	start := time.Now()
+	tick := time.NewTicker(time.Second / time.Duration(rate))
+	for i := 0; i < nProxies; i++ {
+		<-tick.C
+		cc, err := grpc.NewClient(xdsAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
+		if err != nil {
+			return err
+		}
+		conns[i] = cc
+		md, _ := structpb.NewStruct(map[string]any{"NAMESPACE": ns, "LABELS": map[string]any{"app": "load"}})
+		node := &corev3.Node{Id: fmt.Sprintf("sidecar~10.250.%d.%d~load-%d.%s~%s.svc.cluster.local", i/250, i%250+1, i, ns, ns),
+			Cluster: "load." + ns, Metadata: md}
+		id := i
+		c, err := fakeproxy.Dial(ctx, cc, node, fakeproxy.Options{OnResponse: func(typeURL, version string, at time.Time) {
+			if typeURL != fakeproxy.RouteType {
+				return
+			}
+			mu.Lock()
+			if version == awaited {
+				if _, ok := acks[id]; !ok {
+					acks[id] = at
+				}
+			}
+			mu.Unlock()
+		}})
+		if err != nil {
+			return fmt.Errorf("proxy %d: %w", i, err)
+		}
+		clients[i] = c
+	}
+	tick.Stop()
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer wcancel()
+	for i, c := range clients {
+		if err := c.Wait(wctx, func(h fakeproxy.Held) bool {
+			return h.Count(fakeproxy.EndpointType) >= nServices && h.Count(fakeproxy.RouteType) > 0
+		}); err != nil {
+			return fmt.Errorf("proxy %d never got its initial config: %w", i, err)
+		}
+	}
+	rss1, hwm1, cpu1, _ := procStats(pid)
+	fmt.Printf("%d proxies connected and synced in %v: trellisd RSS %s (peak %s), CPU %v\n",
+		nProxies, time.Since(start).Round(time.Millisecond), mb(rss1), mb(hwm1), (cpu1 - cpu0).Round(time.Millisecond))
+	clusters := len(clients[0].Names(fakeproxy.ClusterType))
+	fmt.Printf("each proxy holds %d clusters, %d endpoints, %d listeners, %d routes\n", clusters,
+		len(clients[0].Names(fakeproxy.EndpointType)), len(clients[0].Names(fakeproxy.ListenerType)), len(clients[0].Names(fakeproxy.RouteType)))
+
+	var all []time.Duration
+	var cpuChanges time.Duration
+	for ch := 0; ch < nChanges; ch++ {
+		time.Sleep(2 * time.Second) // let the previous push settle
+		_, _, cpuA, _ := procStats(pid)
+		before := clients[0].Version(fakeproxy.RouteType)
+		mu.Lock()
+		acks = map[int]time.Time{}
+		v, _ := strconv.Atoi(before)
+		// The file watcher's change is the next state version.
+		awaited = strconv.Itoa(v + 1)
+		mu.Unlock()
+		weight = 100 - weight
+		if weight == 50 {
+			weight = 40
+		}
+		t0 := time.Now()
+		if err := writeVS(dir, weight); err != nil {
+			return err
+		}
+		for i, c := range clients {
+			if err := c.Wait(wctx, func(h fakeproxy.Held) bool { return h.Version(fakeproxy.RouteType) != before }); err != nil {
+				return fmt.Errorf("change %d: proxy %d: %w", ch, i, err)
+			}
+		}
+		_, _, cpuB, _ := procStats(pid)
+		cpuChanges += cpuB - cpuA
+		mu.Lock()
+		var ds []time.Duration
+		for _, at := range acks {
+			ds = append(ds, at.Sub(t0))
+		}
+		mu.Unlock()
+		if len(ds) != nProxies {
+			return fmt.Errorf("change %d: %d of %d proxies ACKed version %s", ch, len(ds), nProxies, awaited)
+		}
+		sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+		fmt.Printf("change %d: p50 %v p99 %v max %v, trellisd CPU %v\n", ch, pct(ds, 50), pct(ds, 99), ds[len(ds)-1], (cpuB - cpuA).Round(time.Millisecond))
+		all = append(all, ds...)
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	rss2, hwm2, cpu2, _ := procStats(pid)
+	fmt.Printf("\nRESULT proxies=%d services=%d changes=%d: convergence p50 %v p99 %v max %v; trellisd RSS %s steady, peak %s; CPU %v total, %v per change\n",
+		nProxies, nServices, nChanges, pct(all, 50), pct(all, 99), all[len(all)-1], mb(rss2), mb(hwm2),
+		(cpu2 - cpu0).Round(time.Millisecond), (cpuChanges / time.Duration(nChanges)).Round(time.Millisecond))
+	return nil
+}
+
+func pct(ds []time.Duration, p int) time.Duration {
+	i := (len(ds)*p + 99) / 100
+	if i > 0 {
+		i--
+	}
+	return ds[i].Round(time.Millisecond)
+}

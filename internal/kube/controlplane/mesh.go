@@ -1,0 +1,48 @@
+package controlplane
+
+import (
+	"fmt"
+	"os"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/trellis-mesh/trellis/internal/trellisd"
+)
+
+// MeshConfig is the part of the "trellis" ConfigMap's mesh key (written by
+// `trellis install`, mounted at /etc/trellis/config/mesh) trellisd acts on.
+type MeshConfig struct {
+	AccessLogFile         string `json:"accessLogFile"`
+	AccessLogEncoding     string `json:"accessLogEncoding"`
+	EnableTracing         bool   `json:"enableTracing"`
+	RootNamespace         string `json:"rootNamespace"`
+	EnableAutoMtls        bool   `json:"enableAutoMtls"`
+	TrustDomain           string `json:"trustDomain"`
+	OutboundTrafficPolicy struct {
+		Mode string `json:"mode"`
+	} `json:"outboundTrafficPolicy"`
+	DefaultConfig struct {
+		Concurrency      int64  `json:"concurrency"`
+		DiscoveryAddress string `json:"discoveryAddress"`
+	} `json:"defaultConfig"`
+}
+
+// ApplyMeshConfig reads the mesh config file (--mesh-config) and sets the
+// trellisd options it governs (access log file and encoding, outbound
+// traffic policy). Unknown keys are errors naming the file.
+func ApplyMeshConfig(path string, o *trellisd.Options) (*MeshConfig, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("mesh config: %w", err)
+	}
+	m := &MeshConfig{}
+	if err := yaml.UnmarshalStrict(b, m); err != nil {
+		return nil, fmt.Errorf("mesh config %s: %w", path, err)
+	}
+	o.AccessLogFile = m.AccessLogFile
+	o.AccessLogEncoding = m.AccessLogEncoding
+	if m.OutboundTrafficPolicy.Mode != "" {
+		o.OutboundTrafficPolicy = m.OutboundTrafficPolicy.Mode
+	}
+	return m, nil
+}

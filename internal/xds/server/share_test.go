@@ -1,0 +1,76 @@
+package server
+
+import (
+	"testing"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+)
+
+// Streams that subscribe to the same names share one name set, and streams
+// that get the same change get the same (once-marshalled) response.
+func TestStreamsShareSubscriptionsAndResponses(t *testing.T) {
+	gen := &fakeGen{}
+	gen.snap.Store(snapshot("v1", map[string][]*Resource{
+		EndpointType: {res(t, "a", "1"), res(t, "b", "1"), res(t, "c", "1")},
+	}))
+	h := start(t, gen)
+	var streams []discoveryv3.AggregatedDiscoveryService_DeltaAggregatedResourcesClient
+	var nonces []string
+	for i, sub := range [][]string{{"a", "b"}, {"b", "a"}, {"a", "b", "c"}} {
+		st := h.delta(t)
+		if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{Node: &corev3.Node{Id: "p" + string(rune('0'+i))},
+			TypeUrl: EndpointType, ResourceNamesSubscribe: sub}); err != nil {
+			t.Fatal(err)
+		}
+		r, err := st.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: EndpointType, ResponseNonce: r.Nonce}); err != nil {
+			t.Fatal(err)
+		}
+		streams = append(streams, st)
+		nonces = append(nonces, r.Nonce)
+	}
+	if got, want := h.srv.sets.count(), 2; got != want {
+		t.Errorf("distinct name sets: got %d, want %d ({a,b} shared, {a,b,c})", got, want)
+	}
+	if nonces[0] != nonces[1] || nonces[0] == nonces[2] {
+		t.Errorf("initial nonces: got %v, want the first two equal (same content) and the third different", nonces)
+	}
+
+	gen.snap.Store(snapshot("v2", map[string][]*Resource{
+		EndpointType: {res(t, "a", "2"), res(t, "b", "1"), res(t, "c", "1")},
+	}))
+	h.srv.Push(Push{})
+	var got []string
+	for _, st := range streams {
+		r, err := st.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if names(r.Resources) != "a" {
+			t.Errorf("push: got %s, want a", names(r.Resources))
+		}
+		got = append(got, r.Nonce)
+	}
+	if got[0] != got[1] || got[1] != got[2] {
+		t.Errorf("push nonces: got %v, want one shared response", got)
+	}
+
+	// Unsubscribing moves a stream to another set; closing releases them.
+	if err := streams[2].Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: EndpointType, ResourceNamesUnsubscribe: []string{"c"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitSets := func(want int) {
+		t.Helper()
+		waitStatus(t, h.srv, func([]ProxyStatus) bool { return h.srv.sets.count() == want })
+	}
+	waitSets(1)
+	for _, st := range streams {
+		st.CloseSend()
+	}
+	waitStatus(t, h.srv, func(s []ProxyStatus) bool { return len(s) == 0 })
+	waitSets(0)
+}
