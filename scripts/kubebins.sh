@@ -24,9 +24,8 @@ mkdir -p "$dir"
 archive="../shared/kubebins/kube-apiserver-${K8S_VERSION#v}_etcd-${ETCD_VERSION#v}_linux-amd64.tar.xz"
 if [[ -f "$archive" ]]; then
   echo "kubebins: extracting $archive into $dir" >&2
-  tar -xJf "$archive" -C "$dir"
-  if have; then echo "$dir"; exit 0; fi
-  echo "kubebins: $archive did not hold both binaries; building instead" >&2
+  if tar -xJf "$archive" -C "$dir" && have; then echo "$dir"; exit 0; fi
+  echo "kubebins: could not extract both binaries from $archive (is xz installed?); building instead" >&2
 fi
 
 echo "kubebins: building kube-apiserver $K8S_VERSION and etcd $ETCD_VERSION from the module proxy (once per machine)" >&2

@@ -204,8 +204,12 @@ func run(bin string, nProxies, nServices, nChanges, rate int, debugAddr string) 
 	tick := time.NewTicker(time.Second / time.Duration(rate))
 	for i := 0; i < nProxies; i++ {
 		<-tick.C
+		// Envoy's HTTP/2 windows for its xDS connection are large (256 MiB
+		// per stream by default); a 64 KiB window would make the benchmark
+		// measure flow-control round trips instead of trellisd.
 		cc, err := grpc.NewClient(xdsAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)),
+			grpc.WithInitialWindowSize(16<<20), grpc.WithInitialConnWindowSize(16<<20))
 		if err != nil {
 			return err
 		}

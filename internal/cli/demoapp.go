@@ -93,6 +93,7 @@ func newDemoappLoadCmd() *cobra.Command {
 	f.IntVar(&l.Calls, "calls", 100, "number of calls")
 	f.IntVar(&l.Concurrency, "concurrency", 10, "calls in flight")
 	f.StringArrayVarP(&headers, "header", "H", nil, "request header NAME:VALUE (repeatable)")
+	f.StringVar(&l.Host, "host", "", "Host header, e.g. bill-service:9999 when calling a proxy's explicit port")
 	f.DurationVar(&l.Timeout, "timeout", 30*time.Second, "per-call timeout")
 	f.BoolVar(&reuse, "keepalive", true, "reuse connections (false: a new connection per call)")
 	return cmd

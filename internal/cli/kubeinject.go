@@ -18,6 +18,7 @@ func newKubeInjectCmd() *cobra.Command {
 		in, out string
 		set     []string
 		values  []string
+		cfgFile string
 	)
 	cmd := &cobra.Command{
 		Use:   "kube-inject",
@@ -25,8 +26,8 @@ func newKubeInjectCmd() *cobra.Command {
 		Long: "kube-inject reads Kubernetes YAML and adds the sidecar (istio-init + istio-proxy) to every Pod\n" +
 			"and workload pod template (Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob), as the\n" +
 			"injection webhook would, honouring sidecar.istio.io/inject=false and the traffic.sidecar.istio.io/*\n" +
-			"annotations. Other objects pass through. The injection settings are the install's (--set, -f as\n" +
-			"for install, via --values-file).",
+			"annotations. Other objects pass through. The injection settings are the install's (--set, and\n" +
+			"--values-file for -f overlays), or the cluster's injector ConfigMap via --injectConfigFile.",
 		Example: "  trellis kube-inject -f deployment.yaml | kubectl apply -f -\n" +
 			"  kubectl get deploy web -o yaml | trellis kube-inject -f - --set values.global.proxy.excludeIPRanges=169.254.169.254/32",
 		Args: cobra.NoArgs,
@@ -34,10 +35,24 @@ func newKubeInjectCmd() *cobra.Command {
 			if in == "" {
 				return fmt.Errorf("--filename: required (a file, or - for stdin)")
 			}
-			s, err := install.Load(install.Options{Files: values, Set: set})
-			if err != nil {
-				return err
+			var cfg inject.Config
+			if cfgFile != "" {
+				if len(set)+len(values) > 0 {
+					return fmt.Errorf("--injectConfigFile: use it alone, or --set/--values-file, not both")
+				}
+				c, err := inject.LoadConfig(cfgFile)
+				if err != nil {
+					return err
+				}
+				cfg = c
+			} else {
+				s, err := install.Load(install.Options{Files: values, Set: set})
+				if err != nil {
+					return err
+				}
+				cfg = install.InjectConfig(s)
 			}
+			var err error
 			var src []byte
 			if in == "-" {
 				src, err = io.ReadAll(cmd.InOrStdin())
@@ -47,7 +62,7 @@ func newKubeInjectCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("read %s: %w", in, err)
 			}
-			res, err := inject.Manifests(install.InjectConfig(s), src)
+			res, err := inject.Manifests(cfg, src)
 			if err != nil {
 				return fmt.Errorf("%s: %w", in, err)
 			}
@@ -62,5 +77,6 @@ func newKubeInjectCmd() *cobra.Command {
 	cmd.Flags().StringVarP(&out, "output", "o", "", "write to this file instead of stdout")
 	cmd.Flags().StringArrayVarP(&set, "set", "s", nil, "install setting affecting injection, e.g. --set values.global.proxy.includeIPRanges=10.0.0.0/8")
 	cmd.Flags().StringArrayVar(&values, "values-file", nil, "IstioOperator-style YAML with install settings")
+	cmd.Flags().StringVar(&cfgFile, "injectConfigFile", "", "injection config as the cluster holds it: kubectl -n trellis-system get cm trellis-sidecar-injector -o jsonpath='{.data.config}'")
 	return cmd
 }

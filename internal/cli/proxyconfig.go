@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -17,6 +18,7 @@ import (
 
 	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -45,6 +47,7 @@ type proxyConfigFlags struct {
 	direction    string
 	address      string
 	status       string
+	file         string
 	timeout      time.Duration
 }
 
@@ -70,6 +73,7 @@ address (HOST:PORT), or, when omitted, --admin-address.`,
 	pf.StringVar(&f.stateDir, "state-dir", "", "directory of the local mesh's state files (default: the local runner's)")
 	pf.StringVarP(&f.output, "output", "o", "short", "output format: short, json or yaml")
 	pf.DurationVar(&f.timeout, "timeout", 10*time.Second, "how long to wait for the admin API")
+	pf.StringVarP(&f.file, "file", "f", "", "read a saved /config_dump JSON file instead of a live proxy")
 	sub := []struct {
 		use, short string
 		run        func(*pcTarget, *proxyConfigFlags, io.Writer) error
@@ -95,7 +99,7 @@ address (HOST:PORT), or, when omitted, --admin-address.`,
 			c.Flags().IntVar(&f.port, "port", 0, "only endpoints on this port")
 			c.Flags().StringVar(&f.status, "status", "", "only endpoints with this health status (e.g. HEALTHY)")
 		}},
-		{"bootstrap [POD-or-ADDR]", "the bootstrap configuration", runBootstrap, nil},
+		{"bootstrap [POD-or-ADDR]", "bootstrap configuration", runBootstrap, nil},
 		{"all [POD-or-ADDR]", "listeners, routes, clusters and endpoints", runAll, nil},
 	}
 	var level string
@@ -174,6 +178,7 @@ func (f *proxyConfigFlags) validate() error {
 
 // pcTarget is where a proxy's admin API is.
 type pcTarget struct {
+	file    string // a saved config dump instead of a live proxy
 	address string
 	netns   string // network namespace to dial from, or ""
 	timeout time.Duration
@@ -182,7 +187,13 @@ type pcTarget struct {
 // resolveTarget turns POD-or-ADDR into an admin address: HOST:PORT as is, a
 // workload name through the local mesh's state files, none: --admin-address.
 func resolveTarget(args []string, f *proxyConfigFlags) (*pcTarget, error) {
-	t := &pcTarget{address: f.adminAddress, timeout: f.timeout}
+	t := &pcTarget{address: f.adminAddress, timeout: f.timeout, file: f.file}
+	if f.file != "" {
+		if len(args) > 0 {
+			return nil, fmt.Errorf("give either --file or a target, not both")
+		}
+		return t, nil
+	}
 	if len(args) == 0 {
 		return t, nil
 	}
@@ -267,6 +278,13 @@ type clusterEntry struct {
 var unmarshalDump = protojson.UnmarshalOptions{DiscardUnknown: true}
 
 func (t *pcTarget) dump() (*proxyDump, error) {
+	if t.file != "" {
+		b, err := os.ReadFile(t.file)
+		if err != nil {
+			return nil, fmt.Errorf("read config dump: %w", err)
+		}
+		return parseDump(b)
+	}
 	b, err := t.get("/config_dump?include_eds")
 	if err != nil {
 		return nil, err
@@ -639,11 +657,42 @@ func dash(s string) string {
 }
 
 func runEndpoints(t *pcTarget, f *proxyConfigFlags, w io.Writer) error {
-	b, err := t.get("/clusters?format=json")
+	b, err := t.clustersJSON()
 	if err != nil {
 		return err
 	}
 	return printEndpoints(b, f, w)
+}
+
+// clustersJSON is /clusters?format=json, or for a saved dump the same
+// shape built from its endpoint configs (EDS health only).
+func (t *pcTarget) clustersJSON() ([]byte, error) {
+	if t.file == "" {
+		return t.get("/clusters?format=json")
+	}
+	d, err := t.dump()
+	if err != nil {
+		return nil, err
+	}
+	out := &adminv3.Clusters{}
+	for _, e := range d.endpoints {
+		cs := &adminv3.ClusterStatus{Name: e.GetClusterName()}
+		for _, le := range e.GetEndpoints() {
+			for _, lbe := range le.GetLbEndpoints() {
+				hs := lbe.GetHealthStatus()
+				if hs == corev3.HealthStatus_UNKNOWN {
+					hs = corev3.HealthStatus_HEALTHY
+				}
+				cs.HostStatuses = append(cs.HostStatuses, &adminv3.HostStatus{
+					Address:      lbe.GetEndpoint().GetAddress(),
+					HealthStatus: &adminv3.HostHealthStatus{EdsHealthStatus: hs},
+					Priority:     le.GetPriority(),
+				})
+			}
+		}
+		out.ClusterStatuses = append(out.ClusterStatuses, cs)
+	}
+	return protojson.Marshal(out)
 }
 
 func printEndpoints(b []byte, f *proxyConfigFlags, w io.Writer) error {
@@ -728,7 +777,13 @@ func runBootstrap(t *pcTarget, f *proxyConfigFlags, w io.Writer) error {
 
 func runAll(t *pcTarget, f *proxyConfigFlags, w io.Writer) error {
 	if f.output != "short" {
-		b, err := t.get("/config_dump?include_eds")
+		var b []byte
+		var err error
+		if t.file != "" {
+			b, err = os.ReadFile(t.file)
+		} else {
+			b, err = t.get("/config_dump?include_eds")
+		}
 		if err != nil {
 			return err
 		}
@@ -752,7 +807,7 @@ func runAll(t *pcTarget, f *proxyConfigFlags, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	b, err := t.get("/clusters?format=json")
+	b, err := t.clustersJSON()
 	if err != nil {
 		return err
 	}

@@ -94,6 +94,8 @@ func TestProxyConfigGolden(t *testing.T) {
 		{"bootstrap", []string{"bootstrap", addr}},
 		{"all", []string{"all", addr}},
 		{"admin-address-flag", []string{"cluster", "--admin-address", addr, "--port", "6379"}},
+		{"file-endpoint", []string{"endpoint", "--file", dumpFixture, "--port", "80"}},
+		{"file-listener", []string{"listener", "-f", dumpFixture, "--port", "6379"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -189,6 +191,8 @@ func TestProxyConfigErrors(t *testing.T) {
 		{"bad direction", []string{"cluster", "127.0.0.1:1", "--direction", "up"}, `--direction "up"`},
 		{"no mesh", []string{"cluster", "sleep", "--state-dir", empty}, "no local mesh is running"},
 		{"unreachable", []string{"cluster", "127.0.0.1:1", "--timeout", "2s"}, "read the proxy's admin API"},
+		{"file and target", []string{"cluster", "127.0.0.1:1", "--file", dumpFixture}, "either --file or a target"},
+		{"missing file", []string{"cluster", "--file", "/nonexistent.json"}, "read config dump"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

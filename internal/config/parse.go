@@ -120,7 +120,11 @@ func (p *parser) object(obj map[string]any, src string) {
 	apiVersion, _ := obj["apiVersion"].(string)
 	kind, _ := obj["kind"].(string)
 	meta, metaErr := readMeta(obj["metadata"])
-	display := ResourceName(kind, meta.Namespace, meta.Name)
+	displayNS := meta.Namespace
+	if displayNS == "" && meta.Name != "" {
+		displayNS = p.opts.DefaultNamespace
+	}
+	display := ResourceName(kind, displayNS, meta.Name)
 
 	if kind == "" {
 		p.fail(src, display, "kind", "missing; want a kind such as VirtualService or DestinationRule")

@@ -17,8 +17,10 @@ type Store struct {
 	snap    *Snapshot
 	subs    []func(*Snapshot)
 
-	// notifyMu serialises subscriber calls so they see snapshots in order.
-	notifyMu sync.Mutex
+	// notifyMu serialises subscriber calls so they see snapshots in order;
+	// delivered is the last version they were given (guarded by notifyMu).
+	notifyMu  sync.Mutex
+	delivered uint64
 }
 
 // NewStore returns an empty store whose snapshot has version 0.
@@ -141,9 +143,10 @@ func (s *Store) Version() uint64 {
 }
 
 // Subscribe registers fn to be called with the new snapshot after every
-// change. Calls are serialised (snapshots arrive in version order) and made
-// without the store's lock held: fn may read the store, but must not change
-// it synchronously.
+// change. Calls are serialised and made without the store's lock held, so
+// fn may read the store (it must not change it synchronously). Snapshots
+// arrive in increasing version order; when changes race, a subscriber may
+// be handed only the newest of them, never an older one after a newer.
 func (s *Store) Subscribe(fn func(*Snapshot)) {
 	s.mu.Lock()
 	s.subs = append(s.subs, fn)
@@ -175,13 +178,23 @@ func (s *Store) rebuildAndNotify() {
 	snap.version = s.version
 	snap.kube = kube
 	s.snap = snap
-	subs := append([]func(*Snapshot){}, s.subs...)
-	// Take the notify lock before releasing the state lock so that
-	// subscribers see snapshots in version order.
-	s.notifyMu.Lock()
 	s.mu.Unlock()
+
+	// Deliver the newest snapshot, one delivery at a time. A change made
+	// while another goroutine is delivering is picked up by whichever
+	// delivery runs next, so subscribers always see increasing versions and
+	// always end with the latest one.
+	s.notifyMu.Lock()
 	defer s.notifyMu.Unlock()
+	s.mu.Lock()
+	latest := s.snap
+	subs := append([]func(*Snapshot){}, s.subs...)
+	s.mu.Unlock()
+	if latest.version <= s.delivered {
+		return
+	}
+	s.delivered = latest.version
 	for _, fn := range subs {
-		fn(snap)
+		fn(latest)
 	}
 }

@@ -33,7 +33,9 @@ func TestStore(t *testing.T) {
 		do   func()
 		want string
 	}{
-		{"set a", func() { s.Set("file:a", []*Resource{res(KindVirtualService, "ns", "x"), res(KindVirtualService, "ns", "y")}) }, "[VirtualService/ns/x VirtualService/ns/y]"},
+		{"set a", func() {
+			s.Set("file:a", []*Resource{res(KindVirtualService, "ns", "x"), res(KindVirtualService, "ns", "y")})
+		}, "[VirtualService/ns/x VirtualService/ns/y]"},
 		{"set b", func() { s.Set("file:b", []*Resource{res(KindDestinationRule, "ns", "x")}) }, "[DestinationRule/ns/x VirtualService/ns/x VirtualService/ns/y]"},
 		{"replace a", func() { s.Set("file:a", []*Resource{res(KindVirtualService, "ns", "z")}) }, "[DestinationRule/ns/x VirtualService/ns/z]"},
 		{"delete b", func() { s.Delete("file:b") }, "[VirtualService/ns/z]"},
@@ -123,6 +125,9 @@ func TestStoreConcurrent(t *testing.T) {
 	wg.Wait()
 	if !ordered {
 		t.Error("subscriber saw versions out of order")
+	}
+	if last != s.Version() {
+		t.Errorf("subscriber last saw version %d, want the final %d", last, s.Version())
 	}
 	if got, want := s.Version(), uint64(400); got != want {
 		t.Errorf("got version %d, want %d", got, want)

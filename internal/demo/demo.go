@@ -159,6 +159,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		d.opts.NoIntercept = true
 	}
 	var teardown func() bool
+	failed := true // until the checks pass: show the logs before removing them
 	if opts.NoIntercept {
 		teardown, err = d.upExplicit(ctx)
 	} else {
@@ -166,6 +167,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	if teardown != nil && !opts.Keep {
 		defer func() {
+			if failed {
+				d.logTails()
+			}
 			d.printf("tearing down")
 			if teardown() {
 				d.printf("done: nothing left behind")
@@ -189,15 +193,16 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if opts.Keep && !opts.NoIntercept {
 		d.printf("the mesh keeps running (--keep); config dir %s; remove it with: trellis local down --prefix %s", d.cfgDir, opts.Prefix)
 	}
-	var failed []string
+	var bad []string
 	for _, c := range d.report.Checks {
 		if !c.OK {
-			failed = append(failed, c.Name)
+			bad = append(bad, c.Name)
 		}
 	}
-	if len(failed) > 0 {
-		return &d.report, fmt.Errorf("%d of %d checks failed: %s", len(failed), len(d.report.Checks), strings.Join(failed, "; "))
+	if len(bad) > 0 {
+		return &d.report, fmt.Errorf("%d of %d checks failed: %s", len(bad), len(d.report.Checks), strings.Join(bad, "; "))
 	}
+	failed = false
 	return &d.report, nil
 }
 
@@ -323,4 +328,25 @@ func manifest(file string) ([]object, error) {
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}
 	return objs, nil
+}
+
+// logTails prints the end of every process log, before teardown removes
+// them, so a failed run can be diagnosed.
+func (d *demo) logTails() {
+	dir := filepath.Join(local.StateDir(d.opts.StateDir), "logs-"+d.opts.Prefix)
+	files, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil || len(b) == 0 {
+			continue
+		}
+		lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+		if len(lines) > 5 {
+			lines = lines[len(lines)-5:]
+		}
+		d.printf("--- %s (last lines)", filepath.Base(f))
+		for _, l := range lines {
+			d.printf("    %s", l)
+		}
+	}
 }

@@ -30,6 +30,7 @@ const (
 	LabelNSInjection   = "istio-injection"
 	AnnotationRewrite  = "sidecar.istio.io/rewriteAppHTTPProbers"
 	EnvAppProbers      = "ISTIO_KUBE_APP_PROBERS"
+	EnvLabels          = "ISTIO_METAJSON_LABELS"
 	annTraffic         = "traffic.sidecar.istio.io/"
 	AnnIncludeIPRanges = annTraffic + "includeOutboundIPRanges"
 	AnnExcludeIPRanges = annTraffic + "excludeOutboundIPRanges"
@@ -105,7 +106,7 @@ type Status struct {
 // annotations it cannot honour, naming the annotation and the fix.
 func Pod(cfg Config, pod *corev1.Pod) (*corev1.Pod, error) {
 	out := pod.DeepCopy()
-	if err := InjectSpec(cfg, &out.ObjectMeta.Annotations, &out.ObjectMeta.Labels, &out.Spec, podName(pod)); err != nil {
+	if err := InjectSpec(cfg, &out.ObjectMeta.Annotations, &out.ObjectMeta.Labels, &out.Spec, podName(pod), WorkloadName(pod)); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -118,9 +119,28 @@ func podName(p *corev1.Pod) string {
 	return strings.TrimSuffix(p.GenerateName, "-")
 }
 
+// WorkloadName is the pod's controller as Istio reports it: a
+// ReplicaSet's Deployment (the ReplicaSet name minus the pod-template-hash),
+// else the controller's name, else the pod's.
+func WorkloadName(p *corev1.Pod) string {
+	for _, o := range p.OwnerReferences {
+		if o.Controller == nil || !*o.Controller {
+			continue
+		}
+		if o.Kind == "ReplicaSet" {
+			if h := p.Labels["pod-template-hash"]; h != "" && strings.HasSuffix(o.Name, "-"+h) {
+				return strings.TrimSuffix(o.Name, "-"+h)
+			}
+		}
+		return o.Name
+	}
+	return podName(p)
+}
+
 // InjectSpec adds the sidecar to a pod spec and its metadata maps (which
-// it allocates when nil). workload names the pod or template in errors.
-func InjectSpec(cfg Config, annotations, labels *map[string]string, spec *corev1.PodSpec, workload string) error {
+// it allocates when nil). workload names the pod or template in errors;
+// workloadName is the proxy's ISTIO_META_WORKLOAD_NAME.
+func InjectSpec(cfg Config, annotations, labels *map[string]string, spec *corev1.PodSpec, workload, workloadName string) error {
 	if *annotations == nil {
 		*annotations = map[string]string{}
 	}
@@ -163,7 +183,7 @@ func InjectSpec(cfg Config, annotations, labels *map[string]string, spec *corev1
 		appNames = append(appNames, c.Name)
 	}
 	spec.InitContainers = append(spec.InitContainers, initContainer(cfg, capture))
-	spec.Containers = append(spec.Containers, proxyContainer(cfg, res, logLevel, appNames, probers))
+	spec.Containers = append(spec.Containers, proxyContainer(cfg, res, logLevel, appNames, probers, workloadName, *labels))
 	spec.Volumes = append(spec.Volumes, corev1.Volume{Name: "trellis-proxy", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory}}})
 
 	st, _ := json.Marshal(Status{InitContainers: []string{InitContainerName}, Containers: []string{ProxyContainerName}, Volumes: []string{"trellis-proxy"}})
@@ -379,10 +399,10 @@ func fieldEnv(name, path string) corev1.EnvVar {
 	return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: path}}}
 }
 
-func proxyContainer(cfg Config, res corev1.ResourceRequirements, logLevel string, apps []string, probers map[string]*prober) corev1.Container {
+func proxyContainer(cfg Config, res corev1.ResourceRequirements, logLevel string, apps []string, probers map[string]*prober, workloadName string, labels map[string]string) corev1.Container {
 	uid := int64(ProxyUID)
 	f, t := false, true
-	args := []string{"proxy", "sidecar", "--discovery-address", cfg.DiscoveryAddress}
+	args := []string{"--type", "sidecar", "--xds-address", cfg.DiscoveryAddress}
 	if cfg.Concurrency > 0 {
 		args = append(args, "--concurrency", strconv.FormatInt(cfg.Concurrency, 10))
 	}
@@ -395,10 +415,17 @@ func proxyContainer(cfg Config, res corev1.ResourceRequirements, logLevel string
 		fieldEnv("INSTANCE_IP", "status.podIP"),
 		fieldEnv("SERVICE_ACCOUNT", "spec.serviceAccountName"),
 		fieldEnv("HOST_IP", "status.hostIP"),
+		{Name: "ISTIO_META_WORKLOAD_NAME", Value: workloadName},
 		{Name: "ISTIO_META_CLUSTER_ID", Value: cfg.ClusterID},
 		{Name: "ISTIO_META_MESH_ID", Value: cfg.MeshID},
 		{Name: "ISTIO_META_INTERCEPTION_MODE", Value: "REDIRECT"},
 		{Name: "ISTIO_META_APP_CONTAINERS", Value: strings.Join(apps, ",")},
+	}
+	// The pod's labels as known at admission (Istio's ISTIO_METAJSON_LABELS):
+	// the proxy puts them in its node metadata (LABELS) for subsets and
+	// telemetry.
+	if lb, err := json.Marshal(labels); err == nil {
+		env = append(env, corev1.EnvVar{Name: EnvLabels, Value: string(lb)})
 	}
 	if cfg.Network != "" {
 		env = append(env, corev1.EnvVar{Name: "ISTIO_META_NETWORK", Value: cfg.Network})

@@ -83,7 +83,7 @@ func injectObject(cfg Config, obj map[string]any, where string) error {
 		if !wantsOffline(pod.Labels, pod.Annotations, &pod.Spec) {
 			return nil
 		}
-		if err := InjectSpec(cfg, &pod.Annotations, &pod.Labels, &pod.Spec, where); err != nil {
+		if err := InjectSpec(cfg, &pod.Annotations, &pod.Labels, &pod.Spec, where, WorkloadName(&pod)); err != nil {
 			return err
 		}
 		m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&pod)
@@ -116,7 +116,7 @@ func injectObject(cfg Config, obj map[string]any, where string) error {
 	if !wantsOffline(tpl.Labels, tpl.Annotations, &tpl.Spec) {
 		return nil
 	}
-	if err := InjectSpec(cfg, &tpl.Annotations, &tpl.Labels, &tpl.Spec, where); err != nil {
+	if err := InjectSpec(cfg, &tpl.Annotations, &tpl.Labels, &tpl.Spec, where, name); err != nil {
 		return err
 	}
 	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&tpl)

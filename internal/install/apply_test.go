@@ -159,6 +159,18 @@ func TestApplyWaitUninstallAgainstAPIServer(t *testing.T) {
 		t.Fatalf("apply with wait: %v", err)
 	}
 
+	// Plain uninstall removes the control plane but keeps the CRDs (and so
+	// the users' Istio objects).
+	if err := Uninstall(ctx, c, comps, UninstallOptions{}); err != nil {
+		t.Fatalf("uninstall: %v", err)
+	}
+	if _, err := c.Kube.AppsV1().Deployments("trellis-system").Get(ctx, "trellisd", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("trellisd after uninstall: got %v, want not found", err)
+	}
+	if _, err := c.Dynamic.Resource(vsGVR).Namespace("default").Get(ctx, "vs", metav1.GetOptions{}); err != nil {
+		t.Errorf("VirtualService after plain uninstall: %v, want it kept with its CRD", err)
+	}
+
 	// Uninstall --purge removes everything it created.
 	var un bytes.Buffer
 	if err := Uninstall(ctx, c, comps, UninstallOptions{Out: &un, Purge: true}); err != nil {

@@ -531,13 +531,15 @@ func gateway(s *Settings, gw Gateway, istio string) []runtime.Object {
 							Name:            "istio-proxy",
 							Image:           cfg.ProxyImage,
 							ImagePullPolicy: corev1.PullPolicy(cfg.ImagePullPolicy),
-							Args:            []string{"proxy", "router", "--discovery-address", cfg.DiscoveryAddress, "--log-level", cfg.LogLevel},
+							Args:            []string{"--type", "router", "--xds-address", cfg.DiscoveryAddress, "--log-level", cfg.LogLevel},
 							Env: []corev1.EnvVar{
 								{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
 								{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
 								{Name: "INSTANCE_IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.podIP"}}},
 								{Name: "SERVICE_ACCOUNT", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.serviceAccountName"}}},
 								{Name: "ISTIO_META_CLUSTER_ID", Value: cfg.ClusterID},
+								{Name: "ISTIO_META_WORKLOAD_NAME", Value: gw.Name},
+								{Name: inject.EnvLabels, Value: labelsJSON(labels)},
 							},
 							Ports: []corev1.ContainerPort{
 								{Name: "http-envoy-prom", ContainerPort: 15090, Protocol: corev1.ProtocolTCP},
@@ -560,6 +562,11 @@ func gateway(s *Settings, gw Gateway, istio string) []runtime.Object {
 			},
 		},
 	}
+}
+
+func labelsJSON(l map[string]string) string {
+	b, _ := json.Marshal(l)
+	return string(b)
 }
 
 // readerRBAC lets a primary cluster's trellisd read this (remote) cluster.

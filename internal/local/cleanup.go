@@ -39,10 +39,11 @@ func Cleanup(ctx context.Context, path, prefix string, log io.Writer) error {
 	}
 	var errs []error
 	// Recorded processes whose command line still matches.
+	var pids []int
 	for _, p := range st.Processes {
 		if sameProcess(p) {
 			logf("stopping leftover %s of %s (pid %d)", p.Role, p.Name, p.PID)
-			killWait(p.PID)
+			pids = append(pids, p.PID)
 		}
 	}
 	nsList := append([]string(nil), st.Netns...)
@@ -54,15 +55,18 @@ func Cleanup(ctx context.Context, path, prefix string, log io.Writer) error {
 		nsList = append(nsList, found...)
 	}
 	seen := map[string]bool{}
+	var live []string
 	for _, ns := range nsList {
 		if seen[ns] || !netns.Exists(ns) {
 			continue
 		}
 		seen[ns] = true
+		live = append(live, ns)
+		pids = append(pids, netnsPIDs(ctx, ns)...)
+	}
+	killAll(pids)
+	for _, ns := range live {
 		logf("removing namespace %s", ns)
-		for _, pid := range netnsPIDs(ctx, ns) {
-			killWait(pid)
-		}
 		if err := netns.Delete(ctx, ns); err != nil {
 			errs = append(errs, err)
 		}
@@ -169,13 +173,36 @@ func sameProcess(p Process) bool {
 	return len(args) > 0 && args[len(args)-1] == last && strings.Contains(strings.Join(p.Argv, " "), filepath.Base(args[0]))
 }
 
-func killWait(pid int) {
-	syscall.Kill(pid, syscall.SIGTERM)
-	for i := 0; i < 30; i++ {
-		if syscall.Kill(pid, 0) != nil {
-			return
+// killAll sends SIGTERM to every pid, waits up to 3 s for all of them,
+// then sends SIGKILL to the rest.
+func killAll(pids []int) {
+	for _, pid := range pids {
+		syscall.Kill(pid, syscall.SIGTERM)
+	}
+	alive := func() []int {
+		var out []int
+		for _, pid := range pids {
+			if syscall.Kill(pid, 0) == nil && !zombie(pid) {
+				out = append(out, pid)
+			}
 		}
+		return out
+	}
+	for i := 0; i < 30 && len(alive()) > 0; i++ {
 		time.Sleep(100 * time.Millisecond)
 	}
-	syscall.Kill(pid, syscall.SIGKILL)
+	for _, pid := range alive() {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+// zombie reports whether pid has exited and waits to be reaped.
+func zombie(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i >= 0 && i+2 < len(s) && s[i+2] == 'Z'
 }

@@ -15,10 +15,13 @@ import (
 )
 
 // ProxyArgs is the sidecar's command line for a workload: its identity
-// (node id, IP, labels) and trellisd's xDS address on the bridge.
-func ProxyArgs(bin string, p *Plan, w PlacedWorkload) []string {
+// (node id, IP, labels) and trellisd's xDS address (empty: the bridge's).
+func ProxyArgs(bin, xds string, p *Plan, w PlacedWorkload) []string {
+	if xds == "" {
+		xds = p.XDSAddress()
+	}
 	return []string{bin,
-		"--xds-address", p.XDSAddress(),
+		"--xds-address", xds,
 		"--node-id", w.NodeID(p.Options.DomainSuffix),
 		"--ip", w.IP.String(),
 		"--pod-name", w.Name,
@@ -60,14 +63,19 @@ func (b Binaries) MeshRunner(plan *Plan, configDir, stateDir string, log io.Writ
 		StateDir:        stateDir,
 		Intercept:       true,
 		IptablesCommand: []string{b.Proxy, "iptables"},
-		ProxyReady:      "listen:15001",
-		ProxyCommand:    func(p *Plan, w PlacedWorkload) []string { return ProxyArgs(b.Proxy, p, w) },
+		ProxyCommand:    func(p *Plan, w PlacedWorkload) []string { return ProxyArgs(b.Proxy, "", p, w) },
 		BeforeProcesses: func(ctx context.Context, m *Mesh) error {
 			argv := TrellisdArgs(b.Trellisd, configDir, plan.XDSAddress())
 			if log != nil {
 				fmt.Fprintf(log, "starting trellisd: %s\n", strings.Join(argv, " "))
 			}
-			logPath := filepath.Join(StateDir(stateDir), "trellisd-"+plan.Options.Prefix+".log")
+			if err := m.TrackFile(m.LogDir()); err != nil {
+				return err
+			}
+			if err := os.MkdirAll(m.LogDir(), 0o755); err != nil {
+				return err
+			}
+			logPath := filepath.Join(m.LogDir(), "trellisd.log")
 			lf, err := os.Create(logPath)
 			if err != nil {
 				return err

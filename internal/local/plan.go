@@ -75,6 +75,10 @@ type PlacedWorkload struct {
 	// InboundPorts are the ports the app serves (the target ports of the
 	// services selecting it).
 	InboundPorts []uint32
+	// EntryPorts, when set, become the WorkloadEntry's ports (service port
+	// name -> the port the app really listens on), for workloads sharing
+	// one address without interception.
+	EntryPorts map[string]uint32
 }
 
 // NodeID is the proxy's xDS node id.
@@ -185,6 +189,9 @@ func (p *Plan) MeshConfig() ([]byte, error) {
 	}
 	for _, w := range p.Workloads {
 		spec := map[string]any{"address": w.IP.String(), "labels": w.Labels}
+		if len(w.EntryPorts) > 0 {
+			spec["ports"] = w.EntryPorts
+		}
 		if w.ServiceAccount != "" {
 			spec["serviceAccount"] = w.ServiceAccount
 		}

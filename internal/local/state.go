@@ -112,3 +112,18 @@ func ReadState(path string) (*State, error) {
 	}
 	return &s, nil
 }
+
+// RecordState updates the state file at path (creating it), for runs that
+// manage their own processes and files (the no-root demo) but want Cleanup
+// to remove them after a crash.
+func RecordState(path string, fn func(s *State)) error {
+	st, err := ReadState(path)
+	if err != nil {
+		return err
+	}
+	f := &stateFile{path: path}
+	if st != nil {
+		f.s = *st
+	}
+	return f.update(fn)
+}

@@ -42,10 +42,12 @@ type Runner struct {
 	// sidecar. It runs as ProxyUID inside the workload's namespace.
 	ProxyCommand func(p *Plan, w PlacedWorkload) []string
 	// ProxyReady is the sidecar's readiness check inside the namespace: a
-	// URL that must answer 200, "tcp:ADDR" that must accept, or
-	// "listen:PORT" that must have a listening TCP socket (checked without
-	// connecting); empty means "http://127.0.0.1:15021/healthz/ready"
-	// (Istio's).
+	// URL that must answer 200, "tcp:ADDR" that must accept, "listen:PORT"
+	// that must have a listening TCP socket (checked without connecting, so
+	// a capture port is never called directly), or "istio" (the default):
+	// /healthz/ready on 15021 must answer 200 when the proxy serves it,
+	// else the outbound capture listener 15001 must be bound (a proxy
+	// binds it once it has its listeners).
 	ProxyReady string
 	// AppUID/AppGID run the apps; zero means 65534 (nobody).
 	AppUID, AppGID int
@@ -262,11 +264,17 @@ func IptablesFlags(o iptables.Options) []string {
 
 // start runs argv inside w's namespace as uid:gid, logging to the state dir.
 func (m *Mesh) start(ctx context.Context, role string, w PlacedWorkload, uid, gid int, argv, env []string) (*exec.Cmd, error) {
-	logDir := filepath.Join(StateDir(m.r.StateDir), "logs-"+m.Plan.Options.Prefix)
+	logDir := m.LogDir()
+	if err := m.TrackFile(logDir); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return nil, err
 	}
 	logPath := filepath.Join(logDir, w.Name+"."+role+".log")
+	if err := m.TrackFile(logPath); err != nil {
+		return nil, err
+	}
 	lf, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
@@ -295,6 +303,11 @@ func (m *Mesh) start(ctx context.Context, role string, w PlacedWorkload, uid, gi
 	return cmd, m.state.update(func(s *State) {
 		s.Processes = append(s.Processes, Process{PID: cmd.Process.Pid, Role: role, Name: w.Name, Argv: full})
 	})
+}
+
+// LogDir holds the processes' logs (removed by Down).
+func (m *Mesh) LogDir() string {
+	return filepath.Join(StateDir(m.r.StateDir), "logs-"+m.Plan.Options.Prefix)
 }
 
 // Track records a process started outside the runner (trellisd) so that
@@ -367,7 +380,7 @@ func (m *Mesh) WaitReady(ctx context.Context) error {
 		if m.r.ProxyCommand != nil {
 			check := m.r.ProxyReady
 			if check == "" {
-				check = "http://127.0.0.1:15021/healthz/ready"
+				check = "istio"
 			}
 			checks = append(checks, check)
 		}
@@ -381,46 +394,60 @@ func (m *Mesh) WaitReady(ctx context.Context) error {
 }
 
 func (m *Mesh) waitOne(ctx context.Context, w PlacedWorkload, check string) error {
-	client := m.HTTPClient(w.Name)
 	var last error
 	for {
 		if name, exited := m.Exited(); exited {
 			return fmt.Errorf("%s: waiting for %s: a process exited: %s (logs in %s)", w.Name, check, name, filepath.Join(StateDir(m.r.StateDir), "logs-"+m.Plan.Options.Prefix))
 		}
-		if port, ok := strings.CutPrefix(check, "listen:"); ok {
-			listening, err := isListening(w.Netns, port)
-			if listening {
-				return nil
-			}
-			last = err
-			if err == nil {
-				last = fmt.Errorf("nothing listens on port %s", port)
-			}
-		} else if addr, ok := strings.CutPrefix(check, "tcp:"); ok {
-			c, err := netns.Dial(ctx, w.Netns, "tcp", addr)
-			if err == nil {
-				c.Close()
-				return nil
-			}
-			last = err
-		} else {
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, check, nil)
-			resp, err := client.Do(req)
-			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					return nil
-				}
-				err = fmt.Errorf("status %d", resp.StatusCode)
-			}
-			last = err
+		ok, err := m.probe(ctx, w, check)
+		if ok {
+			return nil
 		}
+		last = err
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%s: %s not ready: %v", w.Name, check, last)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// probe runs one readiness check (see Runner.ProxyReady).
+func (m *Mesh) probe(ctx context.Context, w PlacedWorkload, check string) (bool, error) {
+	if check == "istio" {
+		if up, _ := isListening(w.Netns, "15021"); up {
+			return m.probe(ctx, w, "http://127.0.0.1:15021/healthz/ready")
+		}
+		return m.probe(ctx, w, "listen:15001")
+	}
+	if port, ok := strings.CutPrefix(check, "listen:"); ok {
+		up, err := isListening(w.Netns, port)
+		if err == nil && !up {
+			err = fmt.Errorf("nothing listens on port %s", port)
+		}
+		return up, err
+	}
+	if addr, ok := strings.CutPrefix(check, "tcp:"); ok {
+		c, err := netns.Dial(ctx, w.Netns, "tcp", addr)
+		if err != nil {
+			return false, err
+		}
+		c.Close()
+		return true, nil
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, check, nil)
+	if err != nil {
+		return false, err
+	}
+	resp, err := m.HTTPClient(w.Name).Do(req)
+	if err != nil {
+		return false, err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return false, fmt.Errorf("%s: status %d", check, resp.StatusCode)
+	}
+	return true, nil
 }
 
 // Exec runs argv inside a workload's namespace as the app user and returns

@@ -153,7 +153,7 @@ func (s *syncBuffer) String() string {
 }
 
 // startProxy runs a proxy from a rendered bootstrap until the test ends.
-func startProxy(t *testing.T, listeners []testListener, clusters []testCluster, tweak func(*Proxy)) *running {
+func startProxy(t testing.TB, listeners []testListener, clusters []testCluster, tweak func(*Proxy)) *running {
 	t.Helper()
 	var buf bytes.Buffer
 	if err := bootstrapTmpl.Execute(&buf, map[string]any{"Listeners": listeners, "Clusters": clusters}); err != nil {
@@ -192,7 +192,7 @@ func startProxy(t *testing.T, listeners []testListener, clusters []testCluster, 
 }
 
 // addr returns a listener's bound address.
-func (r *running) addr(t *testing.T, name string) string {
+func (r *running) addr(t testing.TB, name string) string {
 	t.Helper()
 	a := r.p.Listeners.BoundAddr(name)
 	if a == "" {

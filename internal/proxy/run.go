@@ -16,6 +16,7 @@ import (
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/trellis-mesh/trellis/internal/proxy/accesslog"
 	"github.com/trellis-mesh/trellis/internal/proxy/bootstrap"
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster"
 	"github.com/trellis-mesh/trellis/internal/proxy/httpconn"
@@ -64,6 +65,7 @@ type Proxy struct {
 	XDS       *xdsclient.Client
 	HTTP      *httpconn.Manager
 	TCP       *tcpproxy.Proxy
+	sinks     *accesslog.Sinks
 	routes    routeTables
 	static    []*listener.Listener
 	cc        listener.Compilers
@@ -127,7 +129,9 @@ func New(bs *bootstrapv3.Bootstrap, o Options) (*Proxy, error) {
 	p.HTTP.Telemetry = tel
 	p.TCP.Telemetry = tel
 	p.HTTP.PeerMetadata, p.HTTP.PeerMetadataID = tel.peerHeader, tel.peerID
-	p.cc = listener.Compilers{Routes: &p.routes, AccessLogs: accessLogs(w), TCPLogs: tcpAccessLogs(w)}
+	p.sinks = accesslog.NewSinks(p.Stats)
+	p.sinks.Stdout = w
+	p.cc = listener.Compilers{Routes: &p.routes, AccessLogs: accessLogs(p.sinks), TCPLogs: tcpAccessLogs(p.sinks)}
 	p.Listeners = &listener.Server{HTTP: p.HTTP, TCP: p.TCP, Rebind: o.Rebind, DrainTime: o.DrainDuration}
 	if p.debug {
 		p.Listeners.Logf = p.logf

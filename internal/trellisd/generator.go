@@ -3,6 +3,7 @@ package trellisd
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -21,6 +22,7 @@ type state struct {
 	cfg     *config.Snapshot
 	reg     *registry.Snapshot
 	mesh    translate.MeshOptions
+	creds   map[string]*translate.Credential
 }
 
 // translator is the part of internal/xds/translate the generator uses. The
@@ -72,6 +74,12 @@ type outEntry struct {
 	once sync.Once
 	res  map[string][]*server.Resource
 	err  error
+	prev *outEntry // the same key's entry in the state before, or nil
+
+	// merged caches outbound+inbound lists by type and inbound content, so
+	// proxies whose inbound parts are equal share the merged list too.
+	mu     sync.Mutex
+	merged map[string][]*server.Resource
 }
 
 func newGenerator(tr translator) *generator {
@@ -91,8 +99,8 @@ func (g *generator) Generate(node *corev3.Node) (*server.Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	in := translate.Input{Proxy: p, Config: st.cfg, Registry: st.reg, Mesh: st.mesh}
-	shared, err := g.outbound(st, in)
+	in := translate.Input{Proxy: p, Config: st.cfg, Registry: st.reg, Mesh: st.mesh, Credentials: st.creds}
+	e, err := g.outbound(st, in)
 	if err != nil {
 		return nil, err
 	}
@@ -100,19 +108,66 @@ func (g *generator) Generate(node *corev3.Node) (*server.Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	snap := &server.Snapshot{Version: strconv.FormatUint(st.version, 10), Resources: make(map[string][]*server.Resource, len(shared))}
-	for t, l := range shared {
+	snap := &server.Snapshot{Version: strconv.FormatUint(st.version, 10), Resources: make(map[string][]*server.Resource, len(e.res))}
+	for t, l := range e.res {
 		snap.Resources[t] = l
 	}
 	for t, l := range own {
-		snap.Resources[t] = mergeLists(snap.Resources[t], l)
+		snap.Resources[t] = e.merge(t, l)
 	}
 	return snap, nil
 }
 
+// merge returns the entry's list of type t merged with a proxy's own
+// resources, shared between proxies whose own resources are equal (and
+// with the state before when nothing changed).
+func (e *outEntry) merge(t string, own []*server.Resource) []*server.Resource {
+	var b strings.Builder
+	b.WriteString(t)
+	for _, r := range own {
+		b.WriteByte('|')
+		b.WriteString(r.Name)
+		b.WriteByte('=')
+		b.WriteString(r.Version)
+	}
+	key := b.String()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if l, ok := e.merged[key]; ok {
+		return l
+	}
+	l := mergeLists(e.res[t], own)
+	if prev := e.prev; prev != nil {
+		prev.mu.Lock()
+		if p, ok := prev.merged[key]; ok && equalLists(p, l) {
+			l = p
+		}
+		prev.mu.Unlock()
+	}
+	if e.merged == nil {
+		e.merged = map[string][]*server.Resource{}
+	}
+	if len(e.merged) < 64 { // bounded: proxy-specific inbound parts are not worth keeping
+		e.merged[key] = l
+	}
+	return l
+}
+
+func equalLists(a, b []*server.Resource) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Name != b[i].Name || a[i].Version != b[i].Version {
+			return false
+		}
+	}
+	return true
+}
+
 // outbound returns the marshalled outbound resources for in, translating
 // once per key and state version.
-func (g *generator) outbound(st *state, in translate.Input) (map[string][]*server.Resource, error) {
+func (g *generator) outbound(st *state, in translate.Input) (*outEntry, error) {
 	key := g.tr.OutboundKey(in)
 	g.mu.Lock()
 	if st.version != g.cacheVer {
@@ -120,24 +175,36 @@ func (g *generator) outbound(st *state, in translate.Input) (map[string][]*serve
 			// A connection still generating from an older state: don't
 			// disturb the cache, translate without it.
 			g.mu.Unlock()
-			return marshal(g.tr.Outbound(in))
+			res, err := marshal(g.tr.Outbound(in))
+			return &outEntry{res: res}, err
 		}
 		g.prev, g.cache, g.cacheVer = g.cache, map[string]*outEntry{}, st.version
+		// Only one state back is kept: cut the older links.
+		for _, e := range g.prev {
+			e.mu.Lock()
+			e.prev = nil
+			e.mu.Unlock()
+		}
 	}
 	e := g.cache[key]
 	if e == nil {
-		e = &outEntry{}
+		e = &outEntry{prev: g.prev[key]}
 		g.cache[key] = e
 	}
-	old := g.prev[key]
 	g.mu.Unlock()
+	e.mu.Lock()
+	old := e.prev
+	e.mu.Unlock()
 	e.once.Do(func() {
 		e.res, e.err = marshal(g.tr.Outbound(in))
 		if e.err == nil && old != nil && old.err == nil {
 			reuse(e.res, old.res)
 		}
 	})
-	return e.res, e.err
+	if e.err != nil {
+		return nil, e.err
+	}
+	return e, nil
 }
 
 // reuse replaces each list of next that equals the one in prev with prev's
@@ -149,14 +216,7 @@ func reuse(next, prev map[string][]*server.Resource) {
 		if !ok || len(p) != len(l) {
 			continue
 		}
-		same := true
-		for i := range l {
-			if l[i].Name != p[i].Name || l[i].Version != p[i].Version {
-				same = false
-				break
-			}
-		}
-		if same {
+		if equalLists(l, p) {
 			next[t] = p
 		}
 	}

@@ -66,11 +66,24 @@ type Options struct {
 	// (e.g. Kubernetes Services and EndpointSlices); a change in any of them
 	// triggers a push.
 	Registries []registry.Source
+	// Credentials, when set, supplies the gateway TLS secrets that Gateway
+	// servers name in credentialName (e.g. Kubernetes Secrets); a change
+	// triggers a push. Nil means none are known: gateways still reference
+	// them over SDS.
+	Credentials CredentialSource
 	// Logf receives operational messages; nil means log.Printf.
 	Logf func(format string, args ...any)
 	// Ready, when set, is called once every listener is bound, with the
 	// running server (its bound addresses).
 	Ready func(*Server)
+}
+
+// CredentialSource is a changing set of gateway credentials, keyed
+// "namespace/name". Credentials must be cheap and safe to call
+// concurrently; the map must not be altered.
+type CredentialSource interface {
+	Credentials() map[string]*translate.Credential
+	Subscribe(fn func())
 }
 
 // Server is a running control plane, as passed to Options.Ready.
@@ -238,6 +251,9 @@ func run(ctx context.Context, o Options, tr translator) error {
 	for _, r := range o.Registries {
 		r.Subscribe(deb.changed)
 	}
+	if o.Credentials != nil {
+		o.Credentials.Subscribe(deb.changed)
+	}
 	s.rebuild(mesh)
 	go deb.run(ctx)
 
@@ -279,8 +295,12 @@ func (s *Server) rebuild(mesh translate.MeshOptions) {
 	if len(snaps) > 1 {
 		reg = registry.Merge(snaps...)
 	}
+	var creds map[string]*translate.Credential
+	if s.opts.Credentials != nil {
+		creds = s.opts.Credentials.Credentials()
+	}
 	v := s.version.Add(1)
-	s.gen.setState(&state{version: v, cfg: cfg, reg: reg, mesh: mesh})
+	s.gen.setState(&state{version: v, cfg: cfg, reg: reg, mesh: mesh, creds: creds})
 	s.configVersion.Set(float64(v))
 }
 

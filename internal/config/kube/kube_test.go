@@ -113,6 +113,31 @@ spec:
       weight: -5
 `
 
+// TestSourcePicksUpLateCRDs runs first: the CRDs are not installed yet
+// when the source starts (trellisd started before `trellis install`
+// finished), and are watched once they appear.
+func TestSourcePicksUpLateCRDs(t *testing.T) {
+	env := kubetest.Shared(t)
+	ctx := kubetest.Context(t)
+	store := config.NewStore()
+	src := New(env.Clients.Dynamic, env.Clients.Discovery, store, Options{Coalesce: 10 * time.Millisecond, Rediscover: 100 * time.Millisecond})
+	if err := src.Start(ctx); err != nil {
+		t.Fatalf("start without CRDs: %v", err)
+	}
+	if got := len(src.Watching()); got != 0 {
+		t.Fatalf("watching %d kinds before the CRDs exist, want 0", got)
+	}
+	installCRDs(t, ctx, env)
+	create(t, ctx, env, "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: late\n")
+	create(t, ctx, env, strings.ReplaceAll(billDR, "cfg-demo", "late"))
+	waitFor(t, "the DestinationRule through a late informer", func() bool {
+		return store.Snapshot().Get(config.Key{Kind: config.KindDestinationRule, Namespace: "late", Name: "dest-bill-service"}) != nil
+	})
+	if got := len(src.Watching()); got != len(config.Kinds()) {
+		t.Errorf("watching %d kinds, want %d", got, len(config.Kinds()))
+	}
+}
+
 func TestSourceFromAPIServer(t *testing.T) {
 	env := kubetest.Shared(t)
 	ctx := kubetest.Context(t)

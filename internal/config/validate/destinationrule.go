@@ -111,7 +111,9 @@ func (c *checker) loadBalancer(p Path, lb *networking.LoadBalancerSettings) {
 		if ch.GetMinimumRingSize() != 0 && ch.GetRingHash() != nil {
 			c.errorf(cp.Field("minimumRingSize"), "deprecated field set together with ringHash; use ringHash.minimumRingSize only")
 		}
-		if mg := ch.GetMaglev(); mg != nil && mg.GetTableSize() != 0 && !isPrime(mg.GetTableSize()) {
+		if mg := ch.GetMaglev(); mg != nil && mg.GetTableSize() > maxMaglevTable {
+			c.errorf(cp.Field("maglev").Field("tableSize"), "%d is above the largest Maglev table size %d", mg.GetTableSize(), maxMaglevTable)
+		} else if mg != nil && mg.GetTableSize() != 0 && !isPrime(mg.GetTableSize()) {
 			c.errorf(cp.Field("maglev").Field("tableSize"), "%d is not a prime number; Maglev needs a prime table size such as 65537", mg.GetTableSize())
 		}
 	}
@@ -150,6 +152,9 @@ func (c *checker) loadBalancer(p Path, lb *networking.LoadBalancerSettings) {
 		}
 	}
 }
+
+// maxMaglevTable is Envoy's largest Maglev table size.
+const maxMaglevTable = 5000011
 
 func isPrime(n uint64) bool {
 	if n < 2 {

@@ -50,14 +50,14 @@ func (c *checker) serverTLS(p Path, t *networking.ServerTLSSettings, proto strin
 	secure := proto == "HTTPS" || proto == "TLS"
 	if t == nil {
 		if secure {
-			c.errorf(p, "missing; a %s server needs tls settings (mode SIMPLE with credentialName, or PASSTHROUGH)", proto)
+			c.errorf(p, "missing; a server with protocol %s needs tls settings (mode SIMPLE with credentialName, or PASSTHROUGH)", proto)
 		}
 		return
 	}
 	if !secure {
 		// Plain-text servers may only ask for an HTTPS redirect.
 		if proto != "" && (t.GetMode() != networking.ServerTLSSettings_PASSTHROUGH || t.GetCredentialName() != "" || t.GetServerCertificate() != "") {
-			c.errorf(p, "a %s server cannot terminate TLS; use protocol HTTPS or TLS, or keep only httpsRedirect", proto)
+			c.errorf(p, "a server with protocol %s cannot terminate TLS; use protocol HTTPS or TLS, or keep only httpsRedirect", proto)
 		}
 		return
 	}

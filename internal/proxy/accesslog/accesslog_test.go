@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -222,4 +223,39 @@ func FuzzCompileFormat(f *testing.F) {
 		fm.AppendText(nil, entry())
 		fm.AppendText(nil, &Entry{})
 	})
+}
+
+func TestWriteAfterCloseIsDropped(t *testing.T) {
+	var buf strings.Builder
+	sinks := NewSinks(nil)
+	sinks.Stdout = &lockedWriter{w: &buf}
+	logs, err := Compile([]*accesslogv3.AccessLog{fileLog(t, &filev3.FileAccessLog{Path: "/dev/stdout"})}, "a", sinks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 2000; i++ {
+			logs.Write(entry())
+		}
+	}()
+	sinks.Close() // racing the writer must not panic
+	<-done
+	before := sinks.Dropped()
+	logs.Write(entry())
+	if got := sinks.Dropped(); got != before+1 {
+		t.Errorf("got dropped %d after a write past Close, want %d", got, before+1)
+	}
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -45,6 +45,10 @@ type sink struct {
 	ch   chan []byte
 	done chan struct{}
 	pool *sync.Pool
+	// mu makes Close safe against concurrent writers: writers hold it
+	// shared for one non-blocking send; Close takes it to close ch.
+	mu     sync.RWMutex
+	closed bool
 }
 
 func (s *Sinks) open(path string) (*sink, error) {
@@ -108,7 +112,10 @@ func (s *Sinks) Close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for p, sk := range s.sinks {
+		sk.mu.Lock()
+		sk.closed = true
 		close(sk.ch)
+		sk.mu.Unlock()
 		<-sk.done
 		delete(s.sinks, p)
 	}
@@ -125,7 +132,8 @@ type Log struct {
 	json  *JSONFormat
 }
 
-// Write renders the entry and queues it; never blocks.
+// Write renders the entry and queues it; never blocks. Lines written after
+// Sinks.Close are dropped.
 func (l *Log) Write(e *Entry) {
 	bp := l.sink.pool.Get().(*[]byte)
 	b := (*bp)[:0]
@@ -135,12 +143,21 @@ func (l *Log) Write(e *Entry) {
 	} else {
 		b = l.text.AppendText(b, e)
 	}
-	select {
-	case l.sink.ch <- b:
-	default:
+	sk := l.sink
+	sk.mu.RLock()
+	sent := false
+	if !sk.closed {
+		select {
+		case sk.ch <- b:
+			sent = true
+		default:
+		}
+	}
+	sk.mu.RUnlock()
+	if !sent {
 		l.sinks.dropped.Inc()
 		*bp = b[:0]
-		l.sink.pool.Put(bp)
+		sk.pool.Put(bp)
 	}
 }
 

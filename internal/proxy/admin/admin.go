@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -34,6 +35,7 @@ const (
 	DefaultAddress           = "127.0.0.1:15000"
 	DefaultReadyAddress      = "0.0.0.0:15021"
 	DefaultPrometheusAddress = "0.0.0.0:15090"
+	DefaultMergedAddress     = "0.0.0.0:15020"
 )
 
 // Options configure the admin servers. Empty addresses are not served.
@@ -44,6 +46,13 @@ type Options struct {
 	ReadyAddress string
 	// PrometheusAddress serves /stats/prometheus (Istio: 0.0.0.0:15090).
 	PrometheusAddress string
+	// MergedAddress serves pilot-agent's merged endpoint (Istio:
+	// 0.0.0.0:15020): /stats/prometheus with the proxy's metrics followed by
+	// the application's (AppMetricsURL), and /healthz/ready.
+	MergedAddress string
+	// AppMetricsURL is the application's Prometheus endpoint on loopback
+	// (from the prometheus.io/port and /path annotations), or empty.
+	AppMetricsURL string
 
 	// ConfigSource renders /config_dump and /listeners; nil serves an empty dump.
 	ConfigSource ConfigSource
@@ -74,6 +83,9 @@ type Server struct {
 	addrs    map[string]string
 	wg       sync.WaitGroup
 	uptime   *stats.Gauge
+
+	appClient       *http.Client
+	appScrapeErrors *stats.Counter
 }
 
 // New binds the configured addresses and starts serving; Close stops.
@@ -84,8 +96,10 @@ func New(opts Options) (*Server, error) {
 	if opts.Stats == nil {
 		opts.Stats = stats.NewStore()
 	}
-	s := &Server{opts: opts, started: time.Now(), addrs: map[string]string{}}
+	s := &Server{opts: opts, started: time.Now(), addrs: map[string]string{},
+		appClient: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil}}}
 	server := opts.Stats.Scope("server", "")
+	s.appScrapeErrors = opts.Stats.Scope("agent", "").Counter("app_metrics_scrape_errors")
 	server.Gauge("live").Set(1)
 	s.uptime = server.Gauge("uptime")
 	for _, b := range []struct {
@@ -95,6 +109,7 @@ func New(opts Options) (*Server, error) {
 		{"admin", opts.Address, s.adminMux()},
 		{"ready", opts.ReadyAddress, s.readyMux()},
 		{"prometheus", opts.PrometheusAddress, s.promMux()},
+		{"merged", opts.MergedAddress, s.mergedMux()},
 	} {
 		if b.addr == "" {
 			continue
@@ -124,6 +139,9 @@ func (s *Server) ReadyAddr() string { return s.addrs["ready"] }
 
 // PrometheusAddr returns the bound Prometheus address.
 func (s *Server) PrometheusAddr() string { return s.addrs["prometheus"] }
+
+// MergedAddr returns the bound merged-metrics address.
+func (s *Server) MergedAddr() string { return s.addrs["merged"] }
 
 // Close stops every server and waits for them.
 func (s *Server) Close() error {
@@ -175,6 +193,7 @@ func (s *Server) endpoints() []endpoint {
 			s.draining.Store(false)
 			io.WriteString(w, "OK\n")
 		}},
+		{"/xds", "the xDS client's per-type state: version, nonce, last NACK reason, subscriptions (Trellis)", false, s.handleXDS},
 		{"/reset_counters", "reset all counters to zero", true, func(w http.ResponseWriter, r *http.Request) {
 			s.opts.Stats.ResetCounters()
 			io.WriteString(w, "OK\n")
@@ -216,6 +235,34 @@ func (s *Server) readyMux() http.Handler {
 		}
 	})
 	return mux
+}
+
+func (s *Server) mergedMux() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/stats/prometheus", s.handleMerged)
+	mux.Handle("/healthz/ready", s.readyMux())
+	return mux
+}
+
+// handleMerged writes the proxy's metrics, then the application's. A
+// failing application scrape is counted and leaves the proxy's metrics.
+func (s *Server) handleMerged(w http.ResponseWriter, r *http.Request) {
+	s.handlePrometheus(w, r)
+	if s.opts.AppMetricsURL == "" {
+		return
+	}
+	resp, err := s.appClient.Get(s.opts.AppMetricsURL)
+	if err != nil {
+		s.appScrapeErrors.Inc()
+		return
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		s.appScrapeErrors.Inc()
+		return
+	}
+	io.WriteString(w, "\n")
+	io.Copy(w, io.LimitReader(resp.Body, 64<<20))
 }
 
 func (s *Server) promMux() http.Handler {
@@ -578,6 +625,41 @@ func (s *Server) handleLogging(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	io.WriteString(w, s.opts.Logging.String())
+}
+
+// handleXDS renders the xDS client's state as JSON.
+func (s *Server) handleXDS(w http.ResponseWriter, r *http.Request) {
+	d, ok := s.opts.ConfigSource.(*XDSDump)
+	if !ok || d.Client == nil {
+		http.Error(w, "this proxy has no xDS client", http.StatusNotFound)
+		return
+	}
+	type typeState struct {
+		TypeURL     string   `json:"type_url"`
+		Version     string   `json:"version_info"`
+		Nonce       string   `json:"nonce"`
+		LastError   string   `json:"last_error,omitempty"`
+		LastUpdated string   `json:"last_updated,omitempty"`
+		Subscribed  []string `json:"subscribed,omitempty"`
+		Acked       uint64   `json:"acked"`
+		Nacked      uint64   `json:"nacked"`
+	}
+	out := struct {
+		Connected bool        `json:"connected"`
+		Types     []typeState `json:"types"`
+	}{Connected: d.Client.Connected()}
+	for _, st := range d.Client.Status() {
+		ts := typeState{TypeURL: st.TypeURL, Version: st.Version, Nonce: st.Nonce, LastError: st.LastError,
+			Subscribed: st.Subscribed, Acked: st.Acked, Nacked: st.Nacked}
+		if !st.LastUpdated.IsZero() {
+			ts.LastUpdated = st.LastUpdated.UTC().Format(time.RFC3339Nano)
+		}
+		out.Types = append(out.Types, ts)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(out)
 }
 
 func (s *Server) handleDrain(w http.ResponseWriter, r *http.Request) {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -301,6 +302,26 @@ func TestAdminEndToEnd(t *testing.T) {
 		checkGolden(t, "testdata/clusters.golden.json", normalize(t, js))
 	})
 
+	t.Run("xds", func(t *testing.T) {
+		code, body := get(t, "GET", base+"/xds")
+		var st struct {
+			Connected bool
+			Types     []struct {
+				TypeURL string `json:"type_url"`
+				Version string `json:"version_info"`
+				Acked   uint64
+			}
+		}
+		if err := json.Unmarshal([]byte(body), &st); err != nil || code != 200 || !st.Connected || len(st.Types) != 4 {
+			t.Fatalf("got %d %q %v, want 4 types while connected", code, body, err)
+		}
+		for _, ty := range st.Types {
+			if ty.Acked == 0 || ty.Version == "" {
+				t.Errorf("got %+v, want an accepted version", ty)
+			}
+		}
+	})
+
 	t.Run("listeners", func(t *testing.T) {
 		_, body := get(t, "GET", base+"/listeners")
 		for _, want := range []string{"virtualOutbound::0.0.0.0:15001", "virtualInbound::0.0.0.0:15006", "10.96.0.20_6379::10.96.0.20:6379"} {
@@ -414,6 +435,36 @@ func TestAdminEndToEnd(t *testing.T) {
 			t.Errorf("got quit hook called %d times, want 1", p.quit.Load())
 		}
 	})
+}
+
+func TestMergedMetrics(t *testing.T) {
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "# TYPE app_jobs_total counter\napp_jobs_total 42\n")
+	}))
+	defer app.Close()
+	store := stats.NewStore()
+	store.Scope("cluster", "c").Counter("upstream_rq_total").Add(3)
+	s, err := New(Options{MergedAddress: "127.0.0.1:0", Stats: store, AppMetricsURL: app.URL + "/metrics"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, body := get(t, "GET", "http://"+s.MergedAddr()+"/stats/prometheus")
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("got invalid merged exposition: %v\n%s", err, body)
+	}
+	if fams["app_jobs_total"].GetMetric()[0].GetCounter().GetValue() != 42 || fams["envoy_cluster_upstream_rq_total"] == nil {
+		t.Errorf("got families %v, want the app's and the proxy's", fams)
+	}
+	if code, _ := get(t, "GET", "http://"+s.MergedAddr()+"/healthz/ready"); code != 200 {
+		t.Errorf("got /healthz/ready %d on 15020, want 200", code)
+	}
+	app.Close()
+	if code, _ := get(t, "GET", "http://"+s.MergedAddr()+"/stats/prometheus"); code != 200 || store.CounterValue("agent.app_metrics_scrape_errors") != 1 {
+		t.Errorf("app down: got %d and %d errors, want 200 with one counted error", code, store.CounterValue("agent.app_metrics_scrape_errors"))
+	}
 }
 
 func TestNewFailsOnBusyPort(t *testing.T) {

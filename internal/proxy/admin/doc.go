@@ -1,8 +1,10 @@
 // Package admin serves the proxy's Envoy-compatible admin API on
 // 127.0.0.1:15000 (/help, /config_dump, /clusters, /listeners, /stats,
 // /stats/prometheus, /ready, /server_info, /logging, /drain_listeners,
-// /quitquitquit), Istio's readiness endpoint on :15021 (/healthz/ready) and
-// the Prometheus endpoint on :15090 (/stats/prometheus).
+// /quitquitquit, /reset_counters, /memory), Istio's readiness endpoint on
+// :15021 (/healthz/ready), the Prometheus endpoint on :15090
+// (/stats/prometheus) and pilot-agent's merged endpoint on :15020 (proxy +
+// application metrics, /healthz/ready).
 //
 // It sits off the data path, reading in bulk what the rest of the proxy
 // keeps: accepted xDS resources (xdsclient, through a ConfigSource), the

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"sync"
@@ -123,6 +124,14 @@ type Cluster struct {
 	// UpstreamBindSource is the local source address for upstream
 	// connections ("127.0.0.6" for InboundPassthroughCluster), or empty.
 	UpstreamBindSource string
+	// TLS, when not nil, is the client TLS config for upstream connections
+	// (transport_socket envoy.transport_sockets.tls); nil means plaintext.
+	TLS *tls.Config
+	// TCPKeepalive, when not nil, enables keep-alive probes on upstream
+	// connections (upstream_connection_options.tcp_keepalive).
+	TCPKeepalive *net.KeepAliveConfig
+	// MaxConnectionDuration closes upstream connections after this long (0 = never).
+	MaxConnectionDuration time.Duration
 	// Service is the destination service from metadata filter_metadata
 	// ["istio"].services[0], nil when absent (telemetry says "unknown").
 	Service *telemetry.Service
@@ -135,12 +144,13 @@ type Cluster struct {
 	// Stats are this cluster's pre-bound counters.
 	Stats *Stats
 
-	proto    *clusterv3.Cluster
-	outlier  *outlier.Detector
-	hcConfig *healthcheck.Config
-	hc       *healthcheck.Checker
-	dnsRate  time.Duration
-	static   *endpointv3.ClusterLoadAssignment // STATIC/STRICT_DNS load_assignment
+	proto     *clusterv3.Cluster
+	outlier   *outlier.Detector
+	hcConfig  *healthcheck.Config
+	hc        *healthcheck.Checker
+	dnsRate   time.Duration
+	dnsFamily string                            // "ip", "ip4" or "ip6" (dns_lookup_family)
+	static    *endpointv3.ClusterLoadAssignment // STATIC/STRICT_DNS load_assignment
 
 	bal       atomic.Pointer[lb.Balancer]
 	cla       atomic.Pointer[endpointv3.ClusterLoadAssignment]
@@ -345,6 +355,9 @@ func (c *Cluster) AddedAt() time.Time { return c.added }
 // Dialer returns a net.Dialer honouring ConnectTimeout and UpstreamBindSource.
 func (c *Cluster) Dialer() *net.Dialer {
 	d := &net.Dialer{Timeout: c.ConnectTimeout}
+	if c.TCPKeepalive != nil {
+		d.KeepAliveConfig = *c.TCPKeepalive
+	}
 	if c.UpstreamBindSource != "" {
 		if ip := net.ParseIP(c.UpstreamBindSource); ip != nil {
 			d.LocalAddr = &net.TCPAddr{IP: ip}

@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -94,7 +95,10 @@ func TestCompileRejects(t *testing.T) {
 		}, "maglev_lb_config.table_size: must be a prime"},
 		{"tls transport socket", func(c *clusterv3.Cluster) {
 			c.TransportSocket = &corev3.TransportSocket{Name: "envoy.transport_sockets.tls"}
-		}, "transport_socket: transport socket \"envoy.transport_sockets.tls\" is not supported"},
+		}, "transport_socket.typed_config: must be an envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"},
+		{"alts transport socket", func(c *clusterv3.Cluster) {
+			c.TransportSocket = &corev3.TransportSocket{Name: "envoy.transport_sockets.alts"}
+		}, `transport socket "envoy.transport_sockets.alts" is not supported`},
 		{"outlier percent", func(c *clusterv3.Cluster) {
 			c.OutlierDetection = &clusterv3.OutlierDetection{MaxEjectionPercent: wrapperspb.UInt32(150)}
 		}, "outlier_detection.max_ejection_percent: must be a percentage"},
@@ -195,7 +199,7 @@ func TestEDSWarmingAndPick(t *testing.T) {
 	if got := m.EDSServiceNames(); len(got) != 1 || got[0] != name {
 		t.Errorf("got EDS names %v, want [%s]", got, name)
 	}
-	md := istioMeta(t, map[string]any{"workload": "web-v1;default;web;v1;Kubernetes"})
+	md := istioMeta(t, map[string]any{"workload": "web-v1;default;web;v1;Kubernetes", "service_account": "web"})
 	if err := m.UpdateEndpoints([]*endpointv3.ClusterLoadAssignment{cla(name, lbEndpoint("10.1.0.1", 8080, md), lbEndpoint("10.1.0.2", 8080, nil))}); err != nil {
 		t.Fatal(err)
 	}
@@ -217,6 +221,9 @@ func TestEDSWarmingAndPick(t *testing.T) {
 		if h.Address == "10.1.0.1:8080" {
 			if h.Peer == nil || h.Peer.Workload != "web-v1" || h.Peer.Version != "v1" || h.Peer.Cluster != "Kubernetes" || h.Peer.CanonicalService != "web" {
 				t.Errorf("got peer %+v, want web-v1/default/web/v1/Kubernetes", h.Peer)
+			}
+			if h.ServiceAccount != "web" {
+				t.Errorf("got service account %q, want web", h.ServiceAccount)
 			}
 		}
 	}
@@ -538,4 +545,57 @@ func TestCloseStopsBackgroundWork(t *testing.T) {
 		buf := make([]byte, 1<<16)
 		t.Errorf("got %d goroutines after Close, want at most %d:\n%s", n, before, buf[:runtime.Stack(buf, true)])
 	}
+}
+
+// TestConcurrentUpdatesAndPicks runs the data path against EDS updates and
+// ejections at once (meant for -race).
+func TestConcurrentUpdatesAndPicks(t *testing.T) {
+	m := NewManager(Options{})
+	defer m.Close()
+	c := edsCluster("busy")
+	c.OutlierDetection = &clusterv3.OutlierDetection{Consecutive_5Xx: wrapperspb.UInt32(2), MaxEjectionPercent: wrapperspb.UInt32(50)}
+	if err := m.UpdateClusters([]*clusterv3.Cluster{c}); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx := &lb.Context{}
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				cl := m.Get("busy")
+				rel, ok := cl.TryRequest()
+				if !ok {
+					continue
+				}
+				if h, err := cl.Pick(ctx); err == nil {
+					status := 200
+					if h.Address == "10.0.0.1:80" {
+						status = 503
+					}
+					cl.Report(h, Outcome{Status: status})
+				}
+				rel()
+			}
+		}()
+	}
+	for i := 0; i < 200; i++ {
+		eps := []*endpointv3.LbEndpoint{lbEndpoint("10.0.0.1", 80, nil), lbEndpoint("10.0.0.2", 80, nil)}
+		if i%2 == 0 {
+			eps = append(eps, lbEndpoint("10.0.0.3", 80, nil))
+		}
+		if err := m.UpdateEndpoints([]*endpointv3.ClusterLoadAssignment{cla("busy", eps...)}); err != nil {
+			t.Fatal(err)
+		}
+		m.Get("busy").Outlier().Sweep()
+	}
+	close(stop)
+	wg.Wait()
 }

@@ -3,6 +3,7 @@ package cluster
 import (
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -50,14 +51,19 @@ func u32(v *wrapperspb.UInt32Value, def uint32) uint32 {
 // without runtime state (no goroutines started). It is exported for fuzzing
 // and for tools; the Manager is the normal way in.
 func Compile(pc *clusterv3.Cluster) (*Cluster, error) {
-	c, err := compile(pc, "")
+	c, err := compile(pc, "", compileOptions{UpstreamTLS: true})
 	if err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
-func compile(pc *clusterv3.Cluster, prefix string) (*Cluster, error) {
+// compileOptions are what the data path supports.
+type compileOptions struct {
+	UpstreamTLS bool
+}
+
+func compile(pc *clusterv3.Cluster, prefix string, opts compileOptions) (*Cluster, error) {
 	fe := &fieldErrors{prefix: prefix}
 	if pc == nil {
 		return nil, errors.New(prefix + "cluster: must not be null")
@@ -113,7 +119,14 @@ func compile(pc *clusterv3.Cluster, prefix string) (*Cluster, error) {
 		c.hcConfig = &cfg
 	}
 	if ts := pc.GetTransportSocket(); ts != nil && ts.GetName() != "envoy.transport_sockets.raw_buffer" {
-		fe.add("transport_socket", "transport socket %q is not supported yet (upstream TLS); remove it or use plaintext", ts.GetName())
+		switch {
+		case ts.GetName() != tlsTransportSocket:
+			fe.add("transport_socket", "transport socket %q is not supported; use %s or raw_buffer", ts.GetName(), tlsTransportSocket)
+		case !opts.UpstreamTLS:
+			fe.add("transport_socket", "upstream TLS is not supported by this proxy's data path yet; remove the DestinationRule tls settings or use plaintext")
+		default:
+			c.TLS = compileUpstreamTLS(ts, fe)
+		}
 	}
 	if len(pc.GetTransportSocketMatches()) > 0 {
 		fe.add("transport_socket_matches", "not supported yet (upstream TLS)")
@@ -128,6 +141,14 @@ func compile(pc *clusterv3.Cluster, prefix string) (*Cluster, error) {
 		} else {
 			c.UpstreamBindSource = sa.GetAddress()
 		}
+	}
+	switch pc.GetDnsLookupFamily() {
+	case clusterv3.Cluster_V4_ONLY:
+		c.dnsFamily = "ip4"
+	case clusterv3.Cluster_V6_ONLY:
+		c.dnsFamily = "ip6"
+	default:
+		c.dnsFamily = "ip"
 	}
 	c.dnsRate = dur(pc.GetDnsRefreshRate(), 5*time.Second)
 	if c.dnsRate <= 0 {
@@ -250,8 +271,21 @@ func compileProtocol(pc *clusterv3.Cluster, c *Cluster, fe *fieldErrors) {
 	if v := pc.GetMaxRequestsPerConnection(); v != nil {
 		c.MaxRequestsPerConnection = v.GetValue()
 	}
+	if ka := pc.GetUpstreamConnectionOptions().GetTcpKeepalive(); ka != nil {
+		c.TCPKeepalive = &net.KeepAliveConfig{Enable: true, Idle: -1, Interval: -1, Count: -1}
+		if v := ka.GetKeepaliveTime(); v != nil {
+			c.TCPKeepalive.Idle = time.Duration(v.GetValue()) * time.Second
+		}
+		if v := ka.GetKeepaliveInterval(); v != nil {
+			c.TCPKeepalive.Interval = time.Duration(v.GetValue()) * time.Second
+		}
+		if v := ka.GetKeepaliveProbes(); v != nil {
+			c.TCPKeepalive.Count = int(v.GetValue())
+		}
+	}
 	if cp := pc.GetCommonHttpProtocolOptions(); cp != nil {
 		c.IdleTimeout = dur(cp.GetIdleTimeout(), 0)
+		c.MaxConnectionDuration = dur(cp.GetMaxConnectionDuration(), 0)
 		if v := cp.GetMaxRequestsPerConnection(); v != nil {
 			c.MaxRequestsPerConnection = v.GetValue()
 		}
@@ -281,6 +315,7 @@ func compileProtocol(pc *clusterv3.Cluster, c *Cluster, fe *fieldErrors) {
 		}
 		if cp := po.GetCommonHttpProtocolOptions(); cp != nil {
 			c.IdleTimeout = dur(cp.GetIdleTimeout(), c.IdleTimeout)
+			c.MaxConnectionDuration = dur(cp.GetMaxConnectionDuration(), c.MaxConnectionDuration)
 			if v := cp.GetMaxRequestsPerConnection(); v != nil {
 				c.MaxRequestsPerConnection = v.GetValue()
 			}

@@ -50,13 +50,14 @@ func (c *Cluster) resolveOnce(ctx context.Context, resolve Resolver, logf func(s
 				return
 			}
 		}
+		addrs = filterFamily(addrs, c.dnsFamily)
 		if c.Type == TypeLogicalDNS && len(addrs) > 1 {
 			addrs = addrs[:1]
 		}
 		p, _ := strconv.Atoi(port)
 		for _, a := range addrs {
 			h2 := &Host{Address: netip.AddrPortFrom(a.Unmap(), uint16(p)).String(), Weight: t.Weight,
-				Locality: t.Locality, Priority: t.Priority, EDSHealth: t.EDSHealth, Peer: t.Peer}
+				Locality: t.Locality, Priority: t.Priority, LocalityWeight: t.LocalityWeight, EDSHealth: t.EDSHealth, Peer: t.Peer, ServiceAccount: t.ServiceAccount}
 			if seen[h2.Address] {
 				continue
 			}
@@ -81,4 +82,18 @@ func sameAddrs(a, b []*Host) bool {
 		}
 	}
 	return true
+}
+
+// filterFamily keeps the addresses of the cluster's dns_lookup_family.
+func filterFamily(addrs []netip.Addr, family string) []netip.Addr {
+	if family == "ip" || family == "" {
+		return addrs
+	}
+	out := addrs[:0:0]
+	for _, a := range addrs {
+		if a.Unmap().Is4() == (family == "ip4") {
+			out = append(out, a)
+		}
+	}
+	return out
 }

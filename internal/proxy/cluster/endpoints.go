@@ -98,6 +98,7 @@ func compileEndpoints(cla *endpointv3.ClusterLoadAssignment, cluster, path strin
 					h.Peer = in.Peer(p)
 				}
 			}
+			h.ServiceAccount = str(e.GetMetadata().GetFilterMetadata()["istio"].GetFields()["service_account"])
 			hosts = append(hosts, h)
 		}
 	}

@@ -36,6 +36,9 @@ type Options struct {
 	Rand     func() uint64
 	// Logf receives background errors (DNS failures); nil discards them.
 	Logf func(format string, args ...any)
+	// UpstreamTLS says the data path dials Cluster.TLS; without it clusters
+	// with a TLS transport socket are rejected (never silently plaintext).
+	UpstreamTLS bool
 }
 
 // Manager owns every cluster of the proxy. Reads (Get, Names) are
@@ -221,7 +224,7 @@ func (m *Manager) compileSet(list []*clusterv3.Cluster, prev map[string]*Cluster
 			next[pc.GetName()] = old
 			continue
 		}
-		c, err := compile(pc, prefix)
+		c, err := compile(pc, prefix, compileOptions{UpstreamTLS: m.opts.UpstreamTLS})
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -394,7 +397,7 @@ func reuseHosts(old, fresh []*Host) []*Host {
 	}
 	for i, h := range fresh {
 		if o := byAddr[h.Address]; o != nil && o.Weight == h.Weight && o.Priority == h.Priority &&
-			o.Locality == h.Locality && o.LocalityWeight == h.LocalityWeight && o.EDSHealth == h.EDSHealth && o.Peer == h.Peer {
+			o.Locality == h.Locality && o.LocalityWeight == h.LocalityWeight && o.EDSHealth == h.EDSHealth && o.Peer == h.Peer && o.ServiceAccount == h.ServiceAccount {
 			fresh[i] = o
 		}
 	}

@@ -42,8 +42,10 @@ type Stats struct {
 	cbCxOpen, cbPendingOpen, cbRqOpen, cbRetryOpen *stats.Gauge
 
 	classes [6]*stats.Counter // 1xx..5xx at [1]..[5]
-	codes   [600]atomic.Pointer[stats.Counter]
-	mu      sync.Mutex
+	// codes holds upstream_rq_CODE counters, allocated on the first
+	// response so that clusters this proxy never calls stay small.
+	codes atomic.Pointer[[600]atomic.Pointer[stats.Counter]]
+	mu    sync.Mutex
 }
 
 func newStats(store *stats.Store, name string) *Stats {
@@ -94,16 +96,23 @@ func (s *Stats) Scope() stats.Scope { return s.scope }
 func (s *Stats) code(status int) *stats.Counter {
 	if status >= 100 && status < 600 {
 		s.classes[status/100].Inc()
-		if c := s.codes[status].Load(); c != nil {
-			return c
+		codes := s.codes.Load()
+		if codes != nil {
+			if c := codes[status].Load(); c != nil {
+				return c
+			}
 		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if c := s.codes[status].Load(); c != nil {
+		if codes = s.codes.Load(); codes == nil {
+			codes = new([600]atomic.Pointer[stats.Counter])
+			s.codes.Store(codes)
+		}
+		if c := codes[status].Load(); c != nil {
 			return c
 		}
 		c := s.scope.Counter("upstream_rq_" + strconv.Itoa(status))
-		s.codes[status].Store(c)
+		codes[status].Store(c)
 		return c
 	}
 	return s.scope.Counter("upstream_rq_other")

@@ -249,6 +249,14 @@ func writeField(w *bufio.Writer, name, value []byte) {
 // WriteField writes one "name: value" line.
 func WriteField(w *bufio.Writer, name, value []byte) { writeField(w, name, value) }
 
+// WriteFieldS writes one "name: value" line with a constant name.
+func WriteFieldS(w *bufio.Writer, name string, value []byte) {
+	w.WriteString(name)
+	w.WriteString(": ")
+	w.Write(value)
+	w.WriteString("\r\n")
+}
+
 // WriteFieldString writes one "name: value" line from strings.
 func WriteFieldString(w *bufio.Writer, name, value string) {
 	w.WriteString(name)
@@ -259,9 +267,8 @@ func WriteFieldString(w *bufio.Writer, name, value string) {
 
 // WriteStatusLine writes "HTTP/1.1 code reason\r\n".
 func WriteStatusLine(w *bufio.Writer, code int, reason []byte) {
-	var b [16]byte
 	w.WriteString("HTTP/1.1 ")
-	w.Write(AppendInt(b[:0], int64(code)))
+	w.Write(AppendInt(w.AvailableBuffer(), int64(code)))
 	w.WriteByte(' ')
 	if len(reason) == 0 {
 		w.WriteString(StatusText(code))

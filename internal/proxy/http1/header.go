@@ -48,7 +48,13 @@ func (h *Headers) Del(name string) {
 }
 
 // Set replaces every field named name with one field.
-func (h *Headers) Set(name string, value []byte) {
+func (h *Headers) Set(name string, value []byte) { h.set(name, nil, value) }
+
+// SetB is Set with the name also given as bytes (lower case), so that
+// adding a new field does not allocate the name.
+func (h *Headers) SetB(name []byte, value []byte) { h.set(string(name), name, value) }
+
+func (h *Headers) set(name string, nameB, value []byte) {
 	s := *h
 	for i := range s {
 		if EqualFold(s[i].Name, name) {
@@ -60,7 +66,10 @@ func (h *Headers) Set(name string, value []byte) {
 			return
 		}
 	}
-	*h = append(s, Header{Name: []byte(name), Value: value})
+	if nameB == nil {
+		nameB = []byte(name)
+	}
+	*h = append(s, Header{Name: nameB, Value: value})
 }
 
 // Add appends a field.

@@ -54,6 +54,7 @@ type Config struct {
 	// ServerName, when set, is written as the server header of responses
 	// (Envoy's server_name with OVERWRITE).
 	ServerName string
+	serverName []byte
 	// Log is the access log observer (nil: none).
 	Log Observer
 	// Inbound marks the server side's connection manager (set by the
@@ -73,6 +74,7 @@ func Compile(h *hcmv3.HttpConnectionManager, routes RouteSource, logs AccessLogC
 		SkipXffAppend:     h.GetSkipXffAppend(),
 		GenerateRequestID: h.GetGenerateRequestId() == nil || h.GetGenerateRequestId().GetValue(),
 		ServerName:        h.GetServerName(),
+		serverName:        []byte(h.GetServerName()),
 	}
 	switch h.GetCodecType() {
 	case hcmv3.HttpConnectionManager_AUTO, hcmv3.HttpConnectionManager_HTTP1, hcmv3.HttpConnectionManager_HTTP2:

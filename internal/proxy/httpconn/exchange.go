@@ -65,6 +65,7 @@ type exchange struct {
 	cntBuf  [20]byte
 	svcBuf  [20]byte
 	tried   []*lb.Host
+	limited io.LimitedReader
 	lbctx   lb.Context
 
 	// upstream HTTP/1.1 response
@@ -78,7 +79,7 @@ type exchange struct {
 	h2cancel context.CancelFunc
 
 	h1   *h1Conn // the downstream HTTP/1.1 connection (nil for HTTP/2)
-	cbuf []byte
+	cbuf *[]byte
 
 	rec       Record
 	headsSent bool
@@ -130,7 +131,7 @@ func (e *exchange) prepare() {
 		}
 		h.Set("x-forwarded-proto", schemeOf(e))
 		if internal {
-			h.Set("x-envoy-internal", []byte("true"))
+			h.SetB(nameInternal, valueTrue)
 		} else {
 			h.Del("x-envoy-internal")
 			if remoteIP != nil {
@@ -138,7 +139,7 @@ func (e *exchange) prepare() {
 			}
 		}
 	} else if !h.Has("x-forwarded-proto") {
-		h.Add([]byte("x-forwarded-proto"), schemeOf(e))
+		h.Add(nameXFP, schemeOf(e))
 	}
 	if cfg.Inbound {
 		if v, ok := h.Get(peerMetadataHeader); ok {
@@ -147,15 +148,15 @@ func (e *exchange) prepare() {
 			h.Del(peerMetadataIDHeader)
 		}
 	} else if len(e.m.PeerMetadata) > 0 {
-		h.Set(peerMetadataHeader, e.m.PeerMetadata)
-		h.Set(peerMetadataIDHeader, e.m.PeerMetadataID)
+		h.SetB(namePeerMetadata, e.m.PeerMetadata)
+		h.SetB(namePeerMetadataID, e.m.PeerMetadataID)
 	}
 	if cfg.GenerateRequestID {
 		if v, ok := h.Get("x-request-id"); !ok || len(v) == 0 || (!e.trusted && !internal) {
-			h.Set("x-request-id", e.newRequestID())
+			h.SetB(nameRequestID, e.newRequestID())
 		}
 	}
-	if v, ok := h.Get("content-type"); ok && bytes.HasPrefix(v, []byte("application/grpc")) {
+	if v, ok := h.Get("content-type"); ok && bytes.HasPrefix(v, grpcContentType) {
 		e.grpc = true
 	}
 }
@@ -164,8 +165,18 @@ func schemeOf(e *exchange) []byte {
 	if len(e.q.Scheme) > 0 {
 		return e.q.Scheme
 	}
-	return []byte("http")
+	return schemeHTTP
 }
+
+var (
+	nameInternal       = []byte("x-envoy-internal")
+	valueTrue          = []byte("true")
+	nameXFP            = []byte("x-forwarded-proto")
+	nameRequestID      = []byte("x-request-id")
+	namePeerMetadata   = []byte(peerMetadataHeader)
+	namePeerMetadataID = []byte(peerMetadataIDHeader)
+	grpcContentType    = []byte("application/grpc")
+)
 
 const (
 	peerMetadataHeader   = "x-envoy-peer-metadata"
@@ -343,22 +354,22 @@ func reportOf(o outcome, status int) cluster.Outcome {
 	return cluster.Outcome{Status: status}
 }
 
-var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
 
-// copyBuf returns the exchange's copy buffer, taken from a pool once.
+// copyBuf returns the exchange's copy buffer, taken from a pool for the
+// duration of one request.
 func (e *exchange) copyBuf() []byte {
 	if e.cbuf == nil {
-		e.cbuf = *copyBufs.Get().(*[]byte)
+		e.cbuf = copyBufs.Get().(*[]byte)
 	}
-	return e.cbuf
+	return *e.cbuf
 }
 
 // release gives pooled buffers back.
 func (e *exchange) release() {
 	if e.cbuf != nil {
-		b := e.cbuf
+		copyBufs.Put(e.cbuf)
 		e.cbuf = nil
-		copyBufs.Put(&b)
 	}
 }
 

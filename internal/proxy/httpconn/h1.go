@@ -30,6 +30,7 @@ type h1Conn struct {
 
 	chunked    bool
 	closeAfter bool
+	num        [20]byte
 	cw         http1.ChunkedWriter
 	broken     bool
 }
@@ -154,6 +155,11 @@ func (hc *h1Conn) serveOne() bool {
 	hc.closeAfter = req.Close || hc.m.draining()
 	ex.run()
 	ex.observe()
+	ex.release()
+	if cap(ex.q.Headers) > cap(hc.req.Headers) {
+		// Keep the grown header array for the next request.
+		hc.req.Headers = ex.q.Headers[:0]
+	}
 	if hc.broken {
 		return false
 	}
@@ -218,8 +224,7 @@ func (hc *h1Conn) writeHead(status int, reason []byte, h http1.Headers, n int64)
 	}
 	switch {
 	case n >= 0:
-		var b [20]byte
-		http1.WriteField(bw, []byte("content-length"), http1.AppendInt(b[:0], n))
+		http1.WriteFieldS(bw, "content-length", http1.AppendInt(hc.num[:0], n))
 	case n == -1:
 		if hc.req.Minor >= 1 {
 			hc.chunked = true

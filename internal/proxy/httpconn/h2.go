@@ -34,6 +34,14 @@ func (m *Manager) h2server() *http2.Server {
 func (m *Manager) serveH2(ctx context.Context, cfg *Config, c net.Conn, br *bufio.Reader, info ConnInfo) {
 	srv := m.h2server()
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if malformedH2(r.Header) {
+			// RFC 9113 8.2.2: a request with connection-specific fields is
+			// malformed; treating the stream error as a connection error is
+			// allowed and the server library cannot reset with
+			// PROTOCOL_ERROR from a handler.
+			c.Close()
+			return
+		}
 		m.serveH2Request(cfg, &info, w, r)
 	})
 	srv.ServeConn(&bufConn{Conn: c, br: br}, &http2.ServeConnOpts{Context: ctx, Handler: h, BaseConfig: &http.Server{}})
@@ -89,6 +97,24 @@ func (m *Manager) serveH2Request(cfg *Config, info *ConnInfo, w http.ResponseWri
 	e.run()
 	e.observe()
 	e.release()
+}
+
+// malformedH2 reports connection-specific header fields, forbidden in
+// HTTP/2 (TE is allowed only as "trailers").
+func malformedH2(h http.Header) bool {
+	for k, vs := range h {
+		switch strings.ToLower(k) {
+		case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
+			return true
+		case "te":
+			for _, v := range vs {
+				if !strings.EqualFold(strings.TrimSpace(v), "trailers") {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // h2sink writes a response on an HTTP/2 stream.

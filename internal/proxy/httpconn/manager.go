@@ -120,8 +120,11 @@ func (m *Manager) sleep(d time.Duration) {
 
 func (m *Manager) draining() bool { return m.Draining != nil && m.Draining() }
 
-var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
-var writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 16<<10) }}
+// Downstream buffers are small: a larger head is assembled across reads
+// (up to http1.MaxHeaderBytes) and bodies bypass them through the copy
+// buffer.
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
+var writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
 
 // NewReader returns a pooled reader for a downstream connection; give it
 // back with PutReader when the connection ends.

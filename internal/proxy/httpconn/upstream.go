@@ -83,7 +83,7 @@ func (e *exchange) writeRequestH1(c *pool.Conn) error {
 	}
 	bw.WriteString(" HTTP/1.1\r\n")
 	if len(e.hostHdr) > 0 {
-		http1.WriteField(bw, []byte("host"), e.hostHdr)
+		http1.WriteFieldS(bw, "host", e.hostHdr)
 	}
 	for _, f := range e.q.Headers {
 		if len(f.Name) > 0 && f.Name[0] == ':' {
@@ -92,25 +92,25 @@ func (e *exchange) writeRequestH1(c *pool.Conn) error {
 		http1.WriteField(bw, f.Name, f.Value)
 	}
 	if e.tmoBuf2 != nil {
-		http1.WriteField(bw, []byte("x-envoy-expected-rq-timeout-ms"), e.tmoBuf2)
+		http1.WriteFieldS(bw, "x-envoy-expected-rq-timeout-ms", e.tmoBuf2)
 	}
 	if e.cntBuf2 != nil {
-		http1.WriteField(bw, []byte("x-envoy-attempt-count"), e.cntBuf2)
+		http1.WriteFieldS(bw, "x-envoy-attempt-count", e.cntBuf2)
 	}
 	if e.upgrade != nil {
 		bw.WriteString("connection: upgrade\r\n")
-		http1.WriteField(bw, []byte("upgrade"), e.upgrade)
+		http1.WriteFieldS(bw, "upgrade", e.upgrade)
 	}
 	chunked := false
 	switch {
 	case e.buffered:
-		http1.WriteField(bw, []byte("content-length"), strconv.AppendInt(e.numBuf[:0], int64(len(e.replay)), 10))
+		http1.WriteFieldS(bw, "content-length", strconv.AppendInt(e.numBuf[:0], int64(len(e.replay)), 10))
 	case e.body == nil:
 		if methodNeedsLength(e.q.Method) {
 			bw.WriteString("content-length: 0\r\n")
 		}
 	case e.bodyLen >= 0:
-		http1.WriteField(bw, []byte("content-length"), strconv.AppendInt(e.numBuf[:0], e.bodyLen, 10))
+		http1.WriteFieldS(bw, "content-length", strconv.AppendInt(e.numBuf[:0], e.bodyLen, 10))
 	default:
 		chunked = true
 		bw.WriteString("transfer-encoding: chunked\r\n")
@@ -134,7 +134,9 @@ func (e *exchange) writeRequestH1(c *pool.Conn) error {
 				err = cw.Close(tr)
 			}
 		} else {
-			n, err = io.CopyBuffer(bw, io.LimitReader(e.body, e.bodyLen), e.copyBuf())
+			e.limited = io.LimitedReader{R: e.body, N: e.bodyLen}
+			n, err = io.CopyBuffer(bw, &e.limited, e.copyBuf())
+			e.limited.R = nil
 			if err == nil && n < e.bodyLen {
 				err = io.ErrUnexpectedEOF
 			}
@@ -268,6 +270,11 @@ func (e *exchange) respond(r *route.Route, wc *route.WeightedCluster, corsHdrs [
 	e.finishUpstream(ok)
 }
 
+var (
+	nameServiceTime = []byte("x-envoy-upstream-service-time")
+	nameServer      = []byte("server")
+)
+
 // decorateResponse applies response header manipulation and Envoy's
 // response headers.
 func (e *exchange) decorateResponse(out http1.Headers, r *route.Route, wc *route.WeightedCluster, corsHdrs [][2]string, sent time.Time) http1.Headers {
@@ -283,9 +290,9 @@ func (e *exchange) decorateResponse(out http1.Headers, r *route.Route, wc *route
 		out.Set(c[0], []byte(c[1]))
 	}
 	ms := e.m.now().Sub(sent) / time.Millisecond
-	out.Set("x-envoy-upstream-service-time", strconv.AppendInt(e.svcBuf[:0], int64(ms), 10))
+	out.SetB(nameServiceTime, strconv.AppendInt(e.svcBuf[:0], int64(ms), 10))
 	if e.cfg.ServerName != "" {
-		out.Set("server", []byte(e.cfg.ServerName))
+		out.SetB(nameServer, e.cfg.serverName)
 	}
 	return out
 }

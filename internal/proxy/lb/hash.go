@@ -81,7 +81,8 @@ func (r *ring) pick(ctx *Context, rnd func() uint64) *Host {
 // host walks its own permutation of the table slots and claims the next
 // free slot whenever its weight allows in that round.
 type maglev struct {
-	table []*Host
+	hosts []*Host
+	table []uint32 // indices into hosts: half the size of pointers
 }
 
 func newMaglev(hs []*Host, size uint64) *maglev {
@@ -110,7 +111,9 @@ func newMaglev(hs []*Host, size uint64) *maglev {
 	for i := range weights {
 		weights[i] /= maxW
 	}
-	m.table = make([]*Host, size)
+	m.hosts = hs
+	m.table = make([]uint32, size)
+	taken := make([]bool, size)
 	filled := uint64(0)
 	for round := 0; filled < size; round++ {
 		for i := range hs {
@@ -122,8 +125,9 @@ func newMaglev(hs []*Host, size uint64) *maglev {
 			for {
 				slot := (offsets[i] + next[i]*skips[i]) % size
 				next[i]++
-				if m.table[slot] == nil {
-					m.table[slot] = hs[i]
+				if !taken[slot] {
+					taken[slot] = true
+					m.table[slot] = uint32(i)
 					filled++
 					break
 				}
@@ -146,5 +150,5 @@ func (m *maglev) pick(ctx *Context, rnd func() uint64) *Host {
 	} else {
 		h = rnd()
 	}
-	return m.table[h%uint64(len(m.table))]
+	return m.hosts[m.table[h%uint64(len(m.table))]]
 }

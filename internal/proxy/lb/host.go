@@ -60,6 +60,10 @@ type Host struct {
 	// Peer carries the endpoint's Istio identity for telemetry (from its
 	// metadata filter_metadata["istio"]); nil when unknown.
 	Peer *telemetry.Peer
+	// ServiceAccount is the endpoint's service account (metadata
+	// filter_metadata["istio"].service_account), for mutual TLS identity
+	// checks later; empty when unknown.
+	ServiceAccount string
 
 	hcFailed atomic.Bool
 	ejected  atomic.Bool

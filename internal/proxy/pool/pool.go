@@ -8,6 +8,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/sys/unix"
@@ -24,6 +25,9 @@ type Conn struct {
 	// Requests counts the exchanges made on this connection.
 	Requests int
 	idleAt   time.Time
+	rc       syscall.RawConn
+	peek     func(fd uintptr) bool
+	peekOK   bool
 }
 
 // Options configures a Pool. Zero values mean the documented defaults.
@@ -51,8 +55,8 @@ type Pool struct {
 }
 
 var (
-	readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
-	writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 16<<10) }}
+	readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
+	writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
 )
 
 // New returns an empty pool.
@@ -88,7 +92,8 @@ func (p *Pool) Get(addr string, connectTimeout time.Duration) (*Conn, error) {
 		list[len(list)-1] = nil
 		p.idle[addr] = list[:len(list)-1]
 		p.mu.Unlock()
-		if now.Sub(c.idleAt) > p.opts.IdleTimeout || !alive(c) {
+		idle := now.Sub(c.idleAt)
+		if idle > p.opts.IdleTimeout || (idle > aliveCheckAfter && !c.alive()) {
 			c.Close()
 			continue
 		}
@@ -117,7 +122,14 @@ func (p *Pool) Dial(addr string, connectTimeout time.Duration) (*Conn, error) {
 	br.Reset(nc)
 	bw := writers.Get().(*bufio.Writer)
 	bw.Reset(nc)
-	return &Conn{Conn: nc, BR: br, BW: bw, Addr: addr}, nil
+	c := &Conn{Conn: nc, BR: br, BW: bw, Addr: addr}
+	if sc, ok := nc.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			c.rc = rc
+			c.peek = c.peekFD
+		}
+	}
+	return c, nil
 }
 
 // Put returns a connection whose last exchange completed cleanly.
@@ -182,29 +194,29 @@ func (p *Pool) IdleCount(addr string) int {
 	return len(p.idle[addr])
 }
 
+// aliveCheckAfter is how long a connection must have been idle before Get
+// peeks at it for a remote close; a busier connection is reused as is (a
+// request that finds it closed is retried once on a fresh connection).
+const aliveCheckAfter = 500 * time.Millisecond
+
 // alive peeks at the socket without blocking: a readable EOF, an error or
 // unexpected data means the peer closed or broke the connection.
-func alive(c *Conn) bool {
-	sc, ok := c.Conn.(syscall.Conn)
-	if !ok {
+func (c *Conn) alive() bool {
+	if c.rc == nil {
 		return true
 	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
+	c.peekOK = false
+	if err := c.rc.Read(c.peek); err != nil {
 		return false
 	}
-	ok = true
+	return c.peekOK
+}
+
+func (c *Conn) peekFD(fd uintptr) bool {
 	var b [1]byte
-	rerr := rc.Read(func(fd uintptr) bool {
-		n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-		switch {
-		case err == unix.EAGAIN || err == unix.EWOULDBLOCK:
-		case err != nil, n == 0, n > 0:
-			ok = false
-		}
-		return true
-	})
-	return rerr == nil && ok
+	_, _, errno := unix.Syscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1, unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+	c.peekOK = errno == unix.EAGAIN || errno == unix.EWOULDBLOCK
+	return true
 }
 
 // H2 returns the shared HTTP/2 transport: cleartext (h2c, prior knowledge)

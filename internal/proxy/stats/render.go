@@ -122,18 +122,19 @@ func (s *Store) WritePrometheus(w io.Writer) error {
 		metric string
 		st     *Stat
 	}
-	all := s.Each()
+	all := s.all()
 	rows := make([]row, 0, len(all))
 	for _, st := range all {
-		rows = append(rows, row{PromName(st), st})
+		rows = append(rows, row{st.promName, st})
 	}
-	sort.SliceStable(rows, func(i, j int) bool {
+	sort.Slice(rows, func(i, j int) bool {
 		if rows[i].metric != rows[j].metric {
 			return rows[i].metric < rows[j].metric
 		}
-		return rows[i].st.TagValue < rows[j].st.TagValue
+		return rows[i].st.promLabels < rows[j].st.promLabels
 	})
-	bw := bufio.NewWriter(w)
+	bw := bufio.NewWriterSize(w, 64<<10)
+	var num [24]byte
 	var last string
 	var lastKind Kind
 	for _, r := range rows {
@@ -153,15 +154,16 @@ func (s *Store) WritePrometheus(w io.Writer) error {
 				bw.WriteString(" histogram\n")
 			}
 		}
-		var labels string
-		if r.st.TagName != "" {
-			labels = r.st.TagName + `="` + EscapeLabel(r.st.TagValue) + `"`
-		}
+		labels := r.st.promLabels
 		switch r.st.Kind {
 		case KindCounter:
-			writeSample(bw, r.metric, labels, "", strconv.FormatUint(r.st.Counter.Value(), 10))
+			writeSampleBytes(bw, r.metric, labels, "")
+			bw.Write(strconv.AppendUint(num[:0], r.st.Counter.Value(), 10))
+			bw.WriteByte('\n')
 		case KindGauge:
-			writeSample(bw, r.metric, labels, "", strconv.FormatInt(r.st.Gauge.Value(), 10))
+			writeSampleBytes(bw, r.metric, labels, "")
+			bw.Write(strconv.AppendInt(num[:0], r.st.Gauge.Value(), 10))
+			bw.WriteByte('\n')
 		case KindHistogram:
 			WriteHistogram(bw, r.metric, labels, r.st.Histogram.Snapshot())
 		}
@@ -170,6 +172,12 @@ func (s *Store) WritePrometheus(w io.Writer) error {
 }
 
 func writeSample(bw *bufio.Writer, name, labels, extra, value string) {
+	writeSampleBytes(bw, name, labels, extra)
+	bw.WriteString(value)
+	bw.WriteByte('\n')
+}
+
+func writeSampleBytes(bw *bufio.Writer, name, labels, extra string) {
 	bw.WriteString(name)
 	if labels != "" || extra != "" {
 		bw.WriteByte('{')
@@ -181,8 +189,6 @@ func writeSample(bw *bufio.Writer, name, labels, extra, value string) {
 		bw.WriteByte('}')
 	}
 	bw.WriteByte(' ')
-	bw.WriteString(value)
-	bw.WriteByte('\n')
 }
 
 // WriteHistogram writes one histogram's _bucket, _sum and _count samples

@@ -125,6 +125,9 @@ type Stat struct {
 	Counter   *Counter
 	Gauge     *Gauge
 	Histogram *Histogram
+
+	// Rendered once at registration for the Prometheus exposition.
+	promName, promLabels string
 }
 
 // Store owns every stat of one proxy. It is safe for concurrent use;
@@ -132,10 +135,24 @@ type Stat struct {
 type Store struct {
 	mu    sync.Mutex
 	stats map[string]*Stat
+	// Prometheus names and label strings are shared between stats (every
+	// cluster has an upstream_rq_total), like Envoy's symbol table.
+	promNames  map[string]string
+	promLabels map[string]string
 }
 
 // NewStore returns an empty store.
-func NewStore() *Store { return &Store{stats: map[string]*Stat{}} }
+func NewStore() *Store {
+	return &Store{stats: map[string]*Stat{}, promNames: map[string]string{}, promLabels: map[string]string{}}
+}
+
+func intern(m map[string]string, s string) string {
+	if v, ok := m[s]; ok {
+		return v
+	}
+	m[s] = s
+	return s
+}
 
 // tagNames maps a scope kind to the label Envoy's default tag extractors
 // give it in Prometheus output.
@@ -187,6 +204,20 @@ func (sc Scope) get(suffix string, kind Kind, bounds []float64) *Stat {
 			st.TagName = sc.kind + "_name"
 		}
 	}
+	pname, extra := PromName(st), ""
+	if base, tag, ok := responseCodeTag(pname); ok {
+		pname, extra = base, tag
+	}
+	st.promName = intern(s.promNames, pname)
+	labels := extra
+	if st.TagName != "" {
+		labels = st.TagName + `="` + EscapeLabel(st.TagValue) + `"`
+		if extra != "" {
+			labels += "," + extra
+		}
+		st.TagValue = st.Name[len(sc.kind)+1 : len(sc.kind)+1+len(sc.name)] // shares Name's bytes
+	}
+	st.promLabels = intern(s.promLabels, labels)
 	switch kind {
 	case KindCounter:
 		st.Counter = &Counter{}
@@ -232,13 +263,18 @@ func (s *Store) Remove(kind, name string) {
 // Each returns every stat sorted by name. The slice is a fresh copy; the
 // stats in it are live.
 func (s *Store) Each() []*Stat {
+	out := s.all()
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func (s *Store) all() []*Stat {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	out := make([]*Stat, 0, len(s.stats))
 	for _, st := range s.stats {
 		out = append(out, st)
 	}
-	s.mu.Unlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
 }
 
@@ -266,3 +302,23 @@ func (s *Store) ResetCounters() {
 		}
 	}
 }
+
+// responseCodeTag applies Envoy's response-code tag extractors to a
+// Prometheus name: ..._rq_503 becomes ..._rq{response_code="503"} and
+// ..._rq_5xx becomes ..._rq_xx{response_code_class="5"}.
+func responseCodeTag(name string) (base, label string, ok bool) {
+	i := strings.LastIndexByte(name, '_')
+	if i < 3 || !strings.HasSuffix(name[:i], "_rq") {
+		return "", "", false
+	}
+	tail := name[i+1:]
+	switch {
+	case len(tail) == 3 && isDigit(tail[0]) && isDigit(tail[1]) && isDigit(tail[2]):
+		return name[:i], `response_code="` + tail + `"`, true
+	case len(tail) == 3 && isDigit(tail[0]) && tail[1:] == "xx":
+		return name[:i] + "_xx", `response_code_class="` + tail[:1] + `"`, true
+	}
+	return "", "", false
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }

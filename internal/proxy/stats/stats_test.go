@@ -2,6 +2,8 @@ package stats
 
 import (
 	"bytes"
+	"io"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -76,6 +78,11 @@ func TestPrometheusParses(t *testing.T) {
 	}
 	if got["cluster_name=outbound|80||a.default.svc.cluster.local"] != 5 || got[`cluster_name=weird"name\x`] != 5 {
 		t.Errorf("got %v, want both clusters at 5 with escaped names intact", got)
+	}
+	codes := fams["envoy_cluster_upstream_rq"]
+	if codes == nil || len(codes.GetMetric()) != 2 || codes.GetMetric()[0].GetLabel()[1].GetName() != "response_code" ||
+		codes.GetMetric()[0].GetLabel()[1].GetValue() != "503" {
+		t.Errorf("got %v, want envoy_cluster_upstream_rq{cluster_name,response_code=\"503\"} as Envoy's tag extraction gives", codes)
 	}
 	if h := fams["envoy_http_downstream_rq_time"]; h == nil || h.GetMetric()[0].GetHistogram().GetSampleCount() != 1 {
 		t.Errorf("got %v, want the histogram with one sample", h)
@@ -163,8 +170,24 @@ func TestStatSets(t *testing.T) {
 	}
 	var b bytes.Buffer
 	s.WritePrometheus(&b)
-	if !strings.Contains(b.String(), `envoy_http_downstream_rq_5xx{http_conn_manager_prefix="outbound_0.0.0.0_80"} 1`) ||
-		!strings.Contains(b.String(), `envoy_listener_downstream_cx_total{listener_address="0.0.0.0_15001"} 1`) {
+	if !strings.Contains(b.String(), `envoy_listener_downstream_cx_total{listener_address="0.0.0.0_15001"} 1`) ||
+		!strings.Contains(b.String(), `envoy_http_downstream_rq_xx{http_conn_manager_prefix="outbound_0.0.0.0_80",response_code_class="5"} 1`) {
 		t.Errorf("got exposition without Envoy's tag names:\n%s", b.String())
+	}
+}
+
+// BenchmarkWritePrometheus renders a proxy with 500 clusters (about 20k
+// stats): the bulk read the dashboard and Prometheus do.
+func BenchmarkWritePrometheus(b *testing.B) {
+	s := NewStore()
+	for i := 0; i < 500; i++ {
+		sc := s.Scope("cluster", "outbound|80||svc"+strconv.Itoa(i)+".default.svc.cluster.local")
+		for j := 0; j < 40; j++ {
+			sc.Counter("stat_" + strconv.Itoa(j)).Add(uint64(j))
+		}
+	}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		s.WritePrometheus(io.Discard)
 	}
 }

@@ -151,7 +151,7 @@ func (p *Proxy) now() time.Time {
 	return time.Now()
 }
 
-var bufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+var bufs = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
 
 // Serve proxies one downstream connection; br holds bytes already read
 // from c. It closes c before returning.

@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 
+	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/trellis-mesh/trellis/internal/config"
@@ -14,7 +15,8 @@ import (
 // Build is a pure function of the config snapshot: one registry.Service per
 // ServiceEntry host, with endpoints from the ServiceEntry's inline endpoints
 // or, when it has a workloadSelector, from the WorkloadEntries in its
-// namespace whose labels match. Short hosts ("bill-service") are resolved in
+// namespace whose labels match (a WorkloadGroup whose template has an
+// address counts as one such WorkloadEntry). Short hosts ("bill-service") are resolved in
 // the ServiceEntry's namespace with domainSuffix (empty means
 // "cluster.local"). When two ServiceEntries declare the same host, the first
 // by namespace/name wins. Resources whose Spec is not the expected type are
@@ -64,6 +66,26 @@ func workloadEntries(cfg *config.Snapshot) map[string][]workload {
 		if !ok || we == nil {
 			continue
 		}
+		ns := namespaceOf(r)
+		out[ns] = append(out[ns], workload{name: r.Name, spec: we})
+	}
+	// A WorkloadGroup is the template VMs register themselves from; a
+	// template that already carries an address stands for one workload,
+	// labelled with the group's metadata labels and the template's.
+	for _, r := range cfg.List(config.KindWorkloadGroup) {
+		wg, ok := r.Spec.(*networking.WorkloadGroup)
+		if !ok || wg == nil || wg.GetTemplate().GetAddress() == "" {
+			continue
+		}
+		we := proto.Clone(wg.GetTemplate()).(*networking.WorkloadEntry)
+		labels := map[string]string{}
+		for k, v := range wg.GetMetadata().GetLabels() {
+			labels[k] = v
+		}
+		for k, v := range we.GetLabels() {
+			labels[k] = v
+		}
+		we.Labels = labels
 		ns := namespaceOf(r)
 		out[ns] = append(out[ns], workload{name: r.Name, spec: we})
 	}

@@ -47,6 +47,20 @@ spec:
   ports: {grpc-admin: 9100}
 ---
 apiVersion: networking.istio.io/v1
+kind: WorkloadGroup
+metadata: {name: bill-vm, namespace: istio-demo}
+spec:
+  metadata: {labels: {service: bill-service}}
+  template: {address: 10.0.1.50, labels: {version: vm}, serviceAccount: bill-vm}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadGroup
+metadata: {name: no-address, namespace: istio-demo}
+spec:
+  metadata: {labels: {service: bill-service}}
+  template: {labels: {version: vm2}}
+---
+apiVersion: networking.istio.io/v1
 kind: WorkloadEntry
 metadata: {name: other-ns, namespace: elsewhere}
 spec:
@@ -105,7 +119,8 @@ func TestBuild(t *testing.T) {
 	for _, e := range snap.Endpoints[bill.Hostname] {
 		got = append(got, e.Address+":"+u(e.Port)+"/"+u(e.ServicePort)+" "+e.Workload+" "+e.Locality+" "+e.ServiceAccount)
 	}
-	want := []string{"10.0.1.1:80/9999 bill-v1 us-east/a bill", "10.0.1.1:9100/9000 bill-v1 us-east/a bill"}
+	want := []string{"10.0.1.1:80/9999 bill-v1 us-east/a bill", "10.0.1.1:9100/9000 bill-v1 us-east/a bill",
+		"10.0.1.50:80/9999 bill-vm  bill-vm", "10.0.1.50:9000/9000 bill-vm  bill-vm"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("bill endpoints: got %v, want %v (workload selector only in the same namespace, port map by name)", got, want)
 	}

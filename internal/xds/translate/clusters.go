@@ -235,6 +235,20 @@ func applyPool(c *clusterv3.Cluster, pool *networking.ConnectionPoolSettings, pr
 				opts.CommonHttpProtocolOptions.MaxRequestsPerConnection = u32v(uint32(h.GetMaxRequestsPerConnection()))
 				needOpts = true
 			}
+			if h.GetUseClientProtocol() {
+				opts.UpstreamProtocolOptions = &httpv3.HttpProtocolOptions_UseDownstreamProtocolConfig{UseDownstreamProtocolConfig: &httpv3.HttpProtocolOptions_UseDownstreamHttpConfig{
+					HttpProtocolOptions:  &corev3.Http1ProtocolOptions{},
+					Http2ProtocolOptions: &corev3.Http2ProtocolOptions{},
+				}}
+				needOpts = true
+			}
+			if n := h.GetMaxConcurrentStreams(); n > 0 {
+				if e, ok := opts.UpstreamProtocolOptions.(*httpv3.HttpProtocolOptions_ExplicitHttpConfig_); ok {
+					if h2 := e.ExplicitHttpConfig.GetHttp2ProtocolOptions(); h2 != nil {
+						h2.MaxConcurrentStreams = u32v(uint32(n))
+					}
+				}
+			}
 			if h.GetH2UpgradePolicy() == networking.ConnectionPoolSettings_HTTPSettings_UPGRADE && protocol == registry.HTTP && opts.UpstreamProtocolOptions == nil {
 				opts.UpstreamProtocolOptions = &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
 					ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}},
@@ -245,7 +259,10 @@ func applyPool(c *clusterv3.Cluster, pool *networking.ConnectionPoolSettings, pr
 	}
 	if needOpts {
 		if opts.UpstreamProtocolOptions == nil {
-			opts.UpstreamProtocolOptions = &httpv3.HttpProtocolOptions_UseDownstreamProtocolConfig{UseDownstreamProtocolConfig: &httpv3.HttpProtocolOptions_UseDownstreamHttpConfig{}}
+			// The port's protocol is HTTP/1.1 (HTTP2/GRPC set it above).
+			opts.UpstreamProtocolOptions = &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
+				ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_HttpProtocolOptions{HttpProtocolOptions: &corev3.Http1ProtocolOptions{}},
+			}}
 		}
 		c.TypedExtensionProtocolOptions = map[string]*anypb.Any{httpProtocolOptionsKey: mustAny(opts)}
 	}

@@ -14,12 +14,15 @@ import (
 
 // Endpoints returns the ClusterLoadAssignments for the named EDS clusters
 // ("outbound|PORT|SUBSET|HOST"), sorted by name; names that are not
-// outbound clusters of a known service are skipped, and a known cluster
-// with no endpoints gets an empty assignment (so the proxy learns it is
-// empty). The result depends on the registry, the DestinationRules' subsets
-// and, only for clusters whose DestinationRule turns on locality failover
-// (outlierDetection set), on in.Proxy.Locality; two proxies in the same
-// locality, or any proxies when no such rule exists, get identical results.
+// outbound clusters of a known static service (or name an unknown subset)
+// are skipped, and a known cluster with no endpoints gets an empty
+// assignment (so the proxy learns it is empty). The result depends on the
+// registry and, through the DestinationRule that applies (looked up from the
+// proxy's namespace first), on the subset labels and on whether locality
+// failover is on (outlierDetection set); only then does it also depend on
+// in.Proxy.Locality. So it is the same for all proxies with the same
+// OutboundKey, and in practice the same for all proxies of a mesh whose
+// DestinationRules are not shadowed per namespace.
 func Endpoints(in Input, clusterNames []string) []*endpointv3.ClusterLoadAssignment {
 	s := newScope(in)
 	names := append([]string(nil), clusterNames...)

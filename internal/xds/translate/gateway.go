@@ -35,7 +35,11 @@ func (g gatewayServer) terminatesTLS() bool {
 // 0.0.0.0), route configurations ("http.PORT" for plain HTTP, one per HTTPS
 // server) and the secrets its servers name.
 func (s *scope) gatewayConfig() ([]*listenerv3.Listener, []*routev3.RouteConfiguration, []*tlsv3.Secret) {
-	byPort := map[uint32][]gatewayServer{}
+	type bindPort struct {
+		bind string
+		port uint32
+	}
+	byPort := map[bindPort][]gatewayServer{}
 	for _, r := range s.gateways {
 		gw := r.Spec.(*networking.Gateway)
 		for _, srv := range gw.GetServers() {
@@ -43,31 +47,41 @@ func (s *scope) gatewayConfig() ([]*listenerv3.Listener, []*routev3.RouteConfigu
 			if p == 0 {
 				continue
 			}
-			byPort[p] = append(byPort[p], gatewayServer{
+			k := bindPort{bind: srv.GetBind(), port: p}
+			byPort[k] = append(byPort[k], gatewayServer{
 				key: nsOf(r) + "/" + r.Name, ns: nsOf(r), name: r.Name, server: srv,
 				proto: registry.ParseProtocol(srv.GetPort().GetProtocol(), srv.GetPort().GetName()),
 			})
 		}
 	}
-	ports := make([]uint32, 0, len(byPort))
-	for p := range byPort {
-		ports = append(ports, p)
+	keys := make([]bindPort, 0, len(byPort))
+	for k := range byPort {
+		keys = append(keys, k)
 	}
-	sort.Slice(ports, func(i, j int) bool { return ports[i] < ports[j] })
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].port != keys[j].port {
+			return keys[i].port < keys[j].port
+		}
+		return keys[i].bind < keys[j].bind
+	})
 	var listeners []*listenerv3.Listener
 	var routes []*routev3.RouteConfiguration
 	secrets := map[string]*tlsv3.Secret{}
-	for _, port := range ports {
-		servers := byPort[port]
-		name := "0.0.0.0_" + u32(port)
-		l := listener(name, "0.0.0.0", port, true)
+	for _, k := range keys {
+		servers, port := byPort[k], k.port
+		addr, rdsSuffix := "0.0.0.0", ""
+		if k.bind != "" {
+			addr, rdsSuffix = k.bind, "."+k.bind
+		}
+		name := addr + "_" + u32(port)
+		l := listener(name, addr, port, true)
 		var plainHTTP []gatewayServer
 		for _, gs := range servers {
 			switch {
 			case gs.terminatesTLS():
-				rcName := "https." + u32(port) + "." + gs.server.GetPort().GetName() + "." + gs.name + "." + gs.ns
+				rcName := "https." + u32(port) + "." + gs.server.GetPort().GetName() + "." + gs.name + "." + gs.ns + rdsSuffix
 				match := &listenerv3.FilterChainMatch{ServerNames: sniNames(gs.server.GetHosts())}
-				fc := filterChain(rcName, match, s.hcm(hcmOptions{statPrefix: "outbound_0.0.0.0_" + u32(port), rds: rcName, edge: true}))
+				fc := filterChain(rcName, match, s.hcm(hcmOptions{statPrefix: "outbound_" + name, rds: rcName, edge: true}))
 				fc.TransportSocket = s.downstreamTLS(gs, secrets)
 				l.FilterChains = append(l.FilterChains, fc)
 				routes = append(routes, s.gatewayRouteConfig(rcName, port, []gatewayServer{gs}))
@@ -82,8 +96,8 @@ func (s *scope) gatewayConfig() ([]*listenerv3.Listener, []*routev3.RouteConfigu
 			}
 		}
 		if len(plainHTTP) > 0 {
-			rcName := "http." + u32(port)
-			l.FilterChains = append(l.FilterChains, filterChain(rcName, nil, s.hcm(hcmOptions{statPrefix: "outbound_0.0.0.0_" + u32(port), rds: rcName, edge: true})))
+			rcName := "http." + u32(port) + rdsSuffix
+			l.FilterChains = append(l.FilterChains, filterChain(rcName, nil, s.hcm(hcmOptions{statPrefix: "outbound_" + name, rds: rcName, edge: true})))
 			routes = append(routes, s.gatewayRouteConfig(rcName, port, plainHTTP))
 		}
 		if len(l.FilterChains) == 0 {

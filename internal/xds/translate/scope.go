@@ -2,12 +2,11 @@ package translate
 
 import (
 	"sort"
-
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"strconv"
 	"strings"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/trellis-mesh/trellis/internal/config"
@@ -36,13 +35,15 @@ type scope struct {
 	gateways        []*config.Resource
 
 	// Indexes by exact host, and the wildcard-host entries, for lookups.
-	vsByHost map[string][]int // index into virtualServices
-	shared   sharedParts
+	vsByHost   map[string][]int // index into virtualServices
+	vsWildcard []int
+	drByHost   map[string][]*destRule
+	drWildcard []*destRule
+
+	// Read-only messages shared between the resources of one translation.
+	shared sharedParts
 	// defaultRetry is shared by routes without a retries block.
 	defaultRetry *routev3.RetryPolicy
-	vsWildcard   []int
-	drByHost     map[string][]*destRule
-	drWildcard   []*destRule
 }
 
 type virtualService struct {
@@ -59,10 +60,11 @@ type destRule struct {
 	host string
 }
 
-// newScope resolves what the proxy sees. With outbound false it only
-// normalises the proxy and mesh options (enough for Inbound).
+// newScope resolves what the proxy sees.
 func newScope(in Input) *scope { return buildScope(in, true) }
 
+// buildScope with outbound false only normalises the proxy and mesh options
+// and picks the Sidecar resource (enough for Inbound).
 func buildScope(in Input, outbound bool) *scope {
 	mesh := in.Mesh
 	if mesh.DomainSuffix == "" {
@@ -104,8 +106,22 @@ func buildScope(in Input, outbound bool) *scope {
 			if !exportedTo(svc.ExportTo, svc.Namespace, p.Namespace) {
 				continue
 			}
-			if sc != nil && !sidecarAllows(sc, s.sidecar.Namespace, svc) {
-				continue
+			if sc != nil {
+				ok, ports := sidecarAllows(sc, nsOf(s.sidecar), svc)
+				if !ok {
+					continue
+				}
+				if ports != nil {
+					// Only the egress listeners' ports: a narrowed copy.
+					cp := *svc
+					cp.Ports = nil
+					for _, p := range svc.Ports {
+						if ports[p.Number] {
+							cp.Ports = append(cp.Ports, p)
+						}
+					}
+					svc = &cp
+				}
 			}
 			s.services = append(s.services, svc)
 			s.visible[svc.Hostname] = svc
@@ -246,35 +262,54 @@ func selectSidecar(cfg *config.Snapshot, p *Proxy, root string) *config.Resource
 	return rootDefault
 }
 
-// sidecarAllows reports whether any egress listener of the Sidecar lists the
-// service in its hosts ("ns/dnsName", with "*" and "." for namespace, and
-// "~" for none).
-func sidecarAllows(sc *networking.Sidecar, scNS string, svc *registry.Service) bool {
+// sidecarAllows reports whether an egress listener of the Sidecar lists
+// the service in its hosts ("ns/dnsName", with "*" and "." for namespace,
+// and "~" for none), and on which ports: nil means all, else only the
+// ports of the matching egress listeners that name a port.
+func sidecarAllows(sc *networking.Sidecar, scNS string, svc *registry.Service) (bool, map[uint32]bool) {
 	if len(sc.GetEgress()) == 0 {
-		return true
+		return true, nil
 	}
+	var ports map[uint32]bool
+	allowed := false
 	for _, eg := range sc.GetEgress() {
-		for _, h := range eg.GetHosts() {
-			ns, host, ok := strings.Cut(h, "/")
-			if !ok {
+		if !egressListsHost(eg, scNS, svc) {
+			continue
+		}
+		allowed = true
+		p := eg.GetPort().GetNumber()
+		if p == 0 {
+			return true, nil
+		}
+		if ports == nil {
+			ports = map[uint32]bool{}
+		}
+		ports[p] = true
+	}
+	return allowed, ports
+}
+
+func egressListsHost(eg *networking.IstioEgressListener, scNS string, svc *registry.Service) bool {
+	for _, h := range eg.GetHosts() {
+		ns, host, ok := strings.Cut(h, "/")
+		if !ok {
+			continue
+		}
+		switch ns {
+		case "*":
+		case ".":
+			if svc.Namespace != scNS {
 				continue
 			}
-			switch ns {
-			case "*":
-			case ".":
-				if svc.Namespace != scNS {
-					continue
-				}
-			case "~":
+		case "~":
+			continue
+		default:
+			if svc.Namespace != ns {
 				continue
-			default:
-				if svc.Namespace != ns {
-					continue
-				}
 			}
-			if host == "*" || registry.HostMatches(host, svc.Hostname) || host == svc.Name {
-				return true
-			}
+		}
+		if host == "*" || registry.HostMatches(host, svc.Hostname) || host == svc.Name {
+			return true
 		}
 	}
 	return false

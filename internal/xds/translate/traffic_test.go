@@ -1,7 +1,9 @@
 package translate
 
 import (
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
@@ -109,6 +111,10 @@ func TestTraffic(t *testing.T) {
 			{"all worker traffic to burst", simRequest{host: "worker-service", port: 80, method: "POST"},
 				"listener 0.0.0.0_80 -> route 80/worker-service.default.svc.cluster.local:80/ -> cluster " + worker2 + " retries=2"},
 		},
+		"burst-natural": {
+			{"all worker traffic back to primary", simRequest{host: "worker-service", port: 80, method: "POST"},
+				"listener 0.0.0.0_80 -> route 80/worker-service.default.svc.cluster.local:80/ -> cluster " + worker1 + " retries=2"},
+		},
 		"sidecar-basic": {
 			{"toolbox to nginx", simRequest{host: "nginx", port: 80},
 				"listener 0.0.0.0_80 -> route 80/nginx.sidecar.svc.cluster.local:80/default -> cluster " + sideNginx + " retries=2"},
@@ -167,4 +173,45 @@ func simulateInbound(t *testing.T, in Input, out *Output, req simRequest) string
 	}
 	tmp := &Output{Routes: out.Routes, Listeners: []*listenerv3.Listener{{Name: l.GetName(), Address: socketAddress("0.0.0.0", req.port), FilterChains: []*listenerv3.FilterChain{fc}}}}
 	return simulate(t, in, tmp, req)
+}
+
+// TestScenarioCopies guards the self-contained testdata: every Istio
+// resource file of /work/shared/scenarios must appear verbatim in some
+// testdata/*/input.yaml (the Kubernetes workload files are expressed as
+// ServiceEntry/WorkloadEntry instead). Skipped when the scenarios are not
+// on this machine.
+func TestScenarioCopies(t *testing.T) {
+	root := "/work/shared/scenarios"
+	files, _ := filepath.Glob(filepath.Join(root, "*", "*.yaml"))
+	if len(files) == 0 {
+		t.Skip("no scenarios at " + root)
+	}
+	inputs, _ := filepath.Glob("testdata/*/input.yaml")
+	var all []string
+	for _, f := range inputs {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, string(b))
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), "networking.istio.io") {
+			continue // Kubernetes objects only
+		}
+		found := false
+		for _, in := range all {
+			if strings.Contains(in, strings.TrimSpace(string(b))) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			t.Errorf("%s is not copied verbatim into any testdata/*/input.yaml", f)
+		}
+	}
 }

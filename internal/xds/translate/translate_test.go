@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"math/rand"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -178,5 +179,27 @@ func TestTranslateConcurrent(t *testing.T) {
 		if !bytes.Equal(got[0], want) || !bytes.Equal(got[1], want2) {
 			t.Fatal("concurrent translation gave different output")
 		}
+	}
+}
+
+// TestTranslateEmpty: the zero Input is a sidecar in "default" with an empty
+// mesh: the capture listeners and the fixed clusters, nothing else.
+func TestTranslateEmpty(t *testing.T) {
+	out := Translate(Input{})
+	checkConsistent(t, out)
+	var names []string
+	for _, l := range out.Listeners {
+		names = append(names, l.GetName())
+	}
+	for _, c := range out.Clusters {
+		names = append(names, c.GetName())
+	}
+	got := strings.Join(names, ",")
+	want := "virtualInbound,virtualOutbound,BlackHoleCluster,InboundPassthroughCluster,PassthroughCluster"
+	if got != want {
+		t.Errorf("got %s, want %s", got, want)
+	}
+	for _, p := range []*Proxy{{Type: RouterProxy}, {Generator: GeneratorGRPC}} {
+		checkConsistent(t, Translate(Input{Proxy: p}))
 	}
 }

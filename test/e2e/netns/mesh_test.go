@@ -124,20 +124,30 @@ func TestCallByNameThroughBothSidecars(t *testing.T) {
 	metric("bill-v1", "destination")
 }
 
-// BenchmarkTwoHopIntercepted measures one HTTP request through real
-// interception: client namespace -> iptables -> sidecar (15001) -> bridge
-// -> iptables -> server sidecar (15006) -> app, keep-alive, 16 in flight.
-// Compare with the loopback two-hop figure in BENCHMARKS.md.
+// BenchmarkTwoHopIntercepted measures one HTTP request from the front
+// end's namespace to bill-service: "direct" goes namespace -> bridge -> app
+// with no sidecar and no rules (the floor), "intercepted" goes through real
+// interception and both sidecars: iptables -> sidecar (15001) -> bridge ->
+// iptables -> server sidecar (15006) -> app. Keep-alive, 16 in flight.
 func BenchmarkTwoHopIntercepted(b *testing.B) {
 	if binDir == "" {
 		b.Skip("needs root and the built binaries")
 	}
-	m := startMesh(b, "t6b", 251)
-	c := interceptedClient(m, "front")
-	// The in-process client resolves with the host's /etc/hosts: use the VIP.
-	vip := m.Plan.Services[0].VIP.String()
+	b.Run("direct", func(b *testing.B) {
+		m := startPlain(b, "t6p", 252)
+		w, _ := m.Workload("bill-v1")
+		benchGet(b, interceptedClient(m, "front"), "http://"+w.IP.String()+":80/")
+	})
+	b.Run("intercepted", func(b *testing.B) {
+		m := startMesh(b, "t6b", 251)
+		// The in-process client resolves with the host's /etc/hosts: use the VIP.
+		benchGet(b, interceptedClient(m, "front"), "http://"+m.Plan.Services[0].VIP.String()+":9999/")
+	})
+}
+
+func benchGet(b *testing.B, c *http.Client, url string) {
 	get := func() error {
-		resp, err := c.Get("http://" + vip + ":9999/")
+		resp, err := c.Get(url)
 		if err != nil {
 			return err
 		}
@@ -150,7 +160,7 @@ func BenchmarkTwoHopIntercepted(b *testing.B) {
 	}
 	for deadline := time.Now().Add(30 * time.Second); get() != nil; {
 		if time.Now().After(deadline) {
-			b.Fatalf("bill-service not reachable through the sidecars: %v", get())
+			b.Fatalf("%s not reachable: %v", url, get())
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -164,4 +174,35 @@ func BenchmarkTwoHopIntercepted(b *testing.B) {
 			}
 		}
 	})
+}
+
+// startPlain runs the same workloads without sidecars or rules.
+func startPlain(tb testing.TB, prefix string, x int) *local.Mesh {
+	tb.Helper()
+	bins, err := local.FindBinaries(binDir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	spec := twoTier()
+	spec.ExpandCommand(bins.Trellis)
+	plan, err := local.NewPlan(spec, local.Options{
+		Prefix:    prefix,
+		Subnet:    netip.MustParsePrefix(fmt.Sprintf("10.%d.0.0/24", x)),
+		VIPSubnet: netip.MustParsePrefix(fmt.Sprintf("10.%d.1.0/24", x)),
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	r := &local.Runner{Plan: plan, StateDir: tb.TempDir()}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	m, err := r.Up(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { m.Down(context.Background()) })
+	if err := m.WaitReady(ctx); err != nil {
+		tb.Fatal(err)
+	}
+	return m
 }

@@ -1,0 +1,102 @@
+package trellisd
+
+import (
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/trellis-mesh/trellis/internal/config"
+	"github.com/trellis-mesh/trellis/internal/registry/serviceentry"
+	"github.com/trellis-mesh/trellis/internal/xds/server"
+	"github.com/trellis-mesh/trellis/internal/xds/translate"
+)
+
+func greeterState(t *testing.T, version uint64, w1 int) *state {
+	t.Helper()
+	var all []*config.Resource
+	for _, f := range []string{"greeter.yaml", "greeter-vs.yaml"} {
+		b, err := os.ReadFile("testdata/" + f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := strings.NewReplacer("{{PORT_V1}}", "9001", "{{PORT_V2}}", "9002",
+			"{{WEIGHT_V1}}", itoa(w1), "{{WEIGHT_V2}}", itoa(100-w1)).Replace(string(b))
+		res, err := config.Parse([]byte(s), f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Errors) > 0 {
+			t.Fatalf("parse %s: %v", f, res.Errors)
+		}
+		all = append(all, res.Resources...)
+	}
+	cfg := config.NewSnapshot(all)
+	return &state{version: version, cfg: cfg, reg: serviceentry.Build(cfg, ""), mesh: translate.DefaultMesh()}
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+func node(ns, ip string) *corev3.Node {
+	md, _ := structpb.NewStruct(map[string]any{"NAMESPACE": ns})
+	return &corev3.Node{Id: "sidecar~" + ip + "~pod-" + ip + "." + ns + "~" + ns + ".svc.cluster.local", Metadata: md}
+}
+
+func same(a, b []*server.Resource) bool { return len(a) == len(b) && len(a) > 0 && &a[0] == &b[0] }
+
+// Proxies with the same outbound key share one translation; a new state
+// reuses the lists that did not change, so streams skip diffing them.
+func TestGeneratorSharesOutbound(t *testing.T) {
+	g := newGenerator(translateFuncs{})
+	g.setState(greeterState(t, 1, 90))
+	a, err := g.Generate(node("default", "10.0.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := g.Generate(node("default", "10.0.0.2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := g.Generate(node("other", "10.0.0.3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, typ := range []string{server.ClusterType, server.EndpointType, server.RouteType} {
+		if !same(a.Resources[typ], b.Resources[typ]) {
+			t.Errorf("%s: two proxies in one namespace got separate lists, want one shared", server.ShortType(typ))
+		}
+	}
+	if same(a.Resources[server.RouteType], other.Resources[server.RouteType]) {
+		t.Errorf("RDS: proxies in different namespaces share a list, want separate translations")
+	}
+	if got := len(g.cache); got != 2 {
+		t.Errorf("cache entries: got %d, want 2 (one per namespace)", got)
+	}
+	if a.Version != "1" {
+		t.Errorf("version: got %q, want 1", a.Version)
+	}
+
+	// A new weight changes the route only.
+	g.setState(greeterState(t, 2, 50))
+	a2, err := g.Generate(node("default", "10.0.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !same(a.Resources[server.ClusterType], a2.Resources[server.ClusterType]) || !same(a.Resources[server.EndpointType], a2.Resources[server.EndpointType]) {
+		t.Errorf("CDS/EDS: unchanged lists were not reused across states")
+	}
+	if same(a.Resources[server.RouteType], a2.Resources[server.RouteType]) || a.Resources[server.RouteType][0].Version == a2.Resources[server.RouteType][0].Version {
+		t.Errorf("RDS: the changed route kept its old list or version")
+	}
+}
+
+func TestGeneratorRejectsBadNode(t *testing.T) {
+	g := newGenerator(translateFuncs{})
+	g.setState(greeterState(t, 1, 90))
+	if _, err := g.Generate(&corev3.Node{Id: "not-a-node-id"}); err == nil {
+		t.Errorf("got no error for node id %q, want one", "not-a-node-id")
+	}
+}
