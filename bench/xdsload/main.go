@@ -262,6 +262,7 @@ func run(bin string, nProxies, nServices, nChanges, rate int, debugAddr string) 
 	for ch := 0; ch < nChanges; ch++ {
 		time.Sleep(2 * time.Second) // let the previous push settle
 		_, _, cpuA, _ := procStats(pid)
+		_, _, selfA, _ := procStats(os.Getpid())
 		before := clients[0].Version(fakeproxy.RouteType)
 		mu.Lock()
 		acks = map[int]time.Time{}
@@ -283,6 +284,7 @@ func run(bin string, nProxies, nServices, nChanges, rate int, debugAddr string) 
 			}
 		}
 		_, _, cpuB, _ := procStats(pid)
+		_, _, selfB, _ := procStats(os.Getpid())
 		cpuChanges += cpuB - cpuA
 		mu.Lock()
 		var ds []time.Duration
@@ -294,13 +296,14 @@ func run(bin string, nProxies, nServices, nChanges, rate int, debugAddr string) 
 			return fmt.Errorf("change %d: %d of %d proxies ACKed version %s", ch, len(ds), nProxies, awaited)
 		}
 		sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
-		fmt.Printf("change %d: p50 %v p99 %v max %v, trellisd CPU %v\n", ch, pct(ds, 50), pct(ds, 99), ds[len(ds)-1], (cpuB - cpuA).Round(time.Millisecond))
+		fmt.Printf("change %d: p50 %v p99 %v max %v, trellisd CPU %v, simulated proxies' CPU %v\n", ch, pct(ds, 50), pct(ds, 99),
+			ds[len(ds)-1].Round(time.Millisecond), (cpuB - cpuA).Round(time.Millisecond), (selfB - selfA).Round(time.Millisecond))
 		all = append(all, ds...)
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
 	rss2, hwm2, cpu2, _ := procStats(pid)
 	fmt.Printf("\nRESULT proxies=%d services=%d changes=%d: convergence p50 %v p99 %v max %v; trellisd RSS %s steady, peak %s; CPU %v total, %v per change\n",
-		nProxies, nServices, nChanges, pct(all, 50), pct(all, 99), all[len(all)-1], mb(rss2), mb(hwm2),
+		nProxies, nServices, nChanges, pct(all, 50), pct(all, 99), all[len(all)-1].Round(time.Millisecond), mb(rss2), mb(hwm2),
 		(cpu2 - cpu0).Round(time.Millisecond), (cpuChanges / time.Duration(nChanges)).Round(time.Millisecond))
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/trellis-mesh/trellis/internal/proxy"
 	"github.com/trellis-mesh/trellis/internal/proxy/bootstrap"
+	"github.com/trellis-mesh/trellis/internal/version"
 )
 
 func main() {
@@ -71,6 +72,21 @@ func rootCommand() *cobra.Command {
 			if o.Rebind, err = keyValues(rebind, "--rebind"); err != nil {
 				return err
 			}
+			if o.ConfigPath != "" {
+				// With a bootstrap file only its admin address is served,
+				// like Envoy, unless the flags ask for more.
+				for _, f := range []struct {
+					name string
+					v    *string
+				}{{"ready-address", &o.ReadyAddress}, {"prometheus-address", &o.PrometheusAddress}, {"merged-address", &o.MergedAddress}} {
+					if !cmd.Flags().Changed(f.name) {
+						*f.v = ""
+					}
+				}
+			}
+			if o.Node.Version == "" {
+				o.Node.Version = version.Version
+			}
 			switch strings.ToLower(o.LogLevel) {
 			case "", "trace", "debug", "info", "warning", "warn", "error", "critical", "off":
 			default:
@@ -95,6 +111,10 @@ func rootCommand() *cobra.Command {
 	f.StringSliceVar(&labels, "labels", nil, "workload labels, k=v,k=v")
 	f.StringSliceVar(&metadata, "metadata", nil, "extra node metadata, k=v,k=v")
 	f.StringVar(&o.Node.AdminAddress, "admin-address", "127.0.0.1:15000", "admin listener address (with -c the bootstrap's admin wins)")
+	f.StringVar(&o.ReadyAddress, "ready-address", "0.0.0.0:15021", "health endpoint /healthz/ready (empty: off; off by default with -c)")
+	f.StringVar(&o.PrometheusAddress, "prometheus-address", "0.0.0.0:15090", "Prometheus endpoint /stats/prometheus (empty: off; off by default with -c)")
+	f.StringVar(&o.MergedAddress, "merged-address", "0.0.0.0:15020", "merged proxy + app metrics (empty: off; off by default with -c)")
+	f.StringVar(&o.AppMetricsURL, "app-metrics-url", "", "the application's Prometheus endpoint merged on --merged-address")
 	f.IntVar(&o.Concurrency, "concurrency", 0, "worker threads (GOMAXPROCS); 0 keeps the Go default")
 	f.DurationVar(&o.DrainDuration, "drain-duration", 5*time.Second, "how long SIGTERM lets in-flight requests finish")
 	f.StringVar(&o.LogLevel, "log-level", "info", "log level: trace, debug, info, warning, error, critical, off")

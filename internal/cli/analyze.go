@@ -39,13 +39,14 @@ weights not adding up to 100, a host that matches no Service or ServiceEntry).
 Directories are read recursively (*.yaml, *.yml, *.json). The exit status is
 non-zero when there are errors.`,
 		Example: `  trellis analyze -f bookinfo/networking/
-  trellis analyze -f virtual-service.yaml -f destination-rule.yaml --namespace istio-demo`,
+  trellis analyze -f virtual-service.yaml -f destination-rule.yaml --namespace istio-demo
+  kubectl get vs,dr -A -o yaml | trellis analyze -f -`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.files = append(o.files, args...)
-			return runAnalyze(cmd.OutOrStdout(), o)
+			return runAnalyze(cmd.OutOrStdout(), cmd.InOrStdin(), o)
 		},
 	}
-	cmd.Flags().StringArrayVarP(&o.files, "filename", "f", nil, "file or directory to analyze (repeatable)")
+	cmd.Flags().StringArrayVarP(&o.files, "filename", "f", nil, "file or directory to analyze, or - for standard input (repeatable)")
 	cmd.Flags().StringVarP(&o.namespace, "namespace", "n", "default", "namespace for objects that do not name one")
 	cmd.Flags().StringVar(&o.domainSuffix, "domain-suffix", validate.DefaultDomainSuffix, "cluster domain used to expand short host names")
 	cmd.Flags().StringVarP(&o.output, "output", "o", "log", "output format: log or json")
@@ -58,14 +59,14 @@ type analysis struct {
 	result validate.Result
 }
 
-func runAnalyze(w io.Writer, o *analyzeOptions) error {
+func runAnalyze(w io.Writer, stdin io.Reader, o *analyzeOptions) error {
 	if len(o.files) == 0 {
 		return errors.New("analyze: no input; pass -f FILE or -f DIR")
 	}
 	if o.output != "log" && o.output != "json" {
 		return fmt.Errorf("analyze: --output %q: want log or json", o.output)
 	}
-	a, err := analyzeFiles(o.files, o.namespace, o.domainSuffix)
+	a, err := analyzeFiles(o.files, o.namespace, o.domainSuffix, stdin)
 	if err != nil {
 		return err
 	}
@@ -146,9 +147,9 @@ func describeInputs(inputs []string, nfiles int) string {
 	return fmt.Sprintf("%s (%s)", strings.Join(inputs, ", "), plural(nfiles, "file"))
 }
 
-// analyzeFiles reads every input (files, or directories walked recursively),
-// validates each resource, and checks them together.
-func analyzeFiles(inputs []string, namespace, domainSuffix string) (*analysis, error) {
+// analyzeFiles reads every input (files, directories walked recursively, or
+// "-" for stdin), validates each resource, and checks them together.
+func analyzeFiles(inputs []string, namespace, domainSuffix string, stdin io.Reader) (*analysis, error) {
 	a := &analysis{}
 	for _, in := range inputs {
 		fs, err := configFiles(in)
@@ -161,11 +162,22 @@ func analyzeFiles(inputs []string, namespace, domainSuffix string) (*analysis, e
 	var kube []*config.KubeObject
 	defined := map[config.Key]*config.Resource{}
 	for _, f := range a.files {
-		data, err := os.ReadFile(f)
+		var data []byte
+		var err error
+		name := filepath.ToSlash(f)
+		if f == "-" {
+			if stdin == nil {
+				return nil, errors.New("analyze: no standard input")
+			}
+			data, err = io.ReadAll(stdin)
+			stdin, name = nil, "stdin"
+		} else {
+			data, err = os.ReadFile(f)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("analyze: %w", err)
 		}
-		res, err := config.ParseWithOptions(data, filepath.ToSlash(f), config.ParseOptions{DefaultNamespace: namespace})
+		res, err := config.ParseWithOptions(data, name, config.ParseOptions{DefaultNamespace: namespace})
 		if err != nil {
 			return nil, fmt.Errorf("analyze: %s: %w", f, err)
 		}
@@ -176,6 +188,10 @@ func analyzeFiles(inputs []string, namespace, domainSuffix string) (*analysis, e
 			} else {
 				a.result.Errors = append(a.result.Errors, validate.Issue{Source: f, Message: e.Error()})
 			}
+		}
+		for _, r := range res.Rejected {
+			// Already in error; report their other problems too.
+			a.result.Errors = append(a.result.Errors, validate.Resource(r).Errors...)
 		}
 		for _, r := range res.Resources {
 			a.result.Merge(validate.Resource(r))
@@ -199,7 +215,7 @@ func analyzeFiles(inputs []string, namespace, domainSuffix string) (*analysis, e
 // every *.yaml, *.yml and *.json under a directory, sorted.
 func configFiles(in string) ([]string, error) {
 	if in == "-" {
-		return nil, errors.New("analyze: reading from stdin is not supported; pass a file or directory")
+		return []string{"-"}, nil
 	}
 	fi, err := os.Stat(in)
 	if err != nil {

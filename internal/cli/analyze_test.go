@@ -73,6 +73,25 @@ func TestAnalyzeGolden(t *testing.T) {
 	}
 }
 
+func TestAnalyzeStdin(t *testing.T) {
+	data, err := os.ReadFile("testdata/analyze/errors/broken.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := Root()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetIn(bytes.NewReader(data))
+	root.SetArgs([]string{"analyze", "-f", "-"})
+	err = root.Execute()
+	if err == nil || !strings.Contains(err.Error(), "11 errors") {
+		t.Fatalf("got %v, want 11 errors", err)
+	}
+	if want := "Error (VirtualService default/reviews stdin#1) spec.http[0].route[0].weight: must be between 0 and 100, got 110"; !strings.Contains(out.String(), want) {
+		t.Errorf("got\n%s\nwant a line\n%s", out.String(), want)
+	}
+}
+
 func TestAnalyzeBadInvocation(t *testing.T) {
 	tests := []struct {
 		name string
@@ -128,7 +147,7 @@ func TestAnalyzeScenarios(t *testing.T) {
 		}
 		n++
 		t.Run(d.Name(), func(t *testing.T) {
-			a, err := analyzeFiles([]string{filepath.Join(root, d.Name())}, "default", "cluster.local")
+			a, err := analyzeFiles([]string{filepath.Join(root, d.Name())}, "default", "cluster.local", nil)
 			if err != nil {
 				t.Fatal(err)
 			}

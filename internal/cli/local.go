@@ -69,7 +69,8 @@ func newLocalUpCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if dir == "" {
+			ownDir := dir == ""
+			if ownDir {
 				dir = filepath.Join(local.StateDir(lf.stateDir), "config-"+lf.prefix)
 			}
 			if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -81,6 +82,11 @@ func newLocalUpCmd() *cobra.Command {
 			m, err := r.Up(ctx)
 			if err != nil {
 				return err
+			}
+			if ownDir {
+				if err := m.TrackFile(dir); err != nil {
+					return err
+				}
 			}
 			defer func() {
 				fmt.Fprintln(out, "tearing down")

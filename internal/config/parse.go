@@ -46,6 +46,11 @@ type ParseResult struct {
 	// Errors holds one *Issue per problem; an object with any error is not
 	// in Resources.
 	Errors []error
+	// Rejected holds objects that have errors (unknown fields, say) but
+	// whose spec could still be read, minus the offending fields. They
+	// must never be served; validating them reports their other problems
+	// in the same pass.
+	Rejected []*Resource
 }
 
 // ParseOptions tune Parse.
@@ -195,17 +200,22 @@ func (p *parser) object(obj map[string]any, src string) {
 		for _, pr := range problems {
 			p.fail(src, display, pr.path, "%s", pr.msg)
 		}
-		if len(problems) == 0 {
-			b, err := json.Marshal(rawSpec)
-			if err == nil {
-				err = decodeSpec(b, spec)
-			}
-			if err != nil {
-				p.fail(src, display, "spec", "%s", cleanProtoError(err))
-			}
+		b, err := json.Marshal(rawSpec)
+		if err == nil {
+			err = decodeSpec(b, spec)
+		}
+		switch {
+		case err != nil && len(problems) == 0:
+			p.fail(src, display, "spec", "%s", cleanProtoError(err))
+		case err != nil:
+			// The schema problems already explain it.
+			return
 		}
 	}
 	if len(p.res.Errors) > before {
+		// The spec could still be read (unknown fields dropped): keep it
+		// so that callers can report its other problems too.
+		p.res.Rejected = append(p.res.Rejected, &Resource{APIVersion: apiVersion, Kind: kind, Meta: meta, Spec: spec, Source: src})
 		return
 	}
 	p.res.Resources = append(p.res.Resources, &Resource{
@@ -396,8 +406,9 @@ func cleanProtoError(err error) string {
 
 // decodeSpec decodes a spec with the istio.io/api type's own JSON decoder
 // when it has one, so that Trellis reads exactly what Istio reads (Go
-// durations such as "500ms" included); protojson otherwise. Unknown fields
-// were already rejected, with their paths, by the schema check.
+// durations such as "500ms" included); protojson otherwise. That decoder
+// skips unknown fields; the schema check has already reported them, with
+// their paths.
 func decodeSpec(b []byte, spec proto.Message) error {
 	if u, ok := spec.(json.Unmarshaler); ok {
 		return u.UnmarshalJSON(b)

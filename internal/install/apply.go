@@ -77,7 +77,50 @@ func Apply(ctx context.Context, c *kube.Clients, comps []Component, o ApplyOptio
 		}
 		fmt.Fprintf(out, "✔ %s installed\n", comp.Name)
 	}
+	if err := prune(ctx, c, comps, out); err != nil {
+		return err
+	}
 	fmt.Fprintln(out, "✔ Installation complete")
+	return nil
+}
+
+// prune deletes objects an earlier install created that the current
+// settings no longer render (demo -> default removes the egress gateway).
+// CRDs and namespaces are never pruned (that would delete users' Istio
+// objects), nor the webhook certificate Secret.
+func prune(ctx context.Context, c *kube.Clients, comps []Component, out io.Writer) error {
+	keep := map[string]bool{}
+	for _, o := range Objects(comps) {
+		keep[o.GetKind()+"/"+o.GetNamespace()+"/"+o.GetName()] = true
+	}
+	sel := metav1.ListOptions{LabelSelector: LabelManagedBy + "=" + ManagedBy}
+	bg := metav1.DeletePropagationBackground
+	for _, r := range purgeKinds {
+		if r.Resource == "customresourcedefinitions" || r.Resource == "namespaces" {
+			continue
+		}
+		list, err := c.Dynamic.Resource(r).List(ctx, sel)
+		if err != nil {
+			return fmt.Errorf("prune: list %s: %w", r.Resource, err)
+		}
+		for _, item := range list.Items {
+			if keep[item.GetKind()+"/"+item.GetNamespace()+"/"+item.GetName()] || item.GetDeletionTimestamp() != nil ||
+				(item.GetKind() == "Secret" && item.GetName() == WebhookSecret) {
+				continue
+			}
+			ri := c.Dynamic.Resource(r)
+			var err error
+			if item.GetNamespace() != "" {
+				err = ri.Namespace(item.GetNamespace()).Delete(ctx, item.GetName(), metav1.DeleteOptions{PropagationPolicy: &bg})
+			} else {
+				err = ri.Delete(ctx, item.GetName(), metav1.DeleteOptions{PropagationPolicy: &bg})
+			}
+			if err != nil && !apierrors.IsNotFound(err) {
+				return fmt.Errorf("prune %s %s: %w", item.GetKind(), qualified(&item), err)
+			}
+			fmt.Fprintf(out, "  removed %s %s (not in these settings)\n", item.GetKind(), qualified(&item))
+		}
+	}
 	return nil
 }
 

@@ -159,6 +159,26 @@ func TestApplyWaitUninstallAgainstAPIServer(t *testing.T) {
 		t.Fatalf("apply with wait: %v", err)
 	}
 
+	// Switching to the default profile removes the egress gateway.
+	def, err := Load(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defComps, _ := Render(def)
+	var sw bytes.Buffer
+	if err := Apply(ctx, c, defComps, ApplyOptions{Out: &sw}); err != nil {
+		t.Fatalf("apply default: %v", err)
+	}
+	if _, err := c.Kube.AppsV1().Deployments("trellis-system").Get(ctx, "istio-egressgateway", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("egress gateway after switching to default: got %v, want not found", err)
+	}
+	if !strings.Contains(sw.String(), "removed Deployment trellis-system/istio-egressgateway (not in these settings)") {
+		t.Errorf("switch output: got %q, want the egress gateway's removal", sw.String())
+	}
+	if _, err := c.Kube.AppsV1().Deployments("trellis-system").Get(ctx, "trellisd", metav1.GetOptions{}); err != nil {
+		t.Errorf("trellisd after switching to default: %v", err)
+	}
+
 	// Plain uninstall removes the control plane but keeps the CRDs (and so
 	// the users' Istio objects).
 	if err := Uninstall(ctx, c, comps, UninstallOptions{}); err != nil {

@@ -59,11 +59,7 @@ func testRunner(t *testing.T, bin string) *Runner {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := range spec.Workloads {
-		if len(spec.Workloads[i].Command) > 0 {
-			spec.Workloads[i].Command = append([]string{bin}, spec.Workloads[i].Command...)
-		}
-	}
+	spec.ExpandCommand(bin)
 	var b [1]byte
 	rand.Read(b[:])
 	x := int(b[0])%200 + 20

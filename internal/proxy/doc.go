@@ -1,7 +1,8 @@
-// Package proxy composes trellis-proxy: it reads the bootstrap, starts the
-// xDS client, compiles listeners and routes, runs the accept loops and the
-// admin endpoints, and drains on shutdown. cmd/trellis-proxy only parses
-// flags into Options and calls Run.
+// Package proxy composes trellis-proxy: Run reads the bootstrap (an Envoy
+// Bootstrap file, or one built from flags and the sidecar environment),
+// compiles static clusters and listeners, starts the xDS client, the
+// listeners and the admin endpoints, and on shutdown drains. cmd/trellis-
+// proxy only parses flags into Options and calls Run.
 //
 // Flow of one connection:
 //
@@ -11,25 +12,15 @@
 //	       route match (route) -> fault, cors (filter) -> router
 //	       (timeouts, retries, mirror, header manipulation)
 //	  -> tcpproxy (weighted clusters, idle timeout, half-close)
-//	  -> cluster manager (PROXY-CONTROL) picks a host
+//	  -> cluster.Manager.Get -> (*cluster.Cluster).TryRequest / Pick /
+//	     Report (PROXY-CONTROL: load balancing, breakers, outlier detection)
 //	  -> pool (upstream keep-alive / multiplexed connections, keyed by
 //	     host address)
+//	  -> Observers: accesslog (when configured) and telemetry (Istio
+//	     metrics, with x-envoy-peer-metadata exchange between sidecars)
 //
-// The seam with the control-side packages (owned by PROXY-CONTROL):
-//
-//   - xdsclient calls a handler Apply(typeURL, map[name]*anypb.Any) error;
-//     this package owns the LDS/RDS handler (compile listeners and routes,
-//     swap atomically, return an error to NACK) and forwards CDS/EDS to the
-//     cluster manager.
-//   - cluster.Manager.Get(name) returns the compiled cluster or nil (the
-//     router answers 503 NR/UH). (*Cluster).Pick(lb context) returns a host
-//     or nil (503 UH). Circuit breakers are tried before a request/retry
-//     (overflow is 503 UO), and every attempt's outcome is reported to the
-//     cluster (Report(host, outcome)) for outlier detection.
-//   - The data path never imports the cluster package directly: httpconn
-//     and tcpproxy declare the small interfaces they need (Upstreams,
-//     Cluster, Host) and Run adapts the cluster manager to them, so each
-//     side can be tested with a fake.
-//   - stats counters and the telemetry recorder are bound once per listener
-//     or cluster at compile time; the request path only increments them.
+// Config flow: xdsclient hands each type's complete resource set to
+// (*Proxy).Apply: CDS/EDS go to the cluster manager, LDS and RDS are
+// compiled here (listener.Compile, route.Compile) and swapped in whole; an
+// error NACKs the update and the last good config keeps serving.
 package proxy

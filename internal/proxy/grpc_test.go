@@ -123,3 +123,34 @@ func TestGRPCThroughTwoHops(t *testing.T) {
 		}
 	})
 }
+
+// BenchmarkGRPCUnary measures a unary gRPC call (1 KiB each way) through
+// one in-process proxy hop over h2c on both sides.
+func BenchmarkGRPCUnary(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	testgrpc.RegisterTestServiceServer(srv, interop.NewTestServer())
+	go srv.Serve(ln)
+	b.Cleanup(srv.Stop)
+	hop := startProxy(b, []testListener{{Name: "out", HCM: hcm(vhost(`              - match: {prefix: /}
+                route: {cluster: next, timeout: 0s}
+`), "")}}, []testCluster{{Name: "next", HTTP2: true, Addrs: []string{ln.Addr().String()}}}, nil)
+	cc, err := grpc.NewClient(hop.addr(b, "out"), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cc.Close()
+	tc := testgrpc.NewTestServiceClient(cc)
+	req := &testpb.SimpleRequest{ResponseSize: 1024, Payload: &testpb.Payload{Body: make([]byte, 1024)}}
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := tc.UnaryCall(ctx, req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/trellis-mesh/trellis/internal/proxy/accesslog"
+	"github.com/trellis-mesh/trellis/internal/proxy/admin"
 	"github.com/trellis-mesh/trellis/internal/proxy/bootstrap"
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster"
 	"github.com/trellis-mesh/trellis/internal/proxy/httpconn"
@@ -26,6 +27,7 @@ import (
 	"github.com/trellis-mesh/trellis/internal/proxy/tcpproxy"
 	"github.com/trellis-mesh/trellis/internal/proxy/telemetry"
 	"github.com/trellis-mesh/trellis/internal/proxy/xdsclient"
+	"github.com/trellis-mesh/trellis/internal/version"
 )
 
 // Options configure Run. Zero values take the documented defaults.
@@ -48,6 +50,14 @@ type Options struct {
 	// Rebind maps configured listener addresses to the addresses actually
 	// bound (see listener.Server.Rebind).
 	Rebind map[string]string
+	// ReadyAddress, PrometheusAddress and MergedAddress serve
+	// /healthz/ready (Istio 15021), /stats/prometheus (15090) and
+	// pilot-agent's merged metrics (15020); empty means not served. The
+	// admin API address comes from the bootstrap's admin.address.
+	ReadyAddress, PrometheusAddress, MergedAddress string
+	// AppMetricsURL is the application's metrics endpoint merged on
+	// MergedAddress.
+	AppMetricsURL string
 	// Log receives the proxy's own log lines (default stderr).
 	Log io.Writer
 	// Ready, when set, is called once the static config is serving (and,
@@ -63,6 +73,7 @@ type Proxy struct {
 	Stats     *stats.Store
 	Telemetry *telemetry.Recorder
 	XDS       *xdsclient.Client
+	Admin     *admin.Server
 	HTTP      *httpconn.Manager
 	TCP       *tcpproxy.Proxy
 	sinks     *accesslog.Sinks
@@ -130,7 +141,9 @@ func New(bs *bootstrapv3.Bootstrap, o Options) (*Proxy, error) {
 	p.TCP.Telemetry = tel
 	p.HTTP.PeerMetadata, p.HTTP.PeerMetadataID = tel.peerHeader, tel.peerID
 	p.sinks = accesslog.NewSinks(p.Stats)
-	p.sinks.Stdout = w
+	if o.Log != nil {
+		p.sinks.Stdout = o.Log
+	}
 	p.cc = listener.Compilers{Routes: &p.routes, AccessLogs: accessLogs(p.sinks), TCPLogs: tcpAccessLogs(p.sinks)}
 	p.Listeners = &listener.Server{HTTP: p.HTTP, TCP: p.TCP, Rebind: o.Rebind, DrainTime: o.DrainDuration}
 	if p.debug {
@@ -173,10 +186,16 @@ func (p *Proxy) Apply(typeURL string, res map[string]*anypb.Any) error {
 // then it drains for DrainDuration and returns.
 func (p *Proxy) Serve(ctx context.Context, o Options) error {
 	defer p.Clusters.Close()
+	ctx, quit := context.WithCancel(ctx)
+	defer quit()
+	started := time.Now()
 	if err := p.Listeners.Update(context.Background(), p.static); err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
 	errc := make(chan error, 1)
+	dump := &admin.XDSDump{Bootstrap: p.Bootstrap, Started: started}
+	var synced atomic.Bool
+	synced.Store(p.Bootstrap.GetDynamicResources().GetAdsConfig() == nil)
 	if p.Bootstrap.GetDynamicResources().GetAdsConfig() != nil {
 		ads, err := bootstrap.ADSTarget(p.Bootstrap)
 		if err != nil {
@@ -193,6 +212,14 @@ func (p *Proxy) Serve(ctx context.Context, o Options) error {
 			return err
 		}
 		p.XDS = c
+		dump.Client = c
+		go func() {
+			select {
+			case <-c.Synced():
+				synced.Store(true)
+			case <-ctx.Done():
+			}
+		}()
 		go func() {
 			if err := c.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 				errc <- err
@@ -207,7 +234,34 @@ func (p *Proxy) Serve(ctx context.Context, o Options) error {
 				}
 			}()
 		}
-	} else if o.Ready != nil {
+	}
+	adminAddr := ""
+	if a := p.Bootstrap.GetAdmin().GetAddress(); a != nil {
+		adminAddr = bootstrap.AdminAddress(p.Bootstrap)
+	}
+	ad, err := admin.New(admin.Options{
+		Address:           adminAddr,
+		ReadyAddress:      o.ReadyAddress,
+		PrometheusAddress: o.PrometheusAddress,
+		MergedAddress:     o.MergedAddress,
+		AppMetricsURL:     o.AppMetricsURL,
+		ConfigSource:      dump,
+		Clusters:          p.Clusters,
+		Stats:             p.Stats,
+		Telemetry:         p.Telemetry,
+		Ready:             synced.Load,
+		Drain:             func() { p.draining.Store(true) },
+		Quit:              quit,
+		Version:           version.Version,
+		NodeID:            p.Bootstrap.GetNode().GetId(),
+	})
+	if err != nil {
+		p.Listeners.Shutdown(0)
+		return err
+	}
+	p.Admin = ad
+	defer ad.Close()
+	if p.XDS == nil && o.Ready != nil {
 		o.Ready(p)
 	}
 	select {
@@ -220,7 +274,9 @@ func (p *Proxy) Serve(ctx context.Context, o Options) error {
 		d = 5 * time.Second
 	}
 	p.draining.Store(true)
+	ad.SetDraining(true)
 	p.Listeners.Shutdown(d)
 	p.HTTP.Pool.CloseIdle("")
+	p.sinks.Close()
 	return nil
 }

@@ -41,10 +41,14 @@ type Port struct {
 
 // Service is one mesh service, identified by its fully qualified hostname.
 type Service struct {
-	Hostname   string // "bill-service.istio-demo.svc.cluster.local", or an external host
-	Name       string // short name, "bill-service"
-	Namespace  string
-	Addresses  []string // virtual IPs (ClusterIP, ServiceEntry addresses); may be empty
+	Hostname  string // "bill-service.istio-demo.svc.cluster.local", or an external host
+	Name      string // short name, "bill-service"
+	Namespace string
+	Addresses []string // virtual IPs (ClusterIP, ServiceEntry addresses); may be empty
+	// CIDRs are ServiceEntry addresses wider than one IP ("10.1.0.0/16"):
+	// TCP traffic to any address in them on a service port reaches the
+	// service. They are not virtual IPs (no listener, no DNS name).
+	CIDRs      []string
 	Ports      []Port
 	Resolution Resolution
 	// MeshExternal is true for ServiceEntry location MESH_EXTERNAL.

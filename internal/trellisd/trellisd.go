@@ -262,7 +262,9 @@ func run(ctx context.Context, o Options, tr translator) error {
 		// Thousands of mostly idle streams: don't keep a write buffer each.
 		grpc.SharedWriteBuffer(true),
 		grpc.ReadBufferSize(8<<10),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		// Dead peers are found by keepalive; a live but CPU-starved proxy gets
+		// 20s to answer a ping before its stream is dropped.
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 20 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	)
 	s.ads.Register(g)

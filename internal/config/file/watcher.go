@@ -46,6 +46,7 @@ type Watcher struct {
 	mu       sync.Mutex
 	errs     map[string][]validate.Issue // display path -> errors of the latest read
 	warns    map[string][]validate.Issue // display path -> warnings of the served content
+	cross    map[string][]validate.Issue // display path -> cross-resource warnings (validate.Snapshot)
 	content  map[string][]byte           // abs path -> last bytes read
 	inStore  map[string]bool             // abs path -> has a source in the store
 	synced   chan struct{}
@@ -66,7 +67,7 @@ func New(dir string, store *config.Store, opts Options) *Watcher {
 	}
 	return &Watcher{
 		dir: dir, store: store, opts: opts,
-		errs: map[string][]validate.Issue{}, warns: map[string][]validate.Issue{},
+		errs: map[string][]validate.Issue{}, warns: map[string][]validate.Issue{}, cross: map[string][]validate.Issue{},
 		content: map[string][]byte{}, inStore: map[string]bool{},
 		synced: make(chan struct{}),
 	}
@@ -93,13 +94,19 @@ func (w *Watcher) Errors() map[string][]validate.Issue {
 	return out
 }
 
-// Warnings returns, per file, the warnings about the content being served.
+// Warnings returns, per file, the warnings about the content being served:
+// each resource's own (weights not adding up to 100, ...) and those that
+// need the whole directory (a subset no DestinationRule defines, a host no
+// Service or ServiceEntry in the directory declares). The map is a copy.
 func (w *Watcher) Warnings() map[string][]validate.Issue {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	out := make(map[string][]validate.Issue, len(w.warns))
+	out := make(map[string][]validate.Issue, len(w.warns)+len(w.cross))
 	for k, v := range w.warns {
 		out[k] = append([]validate.Issue(nil), v...)
+	}
+	for k, v := range w.cross {
+		out[k] = append(out[k], v...)
 	}
 	return out
 }
@@ -304,7 +311,40 @@ func (w *Watcher) apply(files []string, roots []string) {
 			changes = append(changes, c)
 		}
 	}
+	if len(changes) == 0 {
+		return
+	}
 	w.store.Apply(changes)
+	w.crossCheck()
+}
+
+// crossCheck runs the whole-directory checks on the served snapshot and
+// logs warnings that are new since the last run.
+func (w *Watcher) crossCheck() {
+	snap := w.store.Snapshot()
+	res := validate.Snapshot(snap, validate.HostsFromConfig(snap, snap.KubeObjects(), ""))
+	cross := map[string][]validate.Issue{}
+	for _, is := range res.Warnings {
+		file := is.Source
+		if i := strings.LastIndexByte(file, '#'); i >= 0 {
+			file = file[:i]
+		}
+		cross[file] = append(cross[file], is)
+	}
+	w.mu.Lock()
+	old := map[string]bool{}
+	for _, list := range w.cross {
+		for _, is := range list {
+			old[is.String()] = true
+		}
+	}
+	w.cross = cross
+	w.mu.Unlock()
+	for _, is := range res.Warnings {
+		if !old[is.String()] {
+			w.opts.Logf("config: warning: %s", is.String())
+		}
+	}
 }
 
 func underAny(p string, roots []string) bool {
@@ -350,6 +390,9 @@ func (w *Watcher) read(p string) (config.Change, bool) {
 		} else {
 			for _, e := range parsed.Errors {
 				res.Errors = append(res.Errors, asIssue(e, name))
+			}
+			for _, r := range parsed.Rejected {
+				res.Errors = append(res.Errors, validate.Resource(r).Errors...)
 			}
 			res.Merge(validate.Resources(parsed.Resources))
 			res.Merge(duplicates(parsed.Resources))

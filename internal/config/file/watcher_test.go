@@ -284,3 +284,27 @@ func TestLoadSharedScenarios(t *testing.T) {
 		t.Errorf("got %d Kubernetes objects from the scenarios, want at least 10", got)
 	}
 }
+
+func TestWatcherCrossWarnings(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "dr.yaml"), drYAML)
+	write(t, filepath.Join(dir, "vs.yaml"), strings.Replace(vsYAML("vs", 90), "subset: v2", "subset: v3", 1))
+	w, store, logs := start(t, dir)
+	eventually(t, store, "DestinationRule/demo/bill Service/demo/bill-service VirtualService/demo/vs[90]")
+	warns := w.Warnings()["vs.yaml"]
+	if len(warns) != 1 || warns[0].Field != "spec.http[0].route[1].destination.subset" || !strings.Contains(warns[0].Message, `subset "v3"`) {
+		t.Fatalf("got warnings %v, want one about subset v3", w.Warnings())
+	}
+	if !logs.contains(`subset "v3"`) {
+		t.Error("the warning was not logged")
+	}
+	// Defining the subset clears it.
+	write(t, filepath.Join(dir, "dr.yaml"), strings.Replace(drYAML, "- {name: v2, labels: {version: v2}}", "- {name: v2, labels: {version: v2}}\n  - {name: v3, labels: {version: v3}}", 1))
+	deadline := time.Now().Add(10 * time.Second)
+	for len(w.Warnings()["vs.yaml"]) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("warnings never cleared: %v", w.Warnings())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -105,7 +105,7 @@ func (c *checker) loadBalancer(p Path, lb *networking.LoadBalancerSettings) {
 			}
 		case *networking.LoadBalancerSettings_ConsistentHashLB_UseSourceIp:
 			if !k.UseSourceIp {
-				c.errorf(cp.Field("useSourceIp"), "false selects no hash key; set it to true or choose another key")
+				c.warnf(cp.Field("useSourceIp"), "false selects no hash key; set it to true or choose another key")
 			}
 		}
 		if ch.GetMinimumRingSize() != 0 && ch.GetRingHash() != nil {

@@ -15,7 +15,7 @@ func (c *checker) selector(p Path, ws *typev1beta1.WorkloadSelector) {
 		return
 	}
 	if len(ws.GetMatchLabels()) == 0 {
-		c.errorf(p.Field("matchLabels"), "missing; a selector needs matchLabels (remove the selector to apply to the whole namespace)")
+		c.warnf(p.Field("matchLabels"), "empty, so the policy applies to every workload in the namespace; remove the selector to say so")
 	}
 	c.checkLabels(p.Field("matchLabels"), ws.GetMatchLabels())
 }

@@ -19,7 +19,7 @@ func (c *checker) serviceEntry(se *networking.ServiceEntry) {
 			continue
 		}
 		if isIP(h) {
-			c.errorf(p, "host %q is an IP address; put IPs in addresses and use a DNS name as host", h)
+			c.warnf(p, "host %q is an IP address; put IPs in addresses and use a DNS name as host", h)
 			continue
 		}
 		c.checkFQDN(p, h, true)
@@ -31,7 +31,7 @@ func (c *checker) serviceEntry(se *networking.ServiceEntry) {
 		c.checkIPOrCIDR(spec.Field("addresses").Index(i), a)
 	}
 	if len(se.GetPorts()) == 0 {
-		c.errorf(spec.Field("ports"), "missing; a ServiceEntry needs at least one port (number, protocol, name)")
+		c.warnf(spec.Field("ports"), "missing; without ports the ServiceEntry adds no listeners or clusters")
 	}
 	portNames := map[string]int{}
 	portNumbers := map[uint32]int{}

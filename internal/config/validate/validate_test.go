@@ -24,6 +24,9 @@ func check(t *testing.T, yaml string) Result {
 		}
 		res.Errors = append(res.Errors, *is)
 	}
+	for _, r := range pr.Rejected {
+		res.Errors = append(res.Errors, Resource(r).Errors...)
+	}
 	res.Merge(Resources(pr.Resources))
 	return res
 }
@@ -135,6 +138,8 @@ func TestInvalidInputs(t *testing.T) {
 		{"gateway duplicate port name", obj("networking.istio.io/v1", "Gateway", "servers:\n- port: {number: 80, name: http, protocol: HTTP}\n  hosts: [\"*\"]\n- port: {number: 81, name: http, protocol: HTTP}\n  hosts: [\"*\"]"), "spec.servers[1].port.name", "must be unique"},
 		{"gateway without hosts", obj("networking.istio.io/v1", "Gateway", "servers:\n- port: {number: 80, name: http, protocol: HTTP}"), "spec.servers[0].hosts", "missing"},
 		{"service entry without hosts", obj("networking.istio.io/v1", "ServiceEntry", "ports: [{number: 80, name: http, protocol: HTTP}]"), "spec.hosts", "missing"},
+		{"service entry duplicate port", obj("networking.istio.io/v1", "ServiceEntry", "hosts: [a.example.com]\nports: [{number: 80, name: http}, {number: 80, name: http2}]"), "spec.ports[1].number", "already declared"},
+		{"cidr address with dns", obj("networking.istio.io/v1", "ServiceEntry", "hosts: [a.example.com]\naddresses: [10.0.0.0/24]\nports: [{number: 80, name: http}]\nresolution: DNS"), "spec.addresses", "needs resolution NONE or STATIC"},
 		{"static with host name endpoint", obj("networking.istio.io/v1", "ServiceEntry", "hosts: [db.example.com]\nports: [{number: 3306, name: tcp, protocol: TCP}]\nresolution: STATIC\nendpoints:\n- address: db1.example.com"), "spec.endpoints[0].address", "resolution STATIC needs IP"},
 		{"selector and endpoints", obj("networking.istio.io/v1", "ServiceEntry", "hosts: [a.example.com]\nports: [{number: 80, name: http, protocol: HTTP}]\nresolution: STATIC\nworkloadSelector: {labels: {app: a}}\nendpoints:\n- address: 10.0.0.1"), "spec.workloadSelector", "exclusive"},
 		{"dns wildcard without endpoints", obj("networking.istio.io/v1", "ServiceEntry", "hosts: [\"*.example.com\"]\nports: [{number: 80, name: http, protocol: HTTP}]\nresolution: DNS"), "spec.hosts[0]", "cannot be resolved by DNS"},
@@ -157,7 +162,6 @@ func TestInvalidInputs(t *testing.T) {
 		{"empty source", obj("security.istio.io/v1", "AuthorizationPolicy", "rules:\n- from:\n  - source: {}"), "spec.rules[0].from[0].source", "empty source"},
 		{"bad ip block", obj("security.istio.io/v1", "AuthorizationPolicy", "rules:\n- from:\n  - source: {ipBlocks: [300.1.1.1]}"), "spec.rules[0].from[0].source.ipBlocks[0]", "not a valid IP"},
 		{"bad operation port", obj("security.istio.io/v1", "AuthorizationPolicy", "rules:\n- to:\n  - operation: {ports: [http]}"), "spec.rules[0].to[0].operation.ports[0]", "not a port number"},
-		{"selector with empty labels", obj("security.istio.io/v1", "AuthorizationPolicy", "selector: {matchLabels: {}}\naction: DENY"), "spec.selector.matchLabels", "missing"},
 		{"jwt rule without issuer", obj("security.istio.io/v1", "RequestAuthentication", "jwtRules:\n- jwksUri: https://example.com/jwks.json"), "spec.jwtRules[0].issuer", "missing"},
 		{"jwt bad jwks uri", obj("security.istio.io/v1", "RequestAuthentication", "jwtRules:\n- issuer: me\n  jwksUri: not-a-url"), "spec.jwtRules[0].jwksUri", "not an http(s) URL"},
 	}
@@ -229,6 +233,9 @@ func TestWarnings(t *testing.T) {
 		{"weights sum to 90", vs(strings.Replace(route2, "%s", "0", 1)), "spec.http[0].route", "add up to 90, not 100"},
 		{"tcp weights sum to 150", vs("hosts: [a]\ntcp:\n- route:\n  - destination: {host: a, subset: v1}\n    weight: 100\n  - destination: {host: a, subset: v2}\n    weight: 50\n"), "spec.tcp[0].route", "add up to 150"},
 		{"single destination weight", vs("hosts: [a]\nhttp:\n- route:\n  - destination: {host: a}\n    weight: 50\n"), "spec.http[0].route[0].weight", "receives all traffic"},
+		{"selector with empty labels", obj("security.istio.io/v1", "AuthorizationPolicy", "selector: {matchLabels: {}}\naction: DENY"), "spec.selector.matchLabels", "applies to every workload"},
+		{"service entry without ports", obj("networking.istio.io/v1", "ServiceEntry", "hosts: [a.example.com]\nresolution: DNS"), "spec.ports", "missing"},
+		{"mirror percentage alone", vs("hosts: [a]\nhttp:\n- mirrorPercentage: {value: 5}\n  route:\n  - destination: {host: a}\n"), "spec.http[0].mirrorPercentage", "no effect"},
 		{"duplicate route name", vs("hosts: [a]\nhttp:\n- name: r\n  route:\n  - destination: {host: a}\n- name: r\n  route:\n  - destination: {host: b}\n"), "spec.http[1].name", "used more than once"},
 	}
 	for _, tc := range tests {
@@ -262,6 +269,15 @@ func TestIssueString(t *testing.T) {
 func TestEveryProblemReported(t *testing.T) {
 	res := check(t, vs("hosts: [a]\nhttp:\n- timeout: 5\n  rout: []\n  route:\n  - destination: {host: a}\n    weight: x\n"))
 	want := map[string]bool{"spec.http[0].timeout": false, "spec.http[0].rout": false, "spec.http[0].route[0].weight": false}
+	assertAll(t, res, want)
+	// Schema problems (an unknown field) and semantic ones (a weight out of
+	// range, a duplicate subset) are reported in one pass.
+	res = check(t, dr("host: a\ntrafficPolicy:\n  loadBalancer: {simpel: RANDOM}\nsubsets:\n- name: v1\n- name: v1\n"))
+	assertAll(t, res, map[string]bool{"spec.trafficPolicy.loadBalancer.simpel": false, "spec.subsets[1].name": false})
+}
+
+func assertAll(t *testing.T, res Result, want map[string]bool) {
+	t.Helper()
 	for _, e := range res.Errors {
 		if _, ok := want[e.Field]; ok {
 			want[e.Field] = true

@@ -37,7 +37,7 @@ func (c *checker) virtualService(vs *networking.VirtualService) {
 	for i, h := range vs.GetHosts() {
 		p := spec.Field("hosts").Index(i)
 		if seenHosts[h] {
-			c.errorf(p, "duplicate host %q", h)
+			c.warnf(p, "duplicate host %q", h)
 			continue
 		}
 		seenHosts[h] = true
@@ -215,7 +215,7 @@ func (c *checker) httpRoute(p Path, r *networking.HTTPRoute, inDelegate bool) {
 		c.errorf(p.Field("rewrite"), "cannot be used together with redirect; choose one")
 	}
 	if (hasRedirect || hasDirect) && (r.GetFault() != nil || r.GetMirror() != nil || len(r.GetMirrors()) > 0) {
-		c.errorf(p, "fault and mirror need a route; they cannot be used with redirect or directResponse")
+		c.warnf(p, "fault and mirror act on routed traffic; with redirect or directResponse they have no effect")
 	}
 	if hasDelegate {
 		if inDelegate {
@@ -258,9 +258,6 @@ func (c *checker) httpRoute(p Path, r *networking.HTTPRoute, inDelegate bool) {
 		}
 		if _, ok := rd.GetRedirectPort().(*networking.HTTPRedirect_Port); ok {
 			c.checkPort(rp.Field("port"), rd.GetPort())
-		}
-		if s := rd.GetScheme(); s != "" && s != "http" && s != "https" {
-			c.errorf(rp.Field("scheme"), "%q is not allowed; want http or https", s)
 		}
 	}
 	if dr := r.GetDirectResponse(); dr != nil {
@@ -308,7 +305,7 @@ func (c *checker) httpRoute(p Path, r *networking.HTTPRoute, inDelegate bool) {
 		c.checkPercent(p.Field("mirrorPercentage").Field("value"), r.GetMirrorPercentage().GetValue())
 	}
 	if (r.GetMirrorPercent() != nil || r.GetMirrorPercentage() != nil) && r.GetMirror() == nil {
-		c.errorf(p.Field("mirrorPercentage"), "set without mirror; add a mirror destination or remove it")
+		c.warnf(p.Field("mirrorPercentage"), "set without mirror, so it has no effect; add a mirror destination or remove it")
 	}
 	for i, m := range r.GetMirrors() {
 		mp := p.Field("mirrors").Index(i)

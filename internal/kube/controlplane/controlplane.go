@@ -48,8 +48,11 @@ type Options struct {
 
 // Wired is what Wire started.
 type Wired struct {
-	Clients     *kube.Clients
-	Registry    *registrykube.Registry
+	Clients  *kube.Clients
+	Registry *registrykube.Registry
+	// Remote holds the clusters joined by Secrets labelled
+	// istio/multiCluster=true in the control plane's namespace.
+	Remote      *registrykube.Clusters
 	Config      *configkube.Source
 	Credentials *credential.Watcher
 	// WebhookAddr is the bound webhook address, or nil when disabled.
@@ -96,7 +99,11 @@ func Wire(ctx context.Context, ko Options, o *trellisd.Options) (*Wired, error) 
 	if err := w.Credentials.Start(ctx); err != nil {
 		return nil, fmt.Errorf("gateway credentials: %w", err)
 	}
-	o.Registries = append(o.Registries, w.Registry)
+	w.Remote = registrykube.NewClusters(c.Kube, ko.Namespace, registrykube.Options{DomainSuffix: ko.DomainSuffix})
+	if err := w.Remote.Start(ctx); err != nil {
+		return nil, fmt.Errorf("remote clusters: %w", err)
+	}
+	o.Registries = append(o.Registries, w.Registry, w.Remote)
 
 	if ko.WebhookCertDir == "" {
 		return w, nil

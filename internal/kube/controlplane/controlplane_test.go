@@ -48,7 +48,7 @@ func TestWireWithoutMountedCerts(t *testing.T) {
 	if err != nil {
 		t.Fatalf("wire: %v", err)
 	}
-	if w.WebhookAddr == nil || len(o.Registries) != 1 || o.Store == nil {
+	if w.WebhookAddr == nil || len(o.Registries) != 2 || o.Store == nil {
 		t.Fatalf("wired: got webhook %v, %d registries, store %v", w.WebhookAddr, len(o.Registries), o.Store)
 	}
 	sec, err := c.Kube.CoreV1().Secrets("trellis-system").Get(ctx, install.WebhookSecret, metav1.GetOptions{})

@@ -56,7 +56,7 @@ func loadResources(t *testing.T) map[resource.Type][]types.Resource {
 		t.Fatal(err)
 	}
 	kinds := map[string]resource.Type{"clusters": resource.ClusterType, "endpoints": resource.EndpointType,
-		"listeners": resource.ListenerType, "routes": resource.RouteType}
+		"listeners": resource.ListenerType, "routes": resource.RouteType, "secrets": resource.SecretType}
 	out := map[resource.Type][]types.Resource{}
 	for key, list := range raw {
 		for i, r := range list {
@@ -169,7 +169,7 @@ func (p *proxy) publish(t *testing.T) {
 		t.Fatal("timed out waiting for the first config")
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for len(p.client.Resources(xdsclient.RouteType)) == 0 || !p.manager.Warm() {
+	for len(p.client.Resources(xdsclient.RouteType)) == 0 || len(p.client.Resources(xdsclient.SecretType)) == 0 || !p.manager.Warm() {
 		if time.Now().After(deadline) {
 			t.Fatal("timed out waiting for routes and endpoints")
 		}
@@ -249,7 +249,10 @@ func TestAdminEndToEnd(t *testing.T) {
 		if err := protojson.Unmarshal([]byte(body), &d); err != nil {
 			t.Fatalf("got a dump protojson cannot read: %v", err)
 		}
-		wantTypes := []string{"BootstrapConfigDump", "ListenersConfigDump", "ClustersConfigDump", "RoutesConfigDump", "EndpointsConfigDump"}
+		wantTypes := []string{"BootstrapConfigDump", "ListenersConfigDump", "ClustersConfigDump", "RoutesConfigDump", "EndpointsConfigDump", "SecretsConfigDump"}
+		if strings.Contains(body, "super-secret-private-key") || !strings.Contains(body, "[redacted]") {
+			t.Errorf("got a dump with the private key, want it redacted")
+		}
 		if len(d.GetConfigs()) != len(wantTypes) {
 			t.Fatalf("got %d configs, want %d", len(d.GetConfigs()), len(wantTypes))
 		}
@@ -312,8 +315,8 @@ func TestAdminEndToEnd(t *testing.T) {
 				Acked   uint64
 			}
 		}
-		if err := json.Unmarshal([]byte(body), &st); err != nil || code != 200 || !st.Connected || len(st.Types) != 4 {
-			t.Fatalf("got %d %q %v, want 4 types while connected", code, body, err)
+		if err := json.Unmarshal([]byte(body), &st); err != nil || code != 200 || !st.Connected || len(st.Types) != 5 {
+			t.Fatalf("got %d %q %v, want 5 types while connected", code, body, err)
 		}
 		for _, ty := range st.Types {
 			if ty.Acked == 0 || ty.Version == "" {
@@ -324,7 +327,7 @@ func TestAdminEndToEnd(t *testing.T) {
 
 	t.Run("listeners", func(t *testing.T) {
 		_, body := get(t, "GET", base+"/listeners")
-		for _, want := range []string{"virtualOutbound::0.0.0.0:15001", "virtualInbound::0.0.0.0:15006", "10.96.0.20_6379::10.96.0.20:6379"} {
+		for _, want := range []string{"virtualOutbound::0.0.0.0:15001", "virtualInbound::0.0.0.0:15006", "10.96.0.20_6379::10.96.0.20:6379", "0.0.0.0_8443::0.0.0.0:8443"} {
 			if !strings.Contains(body, want) {
 				t.Errorf("got /listeners %q, want %q", body, want)
 			}
@@ -375,8 +378,18 @@ func TestAdminEndToEnd(t *testing.T) {
 			if labels["destination_service"] != "nginx.sidecar.svc.cluster.local" || labels["destination_workload"] == "unknown" {
 				t.Errorf("got labels %v, want nginx's identity from cluster and endpoint metadata", labels)
 			}
-			if fams["envoy_cluster_upstream_rq_503"] == nil || fams["envoy_cluster_upstream_rq_503"].GetMetric()[0].GetCounter().GetValue() != 0 {
-				t.Errorf("%s: got no envoy_cluster_upstream_rq_503", url)
+			found := false
+			for _, m := range fams["envoy_cluster_upstream_rq"].GetMetric() {
+				l := map[string]string{}
+				for _, lp := range m.GetLabel() {
+					l[lp.GetName()] = lp.GetValue()
+				}
+				if l["response_code"] == "503" && l["cluster_name"] == "outbound|80||nginx.sidecar.svc.cluster.local" {
+					found = m.GetCounter().GetValue() == 0 // reset above
+				}
+			}
+			if !found {
+				t.Errorf("%s: got no envoy_cluster_upstream_rq{response_code=\"503\"} for nginx at 0 after the reset", url)
 			}
 		}
 	})

@@ -5,6 +5,8 @@ import (
 
 	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -98,8 +100,23 @@ func (d *XDSDump) ConfigDump() (*adminv3.ConfigDump, error) {
 			}
 		}
 	}
+	msgs := []proto.Message{bs, lds, cds, rds, eds}
+	if d.Client != nil {
+		if secrets := d.Client.Resources(xdsclient.SecretType); len(secrets) > 0 {
+			sds := &adminv3.SecretsConfigDump{}
+			for _, r := range secrets {
+				red, err := redactSecret(r.Resource)
+				if err != nil {
+					return nil, err
+				}
+				sds.DynamicActiveSecrets = append(sds.DynamicActiveSecrets, &adminv3.SecretsConfigDump_DynamicSecret{
+					Name: r.Name, VersionInfo: r.Version, LastUpdated: timestamppb.New(r.LastUpdated), Secret: red})
+			}
+			msgs = append(msgs, sds)
+		}
+	}
 	out := &adminv3.ConfigDump{}
-	for _, msg := range []proto.Message{bs, lds, cds, rds, eds} {
+	for _, msg := range msgs {
 		a, err := anypb.New(msg)
 		if err != nil {
 			return nil, err
@@ -107,4 +124,21 @@ func (d *XDSDump) ConfigDump() (*adminv3.ConfigDump, error) {
 		out.Configs = append(out.Configs, a)
 	}
 	return out, nil
+}
+
+// redactSecret hides private keys and generic secrets, as Envoy's
+// /config_dump does.
+func redactSecret(a *anypb.Any) (*anypb.Any, error) {
+	var s tlsv3.Secret
+	if err := a.UnmarshalTo(&s); err != nil {
+		return nil, err
+	}
+	redacted := &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: "[redacted]"}}
+	if c := s.GetTlsCertificate(); c != nil && c.GetPrivateKey() != nil {
+		c.PrivateKey = redacted
+	}
+	if g := s.GetGenericSecret(); g != nil && g.GetSecret() != nil {
+		g.Secret = redacted
+	}
+	return anypb.New(&s)
 }

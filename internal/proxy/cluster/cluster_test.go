@@ -599,3 +599,7 @@ func TestConcurrentUpdatesAndPicks(t *testing.T) {
 	close(stop)
 	wg.Wait()
 }
+
+func noDNS(context.Context, string) ([]netip.Addr, error) {
+	return nil, errors.New("test: no DNS")
+}

@@ -132,7 +132,9 @@ func parseContentLength(v []byte) (int64, error) {
 }
 
 // hopByHop lists the connection-specific fields a proxy never forwards.
-var hopByHop = [...]string{"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "upgrade", "trailer"}
+// (Trailer is kept: it announces the trailer fields a chunked body ends
+// with, and clients need it to expose them.)
+var hopByHop = [...]string{"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "upgrade"}
 
 // IsHopByHop reports whether name is a connection-specific header field.
 func IsHopByHop(name []byte) bool {

@@ -24,9 +24,9 @@ func (e *exchange) attemptH1(cl *cluster.Cluster, host *lb.Host, deadline time.T
 		var c *pool.Conn
 		var err error
 		if fresh {
-			c, err = e.m.Pool.Dial(host.Address, cl.ConnectTimeout)
+			c, err = e.m.Pool.Dial(host.Address, cl.UpstreamBindSource, cl.ConnectTimeout)
 		} else {
-			c, err = e.m.Pool.Get(host.Address, cl.ConnectTimeout)
+			c, err = e.m.Pool.Get(host.Address, cl.UpstreamBindSource, cl.ConnectTimeout)
 		}
 		if err != nil {
 			return connectFailed, 0
@@ -337,7 +337,11 @@ func (e *exchange) finishUpstream(ok bool) {
 	if e.uc == nil {
 		return
 	}
-	if ok && e.ubody.Done() && !e.resp.Close && !e.ubody.UntilEOF() && (e.body == nil || e.buffered || e.bodyFullySent()) {
+	maxed := false
+	if cl := e.rec.Cluster; cl != nil && cl.MaxRequestsPerConnection > 0 && e.uc.Requests >= int(cl.MaxRequestsPerConnection) {
+		maxed = true // max_requests_per_connection reached
+	}
+	if ok && !maxed && e.ubody.Done() && !e.resp.Close && !e.ubody.UntilEOF() && (e.body == nil || e.buffered || e.bodyFullySent()) {
 		e.m.Pool.Put(e.uc)
 	} else {
 		e.m.Pool.Discard(e.uc)

@@ -32,10 +32,13 @@ func (e *exchange) attemptH2(cl *cluster.Cluster, host *lb.Host, deadline time.T
 		cancel()
 		return resetBeforeResponse, 0
 	}
+	if cl.UpstreamBindSource != "" {
+		req = req.WithContext(pool.WithBindSource(req.Context(), cl.UpstreamBindSource))
+	}
 	if cl.ConnectTimeout > 0 {
 		// The transport dials with the request's context; a connect
 		// timeout shorter than the deadline is enforced by the dialer.
-		req = req.WithContext(pool.WithConnectTimeout(ctx, cl.ConnectTimeout))
+		req = req.WithContext(pool.WithConnectTimeout(req.Context(), cl.ConnectTimeout))
 	}
 	resp, err := e.m.Pool.H2().RoundTrip(req)
 	if err != nil {
@@ -140,6 +143,15 @@ func (e *exchange) respondH2Upstream(r *route.Route, wc *route.WeightedCluster, 
 	}
 	if s := resp.Header.Get("grpc-status"); s != "" {
 		e.rec.GRPCStatus = atoiOr(s, -1)
+	}
+	if len(resp.Trailer) > 0 && !e.h2 && resp.ContentLength < 0 {
+		// Announce the trailers for HTTP/1.1 clients (the transport took
+		// the Trailer field out of the header).
+		names := make([]string, 0, len(resp.Trailer))
+		for k := range resp.Trailer {
+			names = append(names, strings.ToLower(k))
+		}
+		out = append(out, http1.Header{Name: []byte("trailer"), Value: []byte(strings.Join(names, ", "))})
 	}
 	out = e.decorateResponse(out, r, wc, corsHdrs, sent)
 	e.outHdr = out

@@ -34,10 +34,16 @@ type Listener struct {
 	IP      netip.Addr
 	Port    uint32
 	// Bind is false for virtual listeners that only receive hand-offs.
-	Bind           bool
+	Bind bool
+	// UseOriginalDst (the listener's use_original_dst) hands a connection
+	// to the listener for its original destination, when there is one.
 	UseOriginalDst bool
-	Chains         []*Chain
-	Default        *Chain
+	// RestoreDst (the original_dst listener filter, or use_original_dst)
+	// makes the original destination the connection's local address for
+	// filter-chain matching and ORIGINAL_DST clusters.
+	RestoreDst bool
+	Chains     []*Chain
+	Default    *Chain
 	// SniffTimeout bounds the wait for the first bytes (listener filter
 	// timeout); on timeout matching continues without them.
 	SniffTimeout time.Duration
@@ -102,13 +108,14 @@ func Compile(l *listenerv3.Listener, cc Compilers) (*Listener, error) {
 		out.Bind = l.GetDeprecatedV1().GetBindToPort().GetValue()
 	}
 	out.UseOriginalDst = l.GetUseOriginalDst().GetValue()
+	out.RestoreDst = out.UseOriginalDst
 	if t := l.GetListenerFiltersTimeout(); t != nil {
 		out.SniffTimeout = t.AsDuration()
 	}
 	for i, lf := range l.GetListenerFilters() {
 		switch lf.GetName() {
 		case OriginalDstName:
-			out.UseOriginalDst = out.UseOriginalDst || true
+			out.RestoreDst = true
 		case TLSInspectorName, HTTPInspector:
 		default:
 			return nil, fmt.Errorf("%s.listener_filters[%d].name: %q is not supported", path, i, lf.GetName())

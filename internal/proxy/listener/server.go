@@ -300,13 +300,15 @@ func (s *Server) serve(r *running, c net.Conn) {
 		}
 	}
 	origDst := ""
-	if l.UseOriginalDst {
+	if l.RestoreDst {
 		if od, ok := originalDst(c); ok {
 			dst = od
 		}
 		origDst = dst.String()
-		if t := s.handOff(dst); t != nil && t != l {
-			l = t
+		if l.UseOriginalDst {
+			if t := s.handOff(dst); t != nil && t != l {
+				l = t
+			}
 		}
 	}
 	f.DstIP, f.DstPort = dst.Addr().Unmap(), uint32(dst.Port())

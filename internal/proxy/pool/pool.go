@@ -17,8 +17,10 @@ import (
 // Conn is one upstream HTTP/1.1 connection with its buffers.
 type Conn struct {
 	net.Conn
-	BR   *bufio.Reader
-	BW   *bufio.Writer
+	BR *bufio.Reader
+	BW *bufio.Writer
+	// Addr is the pool key: the address dialled, prefixed with the bind
+	// source when there is one.
 	Addr string
 	// Reused is set when Get returned the connection from the idle list.
 	Reused bool
@@ -78,19 +80,25 @@ func New(opts Options) *Pool {
 }
 
 // Get returns an idle connection to addr, or dials a new one within
-// connectTimeout (0: no limit).
-func (p *Pool) Get(addr string, connectTimeout time.Duration) (*Conn, error) {
+// connectTimeout (0: no limit). bind, when set, is the local source IP
+// (upstream_bind_config, e.g. 127.0.0.6 for inbound passthrough);
+// connections with different sources are pooled apart.
+func (p *Pool) Get(addr, bind string, connectTimeout time.Duration) (*Conn, error) {
 	now := p.opts.Now()
+	key := addr
+	if bind != "" {
+		key = bind + ">" + addr
+	}
 	for {
 		p.mu.Lock()
-		list := p.idle[addr]
+		list := p.idle[key]
 		if len(list) == 0 {
 			p.mu.Unlock()
 			break
 		}
 		c := list[len(list)-1]
 		list[len(list)-1] = nil
-		p.idle[addr] = list[:len(list)-1]
+		p.idle[key] = list[:len(list)-1]
 		p.mu.Unlock()
 		idle := now.Sub(c.idleAt)
 		if idle > p.opts.IdleTimeout || (idle > aliveCheckAfter && !c.alive()) {
@@ -100,18 +108,24 @@ func (p *Pool) Get(addr string, connectTimeout time.Duration) (*Conn, error) {
 		c.Reused = true
 		return c, nil
 	}
-	return p.Dial(addr, connectTimeout)
+	return p.Dial(addr, bind, connectTimeout)
 }
 
-// Dial always opens a new connection.
-func (p *Pool) Dial(addr string, connectTimeout time.Duration) (*Conn, error) {
+// Dial always opens a new connection (see Get).
+func (p *Pool) Dial(addr, bind string, connectTimeout time.Duration) (*Conn, error) {
 	ctx := context.Background()
 	if connectTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, connectTimeout)
 		defer cancel()
 	}
-	nc, err := p.opts.Dial(ctx, "tcp", addr)
+	var nc net.Conn
+	var err error
+	if bind != "" {
+		nc, err = bindDial(ctx, bind, addr)
+	} else {
+		nc, err = p.opts.Dial(ctx, "tcp", addr)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -122,7 +136,11 @@ func (p *Pool) Dial(addr string, connectTimeout time.Duration) (*Conn, error) {
 	br.Reset(nc)
 	bw := writers.Get().(*bufio.Writer)
 	bw.Reset(nc)
-	c := &Conn{Conn: nc, BR: br, BW: bw, Addr: addr}
+	key := addr
+	if bind != "" {
+		key = bind + ">" + addr
+	}
+	c := &Conn{Conn: nc, BR: br, BW: bw, Addr: key}
 	if sc, ok := nc.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {
 			c.rc = rc
@@ -231,7 +249,13 @@ func (p *Pool) H2() *http2.Transport {
 					ctx, cancel = context.WithTimeout(ctx, d)
 					defer cancel()
 				}
-				c, err := p.opts.Dial(ctx, network, addr)
+				var c net.Conn
+				var err error
+				if bind, ok := ctx.Value(bindKey{}).(string); ok && bind != "" {
+					c, err = bindDial(ctx, bind, addr)
+				} else {
+					c, err = p.opts.Dial(ctx, network, addr)
+				}
 				if err != nil {
 					return nil, err
 				}
@@ -245,6 +269,23 @@ func (p *Pool) H2() *http2.Transport {
 		}
 	})
 	return p.h2
+}
+
+// bindDial dials from a fixed source IP.
+func bindDial(ctx context.Context, bind, addr string) (net.Conn, error) {
+	ip := net.ParseIP(bind)
+	if ip == nil {
+		return nil, &net.AddrError{Err: "invalid bind source", Addr: bind}
+	}
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}}
+	return d.DialContext(ctx, "tcp", addr)
+}
+
+type bindKey struct{}
+
+// WithBindSource makes the HTTP/2 transport dial from source IP bind.
+func WithBindSource(ctx context.Context, bind string) context.Context {
+	return context.WithValue(ctx, bindKey{}, bind)
 }
 
 type connectTimeoutKey struct{}

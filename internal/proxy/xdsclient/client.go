@@ -14,10 +14,13 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/trellis-mesh/trellis/internal/proxy/stats"
 )
 
 // Type URLs of the resources the client subscribes to, in subscription order.
@@ -26,10 +29,11 @@ const (
 	EndpointType = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
 	ListenerType = "type.googleapis.com/envoy.config.listener.v3.Listener"
 	RouteType    = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+	SecretType   = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
 )
 
 // Types lists the type URLs in Envoy's subscription order.
-var Types = []string{ClusterType, EndpointType, ListenerType, RouteType}
+var Types = []string{ClusterType, EndpointType, ListenerType, RouteType, SecretType}
 
 func wildcard(typeURL string) bool { return typeURL == ClusterType || typeURL == ListenerType }
 
@@ -79,6 +83,20 @@ type Options struct {
 	// InitialFetchTimeout bounds how long listeners wait for the first
 	// endpoints of the clusters (Envoy's warming); default 5s.
 	InitialFetchTimeout time.Duration
+	// Stats, when set, gets Envoy's xDS counters:
+	// control_plane.connected_state, cluster_manager.cds.update_*,
+	// listener_manager.lds.update_*, and xds.eds/rds.update_*.
+	Stats *stats.Store
+}
+
+// typeStats are the update counters of one resource type.
+type typeStats struct {
+	attempt, success, rejected *stats.Counter
+}
+
+func newTypeStats(st *stats.Store, kind, name string) typeStats {
+	sc := st.Scope(kind, name)
+	return typeStats{sc.Counter("update_attempt"), sc.Counter("update_success"), sc.Counter("update_rejected")}
 }
 
 // Resource is one accepted resource with its version.
@@ -108,6 +126,7 @@ type TypeStatus struct {
 
 type typeState struct {
 	url        string
+	stats      typeStats
 	started    bool // a request was sent on the current stream
 	subscribed map[string]bool
 	resources  map[string]*Resource
@@ -117,6 +136,9 @@ type typeState struct {
 	updated    time.Time
 	acked      uint64
 	nacked     uint64
+	// rejectedVersion and nackDelay pace repeated NACKs of one version.
+	rejectedVersion string
+	nackDelay       time.Duration
 }
 
 // Client is one ADS client. Create it with New and start it with Run.
@@ -130,7 +152,9 @@ type Client struct {
 	warmDeadline time.Time
 	synced       chan struct{}
 	syncOnce     sync.Once
-	changed      chan struct{} // subscription change, wakes the stream loop
+	// connectedState is 1 while a stream is up (Envoy's control_plane.connected_state).
+	connectedState *stats.Gauge
+	changed        chan struct{} // subscription change, wakes the stream loop
 }
 
 // New validates opts and returns a client.
@@ -165,9 +189,19 @@ func New(opts Options) (*Client, error) {
 	if opts.DialOptions == nil {
 		opts.DialOptions = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
 	}
-	c := &Client{opts: opts, types: map[string]*typeState{}, synced: make(chan struct{}), changed: make(chan struct{}, 1)}
+	if opts.Stats == nil {
+		opts.Stats = stats.NewStore()
+	}
+	c := &Client{opts: opts, types: map[string]*typeState{}, synced: make(chan struct{}), changed: make(chan struct{}, 1),
+		connectedState: opts.Stats.Scope("control_plane", "").Gauge("connected_state")}
+	scopes := map[string][2]string{
+		ClusterType: {"cluster_manager", "cds"}, ListenerType: {"listener_manager", "lds"},
+		EndpointType: {"xds", "eds"}, RouteType: {"xds", "rds"}, SecretType: {"xds", "sds"},
+	}
 	for _, t := range Types {
-		c.types[t] = &typeState{url: t, subscribed: map[string]bool{}, resources: map[string]*Resource{}}
+		sc := scopes[t]
+		c.types[t] = &typeState{url: t, subscribed: map[string]bool{}, resources: map[string]*Resource{},
+			stats: newTypeStats(opts.Stats, sc[0]+"."+sc[1], "")}
 	}
 	return c, nil
 }
@@ -269,6 +303,9 @@ func (c *Client) backoff(n int) time.Duration {
 func (c *Client) setConnected(v bool) {
 	c.mu.Lock()
 	c.connected = v
+	if !v {
+		c.connectedState.Set(0)
+	}
 	for _, s := range c.types {
 		s.started = false
 	}
@@ -312,7 +349,9 @@ func (c *Client) apply(typeURL string, next map[string]*Resource, version, nonce
 	c.mu.Lock()
 	s := c.types[typeURL]
 	s.nonce = nonce
+	s.stats.attempt.Inc()
 	if err != nil {
+		s.stats.rejected.Inc()
 		s.lastErr = err.Error()
 		s.nacked++
 		c.mu.Unlock()
@@ -324,6 +363,7 @@ func (c *Client) apply(typeURL string, next map[string]*Resource, version, nonce
 	s.lastErr = ""
 	s.updated = c.opts.Now()
 	s.acked++
+	s.stats.success.Inc()
 	changed := false
 	switch typeURL {
 	case ClusterType:
@@ -339,6 +379,12 @@ func (c *Client) apply(typeURL string, next map[string]*Resource, version, nonce
 		changed = !c.types[ListenerType].started
 	case ListenerType:
 		changed = c.resubscribe(RouteType, rdsNames(next))
+	}
+	if typeURL == ClusterType || typeURL == ListenerType {
+		// Secrets named by TLS transport sockets of clusters and listeners.
+		if c.resubscribe(SecretType, sdsNames(c.types[ClusterType].resources, c.types[ListenerType].resources)) {
+			changed = true
+		}
 	}
 	cds, lds := c.types[ClusterType], c.types[ListenerType]
 	if cds.acked > 0 && lds.acked > 0 {
@@ -358,6 +404,8 @@ func (c *Client) reject(typeURL, nonce string, err error) {
 	s.nonce = nonce
 	s.lastErr = err.Error()
 	s.nacked++
+	s.stats.attempt.Inc()
+	s.stats.rejected.Inc()
 	c.mu.Unlock()
 	c.opts.Logf("xds: NACK %s: %v", typeURL, err)
 }
@@ -430,6 +478,12 @@ func ResourceName(a *anypb.Any) (string, error) {
 		return m.GetName(), nil
 	case RouteType:
 		var m routev3.RouteConfiguration
+		if err := a.UnmarshalTo(&m); err != nil {
+			return "", err
+		}
+		return m.GetName(), nil
+	case SecretType:
+		var m tlsv3.Secret
 		if err := a.UnmarshalTo(&m); err != nil {
 			return "", err
 		}

@@ -16,11 +16,14 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+
+	"github.com/trellis-mesh/trellis/internal/proxy/stats"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/anypb"
 )
@@ -65,13 +68,28 @@ func snapshot(t *testing.T, version string, clusters []string, bad bool) *cachev
 	s, err := cachev3.NewSnapshot(version, map[resource.Type][]types.Resource{
 		resource.ClusterType:  cs,
 		resource.EndpointType: es,
-		resource.ListenerType: {httpListener(t, "0.0.0.0_80", "80")},
+		resource.ListenerType: {httpListener(t, "0.0.0.0_80", "80"), tlsListener(t, "0.0.0.0_443", "kubernetes://cred")},
 		resource.RouteType:    {&routev3.RouteConfiguration{Name: "80"}},
+		resource.SecretType:   {&tlsv3.Secret{Name: "kubernetes://cred"}},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// tlsListener terminates TLS with a certificate from SDS.
+func tlsListener(t *testing.T, name, secret string) *listenerv3.Listener {
+	l := httpListener(t, name, "https.443")
+	ctx, err := anypb.New(&tlsv3.DownstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{
+		TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{{Name: secret, SdsConfig: &corev3.ConfigSource{
+			ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}}}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.FilterChains[0].TransportSocket = &corev3.TransportSocket{Name: "envoy.transport_sockets.tls",
+		ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: ctx}}
+	return l
 }
 
 // server is go-control-plane's ADS server on a real socket.
@@ -216,7 +234,8 @@ func TestClientEndToEnd(t *testing.T) {
 			}
 			srv := startServer(t, "", cache)
 			h := &recorder{}
-			c, err := New(Options{Address: srv.addr, Node: &corev3.Node{Id: nodeID}, SotW: sotw, Handler: h,
+			store := stats.NewStore()
+			c, err := New(Options{Address: srv.addr, Node: &corev3.Node{Id: nodeID}, SotW: sotw, Handler: h, Stats: store,
 				Backoff: Backoff{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond}})
 			if err != nil {
 				t.Fatal(err)
@@ -235,11 +254,12 @@ func TestClientEndToEnd(t *testing.T) {
 				t.Fatal("timed out waiting for sync")
 			}
 			waitFor(t, "routes", func() bool { return h.names(RouteType) == "80" && h.names(EndpointType) == "a,b" })
+			waitFor(t, "the listener's secret", func() bool { return h.names(SecretType) == "kubernetes://cred" })
 			if got := h.names(ClusterType); got != "a,b" {
 				t.Errorf("got clusters %q, want a,b", got)
 			}
-			if got := h.names(ListenerType); got != "0.0.0.0_80" {
-				t.Errorf("got listeners %q, want 0.0.0.0_80", got)
+			if got := h.names(ListenerType); got != "0.0.0.0_443,0.0.0.0_80" {
+				t.Errorf("got listeners %q, want 0.0.0.0_443,0.0.0.0_80", got)
 			}
 			h.mu.Lock()
 			if got := strings.Join(shortTypes(h.order[:4]), ","); got != "Cluster,ClusterLoadAssignment,Listener,RouteConfiguration" {
@@ -261,6 +281,15 @@ func TestClientEndToEnd(t *testing.T) {
 			}
 			if got := h.names(ClusterType); got != "a,b" {
 				t.Errorf("after NACK: got clusters %q, want a,b", got)
+			}
+			// A server that re-sends the rejected version is paced, not
+			// answered in a hot loop.
+			time.Sleep(300 * time.Millisecond)
+			if got := store.CounterValue("cluster_manager.cds.update_rejected"); got < 1 || got > 5 {
+				t.Errorf("got cluster_manager.cds.update_rejected %d, want between 1 and 5 (paced)", got)
+			}
+			if got := store.Get("control_plane.connected_state").Gauge.Value(); got != 1 {
+				t.Errorf("got control_plane.connected_state %d, want 1", got)
 			}
 
 			// A good update removes b; EDS follows the cluster set.

@@ -24,5 +24,6 @@ func FuzzDecode(f *testing.F) {
 		set := map[string]*Resource{name: {Name: name, Resource: a}}
 		edsNames(set)
 		rdsNames(set)
+		sdsNames(set, set)
 	})
 }

@@ -3,9 +3,13 @@ package xdsclient
 import (
 	"context"
 	"fmt"
+	"time"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
@@ -40,6 +44,58 @@ func rdsNames(listeners map[string]*Resource) map[string]bool {
 					out[n] = true
 				}
 			}
+		}
+	}
+	return out
+}
+
+// sdsNames are the SDS secrets the TLS transport sockets of clusters
+// (UpstreamTlsContext) and listener filter chains (DownstreamTlsContext) name.
+func sdsNames(clusters, listeners map[string]*Resource) map[string]bool {
+	out := map[string]bool{}
+	addCommon := func(ctc *tlsv3.CommonTlsContext) {
+		for _, s := range ctc.GetTlsCertificateSdsSecretConfigs() {
+			if s.GetName() != "" {
+				out[s.GetName()] = true
+			}
+		}
+		if n := ctc.GetValidationContextSdsSecretConfig().GetName(); n != "" {
+			out[n] = true
+		}
+		if n := ctc.GetCombinedValidationContext().GetValidationContextSdsSecretConfig().GetName(); n != "" {
+			out[n] = true
+		}
+	}
+	socket := func(ts *corev3.TransportSocket) {
+		tc := ts.GetTypedConfig()
+		if tc == nil {
+			return
+		}
+		var up tlsv3.UpstreamTlsContext
+		var down tlsv3.DownstreamTlsContext
+		switch {
+		case tc.MessageIs(&up) && tc.UnmarshalTo(&up) == nil:
+			addCommon(up.GetCommonTlsContext())
+		case tc.MessageIs(&down) && tc.UnmarshalTo(&down) == nil:
+			addCommon(down.GetCommonTlsContext())
+		}
+	}
+	for _, r := range clusters {
+		var c clusterv3.Cluster
+		if r.Resource.UnmarshalTo(&c) == nil {
+			socket(c.GetTransportSocket())
+		}
+	}
+	for _, r := range listeners {
+		var l listenerv3.Listener
+		if r.Resource.UnmarshalTo(&l) != nil {
+			continue
+		}
+		for _, fc := range l.GetFilterChains() {
+			socket(fc.GetTransportSocket())
+		}
+		if d := l.GetDefaultFilterChain(); d != nil {
+			socket(d.GetTransportSocket())
 		}
 	}
 	return out
@@ -105,9 +161,7 @@ func nackStatus(err error) *statuspb.Status {
 
 // runDelta drives one Delta ADS stream.
 func (c *Client) runDelta(ctx context.Context, st discoveryv3.AggregatedDiscoveryService_DeltaAggregatedResourcesClient) (bool, error) {
-	c.mu.Lock()
-	c.connected = true
-	c.mu.Unlock()
+	c.markConnected()
 	first := true
 	sent := map[string]map[string]bool{} // names subscribed on this stream, per type
 	// sendSubscriptions sends the initial request of every type that
@@ -226,6 +280,11 @@ func (c *Client) runDelta(ctx context.Context, st discoveryv3.AggregatedDiscover
 			}
 			if err != nil {
 				ack.ErrorDetail = nackStatus(err)
+				if !c.nackPause(ctx, t, resp.GetSystemVersionInfo()) {
+					return progressed, ctx.Err()
+				}
+			} else {
+				c.nackReset(t)
 			}
 			if err := st.Send(ack); err != nil {
 				return progressed, err
@@ -235,6 +294,13 @@ func (c *Client) runDelta(ctx context.Context, st discoveryv3.AggregatedDiscover
 			}
 		}
 	}
+}
+
+func (c *Client) markConnected() {
+	c.mu.Lock()
+	c.connected = true
+	c.connectedState.Set(1)
+	c.mu.Unlock()
 }
 
 func copySet(m map[string]bool) map[string]bool {
@@ -247,9 +313,7 @@ func copySet(m map[string]bool) map[string]bool {
 
 // runSotW drives one State-of-the-World ADS stream.
 func (c *Client) runSotW(ctx context.Context, st discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesClient) (bool, error) {
-	c.mu.Lock()
-	c.connected = true
-	c.mu.Unlock()
+	c.markConnected()
 	first := true
 	sent := map[string]map[string]bool{}
 	request := func(t string, s *typeState) *discoveryv3.DiscoveryRequest {
@@ -353,6 +417,11 @@ func (c *Client) runSotW(ctx context.Context, st discoveryv3.AggregatedDiscovery
 			c.mu.Unlock()
 			if err != nil {
 				ack.ErrorDetail = nackStatus(err)
+				if !c.nackPause(ctx, t, resp.GetVersionInfo()) {
+					return progressed, ctx.Err()
+				}
+			} else {
+				c.nackReset(t)
 			}
 			if err := st.Send(ack); err != nil {
 				return progressed, err
@@ -362,4 +431,42 @@ func (c *Client) runSotW(ctx context.Context, st discoveryv3.AggregatedDiscovery
 			}
 		}
 	}
+}
+
+// nackPause slows down a server that answers a NACK by sending the same
+// rejected version again (go-control-plane's simple cache does): the first
+// NACK of a version goes out at once, repeats wait 100ms, doubling to 5s.
+// It returns false when ctx ends.
+func (c *Client) nackPause(ctx context.Context, typeURL, version string) bool {
+	c.mu.Lock()
+	s := c.types[typeURL]
+	var d time.Duration
+	if s != nil {
+		if s.rejectedVersion == version && version != "" {
+			s.nackDelay = min(max(2*s.nackDelay, 100*time.Millisecond), 5*time.Second)
+			d = s.nackDelay
+		} else {
+			s.rejectedVersion, s.nackDelay = version, 0
+		}
+	}
+	c.mu.Unlock()
+	if d == 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func (c *Client) nackReset(typeURL string) {
+	c.mu.Lock()
+	if s := c.types[typeURL]; s != nil {
+		s.rejectedVersion, s.nackDelay = "", 0
+	}
+	c.mu.Unlock()
 }

@@ -70,3 +70,15 @@ func TestRegistryConcurrent(t *testing.T) {
 		t.Errorf("got %d services, want 4", got)
 	}
 }
+
+// TestSubscribeCallbackMayRead: subscribers run without the lock, so they
+// may read the registry (and see the change) without deadlocking.
+func TestSubscribeCallbackMayRead(t *testing.T) {
+	r := New(nil)
+	seen := make(chan int, 1)
+	r.Subscribe(func() { seen <- len(r.Snapshot().Services) })
+	r.SetService(&registry.Service{Hostname: "a.x"})
+	if got := <-seen; got != 1 {
+		t.Errorf("callback saw %d services, want 1", got)
+	}
+}

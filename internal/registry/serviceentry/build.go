@@ -113,6 +113,8 @@ func service(r *config.Resource, se *networking.ServiceEntry, host string) *regi
 	for _, a := range se.GetAddresses() {
 		if addr := vip(a); addr != "" {
 			svc.Addresses = append(svc.Addresses, addr)
+		} else if p, err := netip.ParsePrefix(a); err == nil {
+			svc.CIDRs = append(svc.CIDRs, p.Masked().String())
 		}
 	}
 	for _, p := range se.GetPorts() {
@@ -128,8 +130,8 @@ func service(r *config.Resource, se *networking.ServiceEntry, host string) *regi
 }
 
 // vip returns the address of a ServiceEntry "addresses" item: an IP, or a
-// single-host CIDR; wider CIDRs are not virtual IPs a listener can bind and
-// are skipped.
+// single-host CIDR; wider CIDRs are not virtual IPs (they go to
+// Service.CIDRs).
 func vip(a string) string {
 	if ip, err := netip.ParseAddr(a); err == nil {
 		return ip.String()

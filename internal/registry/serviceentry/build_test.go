@@ -81,6 +81,7 @@ kind: ServiceEntry
 metadata: {name: legacy, namespace: default}
 spec:
   hosts: [legacy.internal, dup.internal]
+  addresses: [192.168.0.7/24]
   resolution: STATIC
   ports: [{number: 5432, name: tcp-pg, protocol: TCP}]
   endpoints:
@@ -137,6 +138,9 @@ func TestBuild(t *testing.T) {
 	}
 	if want := []string{"192.168.0.10:5432 w3", "192.168.0.11:6432 w0"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("legacy endpoints: got %v, want %v", got, want)
+	}
+	if got, want := snap.Service("legacy.internal").CIDRs, []string{"192.168.0.0/24"}; !reflect.DeepEqual(got, want) || len(snap.Service("legacy.internal").Addresses) != 0 {
+		t.Errorf("legacy CIDRs: got %v (addresses %v), want %v and no VIP", got, snap.Service("legacy.internal").Addresses, want)
 	}
 	if got := snap.Service("dup.internal").Source; got != "ServiceEntry/default/legacy" {
 		t.Errorf("duplicate host: got it from %s, want the first ServiceEntry", got)

@@ -99,3 +99,13 @@ func TestScaleInputConsistent(t *testing.T) {
 		t.Errorf("got %d clusters, want %d (3 per service + passthrough, blackhole, inbound passthrough + inbound|8080||)", got, want)
 	}
 }
+
+// BenchmarkTranslateBillService is one sidecar of the bill-service scenario,
+// the size of a small demo mesh.
+func BenchmarkTranslateBillService(b *testing.B) {
+	in := loadCase(b, "testdata/bill-service")
+	b.ReportAllocs()
+	for b.Loop() {
+		Translate(in)
+	}
+}

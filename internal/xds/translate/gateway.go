@@ -1,6 +1,7 @@
 package translate
 
 import (
+	"encoding/json"
 	"sort"
 	"strings"
 
@@ -10,6 +11,7 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	networking "istio.io/api/networking/v1alpha3"
 
+	"github.com/trellis-mesh/trellis/internal/config"
 	"github.com/trellis-mesh/trellis/internal/registry"
 )
 
@@ -273,14 +275,51 @@ func tlsVersion(v networking.ServerTLSSettings_TLSProtocol) tlsv3.TlsParameters_
 	return tlsv3.TlsParameters_TLS_AUTO
 }
 
+// credential finds a gateway credential: in.Credentials first, then a
+// Kubernetes TLS Secret among the config's Kubernetes objects (local mode
+// reads them from the config directory), in the proxy's namespace, then in
+// the Gateway's.
 func (s *scope) credential(name, gatewayNS string) *Credential {
-	if s.in.Credentials == nil {
-		return nil
+	for _, ns := range []string{s.proxy.Namespace, gatewayNS} {
+		if c := s.in.Credentials[ns+"/"+name]; c != nil {
+			return c
+		}
 	}
-	if c := s.in.Credentials[s.proxy.Namespace+"/"+name]; c != nil {
+	for _, ns := range []string{s.proxy.Namespace, gatewayNS} {
+		if c := kubeSecret(s.in.Config, ns, name); c != nil {
+			return c
+		}
+	}
+	return nil
+}
+
+// kubeSecret reads the Kubernetes Secret ns/name (keys tls.crt, tls.key,
+// ca.crt, in data or stringData) from the config's Kubernetes objects.
+func kubeSecret(cfg *config.Snapshot, ns, name string) *Credential {
+	for _, o := range cfg.KubeObjects() {
+		if o.Kind != "Secret" || o.Name != name || (o.Namespace != ns && !(o.Namespace == "" && ns == "default")) {
+			continue
+		}
+		var sec struct {
+			Data       map[string][]byte `json:"data"`
+			StringData map[string]string `json:"stringData"`
+		}
+		if err := json.Unmarshal(o.Raw, &sec); err != nil {
+			return nil
+		}
+		get := func(k string) []byte {
+			if v, ok := sec.StringData[k]; ok {
+				return []byte(v)
+			}
+			return sec.Data[k]
+		}
+		c := &Credential{CertChain: get("tls.crt"), PrivateKey: get("tls.key"), CACert: get("ca.crt")}
+		if len(c.CertChain) == 0 || len(c.PrivateKey) == 0 {
+			return nil
+		}
 		return c
 	}
-	return s.in.Credentials[gatewayNS+"/"+name]
+	return nil
 }
 
 // gatewayTLSPassthrough gives one filter chain per tls route of a bound

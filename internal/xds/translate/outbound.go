@@ -1,9 +1,11 @@
 package translate
 
 import (
+	"net/netip"
 	"sort"
 	"strings"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	networking "istio.io/api/networking/v1alpha3"
@@ -72,8 +74,58 @@ func (s *scope) sidecarOutbound() ([]*listenerv3.Listener, []*routev3.RouteConfi
 	for name, e := range tcpByName {
 		listeners = append(listeners, s.l4Listener(name, e.addr, e.port, e.entries))
 	}
+	listeners = s.addCIDRChains(listeners)
 	listeners = append(listeners, s.virtualOutbound())
 	return listeners, routes
+}
+
+// addCIDRChains sends TCP connections to addresses in a service's CIDRs
+// (ServiceEntry addresses wider than one IP) to the service: a chain
+// matched on prefix_ranges in 0.0.0.0_PORT, created (ending with the
+// passthrough chain) when the port has no such listener yet. HTTP ports are
+// routed by Host and are left alone.
+func (s *scope) addCIDRChains(listeners []*listenerv3.Listener) []*listenerv3.Listener {
+	byName := map[string]*listenerv3.Listener{}
+	for _, l := range listeners {
+		byName[l.GetName()] = l
+	}
+	for _, svc := range s.services {
+		if len(svc.CIDRs) == 0 {
+			continue
+		}
+		for _, port := range svc.Ports {
+			if port.Protocol.IsHTTP() {
+				continue
+			}
+			var ranges []*corev3.CidrRange
+			for _, c := range svc.CIDRs {
+				p, err := netip.ParsePrefix(c)
+				if err != nil {
+					continue
+				}
+				ranges = append(ranges, &corev3.CidrRange{AddressPrefix: p.Addr().String(), PrefixLen: u32v(uint32(p.Bits()))})
+			}
+			if len(ranges) == 0 {
+				continue
+			}
+			name := "0.0.0.0_" + u32(port.Number)
+			l := byName[name]
+			if l == nil {
+				l = listener(name, "0.0.0.0", port.Number, false)
+				target := PassthroughCluster
+				if !s.allowAny {
+					target = BlackHoleCluster
+				}
+				l.FilterChains = []*listenerv3.FilterChain{filterChain(target, nil, s.tcpProxy(target, []weightedName{{name: target}}))}
+				byName[name] = l
+				listeners = append(listeners, l)
+			}
+			chain := filterChain(svc.Hostname+"_"+u32(port.Number), &listenerv3.FilterChainMatch{PrefixRanges: ranges},
+				s.tcpProxy(OutboundClusterName(port.Number, "", svc.Hostname), s.tcpRoute(svc, port)))
+			l.FilterChains = append([]*listenerv3.FilterChain{chain}, l.FilterChains...)
+		}
+	}
+	return listeners
 }
 
 func (s *scope) virtualOutbound() *listenerv3.Listener {

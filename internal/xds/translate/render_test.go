@@ -103,28 +103,6 @@ func (p proxySpec) node() *corev3.Node {
 	return n
 }
 
-// loadConfig parses every YAML document in the files with config.Parse and
-// fails on any problem.
-func loadConfig(t testing.TB, files ...string) []*config.Resource {
-	t.Helper()
-	var rs []*config.Resource
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res, err := config.Parse(data, f)
-		if err != nil {
-			t.Fatalf("parse %s: %v", f, err)
-		}
-		for _, e := range res.Errors {
-			t.Errorf("parse %s: %v", f, e)
-		}
-		rs = append(rs, res.Resources...)
-	}
-	return rs
-}
-
 // loadCase reads testdata/<name>: input.yaml (and any other *.yaml but
 // proxy.yaml and output.yaml) and proxy.yaml, and builds the Input the way
 // trellisd does in local mode.
@@ -143,12 +121,28 @@ func loadCase(t testing.TB, dir string) Input {
 		}
 	}
 	sort.Strings(inputs)
-	return buildInput(t, loadConfig(t, inputs...), dir)
+	// A Store, as trellisd uses, so that Kubernetes objects (Secrets) beside
+	// the Istio resources reach the snapshot.
+	store := config.NewStore()
+	for _, f := range inputs {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := config.Parse(data, f)
+		if err != nil {
+			t.Fatalf("parse %s: %v", f, err)
+		}
+		for _, e := range res.Errors {
+			t.Errorf("parse %s: %v", f, e)
+		}
+		store.SetAll(f, res.Resources, res.Kube)
+	}
+	return buildInput(t, store.Snapshot(), dir)
 }
 
-func buildInput(t testing.TB, rs []*config.Resource, dir string) Input {
+func buildInput(t testing.TB, cfg *config.Snapshot, dir string) Input {
 	t.Helper()
-	cfg := config.NewSnapshot(rs)
 	var ps proxySpec
 	data, err := os.ReadFile(filepath.Join(dir, "proxy.yaml"))
 	if err != nil {

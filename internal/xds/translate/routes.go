@@ -65,7 +65,7 @@ func (s *scope) httpMatchApplies(m *networking.HTTPMatchRequest, vs *virtualServ
 	if m.GetPort() != 0 && m.GetPort() != port {
 		return false
 	}
-	if len(m.GetSourceLabels()) > 0 && (s.proxy.Type != SidecarProxy || !registry.Matches(m.GetSourceLabels(), s.proxy.Labels)) {
+	if len(m.GetSourceLabels()) > 0 && !registry.Matches(m.GetSourceLabels(), s.proxy.Labels) {
 		return false
 	}
 	if m.GetSourceNamespace() != "" && m.GetSourceNamespace() != s.proxy.Namespace {

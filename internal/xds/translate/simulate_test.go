@@ -2,6 +2,7 @@ package translate
 
 import (
 	"fmt"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"sort"
@@ -135,6 +136,21 @@ func pickChain(l *listenerv3.Listener, req simRequest) *listenerv3.FilterChain {
 		m := fc.GetFilterChainMatch()
 		if p := m.GetDestinationPort(); p != nil && p.GetValue() != req.port {
 			continue
+		}
+		if rs := m.GetPrefixRanges(); len(rs) > 0 {
+			ip, err := netip.ParseAddr(req.dstIP)
+			in := false
+			for _, r := range rs {
+				p, perr := netip.ParseAddr(r.GetAddressPrefix())
+				if err == nil && perr == nil {
+					pfx, _ := p.Prefix(int(r.GetPrefixLen().GetValue()))
+					in = in || pfx.Contains(ip)
+				}
+			}
+			if !in {
+				continue
+			}
+			return fc
 		}
 		if len(m.GetApplicationProtocols()) > 0 {
 			if req.raw || req.sni != "" {

@@ -32,8 +32,12 @@ func TestDeterministic(t *testing.T) {
 					rng.Shuffle(len(cp), func(a, b int) { cp[a], cp[b] = cp[b], cp[a] })
 					eps[h] = cp
 				}
+				kube := append([]*config.KubeObject(nil), in.Config.KubeObjects()...)
+				rng.Shuffle(len(kube), func(a, b int) { kube[a], kube[b] = kube[b], kube[a] })
+				store := config.NewStore()
+				store.SetAll("shuffled", rs, kube)
 				shuffled := in
-				shuffled.Config = config.NewSnapshot(rs)
+				shuffled.Config = store.Snapshot()
 				shuffled.Registry = registry.NewSnapshot(svcs, eps)
 				if got := render(t, Translate(shuffled)); !bytes.Equal(got, want) {
 					t.Fatalf("shuffle %d: output changed:\n%s", i, firstDiff(string(got), string(want)))

@@ -92,20 +92,41 @@ func TestDemo(t *testing.T) {
 	}
 }
 
-// TestDemoCrashLeftoversRemoved kills `trellis demo` mid-run with SIGKILL
-// (no chance to clean up) and checks that `trellis local down` (what a
-// re-run does first) removes every namespace, link, file and process.
-func TestDemoCrashLeftoversRemoved(t *testing.T) {
+// TestDemoInterruptTearsDown sends SIGINT (Ctrl-C) while the demo runs:
+// it must remove everything itself before exiting.
+func TestDemoInterruptTearsDown(t *testing.T) {
 	requireMesh(t)
-	const prefix = "t6k"
+	const prefix = "t6c"
 	state := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "trellis"), "demo", "--bin-dir", binDir,
-		"--calls", "50", "--prefix", prefix, "--state-dir", state,
-		"--subnet", "10.248.0.0/24", "--vip-subnet", "10.249.0.0/24")
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd, out := startDemoUntilApps(t, prefix, state, "10.250.0.0/24", "10.251.0.0/24")
+	cmd.Process.Signal(os.Interrupt)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("the demo did not exit within 30s of SIGINT:\n%s", out.String())
+	}
+	if !strings.Contains(out.String(), "tearing down") {
+		t.Errorf("output lacks the teardown:\n%s", out.String())
+	}
+	if left := leftovers(t, prefix); len(left) > 0 {
+		t.Errorf("left behind after Ctrl-C: %v\n%s", left, out.String())
+	}
+	if _, err := os.Stat(local.StatePath(state, prefix)); err == nil {
+		t.Errorf("state file left after Ctrl-C")
+	}
+}
+
+// startDemoUntilApps starts `trellis demo` and returns once its state file
+// lists the four apps.
+func startDemoUntilApps(t *testing.T, prefix, state, subnet, vips string) (*exec.Cmd, *bytes.Buffer) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(binDir, "trellis"), "demo", "--bin-dir", binDir,
+		"--calls", "50", "--prefix", prefix, "--state-dir", state, "--subnet", subnet, "--vip-subnet", vips)
+	out := &bytes.Buffer{}
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +135,7 @@ func TestDemoCrashLeftoversRemoved(t *testing.T) {
 	for {
 		st, _ := local.ReadState(statePath)
 		if st != nil && strings.Count(fmtProcs(st), "app") >= 4 {
-			break
+			return cmd, out
 		}
 		if time.Now().After(deadline) {
 			cmd.Process.Kill()
@@ -123,6 +144,16 @@ func TestDemoCrashLeftoversRemoved(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// TestDemoCrashLeftoversRemoved kills `trellis demo` mid-run with SIGKILL
+// (no chance to clean up) and checks that `trellis local down` (what a
+// re-run does first) removes every namespace, link, file and process.
+func TestDemoCrashLeftoversRemoved(t *testing.T) {
+	requireMesh(t)
+	const prefix = "t6k"
+	state := t.TempDir()
+	cmd, _ := startDemoUntilApps(t, prefix, state, "10.248.0.0/24", "10.249.0.0/24")
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
 	if left := leftovers(t, prefix); len(left) == 0 {

@@ -20,7 +20,12 @@ import (
 // explicit proxy ports on 127.0.0.1, with the same outcomes.
 func TestDemoWithoutRoot(t *testing.T) {
 	requireMesh(t) // root is needed to switch to the ordinary user
-	dir := t.TempDir()
+	// t.TempDir's parent is private to root; the user needs its own dir.
+	dir, err := os.MkdirTemp("", "trellis-noroot-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
 	os.Chmod(dir, 0o777)
 	report := filepath.Join(dir, "report.json")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -31,7 +36,7 @@ func TestDemoWithoutRoot(t *testing.T) {
 	cmd.Dir = dir
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
+	err = cmd.Run()
 	t.Logf("trellis demo (uid 65534) output:\n%s", out.String())
 	if err != nil {
 		t.Fatalf("trellis demo as uid 65534: %v", err)

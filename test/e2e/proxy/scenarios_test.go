@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -52,13 +53,20 @@ func port2(addr string) string { return port(addr) }
 // sidecar starts a client-side proxy for a workload in ns whose outbound
 // listener for svcPort is rebound to a loopback port; it returns that port.
 func sidecar(t *testing.T, xds, ns, pod string, svcPort int) string {
+	local, _ := sidecarWithAdmin(t, xds, ns, pod, svcPort)
+	return local
+}
+
+// sidecarWithAdmin is sidecar that also returns the admin address.
+func sidecarWithAdmin(t *testing.T, xds, ns, pod string, svcPort int) (string, string) {
 	t.Helper()
-	local := freePort(t)
+	local, adminAddr := freePort(t), freePort(t)
 	startProxy(t, "--xds-address", xds, "--ip", "127.0.0.1", "--pod-name", pod, "--namespace", ns,
-		"--labels", "app="+strings.SplitN(pod, "-", 2)[0]+",version=v1", "--admin-address", freePort(t),
+		"--labels", "app="+strings.SplitN(pod, "-", 2)[0]+",version=v1", "--admin-address", adminAddr,
+		"--ready-address", "", "--prometheus-address", "", "--merged-address", "",
 		"--rebind", fmt.Sprintf("0.0.0.0:%d=%s,0.0.0.0:15001=%s,0.0.0.0:15006=%s", svcPort, local, freePort(t), freePort(t)),
 		"--drain-duration", "1s")
-	return local
+	return local, adminAddr
 }
 
 func share(got map[string]int, key string) float64 {
@@ -80,13 +88,31 @@ func TestBillServiceSplit(t *testing.T) {
 	v1, v2 := versionServer(t, "v1"), versionServer(t, "v2")
 	writeConfig(t, dir, "workloads.yaml", workloads("istio-demo", "bill-service", "service", 9999, v1, v2), nil)
 	td := startTrellisd(t, dir, "")
-	local := sidecar(t, td.XDSAddr(), "istio-demo", "front-tomcat-v1-abc", 9999)
+	local, adminAddr := sidecarWithAdmin(t, td.XDSAddr(), "istio-demo", "front-tomcat-v1-abc", 9999)
 	const host = "bill-service:9999"
 	waitHTTP(t, local, host)
 
 	got := count(t, local, host, 1000, nil)
 	if s := share(got, "v1"); s < 45 || s > 55 {
 		t.Errorf("without mesh rules: got %.1f%% v1 (%v), want about half", s, got)
+	}
+	// The source side's Istio metrics name the service and the caller.
+	resp, err := http.Get("http://" + adminAddr + "/stats/prometheus")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	found := false
+	for _, l := range strings.Split(string(metrics), "\n") {
+		if strings.HasPrefix(l, "istio_requests_total{") && strings.Contains(l, `reporter="source"`) &&
+			strings.Contains(l, `destination_service="bill-service.istio-demo.svc.cluster.local"`) &&
+			strings.Contains(l, `source_workload_namespace="istio-demo"`) && strings.Contains(l, `response_code="200"`) {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no istio_requests_total series for bill-service from the source side in:\n%.2000s", metrics)
 	}
 
 	writeConfig(t, dir, "destination-rule.yaml", scenario(t, "bill-service/destination-rule.yaml"), nil)

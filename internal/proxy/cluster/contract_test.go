@@ -1,0 +1,97 @@
+package cluster
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"sigs.k8s.io/yaml"
+
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+)
+
+// TestTranslateContract feeds every cluster and endpoint trellisd's
+// translation produces for its golden cases (the data files of
+// internal/xds/translate/testdata/*/output.yaml) through the cluster
+// manager: all must be accepted, except what this proxy documents as not
+// supported yet (upstream TLS certificates from SDS).
+func TestTranslateContract(t *testing.T) {
+	files, _ := filepath.Glob("../../xds/translate/testdata/*/output.yaml")
+	if len(files) == 0 {
+		t.Skip("no translation goldens found next to this package")
+	}
+	for _, f := range files {
+		name := filepath.Base(filepath.Dir(f))
+		t.Run(name, func(t *testing.T) {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			js, err := yaml.YAMLToJSON(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out struct {
+				Clusters  []json.RawMessage `json:"clusters"`
+				Endpoints []json.RawMessage `json:"endpoints"`
+			}
+			if err := json.Unmarshal(js, &out); err != nil {
+				t.Fatal(err)
+			}
+			var cs []*clusterv3.Cluster
+			for i, raw := range out.Clusters {
+				c := &clusterv3.Cluster{}
+				if err := protojson.Unmarshal(raw, c); err != nil {
+					t.Fatalf("clusters[%d]: %v", i, err)
+				}
+				cs = append(cs, c)
+			}
+			var es []*endpointv3.ClusterLoadAssignment
+			for i, raw := range out.Endpoints {
+				e := &endpointv3.ClusterLoadAssignment{}
+				if err := protojson.Unmarshal(raw, e); err != nil {
+					t.Fatalf("endpoints[%d]: %v", i, err)
+				}
+				es = append(es, e)
+			}
+			m := NewManager(Options{UpstreamTLS: true, Resolver: noDNS})
+			defer m.Close()
+			if err := m.UpdateClusters(cs); err != nil {
+				var kept []*clusterv3.Cluster
+				for _, c := range cs {
+					if _, cerr := compile(c, "", compileOptions{UpstreamTLS: true}); cerr != nil {
+						if !strings.Contains(cerr.Error(), "SDS secrets (credentialName) are not supported") {
+							t.Errorf("cluster %q rejected: %v", c.GetName(), cerr)
+						}
+						continue
+					}
+					kept = append(kept, c)
+				}
+				if err := m.UpdateClusters(kept); err != nil {
+					t.Fatalf("got %v for the supported clusters", err)
+				}
+			}
+			if err := m.UpdateEndpoints(es); err != nil {
+				t.Fatalf("endpoints rejected: %v", err)
+			}
+			for _, c := range m.All() {
+				if c.Type == TypeEDS && !c.Warm() && len(es) > 0 {
+					// Every EDS cluster of a case has its assignment.
+					found := false
+					for _, e := range es {
+						found = found || e.GetClusterName() == c.EDSServiceName
+					}
+					if found {
+						t.Errorf("cluster %q: got cold with its assignment present", c.Name)
+					}
+				}
+			}
+		})
+	}
+}
