@@ -18,7 +18,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 bin=${TRELLIS_PROXY:-$here/.bin/trellis-proxy}
 if [[ ! -x $bin ]]; then
   mkdir -p "$here/.bin"
-  (cd "$here/.." && go build -o "$bin" ./cmd/trellis-proxy)
+  (cd "$here/.." && CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o "$bin" ./cmd/trellis-proxy)
 fi
 lhost=${listen%:*} lport=${listen##*:}
 uhost=${upstream%:*} uport=${upstream##*:}

@@ -2,7 +2,9 @@ package cli
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -24,6 +26,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -100,6 +103,7 @@ address (HOST:PORT), or, when omitted, --admin-address.`,
 			c.Flags().StringVar(&f.status, "status", "", "only endpoints with this health status (e.g. HEALTHY)")
 		}},
 		{"bootstrap [POD-or-ADDR]", "bootstrap configuration", runBootstrap, nil},
+		{"secret [POD-or-ADDR]", "SDS secrets (RESOURCE NAME TYPE STATUS VALID CERT SERIAL NUMBER NOT AFTER NOT BEFORE)", runSecrets, nil},
 		{"all [POD-or-ADDR]", "listeners, routes, clusters and endpoints", runAll, nil},
 	}
 	var level string
@@ -155,6 +159,8 @@ func aliasesFor(name string) []string {
 		return []string{"endpoints", "ep"}
 	case "bootstrap":
 		return []string{"b"}
+	case "secret":
+		return []string{"secrets", "s"}
 	}
 	return nil
 }
@@ -264,6 +270,7 @@ func (t *pcTarget) do(method, path string) ([]byte, error) {
 // proxyDump is a decoded /config_dump.
 type proxyDump struct {
 	bootstrap *adminv3.BootstrapConfigDump
+	secrets   []*adminv3.SecretsConfigDump_DynamicSecret
 	listeners []*listenerv3.Listener
 	routes    []*routev3.RouteConfiguration
 	clusters  []clusterEntry
@@ -345,6 +352,8 @@ func parseDump(b []byte) (*proxyDump, error) {
 					d.routes = append(d.routes, &r)
 				}
 			}
+		case *adminv3.SecretsConfigDump:
+			d.secrets = append(d.secrets, x.GetDynamicActiveSecrets()...)
 		case *adminv3.EndpointsConfigDump:
 			for _, s := range x.GetStaticEndpointConfigs() {
 				var e endpointv3.ClusterLoadAssignment
@@ -856,4 +865,44 @@ func runLog(t *pcTarget, level string, w io.Writer) error {
 
 func (t *pcTarget) post(path string) ([]byte, error) {
 	return t.do(http.MethodPost, path)
+}
+
+func runSecrets(t *pcTarget, f *proxyConfigFlags, w io.Writer) error {
+	d, err := t.dump()
+	if err != nil {
+		return err
+	}
+	var list []*tlsv3.Secret
+	for _, ds := range d.secrets {
+		var s tlsv3.Secret
+		if err := ds.GetSecret().UnmarshalTo(&s); err != nil {
+			return fmt.Errorf("secret %q: %w", ds.GetName(), err)
+		}
+		list = append(list, &s)
+	}
+	if f.output != "short" {
+		return printProtos(w, f.output, list)
+	}
+	tw := newTable(w)
+	fmt.Fprintln(tw, "RESOURCE NAME\tTYPE\tSTATUS\tVALID CERT\tSERIAL NUMBER\tNOT AFTER\tNOT BEFORE")
+	for _, s := range list {
+		typ, pemData := "Cert Chain", []byte(s.GetTlsCertificate().GetCertificateChain().GetInlineString())
+		if s.GetTlsCertificate() == nil {
+			typ, pemData = "CA", []byte(s.GetValidationContext().GetTrustedCa().GetInlineString())
+		}
+		if len(pemData) == 0 {
+			pemData = s.GetTlsCertificate().GetCertificateChain().GetInlineBytes()
+		}
+		valid, serial, notAfter, notBefore := "false", "", "", ""
+		if block, _ := pem.Decode(pemData); block != nil {
+			if cert, err := x509.ParseCertificate(block.Bytes); err == nil {
+				valid = strconv.FormatBool(time.Now().Before(cert.NotAfter) && time.Now().After(cert.NotBefore))
+				serial = cert.SerialNumber.Text(16)
+				notAfter = cert.NotAfter.UTC().Format(time.RFC3339)
+				notBefore = cert.NotBefore.UTC().Format(time.RFC3339)
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\tACTIVE\t%s\t%s\t%s\t%s\n", s.GetName(), typ, valid, serial, notAfter, notBefore)
+	}
+	return tw.Flush()
 }

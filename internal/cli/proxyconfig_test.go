@@ -92,6 +92,7 @@ func TestProxyConfigGolden(t *testing.T) {
 		{"endpoint", []string{"endpoint", addr}},
 		{"endpoint-cluster", []string{"endpoint", addr, "--cluster", "outbound|80||nginx.sidecar.svc.cluster.local"}},
 		{"bootstrap", []string{"bootstrap", addr}},
+		{"secret", []string{"secret", addr}},
 		{"all", []string{"all", addr}},
 		{"admin-address-flag", []string{"cluster", "--admin-address", addr, "--port", "6379"}},
 		{"file-endpoint", []string{"endpoint", "--file", dumpFixture, "--port", "80"}},

@@ -16,9 +16,9 @@ import (
 
 // FuzzParse drives arbitrary bytes through the YAML-to-config path:
 // Parse must never panic or fail as a whole, every problem must be an
-// *Issue, every resource must validate without panicking, and every
-// resource must survive a round trip (render as JSON, parse again, get an
-// equal spec).
+// *Issue, every resource (and the set of them) must validate without
+// panicking, and every resource must survive a round trip (render as
+// JSON, parse again, get an equal spec).
 func FuzzParse(f *testing.F) {
 	for _, pat := range []string{"../../../shared/scenarios/*/*.yaml", "../../../shared/istio-samples/*.yaml"} {
 		files, _ := filepath.Glob(pat)
@@ -49,6 +49,13 @@ func FuzzParse(f *testing.F) {
 			_ = validate.Resource(r)
 			roundTrip(t, r)
 		}
+		for _, r := range res.Rejected {
+			if v := validate.Resource(r); r.Spec == nil {
+				t.Fatalf("rejected resource without spec: %+v %v", r, v)
+			}
+		}
+		snap := config.NewSnapshot(res.Resources)
+		_ = validate.Snapshot(snap, validate.HostsFromConfig(snap, res.Kube, ""))
 	})
 }
 

@@ -149,6 +149,8 @@ func (p *parser) object(obj map[string]any, src string) {
 		switch {
 		case isIstioGroup(group) && unsupportedKinds[kind]:
 			p.skip(obj, src, apiVersion, kind, meta, "Istio kind not supported by Trellis; ignored")
+		case isIstioGroup(group) && kindNames(group) == "":
+			p.skip(obj, src, apiVersion, kind, meta, "Istio API group "+group+" is not read by Trellis; ignored")
 		case isIstioGroup(group):
 			p.fail(src, display, "kind", "%q is not a kind of %s; accepted kinds: %s", kind, group, kindNames(group))
 		default:

@@ -198,4 +198,8 @@ func TestParseErrorsKeepGoing(t *testing.T) {
 	if len(res.Skipped) != 1 || res.Skipped[0].Kind != "EnvoyFilter" || !strings.Contains(res.Skipped[0].Reason, "not supported") {
 		t.Errorf("got skipped %+v, want the EnvoyFilter as unsupported", res.Skipped)
 	}
+	res, _ = Parse([]byte("apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: t}\n---\napiVersion: extensions.istio.io/v1alpha1\nkind: Mystery\nmetadata: {name: m}\n"), "g.yaml")
+	if len(res.Errors) != 0 || len(res.Skipped) != 2 || !strings.Contains(res.Skipped[1].Reason, "extensions.istio.io is not read") {
+		t.Errorf("got errors %v skipped %+v, want both skipped", res.Errors, res.Skipped)
+	}
 }

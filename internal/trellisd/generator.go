@@ -2,6 +2,7 @@ package trellisd
 
 import (
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +24,43 @@ type state struct {
 	reg     *registry.Snapshot
 	mesh    translate.MeshOptions
 	creds   map[string]*translate.Credential
+
+	addrOnce sync.Once
+	byAddr   map[string][]*registry.Service // endpoint address -> services with an endpoint there
+}
+
+// inboundRegistry is the part of the registry a proxy's inbound half reads:
+// the services with an endpoint on one of the proxy's IPs (translate's
+// Inbound finds the local ports by scanning for exactly those). Handing it
+// the whole registry would make every push O(proxies x endpoints).
+func (s *state) inboundRegistry(ips []string) *registry.Snapshot {
+	s.addrOnce.Do(func() {
+		s.byAddr = map[string][]*registry.Service{}
+		if s.reg == nil {
+			return
+		}
+		for _, svc := range s.reg.Services {
+			seen := map[string]bool{}
+			for _, ep := range s.reg.Endpoints[svc.Hostname] {
+				if !seen[ep.Address] {
+					seen[ep.Address] = true
+					s.byAddr[ep.Address] = append(s.byAddr[ep.Address], svc)
+				}
+			}
+		}
+	})
+	out := &registry.Snapshot{Endpoints: map[string][]*registry.Endpoint{}}
+	for _, ip := range ips {
+		for _, svc := range s.byAddr[ip] {
+			if _, dup := out.Endpoints[svc.Hostname]; dup {
+				continue
+			}
+			out.Services = append(out.Services, svc)
+			out.Endpoints[svc.Hostname] = s.reg.Endpoints[svc.Hostname]
+		}
+	}
+	sort.Slice(out.Services, func(i, j int) bool { return out.Services[i].Hostname < out.Services[j].Hostname })
+	return out
 }
 
 // translator is the part of internal/xds/translate the generator uses. The
@@ -104,7 +142,9 @@ func (g *generator) Generate(node *corev3.Node) (*server.Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	own, err := marshal(g.tr.Inbound(in))
+	inIn := in
+	inIn.Registry = st.inboundRegistry(p.IPs)
+	own, err := marshal(g.tr.Inbound(inIn))
 	if err != nil {
 		return nil, err
 	}

@@ -100,3 +100,53 @@ func TestGeneratorRejectsBadNode(t *testing.T) {
 		t.Errorf("got no error for node id %q, want one", "not-a-node-id")
 	}
 }
+
+// The generator hands translate.Inbound only the services with an endpoint
+// on the proxy's IPs; the output must be what the whole registry gives.
+func TestInboundRegistryIsEquivalent(t *testing.T) {
+	st := greeterState(t, 1, 90)
+	cases := []struct {
+		name string
+		ips  []string
+	}{
+		{"workload of both subsets", []string{"127.0.0.1"}},
+		{"no workload", []string{"10.9.9.9"}},
+		{"several IPs", []string{"10.9.9.9", "127.0.0.1"}},
+		{"no IPs", nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := &translate.Proxy{ID: "sidecar~x~p.default~default.svc.cluster.local", Type: translate.SidecarProxy,
+				Namespace: "default", IPs: tc.ips, Labels: map[string]string{"app": "greeter"}}
+			full := translate.Input{Proxy: p, Config: st.cfg, Registry: st.reg, Mesh: st.mesh}
+			part := full
+			part.Registry = st.inboundRegistry(tc.ips)
+			want, err := marshal(translate.Inbound(full))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := marshal(translate.Inbound(part))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for typ, wl := range want {
+				if !equalLists(got[typ], wl) {
+					t.Errorf("%s: got %d resources, want %d equal to the full registry's", server.ShortType(typ), len(got[typ]), len(wl))
+				}
+			}
+			if len(got) != len(want) {
+				t.Errorf("types: got %d, want %d", len(got), len(want))
+			}
+			hasLocal := false
+			for _, r := range want[server.ClusterType] {
+				hasLocal = hasLocal || r.Name == "inbound|9001||"
+			}
+			if wantLocal := len(tc.ips) > 0 && tc.ips[len(tc.ips)-1] == "127.0.0.1"; hasLocal != wantLocal {
+				t.Errorf("inbound|9001|| cluster: got %v, want %v", hasLocal, wantLocal)
+			}
+		})
+	}
+	if n := len(st.inboundRegistry([]string{"127.0.0.1"}).Services); n != 1 {
+		t.Errorf("services on 127.0.0.1: got %d, want 1 (greeter)", n)
+	}
+}

@@ -44,11 +44,12 @@ type Watcher struct {
 	opts  Options
 
 	mu       sync.Mutex
-	errs     map[string][]validate.Issue // display path -> errors of the latest read
-	warns    map[string][]validate.Issue // display path -> warnings of the served content
-	cross    map[string][]validate.Issue // display path -> cross-resource warnings (validate.Snapshot)
-	content  map[string][]byte           // abs path -> last bytes read
-	inStore  map[string]bool             // abs path -> has a source in the store
+	errs     map[string][]validate.Issue   // display path -> errors of the latest read
+	warns    map[string][]validate.Issue   // display path -> warnings of the served content
+	cross    map[string][]validate.Issue   // display path -> cross-resource warnings (validate.Snapshot)
+	content  map[string][]byte             // abs path -> last bytes read
+	inStore  map[string]bool               // abs path -> has a source in the store
+	defines  map[string][]*config.Resource // abs path -> resources it serves
 	synced   chan struct{}
 	syncOnce sync.Once
 }
@@ -68,7 +69,7 @@ func New(dir string, store *config.Store, opts Options) *Watcher {
 	return &Watcher{
 		dir: dir, store: store, opts: opts,
 		errs: map[string][]validate.Issue{}, warns: map[string][]validate.Issue{}, cross: map[string][]validate.Issue{},
-		content: map[string][]byte{}, inStore: map[string]bool{},
+		content: map[string][]byte{}, inStore: map[string]bool{}, defines: map[string][]*config.Resource{},
 		synced: make(chan struct{}),
 	}
 }
@@ -299,6 +300,7 @@ func (w *Watcher) apply(files []string, roots []string) {
 	for _, p := range gone {
 		changes = append(changes, config.Change{Source: SourcePrefix + p, Delete: true})
 		delete(w.inStore, p)
+		delete(w.defines, p)
 		delete(w.content, p)
 		delete(w.errs, w.display(p))
 		delete(w.warns, w.display(p))
@@ -318,11 +320,36 @@ func (w *Watcher) apply(files []string, roots []string) {
 	w.crossCheck()
 }
 
+// conflicts reports resources defined by more than one file; the store
+// serves the one from the file whose path sorts last. Called with w.mu held.
+func (w *Watcher) conflicts() []validate.Issue {
+	paths := make([]string, 0, len(w.defines))
+	for p := range w.defines {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	first := map[config.Key]*config.Resource{}
+	var out []validate.Issue
+	for _, p := range paths {
+		for _, r := range w.defines[p] {
+			if prev, ok := first[r.Key()]; ok {
+				out = append(out, validate.Issue{Source: r.Source, Resource: r.Display(), Field: "metadata.name",
+					Message: fmt.Sprintf("also defined in %s; this definition is served, the other ignored", prev.Source)})
+			}
+			first[r.Key()] = r
+		}
+	}
+	return out
+}
+
 // crossCheck runs the whole-directory checks on the served snapshot and
 // logs warnings that are new since the last run.
 func (w *Watcher) crossCheck() {
 	snap := w.store.Snapshot()
 	res := validate.Snapshot(snap, validate.HostsFromConfig(snap, snap.KubeObjects(), ""))
+	w.mu.Lock()
+	res.Warnings = append(res.Warnings, w.conflicts()...)
+	w.mu.Unlock()
 	cross := map[string][]validate.Issue{}
 	for _, is := range res.Warnings {
 		file := is.Source
@@ -410,7 +437,11 @@ func (w *Watcher) read(p string) (config.Change, bool) {
 		if w.inStore[p] {
 			keeping = "its last valid content keeps serving"
 		}
-		w.opts.Logf("config: %s rejected (%d errors; %s):", name, len(res.Errors), keeping)
+		noun := "errors"
+		if len(res.Errors) == 1 {
+			noun = "error"
+		}
+		w.opts.Logf("config: %s rejected (%d %s; %s):", name, len(res.Errors), noun, keeping)
 		for _, e := range res.Errors {
 			w.opts.Logf("config:   %s", e.String())
 		}
@@ -426,6 +457,7 @@ func (w *Watcher) read(p string) (config.Change, bool) {
 		delete(w.warns, name)
 	}
 	w.inStore[p] = true
+	w.defines[p] = parsed.Resources
 	w.opts.Logf("config: %s loaded (%d resources, %d other objects)", name, len(parsed.Resources), len(parsed.Kube))
 	return config.Change{Source: SourcePrefix + p, Resources: parsed.Resources, Kube: parsed.Kube}, true
 }

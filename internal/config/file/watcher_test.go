@@ -308,3 +308,30 @@ func TestWatcherCrossWarnings(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func TestWatcherConflictWarning(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "a.yaml"), vsYAML("vs", 90))
+	write(t, filepath.Join(dir, "b.yaml"), vsYAML("vs", 10))
+	w, store, _ := start(t, dir)
+	eventually(t, store, "VirtualService/demo/vs[10]")
+	warns := w.Warnings()["b.yaml"]
+	found := false
+	for _, is := range warns {
+		if is.Field == "metadata.name" && strings.Contains(is.Message, "also defined in a.yaml#1") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("got warnings %v, want b.yaml to say vs is also defined in a.yaml", w.Warnings())
+	}
+	os.Remove(filepath.Join(dir, "b.yaml"))
+	eventually(t, store, "VirtualService/demo/vs[90]")
+	deadline := time.Now().Add(10 * time.Second)
+	for len(w.Warnings()["b.yaml"]) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("conflict warning never cleared: %v", w.Warnings())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -42,6 +42,30 @@ type Env struct {
 	Dir        string // scratch directory, removed by Stop
 
 	etcd, apiserver *exec.Cmd
+	exited          map[*exec.Cmd]chan struct{} // closed when the process ends
+}
+
+// run starts cmd and records when it exits.
+func (e *Env) run(cmd *exec.Cmd) error {
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	if e.exited == nil {
+		e.exited = map[*exec.Cmd]chan struct{}{}
+	}
+	ch := make(chan struct{})
+	e.exited[cmd] = ch
+	go func() { _ = cmd.Wait(); close(ch) }()
+	return nil
+}
+
+func (e *Env) dead(cmd *exec.Cmd) bool {
+	select {
+	case <-e.exited[cmd]:
+		return true
+	default:
+		return false
+	}
 }
 
 // ErrNoBinaries is returned (wrapped) by Start when etcd or kube-apiserver
@@ -128,16 +152,21 @@ func Start() (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "trellis-kubetest-")
-	if err != nil {
-		return nil, err
-	}
-	e := &Env{Dir: dir}
-	if err := e.start(bins); err != nil {
+	// Free ports are picked by binding and closing; another process may
+	// take one before etcd or kube-apiserver binds it, so retry.
+	var lastErr error
+	for attempt := 0; attempt < 3; attempt++ {
+		dir, err := os.MkdirTemp("", "trellis-kubetest-")
+		if err != nil {
+			return nil, err
+		}
+		e := &Env{Dir: dir}
+		if lastErr = e.start(bins); lastErr == nil {
+			return e, nil
+		}
 		e.Stop()
-		return nil, err
 	}
-	return e, nil
+	return nil, lastErr
 }
 
 func (e *Env) start(bins string) error {
@@ -163,7 +192,7 @@ func (e *Env) start(bins string) error {
 		"--unsafe-no-fsync", "--log-level", "warn")
 	e.etcd.Stdout, e.etcd.Stderr = etcdLog, etcdLog
 	e.etcd.SysProcAttr = dieWithParent()
-	if err := e.etcd.Start(); err != nil {
+	if err := e.run(e.etcd); err != nil {
 		return fmt.Errorf("start etcd: %w", err)
 	}
 
@@ -202,7 +231,7 @@ func (e *Env) start(bins string) error {
 		"-v", "1")
 	e.apiserver.Stdout, e.apiserver.Stderr = apiLog, apiLog
 	e.apiserver.SysProcAttr = dieWithParent()
-	if err := e.apiserver.Start(); err != nil {
+	if err := e.run(e.apiserver); err != nil {
 		return fmt.Errorf("start kube-apiserver: %w", err)
 	}
 	e.Config = &rest.Config{
@@ -232,7 +261,8 @@ func (e *Env) waitReady(limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	var last string
 	for time.Now().Before(deadline) {
-		if e.apiserver.ProcessState != nil {
+		if e.dead(e.apiserver) || e.dead(e.etcd) {
+			last = "a process exited (see the logs)"
 			break
 		}
 		req, _ := http.NewRequest("GET", e.Config.Host+"/readyz", nil)
@@ -249,19 +279,22 @@ func (e *Env) waitReady(limit time.Duration) error {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	logTail, _ := os.ReadFile(filepath.Join(e.Dir, "kube-apiserver.log"))
-	if len(logTail) > 3000 {
-		logTail = logTail[len(logTail)-3000:]
+	tail := func(name string) []byte {
+		b, _ := os.ReadFile(filepath.Join(e.Dir, name))
+		if len(b) > 2000 {
+			b = b[len(b)-2000:]
+		}
+		return b
 	}
-	return fmt.Errorf("kube-apiserver not ready after %s (last: %s); log tail:\n%s", limit, last, logTail)
+	return fmt.Errorf("kube-apiserver not ready (last: %s); kube-apiserver log tail:\n%s\netcd log tail:\n%s", last, tail("kube-apiserver.log"), tail("etcd.log"))
 }
 
 // Stop kills both processes and removes the scratch directory.
 func (e *Env) Stop() {
 	for _, c := range []*exec.Cmd{e.apiserver, e.etcd} {
-		if c != nil && c.Process != nil {
+		if ch, ok := e.exited[c]; ok {
 			_ = c.Process.Kill()
-			_ = c.Wait()
+			<-ch
 		}
 	}
 	if e.Dir != "" {

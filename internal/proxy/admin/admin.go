@@ -53,6 +53,9 @@ type Options struct {
 	// AppMetricsURL is the application's Prometheus endpoint on loopback
 	// (from the prometheus.io/port and /path annotations), or empty.
 	AppMetricsURL string
+	// AppProbers is the JSON of ISTIO_KUBE_APP_PROBERS (the injector's
+	// rewritten probes); the merged server answers /app-health/C/KIND.
+	AppProbers string
 
 	// ConfigSource renders /config_dump and /listeners; nil serves an empty dump.
 	ConfigSource ConfigSource
@@ -86,6 +89,7 @@ type Server struct {
 
 	appClient       *http.Client
 	appScrapeErrors *stats.Counter
+	probes          map[string]*appProbe
 }
 
 // New binds the configured addresses and starts serving; Close stops.
@@ -96,7 +100,11 @@ func New(opts Options) (*Server, error) {
 	if opts.Stats == nil {
 		opts.Stats = stats.NewStore()
 	}
-	s := &Server{opts: opts, started: time.Now(), addrs: map[string]string{},
+	probes, err := parseAppProbers(opts.AppProbers)
+	if err != nil {
+		return nil, fmt.Errorf("admin: %w", err)
+	}
+	s := &Server{opts: opts, started: time.Now(), addrs: map[string]string{}, probes: probes,
 		appClient: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil}}}
 	server := opts.Stats.Scope("server", "")
 	s.appScrapeErrors = opts.Stats.Scope("agent", "").Counter("app_metrics_scrape_errors")
@@ -241,6 +249,7 @@ func (s *Server) mergedMux() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/stats/prometheus", s.handleMerged)
 	mux.Handle("/healthz/ready", s.readyMux())
+	mux.HandleFunc("/app-health/", s.handleAppHealth)
 	return mux
 }
 

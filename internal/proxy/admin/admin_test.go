@@ -480,6 +480,64 @@ func TestMergedMetrics(t *testing.T) {
 	}
 }
 
+func TestAppProbes(t *testing.T) {
+	var ready atomic.Bool
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/healthz" && r.Header.Get("X-Probe") == "yes" && r.Host == "app.local":
+			w.WriteHeader(200)
+		case r.URL.Path == "/ready" && ready.Load():
+			w.WriteHeader(204)
+		default:
+			w.WriteHeader(500)
+		}
+	}))
+	defer app.Close()
+	_, port, _ := net.SplitHostPort(app.Listener.Addr().String())
+	probers := fmt.Sprintf(`{
+		"/app-health/web/livez": {"httpGet": {"path": "/healthz", "port": %s, "scheme": "HTTP",
+			"httpHeaders": [{"name": "X-Probe", "value": "yes"}, {"name": "Host", "value": "app.local"}]}, "timeoutSeconds": 2},
+		"/app-health/web/readyz": {"httpGet": {"path": "ready", "port": "%s"}}
+	}`, port, port)
+	s, err := New(Options{MergedAddress: "127.0.0.1:0", AppProbers: probers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	base := "http://" + s.MergedAddr()
+	steps := []struct {
+		path string
+		want int
+	}{
+		{"/app-health/web/livez", 200},
+		{"/app-health/web/readyz", 500},
+		{"/app-health/web/startupz", 404},
+	}
+	for _, st := range steps {
+		if code, _ := get(t, "GET", base+st.path); code != st.want {
+			t.Errorf("%s: got %d, want %d", st.path, code, st.want)
+		}
+	}
+	ready.Store(true)
+	if code, _ := get(t, "GET", base+"/app-health/web/readyz"); code != 204 {
+		t.Errorf("readyz after the app is ready: got %d, want 204", code)
+	}
+	app.Close()
+	if code, _ := get(t, "GET", base+"/app-health/web/livez"); code != 503 {
+		t.Errorf("app down: got %d, want 503", code)
+	}
+	for _, bad := range []struct{ json, want string }{
+		{`[`, "not a JSON object"},
+		{`{"/x": {"httpGet": {"port": 80}}}`, "must start with /app-health/"},
+		{`{"/app-health/a/livez": {"httpGet": {"port": "http"}}}`, "is not a port number"},
+		{`{"/app-health/a/livez": {}}`, "httpGet: must be set"},
+	} {
+		if _, err := New(Options{AppProbers: bad.json}); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("%s: got %v, want error containing %q", bad.json, err, bad.want)
+		}
+	}
+}
+
 func TestNewFailsOnBusyPort(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

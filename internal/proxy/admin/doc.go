@@ -3,8 +3,10 @@
 // /stats/prometheus, /ready, /server_info, /logging, /drain_listeners,
 // /quitquitquit, /reset_counters, /memory), Istio's readiness endpoint on
 // :15021 (/healthz/ready), the Prometheus endpoint on :15090
-// (/stats/prometheus) and pilot-agent's merged endpoint on :15020 (proxy +
-// application metrics, /healthz/ready).
+// (/stats/prometheus) and pilot-agent's endpoint on :15020 (proxy +
+// application metrics, /healthz/ready, and the injector's rewritten
+// application probes /app-health/CONTAINER/livez|readyz|startupz from
+// ISTIO_KUBE_APP_PROBERS).
 //
 // It sits off the data path, reading in bulk what the rest of the proxy
 // keeps: accepted xDS resources (xdsclient, through a ConfigSource), the

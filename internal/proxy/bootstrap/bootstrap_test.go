@@ -115,13 +115,14 @@ func TestFromFlags(t *testing.T) {
 
 func TestOptionsFromEnv(t *testing.T) {
 	env := map[string]string{"POD_NAME": "p", "POD_NAMESPACE": "ns", "INSTANCE_IP": "10.0.0.2", "PILOT_ADDRESS": "127.0.0.1:15010",
-		"ISTIO_META_WORKLOAD_NAME": "w", "ISTIO_META_DNS_CAPTURE": "true"}
+		"ISTIO_META_WORKLOAD_NAME": "w", "ISTIO_META_DNS_CAPTURE": "true", "ISTIO_METAJSON_LABELS": `{"app":"bill","version":"v2"}`}
 	var environ []string
 	for k, v := range env {
 		environ = append(environ, k+"="+v)
 	}
 	o := OptionsFromEnv(func(k string) string { return env[k] }, environ)
-	if o.PodName != "p" || o.Namespace != "ns" || o.IP != "10.0.0.2" || o.XDSAddress != "127.0.0.1:15010" || o.WorkloadName != "w" || o.Metadata["DNS_CAPTURE"] != "true" {
+	if o.PodName != "p" || o.Namespace != "ns" || o.IP != "10.0.0.2" || o.XDSAddress != "127.0.0.1:15010" || o.WorkloadName != "w" ||
+		o.Metadata["DNS_CAPTURE"] != "true" || o.Labels["version"] != "v2" || o.Labels["app"] != "bill" {
 		t.Errorf("got %+v, want the environment's values", o)
 	}
 }

@@ -1,6 +1,7 @@
 package bootstrap
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"sort"
@@ -239,8 +240,9 @@ func splitHostPort(s string, zeroOK bool) (string, uint32, error) {
 // OptionsFromEnv reads pilot-agent's environment variables: POD_NAME,
 // POD_NAMESPACE, INSTANCE_IP, SERVICE_ACCOUNT, ISTIO_META_WORKLOAD_NAME,
 // ISTIO_META_CLUSTER_ID, ISTIO_META_NETWORK, ISTIO_META_MESH_ID,
-// ISTIO_META_INTERCEPTION_MODE, ISTIO_META_* (other metadata), PILOT_ADDRESS
-// / XDS_ADDRESS, and ISTIO_METAJSON_LABELS is not supported (use Labels).
+// ISTIO_META_INTERCEPTION_MODE, ISTIO_META_* (other metadata),
+// ISTIO_METAJSON_LABELS (the pod's labels as a JSON object; invalid JSON is
+// ignored) and PILOT_ADDRESS / XDS_ADDRESS.
 func OptionsFromEnv(getenv func(string) string, environ []string) Options {
 	o := Options{
 		PodName:          getenv("POD_NAME"),
@@ -256,6 +258,12 @@ func OptionsFromEnv(getenv func(string) string, environ []string) Options {
 	}
 	if o.XDSAddress == "" {
 		o.XDSAddress = getenv("PILOT_ADDRESS")
+	}
+	if js := getenv("ISTIO_METAJSON_LABELS"); js != "" {
+		var labels map[string]string
+		if json.Unmarshal([]byte(js), &labels) == nil && len(labels) > 0 {
+			o.Labels = labels
+		}
 	}
 	known := map[string]bool{"WORKLOAD_NAME": true, "CLUSTER_ID": true, "NETWORK": true, "MESH_ID": true, "INTERCEPTION_MODE": true}
 	for _, kv := range environ {

@@ -64,6 +64,9 @@ type Outcome struct {
 	Status int
 	// ConnectFailure, Timeout and Reset are local-origin failures.
 	ConnectFailure, Timeout, Reset bool
+	// Duration, when set, is the attempt's time to the response (observed
+	// as upstream_rq_time).
+	Duration time.Duration
 }
 
 // Thresholds are the cluster's circuit breakers (thresholds[0]); zero
@@ -299,6 +302,9 @@ func (c *Cluster) Report(h *Host, o Outcome) {
 	if o.Status > 0 {
 		s.code(o.Status).Inc()
 		s.UpstreamRqCompleted.Inc()
+	}
+	if o.Duration > 0 {
+		s.UpstreamRqTime.Observe(float64(o.Duration) / float64(time.Millisecond))
 	}
 	if o.Timeout {
 		s.UpstreamRqTimeout.Inc()

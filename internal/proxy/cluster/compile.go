@@ -61,6 +61,7 @@ func Compile(pc *clusterv3.Cluster) (*Cluster, error) {
 // compileOptions are what the data path supports.
 type compileOptions struct {
 	UpstreamTLS bool
+	secrets     *secretStore
 }
 
 func compile(pc *clusterv3.Cluster, prefix string, opts compileOptions) (*Cluster, error) {
@@ -125,7 +126,7 @@ func compile(pc *clusterv3.Cluster, prefix string, opts compileOptions) (*Cluste
 		case !opts.UpstreamTLS:
 			fe.add("transport_socket", "upstream TLS is not supported by this proxy's data path yet; remove the DestinationRule tls settings or use plaintext")
 		default:
-			c.TLS = compileUpstreamTLS(ts, fe)
+			c.TLS = compileUpstreamTLS(ts, fe, opts.secrets)
 		}
 	}
 	if len(pc.GetTransportSocketMatches()) > 0 {

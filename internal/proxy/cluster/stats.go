@@ -38,6 +38,10 @@ type Stats struct {
 	MembershipChange          *stats.Counter
 	UpdateSuccess             *stats.Counter
 	UpdateRejected            *stats.Counter
+	// UpstreamRqTime (ms) is observed by Report when Outcome.Duration is
+	// set; UpstreamCxConnectMs is for the pool to observe.
+	UpstreamRqTime      *stats.Histogram
+	UpstreamCxConnectMs *stats.Histogram
 
 	cbCxOpen, cbPendingOpen, cbRqOpen, cbRetryOpen *stats.Gauge
 
@@ -77,6 +81,8 @@ func newStats(store *stats.Store, name string) *Stats {
 		MembershipChange:          sc.Counter("membership_change"),
 		UpdateSuccess:             sc.Counter("update_success"),
 		UpdateRejected:            sc.Counter("update_rejected"),
+		UpstreamRqTime:            sc.Histogram("upstream_rq_time", nil),
+		UpstreamCxConnectMs:       sc.Histogram("upstream_cx_connect_ms", nil),
 		cbCxOpen:                  sc.Gauge("circuit_breakers.default.cx_open"),
 		cbPendingOpen:             sc.Gauge("circuit_breakers.default.rq_pending_open"),
 		cbRqOpen:                  sc.Gauge("circuit_breakers.default.rq_open"),

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"sync/atomic"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
@@ -17,7 +18,7 @@ const tlsTransportSocket = "envoy.transport_sockets.tls"
 // compileUpstreamTLS turns an UpstreamTlsContext (DestinationRule tls
 // SIMPLE/MUTUAL) into a client tls.Config. Like Envoy, a context without a
 // validation context does not verify the server.
-func compileUpstreamTLS(ts *corev3.TransportSocket, fe *fieldErrors) *tls.Config {
+func compileUpstreamTLS(ts *corev3.TransportSocket, fe *fieldErrors, secrets *secretStore) *tls.Config {
 	const p = "transport_socket"
 	var uc tlsv3.UpstreamTlsContext
 	if ts.GetTypedConfig() == nil || ts.GetTypedConfig().UnmarshalTo(&uc) != nil {
@@ -26,10 +27,6 @@ func compileUpstreamTLS(ts *corev3.TransportSocket, fe *fieldErrors) *tls.Config
 	}
 	cfg := &tls.Config{ServerName: uc.GetSni(), MinVersion: tls.VersionTLS12}
 	ctc := uc.GetCommonTlsContext()
-	if len(ctc.GetTlsCertificateSdsSecretConfigs()) > 0 || ctc.GetValidationContextSdsSecretConfig() != nil || ctc.GetCombinedValidationContext() != nil {
-		fe.add(p+".typed_config.common_tls_context", "SDS secrets (credentialName) are not supported for upstream TLS yet; use files (caCertificates, clientCertificate, privateKey)")
-		return nil
-	}
 	cfg.NextProtos = ctc.GetAlpnProtocols()
 	switch v := ctc.GetTlsParams().GetTlsMinimumProtocolVersion(); v {
 	case tlsv3.TlsParameters_TLSv1_3:
@@ -52,12 +49,39 @@ func compileUpstreamTLS(ts *corev3.TransportSocket, fe *fieldErrors) *tls.Config
 		}
 		cfg.Certificates = append(cfg.Certificates, pair)
 	}
+	// A client certificate from SDS is read at handshake time, so that the
+	// cluster can be accepted before its secret arrives and rotations apply
+	// to new connections at once.
+	if sc := ctc.GetTlsCertificateSdsSecretConfigs(); len(sc) > 0 {
+		name := sc[0].GetName()
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			ps := secrets.get(name)
+			if ps == nil || ps.cert == nil {
+				return nil, fmt.Errorf("client certificate secret %q not received yet", name)
+			}
+			return ps.cert, nil
+		}
+	}
 	vc := ctc.GetValidationContext()
-	if vc == nil {
+	sdsCA := ctc.GetValidationContextSdsSecretConfig().GetName()
+	if cv := ctc.GetCombinedValidationContext(); cv != nil {
+		vc = cv.GetDefaultValidationContext()
+		sdsCA = cv.GetValidationContextSdsSecretConfig().GetName()
+	}
+	if vc == nil && sdsCA == "" {
 		cfg.InsecureSkipVerify = true // Envoy verifies nothing without a validation context
 		return cfg
 	}
-	if vc.GetTrustedCa() != nil {
+	var roots func() (*x509.CertPool, error)
+	if sdsCA != "" {
+		roots = func() (*x509.CertPool, error) {
+			ps := secrets.get(sdsCA)
+			if ps == nil || ps.roots == nil {
+				return nil, fmt.Errorf("validation secret %q not received yet", sdsCA)
+			}
+			return ps.roots, nil
+		}
+	} else if vc.GetTrustedCa() != nil {
 		pem, err := dataSource(vc.GetTrustedCa())
 		if err != nil {
 			fe.add(p+".typed_config.common_tls_context.validation_context.trusted_ca", "%v", err)
@@ -68,7 +92,9 @@ func compileUpstreamTLS(ts *corev3.TransportSocket, fe *fieldErrors) *tls.Config
 			fe.add(p+".typed_config.common_tls_context.validation_context.trusted_ca", "no PEM certificates found")
 			return nil
 		}
-		cfg.RootCAs = pool
+		roots = func() (*x509.CertPool, error) { return pool, nil }
+	} else {
+		roots = func() (*x509.CertPool, error) { return nil, nil } // system roots
 	}
 	var sans []string
 	for i, m := range vc.GetMatchTypedSubjectAltNames() {
@@ -78,32 +104,95 @@ func compileUpstreamTLS(ts *corev3.TransportSocket, fe *fieldErrors) *tls.Config
 		}
 		sans = append(sans, m.GetMatcher().GetExact())
 	}
-	if len(sans) > 0 {
-		// Verify the chain against the roots ourselves, then the SANs
-		// (instead of the host name, as Envoy does with SAN matchers).
-		roots := cfg.RootCAs
-		cfg.InsecureSkipVerify = true
-		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) == 0 {
-				return errors.New("upstream presented no certificate")
-			}
-			inter := x509.NewCertPool()
-			for _, c := range cs.PeerCertificates[1:] {
-				inter.AddCert(c)
-			}
-			leaf := cs.PeerCertificates[0]
-			if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter}); err != nil {
-				return fmt.Errorf("upstream certificate: %w", err)
-			}
-			for _, san := range sans {
-				if slices.Contains(leaf.DNSNames, san) {
-					return nil
-				}
-			}
-			return fmt.Errorf("upstream certificate SANs %v match none of %v", leaf.DNSNames, sans)
+	// Verify ourselves: the roots may come from SDS, and SAN matchers
+	// replace the host name check as in Envoy.
+	serverName := cfg.ServerName
+	cfg.InsecureSkipVerify = true
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return errors.New("upstream presented no certificate")
 		}
+		pool, err := roots()
+		if err != nil {
+			return err
+		}
+		inter := x509.NewCertPool()
+		for _, c := range cs.PeerCertificates[1:] {
+			inter.AddCert(c)
+		}
+		leaf := cs.PeerCertificates[0]
+		opts := x509.VerifyOptions{Roots: pool, Intermediates: inter}
+		if len(sans) == 0 {
+			opts.DNSName = serverName
+		}
+		if _, err := leaf.Verify(opts); err != nil {
+			return fmt.Errorf("upstream certificate: %w", err)
+		}
+		if len(sans) == 0 {
+			return nil
+		}
+		for _, san := range sans {
+			if slices.Contains(leaf.DNSNames, san) {
+				return nil
+			}
+		}
+		return fmt.Errorf("upstream certificate SANs %v match none of %v", leaf.DNSNames, sans)
 	}
 	return cfg
+}
+
+// parsedSecret is an SDS secret ready for handshakes.
+type parsedSecret struct {
+	cert  *tls.Certificate
+	roots *x509.CertPool
+}
+
+// secretStore holds the SDS secrets, swapped atomically.
+type secretStore struct {
+	m atomic.Pointer[map[string]*parsedSecret]
+}
+
+func (s *secretStore) get(name string) *parsedSecret {
+	if s == nil {
+		return nil
+	}
+	m := s.m.Load()
+	if m == nil {
+		return nil
+	}
+	return (*m)[name]
+}
+
+// parseSecret validates an SDS secret: a tls_certificate (PEM chain and
+// key, inline or files) or a validation_context with trusted_ca.
+func parseSecret(sec *tlsv3.Secret) (*parsedSecret, error) {
+	ps := &parsedSecret{}
+	switch {
+	case sec.GetTlsCertificate() != nil:
+		c := sec.GetTlsCertificate()
+		chain, err1 := dataSource(c.GetCertificateChain())
+		key, err2 := dataSource(c.GetPrivateKey())
+		if err := errors.Join(err1, err2); err != nil {
+			return nil, fmt.Errorf("tls_certificate: %w", err)
+		}
+		pair, err := tls.X509KeyPair(chain, key)
+		if err != nil {
+			return nil, fmt.Errorf("tls_certificate: invalid certificate or key: %w", err)
+		}
+		ps.cert = &pair
+	case sec.GetValidationContext() != nil:
+		pem, err := dataSource(sec.GetValidationContext().GetTrustedCa())
+		if err != nil {
+			return nil, fmt.Errorf("validation_context.trusted_ca: %w", err)
+		}
+		ps.roots = x509.NewCertPool()
+		if !ps.roots.AppendCertsFromPEM(pem) {
+			return nil, errors.New("validation_context.trusted_ca: no PEM certificates found")
+		}
+	default:
+		return nil, errors.New("only tls_certificate and validation_context secrets are supported")
+	}
+	return ps, nil
 }
 
 func dataSource(ds *corev3.DataSource) ([]byte, error) {

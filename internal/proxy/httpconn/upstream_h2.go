@@ -21,6 +21,10 @@ import (
 // attemptH2 sends the request over the shared HTTP/2 transport (h2c).
 func (e *exchange) attemptH2(cl *cluster.Cluster, host *lb.Host, deadline time.Time) (outcome, int) {
 	ctx := context.Background()
+	if cl.UpstreamBindSource != "" || cl.ConnectTimeout > 0 {
+		// The transport dials with the request's context.
+		ctx = pool.WithDialOptions(ctx, &pool.DialOptions{Bind: cl.UpstreamBindSource, ConnectTimeout: cl.ConnectTimeout})
+	}
 	var cancel context.CancelFunc
 	if !deadline.IsZero() {
 		ctx, cancel = context.WithDeadline(ctx, deadline)
@@ -31,14 +35,6 @@ func (e *exchange) attemptH2(cl *cluster.Cluster, host *lb.Host, deadline time.T
 	if err != nil {
 		cancel()
 		return resetBeforeResponse, 0
-	}
-	if cl.UpstreamBindSource != "" {
-		req = req.WithContext(pool.WithBindSource(req.Context(), cl.UpstreamBindSource))
-	}
-	if cl.ConnectTimeout > 0 {
-		// The transport dials with the request's context; a connect
-		// timeout shorter than the deadline is enforced by the dialer.
-		req = req.WithContext(pool.WithConnectTimeout(req.Context(), cl.ConnectTimeout))
 	}
 	resp, err := e.m.Pool.H2().RoundTrip(req)
 	if err != nil {
@@ -80,14 +76,14 @@ func (e *exchange) buildH2Request(ctx context.Context, addr string) (*http.Reque
 	if e.cntBuf2 != nil {
 		hdr["x-envoy-attempt-count"] = []string{string(e.cntBuf2)}
 	}
-	req := &http.Request{
+	req := (&http.Request{
 		Method:     string(e.q.Method),
 		URL:        u,
 		Proto:      "HTTP/2.0",
 		ProtoMajor: 2,
 		Header:     hdr,
 		Host:       string(e.hostHdr),
-	}
+	}).WithContext(ctx)
 	switch {
 	case e.buffered:
 		req.Body = io.NopCloser(bytes.NewReader(e.replay))
@@ -102,12 +98,7 @@ func (e *exchange) buildH2Request(ctx context.Context, addr string) (*http.Reque
 	default:
 		req.Body = http.NoBody
 	}
-	if b, ok := e.body.(*http1.Body); ok && e.bodyLen < 0 {
-		// Announce chunked trailers so the transport forwards them.
-		req.Trailer = http.Header{}
-		_ = b
-	}
-	return req.WithContext(ctx), nil
+	return req, nil
 }
 
 type countingBody struct {

@@ -244,15 +244,16 @@ func (p *Pool) H2() *http2.Transport {
 		p.h2 = &http2.Transport{
 			AllowHTTP: true,
 			DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-				if d, ok := ctx.Value(connectTimeoutKey{}).(time.Duration); ok && d > 0 {
+				o, _ := ctx.Value(dialKey{}).(*DialOptions)
+				if o != nil && o.ConnectTimeout > 0 {
 					var cancel context.CancelFunc
-					ctx, cancel = context.WithTimeout(ctx, d)
+					ctx, cancel = context.WithTimeout(ctx, o.ConnectTimeout)
 					defer cancel()
 				}
 				var c net.Conn
 				var err error
-				if bind, ok := ctx.Value(bindKey{}).(string); ok && bind != "" {
-					c, err = bindDial(ctx, bind, addr)
+				if o != nil && o.Bind != "" {
+					c, err = bindDial(ctx, o.Bind, addr)
 				} else {
 					c, err = p.opts.Dial(ctx, network, addr)
 				}
@@ -281,17 +282,17 @@ func bindDial(ctx context.Context, bind, addr string) (net.Conn, error) {
 	return d.DialContext(ctx, "tcp", addr)
 }
 
-type bindKey struct{}
+type dialKey struct{}
 
-// WithBindSource makes the HTTP/2 transport dial from source IP bind.
-func WithBindSource(ctx context.Context, bind string) context.Context {
-	return context.WithValue(ctx, bindKey{}, bind)
+// DialOptions are per-request dial settings for the HTTP/2 transport.
+type DialOptions struct {
+	// Bind is the local source IP ("" for any).
+	Bind string
+	// ConnectTimeout bounds the dial (0: only the request's deadline).
+	ConnectTimeout time.Duration
 }
 
-type connectTimeoutKey struct{}
-
-// WithConnectTimeout bounds the dial the HTTP/2 transport makes for a
-// request carrying the returned context.
-func WithConnectTimeout(ctx context.Context, d time.Duration) context.Context {
-	return context.WithValue(ctx, connectTimeoutKey{}, d)
+// WithDialOptions attaches dial settings to a request context.
+func WithDialOptions(ctx context.Context, o *DialOptions) context.Context {
+	return context.WithValue(ctx, dialKey{}, o)
 }

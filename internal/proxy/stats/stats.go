@@ -215,7 +215,9 @@ func (sc Scope) get(suffix string, kind Kind, bounds []float64) *Stat {
 		if extra != "" {
 			labels += "," + extra
 		}
-		st.TagValue = st.Name[len(sc.kind)+1 : len(sc.kind)+1+len(sc.name)] // shares Name's bytes
+		if sc.kind != "" {
+			st.TagValue = st.Name[len(sc.kind)+1 : len(sc.kind)+1+len(sc.name)] // shares Name's bytes
+		}
 	}
 	st.promLabels = intern(s.promLabels, labels)
 	switch kind {

@@ -191,3 +191,11 @@ func BenchmarkWritePrometheus(b *testing.B) {
 		s.WritePrometheus(io.Discard)
 	}
 }
+
+func TestScopeWithoutKind(t *testing.T) {
+	s := NewStore()
+	s.Scope("", "x").Counter("y").Inc()
+	if st := s.Get("x.y"); st == nil || st.TagValue != "x" {
+		t.Errorf("got %+v, want stat x.y tagged x", st)
+	}
+}

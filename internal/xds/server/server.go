@@ -169,7 +169,11 @@ func (s *Server) StreamAggregatedResources(stream discoveryv3.AggregatedDiscover
 				close(reqs)
 				return
 			}
-			reqs <- r
+			select {
+			case reqs <- r:
+			case <-stream.Context().Done():
+				return // the handler is gone; don't leak this goroutine
+			}
 		}
 	}()
 	sw := &sotw{c: c, stream: stream}
@@ -206,7 +210,11 @@ func (s *Server) DeltaAggregatedResources(stream discoveryv3.AggregatedDiscovery
 				close(reqs)
 				return
 			}
-			reqs <- r
+			select {
+			case reqs <- r:
+			case <-stream.Context().Done():
+				return // the handler is gone; don't leak this goroutine
+			}
 		}
 	}()
 	d := &delta{c: c, stream: stream}

@@ -333,12 +333,13 @@ func TestBillServiceOnKubernetes(t *testing.T) {
 		deadline := time.Now().Add(30 * time.Second)
 		for {
 			var gerr error
+			var got *unstructured.Unstructured
 			if o.GetNamespace() != "" {
-				_, gerr = ri.Namespace(o.GetNamespace()).Get(ctx, o.GetName(), metav1.GetOptions{})
+				got, gerr = ri.Namespace(o.GetNamespace()).Get(ctx, o.GetName(), metav1.GetOptions{})
 			} else {
-				_, gerr = ri.Get(ctx, o.GetName(), metav1.GetOptions{})
+				got, gerr = ri.Get(ctx, o.GetName(), metav1.GetOptions{})
 			}
-			if apierrors.IsNotFound(gerr) {
+			if apierrors.IsNotFound(gerr) || (gerr == nil && gvk.Kind == "CustomResourceDefinition" && got.GetDeletionTimestamp() != nil) {
 				break
 			}
 			if time.Now().After(deadline) {

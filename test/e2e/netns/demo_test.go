@@ -96,7 +96,7 @@ func TestDemo(t *testing.T) {
 // it must remove everything itself before exiting.
 func TestDemoInterruptTearsDown(t *testing.T) {
 	requireMesh(t)
-	const prefix = "t6c"
+	const prefix = "t6q"
 	state := t.TempDir()
 	cmd, out := startDemoUntilApps(t, prefix, state, "10.250.0.0/24", "10.251.0.0/24")
 	cmd.Process.Signal(os.Interrupt)

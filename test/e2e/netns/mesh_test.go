@@ -105,7 +105,7 @@ func TestCallByNameThroughBothSidecars(t *testing.T) {
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
-	metric := func(workload, reporter string) string {
+	metric := func(workload, reporter string, want ...string) string {
 		resp, err := m.HTTPClient(workload).Get("http://127.0.0.1:15000/stats/prometheus")
 		if err != nil {
 			t.Fatalf("%s admin: %v", workload, err)
@@ -113,15 +113,24 @@ func TestCallByNameThroughBothSidecars(t *testing.T) {
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
 		for _, l := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(l, "istio_requests_total{") && strings.Contains(l, `reporter="`+reporter+`"`) && strings.Contains(l, "bill-service") {
+			if !strings.HasPrefix(l, "istio_requests_total{") || !strings.Contains(l, `reporter="`+reporter+`"`) {
+				continue
+			}
+			ok := true
+			for _, w := range want {
+				ok = ok && strings.Contains(l, w)
+			}
+			if ok {
 				return l
 			}
 		}
-		t.Errorf("%s: no istio_requests_total with reporter=%q for bill-service in:\n%s", workload, reporter, b)
+		t.Errorf("%s: no istio_requests_total with reporter=%q and %q in:\n%s", workload, reporter, want, b)
 		return ""
 	}
-	metric("front", "source")
-	metric("bill-v1", "destination")
+	// The client's sidecar saw the call to bill-service, the server's saw it
+	// come from the front end; both answered 200.
+	metric("front", "source", `destination_service="bill-service.istio-demo.svc.cluster.local"`, `response_code="200"`)
+	metric("bill-v1", "destination", `source_app="front"`, `destination_version="v1"`, `response_code="200"`)
 }
 
 // BenchmarkTwoHopIntercepted measures one HTTP request from the front

@@ -1,0 +1,112 @@
+package admin
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// EnvAppProbers is the environment variable the injector fills with the
+// application's original HTTP probes (JSON: {"/app-health/C/KIND":
+// {"httpGet": {...}, "timeoutSeconds": N}}); the merged server answers
+// those paths by calling the application from inside the pod.
+const EnvAppProbers = "ISTIO_KUBE_APP_PROBERS"
+
+// appProbe is one original probe. Port is a number (the injector resolves
+// named ports), or a numeric string.
+type appProbe struct {
+	HTTPGet *struct {
+		Path        string          `json:"path"`
+		Port        json.RawMessage `json:"port"`
+		Host        string          `json:"host"`
+		Scheme      string          `json:"scheme"`
+		HTTPHeaders []struct {
+			Name  string `json:"name"`
+			Value string `json:"value"`
+		} `json:"httpHeaders"`
+	} `json:"httpGet"`
+	TimeoutSeconds int32 `json:"timeoutSeconds"`
+
+	url     string
+	timeout time.Duration
+}
+
+// parseAppProbers reads ISTIO_KUBE_APP_PROBERS.
+func parseAppProbers(s string) (map[string]*appProbe, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	var m map[string]*appProbe
+	if err := json.Unmarshal([]byte(s), &m); err != nil {
+		return nil, fmt.Errorf("%s: not a JSON object of probes: %w", EnvAppProbers, err)
+	}
+	for path, p := range m {
+		if !strings.HasPrefix(path, "/app-health/") {
+			return nil, fmt.Errorf("%s[%q]: path must start with /app-health/", EnvAppProbers, path)
+		}
+		if p == nil || p.HTTPGet == nil {
+			return nil, fmt.Errorf("%s[%q].httpGet: must be set (only HTTP probes are rewritten)", EnvAppProbers, path)
+		}
+		port := strings.Trim(string(p.HTTPGet.Port), `"`)
+		n, err := strconv.Atoi(port)
+		if err != nil || n <= 0 || n > 65535 {
+			return nil, fmt.Errorf("%s[%q].httpGet.port: %s is not a port number", EnvAppProbers, path, p.HTTPGet.Port)
+		}
+		host := p.HTTPGet.Host
+		if host == "" {
+			host = "127.0.0.1"
+		}
+		scheme := strings.ToLower(p.HTTPGet.Scheme)
+		if scheme == "" {
+			scheme = "http"
+		}
+		if scheme != "http" {
+			return nil, fmt.Errorf("%s[%q].httpGet.scheme: %s probes are not supported; use HTTP", EnvAppProbers, path, p.HTTPGet.Scheme)
+		}
+		rp := p.HTTPGet.Path
+		if !strings.HasPrefix(rp, "/") {
+			rp = "/" + rp
+		}
+		p.url = "http://" + net.JoinHostPort(host, port) + rp
+		p.timeout = time.Duration(max(p.TimeoutSeconds, 1)) * time.Second
+	}
+	return m, nil
+}
+
+// handleAppHealth runs the application's original probe and answers with
+// its status (503 when the application cannot be reached).
+func (s *Server) handleAppHealth(w http.ResponseWriter, r *http.Request) {
+	p := s.probes[r.URL.Path]
+	if p == nil {
+		http.Error(w, "no application probe at "+r.URL.Path, http.StatusNotFound)
+		return
+	}
+	req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, p.url, nil)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	for _, h := range p.HTTPGet.HTTPHeaders {
+		if strings.EqualFold(h.Name, "host") {
+			req.Host = h.Value
+			continue
+		}
+		req.Header.Add(h.Name, h.Value)
+	}
+	req.Header.Set("User-Agent", "kube-probe/trellis")
+	client := &http.Client{Timeout: p.timeout, Transport: s.appClient.Transport,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Do(req)
+	if err != nil {
+		http.Error(w, "application probe failed: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	w.WriteHeader(resp.StatusCode)
+}
