@@ -145,7 +145,7 @@ func TestApplyWaitUninstallAgainstAPIServer(t *testing.T) {
 	go func() {
 		done <- Apply(ctx, c, comps, ApplyOptions{Out: &waitOut, Wait: true, Timeout: time.Minute, Poll: 50 * time.Millisecond})
 	}()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for !strings.Contains(waitOut.String(), "waiting for Deployment trellis-system/trellisd: 0/1 replicas available") {
 		if time.Now().After(deadline) {
 			t.Fatalf("wait output: got %q, want a waiting line for trellisd", waitOut.String())
@@ -236,7 +236,7 @@ func gone(t *testing.T, ctx context.Context, env *kubetest.Env, o *unstructured.
 	r := schema.GroupVersionResource{Group: gvk.Group, Version: gvk.Version, Resource: res}
 	var got *unstructured.Unstructured
 	var err error
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		if o.GetNamespace() != "" {
 			got, err = env.Clients.Dynamic.Resource(r).Namespace(o.GetNamespace()).Get(ctx, o.GetName(), metav1.GetOptions{})

@@ -96,6 +96,15 @@ func Cleanup(ctx context.Context, path, prefix string, log io.Writer) error {
 	for _, ns := range nsList {
 		hostsDirs = append(hostsDirs, filepath.Join("/etc/netns", ns))
 	}
+	if prefix != "" {
+		if ents, err := os.ReadDir("/etc/netns"); err == nil {
+			for _, e := range ents {
+				if strings.HasPrefix(e.Name(), prefix+"-") {
+					hostsDirs = append(hostsDirs, filepath.Join("/etc/netns", e.Name()))
+				}
+			}
+		}
+	}
 	for _, d := range hostsDirs {
 		if filepath.Dir(d) != "/etc/netns" {
 			continue // never remove anything else

@@ -1,11 +1,23 @@
 // Package trellisd wires the control plane together: config sources (a
 // watched --config-dir, and any extra sources such as Kubernetes) feed a
 // config.Store; the ServiceEntry registry and extra registries are merged
-// into a registry snapshot; changes are debounced into one immutable state;
-// a caching generator translates that state for each connected proxy; the
-// ADS server (internal/xds/server) pushes it; debug and Prometheus HTTP
-// endpoints show what happened.
+// into a registry snapshot; changes are debounced (100 ms quiet, at most
+// 1 s) into one immutable state; a caching generator translates that state
+// for each connected proxy; the ADS server (internal/xds/server) pushes it;
+// debug and Prometheus HTTP endpoints show what happened.
 //
 // Flow: config.Store + registry.Source -> debounce -> state -> generator
 // (translate, cached per outbound key) -> xds/server -> proxies.
+//
+// Endpoints: ADS on Options.XDSAddress (:15010); on Options.DebugAddress
+// (:8080) /debug/syncz (per proxy and type: version sent, version ACKed,
+// last NACK), /debug/configz (served resources, files rejected),
+// /debug/registryz (services, endpoints), /debug/config_dump?proxyID=ID
+// (the xDS one connected proxy is given) and /debug/pprof/; Prometheus
+// /metrics on Options.MetricsAddress (:15014).
+//
+// Other sources plug in through Options: Store (a store other sources also
+// write), ConfigSources (started with the store), Registries (merged after
+// the ServiceEntry registry) and Credentials (gateway TLS secrets). Each
+// change of any of them is debounced into a push.
 package trellisd

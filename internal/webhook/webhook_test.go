@@ -132,7 +132,7 @@ func TestAPIServerCallsWebhooks(t *testing.T) {
 		}
 	}
 	var got *corev1.Pod
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for i := 0; ; i++ {
 		p, err := c.Kube.CoreV1().Pods("wh-injected").Create(ctx, newPod("front-"+string(rune('a'+i)), map[string]string{"app": "front"}), metav1.CreateOptions{})
 		if err != nil {

@@ -74,7 +74,7 @@ func TestWatcherFromAPIServer(t *testing.T) {
 	if _, err := kc.CoreV1().Secrets(ns).Update(ctx, s, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for string(w.Credentials()[ns+"/zhongmingmao-credential"].CertChain) != "CERT2" {
 		if time.Now().After(deadline) {
 			t.Fatal("rotated certificate not seen")

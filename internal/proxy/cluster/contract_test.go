@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -19,8 +18,7 @@ import (
 // TestTranslateContract feeds every cluster and endpoint trellisd's
 // translation produces for its golden cases (the data files of
 // internal/xds/translate/testdata/*/output.yaml) through the cluster
-// manager: all must be accepted, except what this proxy documents as not
-// supported yet (upstream TLS certificates from SDS).
+// manager: all must be accepted.
 func TestTranslateContract(t *testing.T) {
 	files, _ := filepath.Glob("../../xds/translate/testdata/*/output.yaml")
 	if len(files) == 0 {
@@ -63,19 +61,7 @@ func TestTranslateContract(t *testing.T) {
 			m := NewManager(Options{UpstreamTLS: true, Resolver: noDNS})
 			defer m.Close()
 			if err := m.UpdateClusters(cs); err != nil {
-				var kept []*clusterv3.Cluster
-				for _, c := range cs {
-					if _, cerr := compile(c, "", compileOptions{UpstreamTLS: true}); cerr != nil {
-						if !strings.Contains(cerr.Error(), "SDS secrets (credentialName) are not supported") {
-							t.Errorf("cluster %q rejected: %v", c.GetName(), cerr)
-						}
-						continue
-					}
-					kept = append(kept, c)
-				}
-				if err := m.UpdateClusters(kept); err != nil {
-					t.Fatalf("got %v for the supported clusters", err)
-				}
+				t.Fatalf("clusters rejected: %v", err)
 			}
 			if err := m.UpdateEndpoints(es); err != nil {
 				t.Fatalf("endpoints rejected: %v", err)

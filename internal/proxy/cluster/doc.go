@@ -14,6 +14,10 @@
 // counters, outlier detection).
 //
 // Supported discovery types: EDS, STATIC, STRICT_DNS (and LOGICAL_DNS,
-// resolved the same way), ORIGINAL_DST. Fields that would change behaviour
-// but are not implemented are rejected with the field path, never ignored.
+// resolved the same way), ORIGINAL_DST. Upstream TLS (transport_socket
+// envoy.transport_sockets.tls) compiles into Cluster.TLS when the data path
+// says it dials it (Options.UpstreamTLS); certificates and roots named over
+// SDS come from Manager.ApplySecrets and are read at handshake time. Fields
+// that would change behaviour but are not implemented are rejected with the
+// field path, never ignored.
 package cluster

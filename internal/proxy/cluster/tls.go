@@ -210,3 +210,14 @@ func dataSource(ds *corev3.DataSource) ([]byte, error) {
 	}
 	return nil, errors.New("data source must set filename, inline_string or inline_bytes")
 }
+
+// ParseSecret validates an SDS secret and returns its certificate (for a
+// tls_certificate secret) or its trusted roots (for a validation_context
+// secret). The listener side can use it for gateway certificates too.
+func ParseSecret(sec *tlsv3.Secret) (cert *tls.Certificate, roots *x509.CertPool, err error) {
+	ps, err := parseSecret(sec)
+	if err != nil {
+		return nil, nil, err
+	}
+	return ps.cert, ps.roots, nil
+}

@@ -89,7 +89,7 @@ func runPods(t *testing.T, ctx context.Context, c *kube.Clients, ns string, firs
 		var got *corev1.Pod
 		// Webhook configuration changes reach the API server's admission
 		// chain asynchronously: retry until the pod comes back injected.
-		deadline := time.Now().Add(20 * time.Second)
+		deadline := time.Now().Add(60 * time.Second)
 		for try := 0; ; try++ {
 			p := pod.DeepCopy()
 			p.Name = pod.Name + string(rune('a'+try))
@@ -170,7 +170,7 @@ func publishEndpoints(t *testing.T, ctx context.Context, c *kube.Clients, ns, sv
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
@@ -330,7 +330,7 @@ func TestBillServiceOnKubernetes(t *testing.T) {
 		}
 		ri := c.Dynamic.Resource(m.Resource)
 		// CRDs finish deleting once the API server has removed their objects.
-		deadline := time.Now().Add(30 * time.Second)
+		deadline := time.Now().Add(60 * time.Second)
 		for {
 			var gerr error
 			var got *unstructured.Unstructured
