@@ -89,7 +89,7 @@ func iptablesCommand() *cobra.Command {
 	f.StringVarP(&inOut, "include-outbound-ports", "q", "", "outbound ports captured whatever the destination IP")
 	f.StringVarP(&exOut, "exclude-outbound-ports", "o", "", "outbound ports never captured")
 	f.StringVarP(&interception, "interception-mode", "m", "REDIRECT", "interception mode; only REDIRECT is supported")
-	f.StringVar(&mode, "iptables-mode", "auto", "iptables backend: auto (what `iptables --version` reports), nft or legacy")
+	f.StringVar(&mode, "iptables-mode", "auto", "iptables backend: auto (the one iptables --version reports), nft or legacy")
 	f.BoolVarP(&dryRun, "dry-run", "n", false, "print the iptables-restore input instead of applying it (with --cleanup: print what would be removed)")
 	f.BoolVar(&cleanup, "cleanup", false, "remove the rules and ISTIO_* chains added earlier, leaving every other rule as it was")
 	return cmd

@@ -37,7 +37,7 @@ func newDemoCmd() *cobra.Command {
 	f.StringVar(&o.BinDir, "bin-dir", "", "directory holding trellis, trellisd and trellis-proxy (default: next to this program, then PATH)")
 	f.IntVar(&o.Calls, "calls", 1000, "calls per measured step")
 	f.IntVar(&o.DelayCalls, "delay-calls", 10, "concurrent calls that measure the 5 s delay fault")
-	f.BoolVar(&o.Keep, "keep", false, "leave the mesh running afterwards (remove it with `trellis local down`)")
+	f.BoolVar(&o.Keep, "keep", false, "leave the mesh running afterwards (remove it with: trellis local down)")
 	f.BoolVar(&o.NoIntercept, "no-intercept", false, "no namespaces or iptables: explicit proxy ports on 127.0.0.1")
 	f.StringVar(&o.Prefix, "prefix", "trellis", "name prefix of the namespaces, veths and bridge created (at most 8 characters)")
 	f.StringVar(&o.StateDir, "state-dir", "", "where the state file and logs go (default /run/trellis as root)")

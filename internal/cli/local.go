@@ -64,6 +64,11 @@ func newLocalUpCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			bins, unstage, err := bins.Stage(lf.stateDir, lf.prefix)
+			if err != nil {
+				return err
+			}
+			defer unstage()
 			spec.ExpandCommand(bins.Trellis)
 			plan, err := local.NewPlan(spec, local.Options{Prefix: lf.prefix})
 			if err != nil {

@@ -554,14 +554,24 @@ func runRoutes(t *pcTarget, f *proxyConfigFlags, w io.Writer) error {
 	return printRoutes(d, f, w)
 }
 
-// allRoutes are the RDS route configurations plus the listeners' inline ones.
+// allRoutes are the route configurations of the dump plus the listeners'
+// inline ones that the dump does not already list (Envoy lists them as
+// static_route_configs; other proxies may not).
 func allRoutes(d *proxyDump) []*routev3.RouteConfiguration {
 	out := append([]*routev3.RouteConfiguration(nil), d.routes...)
+	have := func(r *routev3.RouteConfiguration) bool {
+		for _, o := range out {
+			if proto.Equal(o, r) {
+				return true
+			}
+		}
+		return false
+	}
 	for _, l := range d.listeners {
 		for _, fc := range l.GetFilterChains() {
 			for _, flt := range fc.GetFilters() {
 				var hcm hcmv3.HttpConnectionManager
-				if tc := flt.GetTypedConfig(); tc != nil && tc.MessageIs(&hcm) && tc.UnmarshalTo(&hcm) == nil && hcm.GetRouteConfig() != nil {
+				if tc := flt.GetTypedConfig(); tc != nil && tc.MessageIs(&hcm) && tc.UnmarshalTo(&hcm) == nil && hcm.GetRouteConfig() != nil && !have(hcm.GetRouteConfig()) {
 					out = append(out, hcm.GetRouteConfig())
 				}
 			}

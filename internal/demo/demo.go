@@ -151,6 +151,18 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The proxy (uid 1337) and the apps run as other users: copy the
+	// binaries somewhere they can run them if they cannot reach these.
+	if os.Geteuid() == 0 && !opts.NoIntercept {
+		staged, unstage, err := bins.Stage(opts.StateDir, opts.Prefix)
+		if err != nil {
+			return nil, err
+		}
+		if !opts.Keep {
+			defer unstage()
+		}
+		bins = staged
+	}
 	d.bins = bins
 	if !opts.NoIntercept && os.Geteuid() != 0 {
 		d.printf("! not running as root: network namespaces and iptables interception need root (sudo trellis demo).")

@@ -3,6 +3,7 @@ package local
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -56,15 +57,66 @@ func FindBinaries(dir string) (Binaries, error) {
 	if b.Proxy, err = find("trellis-proxy"); err != nil {
 		errs = append(errs, err)
 	}
-	if err := errors.Join(errs...); err != nil {
-		return b, err
-	}
+	return b, errors.Join(errs...)
+}
+
+// Runnable reports whether uid 1337 and the app user can run the binaries.
+func (b Binaries) Runnable() error {
 	for _, p := range []string{b.Trellis, b.Trellisd, b.Proxy} {
 		if err := worldRunnable(p); err != nil {
-			return b, err
+			return err
 		}
 	}
-	return b, nil
+	return nil
+}
+
+// Stage returns binaries that other users can run: b itself when it is
+// Runnable, else copies in STATEDIR/bin-PREFIX (e.g. when they were built
+// in a home directory other users cannot enter). remove deletes the copies;
+// a later Stage with the same prefix replaces them.
+func (b Binaries) Stage(stateDir, prefix string) (staged Binaries, remove func(), err error) {
+	if b.Runnable() == nil {
+		return b, func() {}, nil
+	}
+	dir := filepath.Join(StateDir(stateDir), "bin-"+prefix)
+	remove = func() { os.RemoveAll(dir) }
+	remove()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return b, remove, err
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return b, remove, err
+	}
+	cp := func(src string) (string, error) {
+		dst := filepath.Join(dir, filepath.Base(src))
+		in, err := os.Open(src)
+		if err != nil {
+			return "", err
+		}
+		defer in.Close()
+		out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
+		if err != nil {
+			return "", err
+		}
+		if _, err := io.Copy(out, in); err != nil {
+			out.Close()
+			return "", err
+		}
+		return dst, out.Close()
+	}
+	if staged.Trellis, err = cp(b.Trellis); err != nil {
+		return b, remove, err
+	}
+	if staged.Trellisd, err = cp(b.Trellisd); err != nil {
+		return b, remove, err
+	}
+	if staged.Proxy, err = cp(b.Proxy); err != nil {
+		return b, remove, err
+	}
+	if err := staged.Runnable(); err != nil {
+		return b, remove, fmt.Errorf("staging the binaries in %s: %w", dir, err)
+	}
+	return staged, remove, nil
 }
 
 // worldRunnable checks that other users (the app's uid, 1337) can run p:

@@ -102,6 +102,20 @@ func TestRoutingFeatures(t *testing.T) {
 			}
 		})
 	}
+	t.Run("rewrite after a plain request on one connection", func(t *testing.T) {
+		// Regression: the rewritten path must not be built in the previous
+		// request's buffer, which now holds this request's head.
+		c := client()
+		for i := 0; i < 3; i++ {
+			if status, body, _ := get(t, c, base+"/plain", map[string]string{"Host": host}); status != 200 || !strings.Contains(body, "path=/plain") {
+				t.Fatalf("got %d %q, want path=/plain", status, body)
+			}
+			status, body, _ := get(t, c, base+"/simple/again", map[string]string{"Host": host, "X-Long-Header": strings.Repeat("h", 300)})
+			if status != 200 || !strings.Contains(body, "host=simple.zhongmingmao.io path=/again") {
+				t.Fatalf("got %d %q, want host intact and path=/again", status, body)
+			}
+		}
+	})
 	t.Run("cors preflight", func(t *testing.T) {
 		req, _ := http.NewRequest("OPTIONS", base+"/c", nil)
 		req.Host = host

@@ -6,6 +6,8 @@ import (
 	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -115,6 +117,14 @@ func (d *XDSDump) ConfigDump() (*adminv3.ConfigDump, error) {
 			msgs = append(msgs, sds)
 		}
 	}
+	// Route configurations inline in listeners' connection managers are
+	// Envoy's static_route_configs.
+	for _, l := range lds.GetStaticListeners() {
+		rds.StaticRouteConfigs = append(rds.StaticRouteConfigs, inlineRoutes(l.GetListener(), l.GetLastUpdated())...)
+	}
+	for _, l := range lds.GetDynamicListeners() {
+		rds.StaticRouteConfigs = append(rds.StaticRouteConfigs, inlineRoutes(l.GetActiveState().GetListener(), l.GetActiveState().GetLastUpdated())...)
+	}
 	out := &adminv3.ConfigDump{}
 	for _, msg := range msgs {
 		a, err := anypb.New(msg)
@@ -141,4 +151,33 @@ func redactSecret(a *anypb.Any) (*anypb.Any, error) {
 		g.Secret = redacted
 	}
 	return anypb.New(&s)
+}
+
+// inlineRoutes returns the route_config of every HTTP connection manager
+// of a listener.
+func inlineRoutes(a *anypb.Any, updated *timestamppb.Timestamp) []*adminv3.RoutesConfigDump_StaticRouteConfig {
+	var l listenerv3.Listener
+	if a.UnmarshalTo(&l) != nil {
+		return nil
+	}
+	chains := l.GetFilterChains()
+	if d := l.GetDefaultFilterChain(); d != nil {
+		chains = append(chains, d)
+	}
+	var out []*adminv3.RoutesConfigDump_StaticRouteConfig
+	for _, fc := range chains {
+		for _, f := range fc.GetFilters() {
+			var hcm hcmv3.HttpConnectionManager
+			tc := f.GetTypedConfig()
+			if tc == nil || !tc.MessageIs(&hcm) || tc.UnmarshalTo(&hcm) != nil || hcm.GetRouteConfig() == nil {
+				continue
+			}
+			ra, err := anypb.New(hcm.GetRouteConfig())
+			if err != nil {
+				continue
+			}
+			out = append(out, &adminv3.RoutesConfigDump_StaticRouteConfig{RouteConfig: ra, LastUpdated: updated})
+		}
+	}
+	return out
 }

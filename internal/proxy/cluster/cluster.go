@@ -147,13 +147,14 @@ type Cluster struct {
 	// Stats are this cluster's pre-bound counters.
 	Stats *Stats
 
-	proto     *clusterv3.Cluster
-	outlier   *outlier.Detector
-	hcConfig  *healthcheck.Config
-	hc        *healthcheck.Checker
-	dnsRate   time.Duration
-	dnsFamily string                            // "ip", "ip4" or "ip6" (dns_lookup_family)
-	static    *endpointv3.ClusterLoadAssignment // STATIC/STRICT_DNS load_assignment
+	proto      *clusterv3.Cluster
+	outlier    *outlier.Detector
+	outlierCfg *outlier.Config
+	hcConfig   *healthcheck.Config
+	hc         *healthcheck.Checker
+	dnsRate    time.Duration
+	dnsFamily  string                            // "ip", "ip4" or "ip6" (dns_lookup_family)
+	static     *endpointv3.ClusterLoadAssignment // STATIC/STRICT_DNS load_assignment
 
 	bal       atomic.Pointer[lb.Balancer]
 	cla       atomic.Pointer[endpointv3.ClusterLoadAssignment]
@@ -237,12 +238,16 @@ func (c *Cluster) originalDstHost(addr string) *Host {
 			return h
 		}
 	}
-	// Copy-on-write; the map is bounded because entries are dropped once
-	// it grows past maxOriginalDstHosts (Envoy cleans idle ones on a timer).
+	// Copy-on-write. The map is bounded: past maxOriginalDstHosts, hosts
+	// without requests or connections in flight are dropped (Envoy cleans
+	// idle ones on a timer).
 	n := make(map[string]*Host, 8)
-	if old != nil && len(*old) < maxOriginalDstHosts {
+	if old != nil {
+		full := len(*old) >= maxOriginalDstHosts
 		for k, v := range *old {
-			n[k] = v
+			if !full || v.ActiveRequests() > 0 || v.CxActive.Load() > 0 {
+				n[k] = v
+			}
 		}
 	}
 	h := &Host{Address: addr, Weight: 1}

@@ -478,6 +478,17 @@ func TestOriginalDst(t *testing.T) {
 	if _, err := cl.Pick(nil); !errors.Is(err, ErrNoOriginalDst) {
 		t.Errorf("got %v, want ErrNoOriginalDst", err)
 	}
+	// Past the bound, idle hosts go and busy ones stay.
+	h.StartRequest()
+	for i := 0; i < maxOriginalDstHosts+10; i++ {
+		cl.Pick(&lb.Context{OriginalDst: fmt.Sprintf("10.%d.%d.%d:80", i>>16&255, i>>8&255, i&255)})
+	}
+	if n := len(cl.Hosts()); n > maxOriginalDstHosts {
+		t.Errorf("got %d original destination hosts, want at most %d", n, maxOriginalDstHosts)
+	}
+	if again, _ := cl.Pick(&lb.Context{OriginalDst: "10.9.9.9:443"}); again != h {
+		t.Errorf("got the busy host evicted, want it kept")
+	}
 }
 
 func TestApplyAny(t *testing.T) {

@@ -110,7 +110,7 @@ func compile(pc *clusterv3.Cluster, prefix string, opts compileOptions) (*Cluste
 	compileBreakers(pc, c, fe)
 	if od := pc.GetOutlierDetection(); od != nil {
 		cfg := compileOutlier(od, fe)
-		c.outlier = outlier.New(cfg, outlier.Options{}) // replaced with a wired one by the manager
+		c.outlierCfg = &cfg
 	}
 	if hcs := pc.GetHealthChecks(); len(hcs) > 0 {
 		if len(hcs) > 1 {

@@ -266,8 +266,8 @@ func (m *Manager) activate(c *Cluster, now time.Time) {
 	c.retry = newBreaker(c.Breakers.MaxRetries, s.UpstreamRqRetryOverflow, s.cbRetryOpen)
 	ctx, cancel := context.WithCancel(m.ctx)
 	c.stop = cancel
-	if c.outlier != nil {
-		c.outlier = outlier.New(c.outlier.Config(), outlier.Options{
+	if c.outlierCfg != nil {
+		c.outlier = outlier.New(*c.outlierCfg, outlier.Options{
 			Now: m.opts.Now, Rand: m.opts.Rand, OnChange: c.refresh,
 			Stats: outlier.NewStats(s.scope),
 		})

@@ -57,6 +57,10 @@ type Config struct {
 	serverName []byte
 	// Log is the access log observer (nil: none).
 	Log Observer
+	// NormalizePath removes dot segments (RFC 3986 5.2.4) and MergeSlashes
+	// collapses repeated slashes before routing, as Envoy's normalize_path
+	// and merge_slashes do.
+	NormalizePath, MergeSlashes bool
 	// Inbound marks the server side's connection manager (set by the
 	// listener compiler from traffic_direction).
 	Inbound bool
@@ -75,6 +79,11 @@ func Compile(h *hcmv3.HttpConnectionManager, routes RouteSource, logs AccessLogC
 		GenerateRequestID: h.GetGenerateRequestId() == nil || h.GetGenerateRequestId().GetValue(),
 		ServerName:        h.GetServerName(),
 		serverName:        []byte(h.GetServerName()),
+		NormalizePath:     h.GetNormalizePath().GetValue(),
+		MergeSlashes:      h.GetMergeSlashes(),
+	}
+	if a := h.GetPathWithEscapedSlashesAction(); a != hcmv3.HttpConnectionManager_IMPLEMENTATION_SPECIFIC_DEFAULT && a != hcmv3.HttpConnectionManager_KEEP_UNCHANGED {
+		return nil, fmt.Errorf("%s.path_with_escaped_slashes_action: %v is not supported; use KEEP_UNCHANGED", path, a)
 	}
 	switch h.GetCodecType() {
 	case hcmv3.HttpConnectionManager_AUTO, hcmv3.HttpConnectionManager_HTTP1, hcmv3.HttpConnectionManager_HTTP2:

@@ -54,7 +54,8 @@ type exchange struct {
 	trusted   bool
 
 	// per-attempt scratch
-	path    []byte
+	path    []byte // the upstream path (may alias the request)
+	pathBuf []byte // owned buffer for rewritten paths
 	hostHdr []byte
 	scratch []byte
 	idBuf   [36]byte
@@ -66,6 +67,7 @@ type exchange struct {
 	svcBuf  [20]byte
 	tried   []*lb.Host
 	limited io.LimitedReader
+	normBuf []byte
 	lbctx   lb.Context
 
 	// upstream HTTP/1.1 response
@@ -107,6 +109,13 @@ func (e *exchange) reset() {
 func (e *exchange) prepare() {
 	h := &e.q.Headers
 	cfg := e.cfg
+	if cfg.NormalizePath || cfg.MergeSlashes {
+		np := normalizePath(e.normBuf[:0], e.q.Path, cfg.NormalizePath, cfg.MergeSlashes)
+		if len(np) > 0 && (len(e.q.Path) == 0 || &np[0] != &e.q.Path[0]) {
+			e.normBuf = np[:0] // keep the grown buffer
+			e.q.Path = np
+		}
+	}
 	remoteIP := addrIP(e.info.Remote)
 	internal := isInternal(remoteIP)
 	e.trusted = !cfg.UseRemoteAddress || internal

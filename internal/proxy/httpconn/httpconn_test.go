@@ -114,3 +114,31 @@ func TestHTTPToGRPC(t *testing.T) {
 		}
 	}
 }
+
+func TestNormalizePath(t *testing.T) {
+	tests := []struct {
+		in    string
+		merge bool
+		want  string
+	}{
+		{"/a/b", false, "/a/b"},
+		{"/a/./b", false, "/a/b"},
+		{"/a/../b", false, "/b"},
+		{"/a/b/..", false, "/a/"},
+		{"/../../x", false, "/x"},
+		{"/a/b/.?q=/../", false, "/a/b/?q=/../"},
+		{"/a//b", false, "/a//b"},
+		{"/a//b///c", true, "/a/b/c"},
+		{"/a.b/..c/x.", false, "/a.b/..c/x."},
+		{"/", false, "/"},
+		{"", false, ""},
+	}
+	if got := string(normalizePath(nil, []byte("/a/../b//c"), false, true)); got != "/a/../b/c" {
+		t.Errorf("merge only: got %s, want /a/../b/c", got)
+	}
+	for _, tt := range tests {
+		if got := string(normalizePath(nil, []byte(tt.in), true, tt.merge)); got != tt.want {
+			t.Errorf("%s (merge %v): got %s, want %s", tt.in, tt.merge, got, tt.want)
+		}
+	}
+}

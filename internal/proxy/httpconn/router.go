@@ -24,6 +24,8 @@ var envoyControlHeaders = [...]string{
 	"x-envoy-expected-rq-timeout-ms",
 }
 
+var nameOriginalPath = []byte("x-envoy-original-path")
+
 // run takes a prepared request through route selection, filters and the
 // router, and leaves the response written to the sink.
 func (e *exchange) run() {
@@ -180,7 +182,14 @@ func (e *exchange) forward(r *route.Route, wc *route.WeightedCluster, cl *cluste
 		e.q.Authority = v
 		h.Del(":authority")
 	}
-	e.path = r.RewritePath(e.path, e.q.Path)
+	// e.path may alias the request's buffer; rewrites go to the exchange's
+	// own pathBuf.
+	e.path = r.RewritePath(e.pathBuf[:0], e.q.Path)
+	if len(e.path) > 0 && (len(e.q.Path) == 0 || &e.path[0] != &e.q.Path[0]) {
+		e.pathBuf = e.path[:0]
+		// Envoy keeps the path the client sent for logs and the upstream.
+		h.SetB(nameOriginalPath, e.q.Path)
+	}
 	e.hostHdr = e.q.Authority
 	if wc.HostRewrite != "" {
 		e.hostHdr = []byte(wc.HostRewrite)

@@ -148,10 +148,12 @@ type Client struct {
 	mu        sync.Mutex
 	types     map[string]*typeState
 	connected bool
-	// warmDeadline is when listeners stop waiting for endpoints.
-	warmDeadline time.Time
-	synced       chan struct{}
-	syncOnce     sync.Once
+	// warmDeadline is when listeners stop waiting for endpoints;
+	// firstDeadline when they stop waiting for the first clusters.
+	warmDeadline  time.Time
+	firstDeadline time.Time
+	synced        chan struct{}
+	syncOnce      sync.Once
 	// connectedState is 1 while a stream is up (Envoy's control_plane.connected_state).
 	connectedState *stats.Gauge
 	changed        chan struct{} // subscription change, wakes the stream loop
@@ -268,6 +270,13 @@ func (c *Client) Run(ctx context.Context) error {
 	}
 	defer conn.Close()
 	ads := discoveryv3.NewAggregatedDiscoveryServiceClient(conn)
+	c.mu.Lock()
+	if c.firstDeadline.IsZero() {
+		c.firstDeadline = c.opts.Now().Add(c.opts.InitialFetchTimeout)
+		t := time.AfterFunc(c.opts.InitialFetchTimeout, c.wake)
+		defer t.Stop()
+	}
+	c.mu.Unlock()
 	failures := 0
 	for {
 		progressed, err := c.stream(ctx, ads)

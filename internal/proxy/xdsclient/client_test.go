@@ -423,3 +423,61 @@ func TestRunLeavesNoGoroutines(t *testing.T) {
 		t.Errorf("got %d goroutines after Run returned, want at most %d:\n%s", n, before, buf[:runtime.Stack(buf, true)])
 	}
 }
+
+// silentCDS answers listener and route requests but never clusters.
+type silentCDS struct {
+	discoveryv3.UnimplementedAggregatedDiscoveryServiceServer
+	t *testing.T
+}
+
+func (s *silentCDS) StreamAggregatedResources(st discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesServer) error {
+	l, _ := anypb.New(httpListener(s.t, "0.0.0.0_80", "80"))
+	r, _ := anypb.New(&routev3.RouteConfiguration{Name: "80"})
+	for {
+		req, err := st.Recv()
+		if err != nil {
+			return err
+		}
+		if req.GetResponseNonce() != "" {
+			continue // an ACK
+		}
+		var res []*anypb.Any
+		switch req.GetTypeUrl() {
+		case ListenerType:
+			res = []*anypb.Any{l}
+		case RouteType:
+			res = []*anypb.Any{r}
+		default:
+			continue // clusters: never answered
+		}
+		if err := st.Send(&discoveryv3.DiscoveryResponse{TypeUrl: req.GetTypeUrl(), VersionInfo: "1", Nonce: "n-" + req.GetTypeUrl(), Resources: res}); err != nil {
+			return err
+		}
+	}
+}
+
+func TestListenersWithoutClusters(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	discoveryv3.RegisterAggregatedDiscoveryServiceServer(gs, &silentCDS{t: t})
+	go gs.Serve(ln)
+	defer gs.Stop()
+	h := &recorder{}
+	c, err := New(Options{Address: ln.Addr().String(), Node: &corev3.Node{Id: nodeID}, SotW: true, Handler: h, InitialFetchTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { c.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, "listeners although clusters never came", func() bool {
+		return h.names(ListenerType) == "0.0.0.0_80" && h.names(RouteType) == "80"
+	})
+	if c.Status()[0].Acked != 0 {
+		t.Errorf("got clusters acked, want none (the server never sent them)")
+	}
+}

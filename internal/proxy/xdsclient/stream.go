@@ -115,7 +115,9 @@ func (c *Client) active(t string) bool {
 		}
 		cds, eds := c.types[ClusterType], c.types[EndpointType]
 		if cds.acked+cds.nacked == 0 {
-			return false
+			// A server that never answers clusters must not keep listeners
+			// away forever (Envoy's initial_fetch_timeout).
+			return !c.firstDeadline.IsZero() && !c.opts.Now().Before(c.firstDeadline)
 		}
 		return len(eds.subscribed) == 0 || eds.acked+eds.nacked > 0 || !c.opts.Now().Before(c.warmDeadline)
 	}

@@ -305,10 +305,13 @@ func (c *conn) acked(w *watch, in sentInfo) {
 
 // nacked records and logs a NACK.
 func (c *conn) nacked(w *watch, nonce, version, msg string) {
-	c.s.logf("xds: NACK from %s for %s (nonce %s, keeping version %q): %s",
-		c.node.GetId(), ShortType(w.typeURL), nonce, version, msg)
 	c.smu.Lock()
 	st := c.typeStatus(w.typeURL)
+	if version == "" { // Delta NACKs carry no version: the client keeps what it ACKed
+		version = st.AckedVersion
+	}
+	c.s.logf("xds: NACK from %s for %s (nonce %s, keeping version %q): %s",
+		c.node.GetId(), ShortType(w.typeURL), nonce, version, msg)
 	st.LastNack = &Nack{Time: time.Now(), Nonce: nonce, Version: version, Message: msg}
 	c.smu.Unlock()
 	c.s.metrics.nacked(w.typeURL)

@@ -19,6 +19,8 @@ const (
 	SecretType   = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
 )
 
+const typePrefix = "type.googleapis.com/"
+
 // pushOrder is the order types are sent in on a push: clusters before the
 // endpoints they use, listeners before their routes (Envoy's warming order).
 var pushOrder = []string{ClusterType, EndpointType, ListenerType, RouteType, SecretType}
@@ -52,15 +54,11 @@ type Resource struct {
 
 // NewResource marshals m deterministically and versions it by content.
 func NewResource(name string, m proto.Message) (*Resource, error) {
-	a, err := anypb.New(m)
-	if err != nil {
-		return nil, fmt.Errorf("marshal %s: %w", name, err)
-	}
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
 	if err != nil {
 		return nil, fmt.Errorf("marshal %s: %w", name, err)
 	}
-	a.Value = b
+	a := &anypb.Any{TypeUrl: typePrefix + string(m.ProtoReflect().Descriptor().FullName()), Value: b}
 	h := fnv.New64a()
 	h.Write(b)
 	return &Resource{Name: name, Version: strconv.FormatUint(h.Sum64(), 36), Any: a}, nil

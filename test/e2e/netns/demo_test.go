@@ -35,6 +35,11 @@ func TestDemo(t *testing.T) {
 	err := cmd.Run()
 	t.Logf("trellis demo output:\n%s", out.String())
 	if err != nil {
+		if strings.Contains(out.String(), "HTTP 431") {
+			t.Errorf("HTTP 431 means a request loop in a server sidecar: its inbound connection on the app's " +
+				"port 80 was handed to the outbound listener 0.0.0.0_80 (canary's port) and re-captured; " +
+				"virtualInbound must not hand off (no use_original_dst), see docs/xds-contract.md")
+		}
 		t.Fatalf("trellis demo: %v", err)
 	}
 	for _, want := range []string{"[1/6]", "[6/6] summary", "latency p50", "done: nothing left behind"} {

@@ -20,7 +20,9 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
@@ -41,6 +43,10 @@ type Options struct {
 	// OnResponse, when set, is called after each response is applied and
 	// ACKed, with its type and system version.
 	OnResponse func(typeURL, version string, at time.Time)
+	// Reject, when set, is asked about every response before it is applied;
+	// a non-nil error NACKs it with that message (the held resources stay
+	// as they were), as a proxy does with config it cannot use.
+	Reject func(resp *discoveryv3.DeltaDiscoveryResponse) error
 }
 
 // Client is one simulated proxy.
@@ -118,6 +124,12 @@ func (c *Client) run() {
 // apply records a response, ACKs it and subscribes to what it references.
 func (c *Client) apply(resp *discoveryv3.DeltaDiscoveryResponse) error {
 	t := resp.GetTypeUrl()
+	if c.opts.Reject != nil {
+		if err := c.opts.Reject(resp); err != nil {
+			return c.stream.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: t, ResponseNonce: resp.GetNonce(),
+				ErrorDetail: &statuspb.Status{Code: int32(codes.InvalidArgument), Message: err.Error()}})
+		}
+	}
 	var refs []string
 	c.mu.Lock()
 	vs := c.versions[t]
