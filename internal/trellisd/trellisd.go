@@ -257,7 +257,7 @@ func run(ctx context.Context, o Options, tr translator) error {
 	s.rebuild(mesh)
 	go deb.run(ctx)
 
-	g := grpc.NewServer(
+	g := grpc.NewServer(append(server.ServerOptions(),
 		grpc.MaxConcurrentStreams(1<<20),
 		// Thousands of mostly idle streams: don't keep a write buffer each.
 		grpc.SharedWriteBuffer(true),
@@ -266,7 +266,7 @@ func run(ctx context.Context, o Options, tr translator) error {
 		// 20s to answer a ping before its stream is dropped.
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 20 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-	)
+	)...)
 	s.ads.Register(g)
 	errc := make(chan error, 1)
 	go func() { errc <- g.Serve(xdsLis) }()

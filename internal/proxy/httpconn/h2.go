@@ -63,7 +63,7 @@ func (m *Manager) serveH2Request(cfg *Config, info *ConnInfo, w http.ResponseWri
 	e.q.Scheme = schemeHTTP
 	e.headReq = r.Method == http.MethodHead
 	for k, vs := range r.Header {
-		lk := []byte(strings.ToLower(k))
+		lk := lowerName(k)
 		if http1.IsHopByHop(lk) || string(lk) == "host" || string(lk) == "content-length" {
 			if string(lk) == "te" {
 				for _, v := range vs {
@@ -76,7 +76,8 @@ func (m *Manager) serveH2Request(cfg *Config, info *ConnInfo, w http.ResponseWri
 			continue
 		}
 		for _, v := range vs {
-			e.q.Headers = append(e.q.Headers, http1.Header{Name: lk, Value: []byte(v)})
+			// r.Header's strings are immutable: view them as bytes.
+			e.q.Headers = append(e.q.Headers, http1.Header{Name: lk, Value: stringBytes(v)})
 		}
 	}
 	if r.Body != nil && r.Body != http.NoBody && (r.ContentLength != 0) {
@@ -128,7 +129,7 @@ func (s *h2sink) writeHead(status int, _ []byte, h http1.Headers, n int64) error
 	hdr := s.w.Header()
 	trailersOnly := false
 	for _, f := range h {
-		k := http.CanonicalHeaderKey(string(f.Name))
+		k := canonicalKey(f.Name)
 		hdr[k] = append(hdr[k], string(f.Value))
 		if k == "Grpc-Status" {
 			trailersOnly = true
@@ -153,7 +154,8 @@ func (s *h2sink) flush() error { return s.rc.Flush() }
 func (s *h2sink) finish(trailers http1.Headers) error {
 	hdr := s.w.Header()
 	for _, t := range trailers {
-		hdr[http.TrailerPrefix+http.CanonicalHeaderKey(string(t.Name))] = append(hdr[http.TrailerPrefix+http.CanonicalHeaderKey(string(t.Name))], string(t.Value))
+		k := http.TrailerPrefix + canonicalKey(t.Name)
+		hdr[k] = append(hdr[k], string(t.Value))
 	}
 	return nil
 }

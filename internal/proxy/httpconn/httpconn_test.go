@@ -1,6 +1,7 @@
 package httpconn
 
 import (
+	"bytes"
 	"regexp"
 	"strings"
 	"testing"
@@ -141,4 +142,32 @@ func TestNormalizePath(t *testing.T) {
 			t.Errorf("%s (merge %v): got %s, want %s", tt.in, tt.merge, got, tt.want)
 		}
 	}
+}
+
+func FuzzNormalizePath(f *testing.F) {
+	for _, s := range []string{"/a/./b/../c", "//x//y?q=/../", "/..", "/a/b/.", "/%2e%2e/"} {
+		f.Add([]byte(s), true)
+	}
+	f.Fuzz(func(t *testing.T, p []byte, merge bool) {
+		if len(p) == 0 || p[0] != '/' {
+			return
+		}
+		got := normalizePath(nil, p, true, merge)
+		again := normalizePath(nil, got, true, merge)
+		if string(again) != string(got) {
+			t.Fatalf("not idempotent: %q -> %q -> %q", p, got, again)
+		}
+		path := got
+		if i := bytes.IndexByte(path, '?'); i >= 0 {
+			path = path[:i]
+		}
+		if len(path) == 0 || path[0] != '/' {
+			t.Fatalf("%q -> %q: lost the leading slash", p, got)
+		}
+		for _, seg := range bytes.Split(path[1:], []byte("/")) {
+			if string(seg) == "." || string(seg) == ".." {
+				t.Fatalf("%q -> %q: dot segment left", p, got)
+			}
+		}
+	})
 }

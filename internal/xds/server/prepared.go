@@ -1,11 +1,15 @@
 package server
 
 import (
+	"context"
 	"hash/fnv"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -15,6 +19,10 @@ import (
 // byte-identical and are marshalled once (grpc.PreparedMsg) and then only
 // written to each stream. A nonce still names one response on a stream; two
 // responses with the same nonce on one stream have the same content.
+//
+// A prepared message carries the compression of the stream that encoded it,
+// so streams whose client compresses (and gets compressed responses) don't
+// share: ServerOptions tells the server which streams those are.
 
 // preparedCache holds encoded responses of the latest two versions.
 type preparedCache struct {
@@ -59,6 +67,9 @@ func (p *preparedCache) get(version, key string) *preparedEntry {
 
 // send writes msg on stream through the cache under key.
 func (p *preparedCache) send(stream grpc.ServerStream, version, key string, build func() proto.Message) error {
+	if compressed(stream.Context()) {
+		return stream.SendMsg(build())
+	}
 	e := p.get(version, key)
 	if e == nil {
 		return stream.SendMsg(build())
@@ -94,4 +105,43 @@ func contentNonce(typeURL, version string, rs []*Resource, removed []string) str
 		h.Write([]byte(n))
 	}
 	return version + "-" + strconv.FormatUint(h.Sum64(), 36)
+}
+
+// ServerOptions returns the options the grpc.Server that serves a Server
+// should be created with: a stats handler that marks streams whose requests
+// are compressed, which then get their own responses instead of shared
+// ones. Without it every stream is assumed uncompressed (true of Envoy and
+// grpc-go's xDS client).
+func ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{grpc.StatsHandler(compressionTagger{})}
+}
+
+type compressedKey struct{}
+
+// compressionTagger records, per stream, whether its requests are
+// compressed (gRPC then compresses the responses the same way).
+type compressionTagger struct{}
+
+func (compressionTagger) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context {
+	return context.WithValue(ctx, compressedKey{}, new(atomic.Bool))
+}
+
+func (compressionTagger) HandleRPC(ctx context.Context, st stats.RPCStats) {
+	if h, ok := st.(*stats.InHeader); ok && h.Compression != "" && h.Compression != encoding.Identity {
+		if f, ok := ctx.Value(compressedKey{}).(*atomic.Bool); ok {
+			f.Store(true)
+		}
+	}
+}
+
+func (compressionTagger) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context {
+	return ctx
+}
+
+func (compressionTagger) HandleConn(context.Context, stats.ConnStats) {}
+
+// compressed reports whether a stream's responses are compressed.
+func compressed(ctx context.Context) bool {
+	f, ok := ctx.Value(compressedKey{}).(*atomic.Bool)
+	return ok && f.Load()
 }

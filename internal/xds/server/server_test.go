@@ -41,7 +41,7 @@ type errString string
 func (e errString) Error() string { return string(e) }
 
 // res builds a cluster resource whose content depends on tag.
-func res(t *testing.T, name, tag string) *Resource {
+func res(t testing.TB, name, tag string) *Resource {
 	t.Helper()
 	r, err := NewResource(name, &clusterv3.Cluster{Name: name, AltStatName: tag})
 	if err != nil {
@@ -65,7 +65,7 @@ type harness struct {
 	acks chan Ack
 }
 
-func start(t *testing.T, gen *fakeGen) *harness {
+func start(t testing.TB, gen *fakeGen) *harness {
 	t.Helper()
 	h := &harness{gen: gen, reg: prometheus.NewRegistry(), acks: make(chan Ack, 1024)}
 	h.srv = New(Options{Generator: gen, Registerer: h.reg, Logf: t.Logf, OnAck: func(a Ack) {
@@ -78,7 +78,7 @@ func start(t *testing.T, gen *fakeGen) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := grpc.NewServer()
+	g := grpc.NewServer(ServerOptions()...)
 	h.srv.Register(g)
 	go g.Serve(lis)
 	t.Cleanup(g.Stop)

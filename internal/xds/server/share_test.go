@@ -1,10 +1,15 @@
 package server
 
 import (
+	"context"
+	"strconv"
+	"strings"
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/encoding/gzip"
 )
 
 // Streams that subscribe to the same names share one name set, and streams
@@ -73,4 +78,31 @@ func TestStreamsShareSubscriptionsAndResponses(t *testing.T) {
 	}
 	waitStatus(t, h.srv, func(s []ProxyStatus) bool { return len(s) == 0 })
 	waitSets(0)
+}
+
+// A client that compresses gets compressed responses; it must not hand them
+// to streams that don't.
+func TestCompressingClientDoesNotShare(t *testing.T) {
+	gen := &fakeGen{}
+	gen.snap.Store(snapshot("v1", map[string][]*Resource{ClusterType: {res(t, "a", strings.Repeat("x", 4096))}}))
+	h := start(t, gen)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	client := discoveryv3.NewAggregatedDiscoveryServiceClient(h.conn)
+	for i, opts := range [][]grpc.CallOption{{grpc.UseCompressor(gzip.Name)}, nil, {grpc.UseCompressor(gzip.Name)}} {
+		st, err := client.DeltaAggregatedResources(ctx, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{Node: &corev3.Node{Id: "p" + strconv.Itoa(i)}, TypeUrl: ClusterType}); err != nil {
+			t.Fatal(err)
+		}
+		r, err := st.Recv()
+		if err != nil {
+			t.Fatalf("stream %d (compressing %v): %v", i, opts != nil, err)
+		}
+		if names(r.Resources) != "a" {
+			t.Errorf("stream %d: got %s, want a", i, names(r.Resources))
+		}
+	}
 }
