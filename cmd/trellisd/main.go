@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/trellis-mesh/trellis/internal/kube/controlplane"
 	"github.com/trellis-mesh/trellis/internal/trellisd"
 )
 
@@ -26,6 +27,7 @@ func main() {
 	fs.StringVar(&o.AccessLogEncoding, "access-log-encoding", "TEXT", "TEXT or JSON")
 	fs.DurationVar(&o.Debounce, "debounce", 0, "quiet period after a change before pushing (default 100ms)")
 	fs.DurationVar(&o.DebounceMax, "debounce-max", 0, "longest a push waits under a steady stream of changes (default 1s)")
+	kf := controlplane.RegisterFlags(fs)
 	fs.Parse(os.Args[1:])
 	if fs.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "trellisd: unexpected arguments %q\n", fs.Args())
@@ -33,6 +35,10 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if _, err := kf.Setup(ctx, &o); err != nil {
+		fmt.Fprintf(os.Stderr, "trellisd: %v\n", err)
+		os.Exit(1)
+	}
 	if err := trellisd.Run(ctx, o); err != nil {
 		fmt.Fprintf(os.Stderr, "trellisd: %v\n", err)
 		os.Exit(1)

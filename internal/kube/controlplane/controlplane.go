@@ -104,6 +104,9 @@ func Wire(ctx context.Context, ko Options, o *trellisd.Options) (*Wired, error) 
 		return nil, fmt.Errorf("remote clusters: %w", err)
 	}
 	o.Registries = append(o.Registries, w.Registry, w.Remote)
+	if o.Credentials == nil {
+		o.Credentials = w.Credentials
+	}
 
 	if ko.WebhookCertDir == "" {
 		return w, nil
