@@ -2,7 +2,6 @@ package tlsterm
 
 import (
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"strings"
 

@@ -9,7 +9,6 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	"google.golang.org/protobuf/types/known/wrapperspb"
 	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/trellis-mesh/trellis/internal/registry"
@@ -68,9 +67,11 @@ func (s *scope) localPorts() []inboundPort {
 // InboundPassthroughCluster for everything else.
 func (s *scope) sidecarInbound() ([]*listenerv3.Listener, []*clusterv3.Cluster) {
 	l := &listenerv3.Listener{
-		Name:             VirtualInboundListener,
-		Address:          socketAddress("0.0.0.0", inboundCapturePort),
-		UseOriginalDst:   wrapperspb.Bool(true),
+		Name:    VirtualInboundListener,
+		Address: socketAddress("0.0.0.0", inboundCapturePort),
+		// No use_original_dst: the original destination only selects a
+		// filter chain here. Handing off by it would pass inbound traffic
+		// to the outbound listener of the same port and loop.
 		TrafficDirection: corev3.TrafficDirection_INBOUND,
 		ListenerFilters: []*listenerv3.ListenerFilter{
 			listenerFilter(OriginalDstFilter),
