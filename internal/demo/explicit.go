@@ -127,11 +127,17 @@ func (d *demo) upExplicit(ctx context.Context) (func() bool, error) {
 		e.listeners[p] = fmt.Sprintf("127.0.0.1:%d", fp)
 		rebinds = append(rebinds, "--rebind", fmt.Sprintf("0.0.0.0:%d=127.0.0.1:%d", p, fp))
 	}
-	admin, err := freePort()
+	// Admin, readiness and metrics on free loopback ports too: on the host
+	// network the defaults (0.0.0.0:15021, 15090, 15020) may be taken.
+	own, err := freePorts(4)
 	if err != nil {
 		return teardown, err
 	}
-	argv := append(local.ProxyArgs(d.bins.Proxy, xds, plan, fw), "--admin-address", fmt.Sprintf("127.0.0.1:%d", admin))
+	argv := append(local.ProxyArgs(d.bins.Proxy, xds, plan, fw),
+		"--admin-address", fmt.Sprintf("127.0.0.1:%d", own[0]),
+		"--ready-address", fmt.Sprintf("127.0.0.1:%d", own[1]),
+		"--prometheus-address", fmt.Sprintf("127.0.0.1:%d", own[2]),
+		"--merged-address", fmt.Sprintf("127.0.0.1:%d", own[3]))
 	if err := e.start(ctx, "proxy", fw.Name, append(argv, rebinds...)); err != nil {
 		return teardown, err
 	}

@@ -73,12 +73,8 @@ func (a *Applier) Detect(ctx context.Context) (Backend, error) {
 			mode = ModeLegacy
 		}
 	}
-	look := a.LookPath
-	if look == nil {
-		look = func(name string) bool { _, err := exec.LookPath(name); return err == nil }
-	}
 	b := Backend{Name: mode, Save: "iptables-" + string(mode) + "-save", Restore: "iptables-" + string(mode) + "-restore"}
-	if !look(b.Restore) || !look(b.Save) {
+	if !a.look(b.Restore) || !a.look(b.Save) {
 		b.Save, b.Restore = "iptables-save", "iptables-restore"
 	}
 	return b, nil
@@ -98,6 +94,7 @@ func (a *Applier) Apply(ctx context.Context, opts Options) error {
 	if err := a.cleanup(ctx, b); err != nil {
 		return err
 	}
+	a.cleanupOther(ctx, b)
 	if out, err := a.Runner.Run(ctx, rs.Restore(), b.Restore, "--noflush"); err != nil {
 		return fmt.Errorf("install nat rules with %s: %w", b.Restore, classify(out, err))
 	}
@@ -112,7 +109,38 @@ func (a *Applier) Cleanup(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return a.cleanup(ctx, b)
+	if err := a.cleanup(ctx, b); err != nil {
+		return err
+	}
+	a.cleanupOther(ctx, b)
+	return nil
+}
+
+// cleanupOther removes Trellis rules left in the other backend (a run
+// with --iptables-mode legacy on an nft system, or the reverse), so the
+// two never capture at once. Only in auto mode, only when that flavour's
+// binaries exist, and best effort: its kernel tables may be absent.
+func (a *Applier) cleanupOther(ctx context.Context, primary Backend) {
+	if a.Mode != "" && a.Mode != ModeAuto {
+		return
+	}
+	other := ModeLegacy
+	if primary.Name == ModeLegacy {
+		other = ModeNFT
+	}
+	b := Backend{Name: other, Save: "iptables-" + string(other) + "-save", Restore: "iptables-" + string(other) + "-restore"}
+	if b.Save == primary.Save || !a.look(b.Save) || !a.look(b.Restore) {
+		return
+	}
+	a.cleanup(ctx, b)
+}
+
+func (a *Applier) look(name string) bool {
+	if a.LookPath != nil {
+		return a.LookPath(name)
+	}
+	_, err := exec.LookPath(name)
+	return err == nil
 }
 
 func (a *Applier) cleanup(ctx context.Context, b Backend) error {

@@ -258,3 +258,49 @@ func testInterception(t *testing.T, mode iptables.Mode) {
 		t.Errorf("second cleanup: %v", err)
 	}
 }
+
+// TestAutoModeClearsTheOtherBackend: rules left by a legacy run are
+// removed when the auto (nft here) backend installs its own, so traffic is
+// never captured twice; auto cleanup clears both.
+func TestAutoModeClearsTheOtherBackend(t *testing.T) {
+	requireNetAdmin(t)
+	for _, bin := range []string{"iptables-legacy-save", "iptables-nft-save"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Skipf("needs %s", bin)
+		}
+	}
+	p := newPair(t)
+	ctx := context.Background()
+	in := iptables.ExecRunner{Prefix: []string{"ip", "netns", "exec", p.client}}
+	auto := &iptables.Applier{Runner: in}
+	b, err := auto.Detect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := iptables.ModeLegacy
+	if b.Name == iptables.ModeLegacy {
+		other = iptables.ModeNFT
+	}
+	has := func(mode iptables.Mode) bool {
+		out, _ := exec.Command("ip", "netns", "exec", p.client, "iptables-"+string(mode)+"-save", "-t", "nat").CombinedOutput()
+		return strings.Contains(string(out), "ISTIO_OUTPUT")
+	}
+	if err := (&iptables.Applier{Runner: in, Mode: other}).Apply(ctx, iptables.DefaultOptions()); err != nil {
+		t.Fatal(err)
+	}
+	if !has(other) {
+		t.Fatalf("%s: rules not installed", other)
+	}
+	if err := auto.Apply(ctx, iptables.DefaultOptions()); err != nil {
+		t.Fatal(err)
+	}
+	if has(other) || !has(b.Name) {
+		t.Errorf("after auto apply: got rules in %s=%v %s=%v, want only in %s", other, has(other), b.Name, has(b.Name), b.Name)
+	}
+	if err := auto.Cleanup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if has(other) || has(b.Name) {
+		t.Errorf("after auto cleanup: got rules in %s=%v %s=%v, want none", other, has(other), b.Name, has(b.Name))
+	}
+}

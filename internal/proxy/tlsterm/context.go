@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync/atomic"
 
@@ -76,7 +77,9 @@ func (c *Context) Stats() *Stats { return c.st.Load() }
 
 // Config returns the server tls.Config. It resolves certificates and
 // trusted CAs from the Store at every handshake; callers must not modify
-// it.
+// it. Prefer Handshake, which also counts ssl.handshake and
+// ssl.connection_error; with Config alone only the failure-reason
+// counters (missing secret, verification) are kept.
 func (c *Context) Config() *tls.Config { return c.base }
 
 // SecretNames returns the SDS secrets the Context reads (certificates,
@@ -87,6 +90,24 @@ func (c *Context) SecretNames() []string {
 		names = append(names, c.caSecret)
 	}
 	return names
+}
+
+// Missing returns the SDS secrets the Context reads that the Store does not
+// hold with the right type; handshakes fail until it is empty (Envoy would
+// call the listener warming).
+func (c *Context) Missing() []string {
+	var out []string
+	for _, n := range c.certSecrets {
+		if sec := c.store.get(n); sec == nil || sec.cert == nil {
+			out = append(out, n)
+		}
+	}
+	if c.caSecret != "" {
+		if sec := c.store.get(c.caSecret); sec == nil || sec.roots == nil {
+			out = append(out, c.caSecret)
+		}
+	}
+	return out
 }
 
 // ALPN returns the protocols offered in ALPN, in preference order.
@@ -110,6 +131,23 @@ func (c *Context) Handshake(ctx context.Context, conn net.Conn) (*tls.Conn, erro
 	c.st.Load().Handshake.Inc()
 	return tc, nil
 }
+
+// HandshakeReader is Handshake for a connection whose first bytes were
+// already read into r (the listener's sniffing reader, which peeked the
+// ClientHello for the SNI): the handshake reads through r, writes go to
+// conn.
+func (c *Context) HandshakeReader(ctx context.Context, conn net.Conn, r io.Reader) (*tls.Conn, error) {
+	return c.Handshake(ctx, &replayConn{Conn: conn, r: r})
+}
+
+// replayConn reads from r (buffered bytes, then the connection) and
+// writes to the connection.
+type replayConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (rc *replayConn) Read(p []byte) (int, error) { return rc.r.Read(p) }
 
 // configForClient picks the per-connection config: ALPN is offered only
 // when the client's list overlaps ours, because Go would otherwise fail

@@ -3,9 +3,11 @@ package tlsterm
 import (
 	"bufio"
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -43,7 +45,7 @@ func newCA(t testing.TB, cn string) *pki {
 	tmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(1),
 		Subject:               pkix.Name{CommonName: cn},
-		NotBefore:             time.Now().Add(-time.Hour),
+		NotBefore:             time.Now().Add(-24 * time.Hour),
 		NotAfter:              time.Now().Add(24 * time.Hour),
 		IsCA:                  true,
 		BasicConstraintsValid: true,
@@ -76,6 +78,7 @@ type issued struct {
 }
 
 type leafOpts struct {
+	rsa      bool // an RSA key instead of ECDSA P-256
 	dns      []string
 	uris     []string
 	notAfter time.Time
@@ -83,7 +86,13 @@ type leafOpts struct {
 
 func (p *pki) issue(t testing.TB, cn string, o leafOpts) issued {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	var key crypto.Signer
+	var err error
+	if o.rsa {
+		key, err = rsa.GenerateKey(rand.Reader, 2048)
+	} else {
+		key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +106,7 @@ func (p *pki) issue(t testing.TB, cn string, o leafOpts) issued {
 		DNSNames:     o.dns,
 		NotBefore:    time.Now().Add(-2 * time.Hour),
 		NotAfter:     o.notAfter,
-		KeyUsage:     x509.KeyUsageDigitalSignature,
+		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 	}
 	for _, u := range o.uris {
@@ -107,7 +116,7 @@ func (p *pki) issue(t testing.TB, cn string, o leafOpts) issued {
 		}
 		tmpl.URIs = append(tmpl.URIs, pu)
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.cert, &key.PublicKey, p.key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.cert, key.Public(), p.key)
 	if err != nil {
 		t.Fatal(err)
 	}
