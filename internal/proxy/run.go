@@ -26,6 +26,7 @@ import (
 	"github.com/trellis-mesh/trellis/internal/proxy/stats"
 	"github.com/trellis-mesh/trellis/internal/proxy/tcpproxy"
 	"github.com/trellis-mesh/trellis/internal/proxy/telemetry"
+	"github.com/trellis-mesh/trellis/internal/proxy/tlsterm"
 	"github.com/trellis-mesh/trellis/internal/proxy/xdsclient"
 	"github.com/trellis-mesh/trellis/internal/version"
 )
@@ -71,6 +72,7 @@ type Proxy struct {
 	Clusters  *cluster.Manager
 	Listeners *listener.Server
 	Stats     *stats.Store
+	Secrets   *tlsterm.Store
 	Telemetry *telemetry.Recorder
 	XDS       *xdsclient.Client
 	Admin     *admin.Server
@@ -122,7 +124,7 @@ func New(bs *bootstrapv3.Bootstrap, o Options) (*Proxy, error) {
 	if w == nil {
 		w = os.Stderr
 	}
-	p := &Proxy{Bootstrap: bs, Stats: stats.NewStore(), logger: log.New(w, "trellis-proxy ", log.LstdFlags|log.Lmicroseconds)}
+	p := &Proxy{Bootstrap: bs, Stats: stats.NewStore(), Secrets: tlsterm.NewStore(), logger: log.New(w, "trellis-proxy ", log.LstdFlags|log.Lmicroseconds)}
 	p.debug = strings.EqualFold(o.LogLevel, "debug")
 	interner := &telemetry.Interner{}
 	p.Telemetry = telemetry.NewRecorder(interner)
@@ -144,7 +146,7 @@ func New(bs *bootstrapv3.Bootstrap, o Options) (*Proxy, error) {
 	if o.Log != nil {
 		p.sinks.Stdout = o.Log
 	}
-	p.cc = listener.Compilers{Routes: &p.routes, AccessLogs: accessLogs(p.sinks), TCPLogs: tcpAccessLogs(p.sinks)}
+	p.cc = listener.Compilers{Routes: &p.routes, AccessLogs: accessLogs(p.sinks), TCPLogs: tcpAccessLogs(p.sinks), Secrets: p.Secrets}
 	p.Listeners = &listener.Server{HTTP: p.HTTP, TCP: p.TCP, Rebind: o.Rebind, DrainTime: o.DrainDuration}
 	if p.debug {
 		p.Listeners.Logf = p.logf
@@ -169,6 +171,13 @@ func (p *Proxy) Apply(typeURL string, res map[string]*anypb.Any) error {
 		return p.Clusters.ApplyEndpoints(res)
 	case xdsclient.RouteType:
 		return p.routes.apply(res)
+	case xdsclient.SecretType:
+		// tlsterm validates strictly first, so the cluster manager never
+		// takes an update the listeners NACK.
+		if err := p.Secrets.ApplyAny(res); err != nil {
+			return err
+		}
+		return p.Clusters.ApplySecrets(res)
 	case xdsclient.ListenerType:
 		ls, err := compileListeners(res, p.cc)
 		if err != nil {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/trellis-mesh/trellis/internal/proxy/httpconn"
 	"github.com/trellis-mesh/trellis/internal/proxy/tcpproxy"
+	"github.com/trellis-mesh/trellis/internal/proxy/tlsterm"
 )
 
 // Names of the network and listener filters trellis-proxy implements.
@@ -67,6 +68,8 @@ type Chain struct {
 
 	HTTP *httpconn.Config
 	TCP  *tcpproxy.Config
+	// TLS terminates downstream TLS before HTTP/TCP; nil for plain text.
+	TLS *tlsterm.Context
 }
 
 // Compilers are the hooks Compile needs from the rest of the proxy.
@@ -75,6 +78,9 @@ type Compilers struct {
 	AccessLogs httpconn.AccessLogCompiler
 	// TCPLogs compiles a tcp_proxy's access_log; nil rejects them.
 	TCPLogs func(p *tcpv3.TcpProxy, path string) (tcpproxy.Observer, error)
+	// Secrets holds the SDS secrets TLS termination reads at handshake
+	// time; nil means an empty store (SDS-backed chains fail closed).
+	Secrets *tlsterm.Store
 }
 
 // Compile compiles l. Errors name the field path (for the NACK).
@@ -153,9 +159,11 @@ func Compile(l *listenerv3.Listener, cc Compilers) (*Listener, error) {
 
 func compileChain(fc *listenerv3.FilterChain, cc Compilers, path string, inbound bool) (*Chain, error) {
 	c := &Chain{Name: fc.GetName()}
-	if fc.GetTransportSocket() != nil {
-		return nil, fmt.Errorf("%s.transport_socket: TLS termination is not supported yet", path)
+	tc, err := tlsterm.CompileTransportSocket(path+".transport_socket", fc.GetTransportSocket(), cc.Secrets)
+	if err != nil {
+		return nil, err
 	}
+	c.TLS = tc
 	m := fc.GetFilterChainMatch()
 	if m != nil {
 		c.port = m.GetDestinationPort().GetValue()

@@ -323,6 +323,19 @@ func (s *Server) serve(r *running, c net.Conn) {
 		s.logf("listener %q: no filter chain matches %s (from %s)", l.Name, dst, remote)
 		return
 	}
+	if chain.TLS != nil {
+		hctx, cancel := context.WithTimeout(r.ctx, 10*time.Second)
+		tc, err := chain.TLS.HandshakeReader(hctx, c, br)
+		cancel()
+		if err != nil {
+			s.logf("listener %q chain %q: %v (from %s)", l.Name, chain.Name, err, remote)
+			return
+		}
+		defer tc.Close()
+		tbr := httpconn.NewReader(tc)
+		defer httpconn.PutReader(tbr)
+		c, br = tc, tbr
+	}
 	switch {
 	case chain.HTTP != nil:
 		s.HTTP.ServeConn(r.ctx, chain.HTTP, c, br, httpconn.ConnInfo{OriginalDst: origDst})
