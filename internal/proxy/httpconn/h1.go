@@ -33,6 +33,64 @@ type h1Conn struct {
 	num        [20]byte
 	cw         http1.ChunkedWriter
 	broken     bool
+
+	// dl is the read deadline last set on c and dlKind what it is for:
+	// deadlines are re-armed only when they would be wrong, not per
+	// request (SetReadDeadline takes the runtime's timer locks).
+	dl     time.Time
+	dlKind uint8
+}
+
+// Read deadline kinds of an HTTP/1.1 connection.
+const (
+	dlNone   uint8 = iota // no deadline
+	dlIdle                // between requests: IdleTimeout, with slack
+	dlStream              // inside a request: StreamIdleTimeout
+)
+
+// armIdle makes sure the read deadline before the next request is at least
+// IdleTimeout away. The deadline is set IdleTimeout plus a slack ahead and
+// only re-armed once less than IdleTimeout is left, so a busy keep-alive
+// connection sets it about once per slack instead of once per request; an
+// idle connection closes between IdleTimeout and IdleTimeout+slack.
+func (hc *h1Conn) armIdle() {
+	t := hc.cfg.IdleTimeout
+	if t <= 0 {
+		if hc.dlKind != dlNone {
+			hc.c.SetReadDeadline(time.Time{})
+			hc.dlKind = dlNone
+		}
+		return
+	}
+	now := hc.m.now()
+	if hc.dlKind == dlIdle && hc.dl.Sub(now) >= t {
+		return
+	}
+	slack := t / 8
+	if slack > time.Minute {
+		slack = time.Minute
+	}
+	hc.dl = now.Add(t + slack)
+	hc.dlKind = dlIdle
+	hc.c.SetReadDeadline(hc.dl)
+}
+
+// armStream applies StreamIdleTimeout to the reads of a request's body. A
+// body already buffered with the head needs no read from the connection,
+// so the deadline is left alone then.
+func (hc *h1Conn) armStream() {
+	req := &hc.req
+	if !req.Chunked && !req.Expect100 && (req.ContentLength <= 0 || req.ContentLength <= int64(hc.br.Buffered())) {
+		return
+	}
+	if t := hc.cfg.StreamIdleTimeout; t > 0 {
+		hc.dl = hc.m.now().Add(t)
+		hc.dlKind = dlStream
+		hc.c.SetReadDeadline(hc.dl)
+	} else if hc.dlKind != dlNone {
+		hc.c.SetReadDeadline(time.Time{})
+		hc.dlKind = dlNone
+	}
 }
 
 var h1Conns = sync.Pool{New: func() any { return new(h1Conn) }}
@@ -55,19 +113,19 @@ func (m *Manager) serveH1(ctx context.Context, cfg *Config, c net.Conn, br *bufi
 		ex.q = route.Request{}
 		h1Conns.Put(hc)
 	}()
+	// ServeConn armed the stream idle deadline for the first request.
+	hc.dl, hc.dlKind = time.Time{}, dlStream
+	if cfg.StreamIdleTimeout <= 0 {
+		hc.dlKind = dlNone
+	}
 	first := true
 	for {
 		if !first {
-			if cfg.IdleTimeout > 0 {
-				c.SetReadDeadline(m.now().Add(cfg.IdleTimeout))
-			} else {
-				c.SetReadDeadline(time.Time{})
-			}
+			hc.armIdle()
 			if ctx.Err() != nil {
 				return
 			}
 		}
-		first = false
 		err := http1.ReadRequest(br, &hc.req)
 		if err != nil {
 			switch {
@@ -78,11 +136,8 @@ func (m *Manager) serveH1(ctx context.Context, cfg *Config, c net.Conn, br *bufi
 			}
 			return
 		}
-		if cfg.StreamIdleTimeout > 0 {
-			c.SetReadDeadline(m.now().Add(cfg.StreamIdleTimeout))
-		} else if cfg.IdleTimeout > 0 {
-			c.SetReadDeadline(time.Time{})
-		}
+		first = false
+		hc.armStream()
 		if !hc.serveOne() {
 			return
 		}
@@ -110,6 +165,9 @@ func (hc *h1Conn) serveOne() bool {
 	ex.q.Path = req.Target
 	ex.q.Authority = req.Host
 	ex.q.Scheme = schemeHTTP
+	if hc.info.TLS {
+		ex.q.Scheme = schemeHTTPS
+	}
 	if len(req.Target) > 0 && req.Target[0] != '/' && req.Target[0] != '*' {
 		// absolute form: http://authority/path
 		if a, p, ok := splitAbsolute(req.Target); ok {
@@ -175,6 +233,7 @@ func (hc *h1Conn) serveOne() bool {
 
 var (
 	schemeHTTP    = []byte("http")
+	schemeHTTPS   = []byte("https")
 	trailersValue = []byte("trailers")
 )
 

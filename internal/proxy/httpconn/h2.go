@@ -26,6 +26,10 @@ func (m *Manager) h2server() *http2.Server {
 		m.h2srv = &http2.Server{
 			MaxConcurrentStreams: 1000,
 			IdleTimeout:          time.Hour,
+			// The RFC 9113 default frame size (Envoy's too). The library's
+			// default of 1 MiB makes peers' x/net clients, the other hop
+			// included, take a 512 KiB scratch buffer per request body.
+			MaxReadFrameSize: 16 << 10,
 		}
 	})
 	return m.h2srv
@@ -61,6 +65,9 @@ func (m *Manager) serveH2Request(cfg *Config, info *ConnInfo, w http.ResponseWri
 		e.q.Path = []byte(r.URL.RequestURI())
 	}
 	e.q.Scheme = schemeHTTP
+	if info.TLS {
+		e.q.Scheme = schemeHTTPS
+	}
 	e.headReq = r.Method == http.MethodHead
 	for k, vs := range r.Header {
 		lk := lowerName(k)

@@ -68,6 +68,9 @@ type ConnInfo struct {
 	// OriginalDst is the connection's original destination "ip:port" (for
 	// ORIGINAL_DST clusters); empty when unknown.
 	OriginalDst string
+	// TLS reports that the listener terminated TLS on the connection: the
+	// request's scheme (and so x-forwarded-proto at the edge) is https.
+	TLS bool
 }
 
 // Manager serves HTTP connections for every listener of one proxy. Its

@@ -338,7 +338,7 @@ func (s *Server) serve(r *running, c net.Conn) {
 	}
 	switch {
 	case chain.HTTP != nil:
-		s.HTTP.ServeConn(r.ctx, chain.HTTP, c, br, httpconn.ConnInfo{OriginalDst: origDst})
+		s.HTTP.ServeConn(r.ctx, chain.HTTP, c, br, httpconn.ConnInfo{OriginalDst: origDst, TLS: chain.TLS != nil})
 	case chain.TCP != nil:
 		s.TCP.Serve(r.ctx, chain.TCP, c, br, origDst)
 	}
