@@ -399,11 +399,7 @@ func (s *scope) servicesMeta(svc *registry.Service) *structpb.Value {
 	if v := s.shared.servicesMeta[svc.Hostname]; v != nil {
 		return v
 	}
-	v := structpb.NewListValue(&structpb.ListValue{Values: []*structpb.Value{structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
-		"host":      structpb.NewStringValue(svc.Hostname),
-		"name":      structpb.NewStringValue(svc.Name),
-		"namespace": structpb.NewStringValue(svc.Namespace),
-	}})}})
+	v := servicesMetaValue([]*registry.Service{svc})
 	s.shared.servicesMeta[svc.Hostname] = v
 	return v
 }

@@ -9,6 +9,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"google.golang.org/protobuf/types/known/structpb"
 	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/trellis-mesh/trellis/internal/registry"
@@ -26,6 +27,10 @@ type inboundPort struct {
 	// a Sidecar ingress listener's defaultEndpoint says otherwise.
 	addr   string
 	target uint32
+	// services are the services with an endpoint on this port, sorted by
+	// hostname; they become the inbound cluster's istio metadata so the
+	// proxy reports destination_service on the server side.
+	services []*registry.Service
 }
 
 // localPorts finds the ports the proxy's workload serves: the endpoint
@@ -37,6 +42,7 @@ func (s *scope) localPorts() []inboundPort {
 		ips[ip] = true
 	}
 	byPort := map[uint32]registry.Protocol{}
+	svcs := map[uint32][]*registry.Service{}
 	if s.in.Registry != nil && len(ips) > 0 {
 		for _, svc := range s.in.Registry.Services {
 			for _, ep := range s.in.Registry.Endpoints[svc.Hostname] {
@@ -51,12 +57,15 @@ func (s *scope) localPorts() []inboundPort {
 				if !seen || (!prev.IsHTTP() && sp.Protocol.IsHTTP()) {
 					byPort[ep.Port] = sp.Protocol
 				}
+				if l := svcs[ep.Port]; len(l) == 0 || l[len(l)-1] != svc {
+					svcs[ep.Port] = append(l, svc)
+				}
 			}
 		}
 	}
 	out := make([]inboundPort, 0, len(byPort))
 	for p, proto := range byPort {
-		out = append(out, inboundPort{port: p, protocol: proto, addr: "127.0.0.1", target: p})
+		out = append(out, inboundPort{port: p, protocol: proto, addr: "127.0.0.1", target: p, services: svcs[p]})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].port < out[j].port })
 	return out
@@ -95,6 +104,9 @@ func (s *scope) sidecarInbound() ([]*listenerv3.Listener, []*clusterv3.Cluster) 
 		}
 		l.FilterChains = append(l.FilterChains, filterChain(name, match, f))
 		c := staticCluster(name, p.addr, p.target)
+		if len(p.services) > 0 {
+			c.Metadata = istioMetadata(map[string]*structpb.Value{"services": servicesMetaValue(p.services)})
+		}
 		if p.protocol == registry.HTTP2 || p.protocol == registry.GRPC {
 			applyPool(c, nil, p.protocol)
 		}
@@ -110,6 +122,19 @@ func (s *scope) sidecarInbound() ([]*listenerv3.Listener, []*clusterv3.Cluster) 
 		UpstreamBindConfig:   &corev3.BindConfig{SourceAddress: &corev3.SocketAddress{Address: inboundPassthroughSource, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 0}}},
 	})
 	return []*listenerv3.Listener{l}, clusters
+}
+
+// servicesMetaValue lists svcs as the cluster metadata "services" entries.
+func servicesMetaValue(svcs []*registry.Service) *structpb.Value {
+	vals := make([]*structpb.Value, 0, len(svcs))
+	for _, svc := range svcs {
+		vals = append(vals, structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
+			"host":      structpb.NewStringValue(svc.Hostname),
+			"name":      structpb.NewStringValue(svc.Name),
+			"namespace": structpb.NewStringValue(svc.Namespace),
+		}}))
+	}
+	return structpb.NewListValue(&structpb.ListValue{Values: vals})
 }
 
 func inboundRouteConfig(port uint32) *routev3.RouteConfiguration {

@@ -130,7 +130,7 @@ func TestCallByNameThroughBothSidecars(t *testing.T) {
 	// The client's sidecar saw the call to bill-service, the server's saw it
 	// come from the front end; both answered 200.
 	metric("front", "source", `destination_service="bill-service.istio-demo.svc.cluster.local"`, `response_code="200"`)
-	metric("bill-v1", "destination", `source_app="front"`, `destination_version="v1"`, `response_code="200"`)
+	metric("bill-v1", "destination", `source_app="front"`, `destination_version="v1"`, `destination_service="bill-service.istio-demo.svc.cluster.local"`, `response_code="200"`)
 }
 
 // BenchmarkTwoHopIntercepted measures one HTTP request from the front

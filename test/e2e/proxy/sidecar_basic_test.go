@@ -2,9 +2,11 @@ package proxy
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -63,8 +65,16 @@ func TestSidecarBasicProxyConfig(t *testing.T) {
 	nginx := versionServer(t, "nginx")
 	writeConfig(t, dir, "workloads.yaml", service("sidecar", "nginx", nginx, 80), nil)
 	td := startTrellisd(t, dir, "")
-	// Node id sidecar~127.0.0.1~toolbox.sidecar~sidecar.svc.cluster.local.
-	local, admin := sidecarWithAdmin(t, td.XDSAddr(), "sidecar", "toolbox", 80)
+	// toolbox's own IP differs from nginx's 127.0.0.1, so it is no instance
+	// of nginx (a WorkloadEntry's address makes a proxy one) and gets no
+	// inbound cluster. Its outbound listener 0.0.0.0:80 is rebound to local.
+	const nodeID = "sidecar~127.0.0.2~toolbox.sidecar~sidecar.svc.cluster.local"
+	local, admin := freePort(t), freePort(t)
+	startProxy(t, "--xds-address", td.XDSAddr(), "--ip", "127.0.0.2", "--pod-name", "toolbox", "--namespace", "sidecar",
+		"--labels", "app=toolbox", "--admin-address", admin,
+		"--ready-address", "", "--prometheus-address", "", "--merged-address", "",
+		"--rebind", fmt.Sprintf("0.0.0.0:80=%s,0.0.0.0:15001=%s,0.0.0.0:15006=%s", local, freePort(t), freePort(t)),
+		"--drain-duration", "1s")
 	waitHTTP(t, local, fqdn)
 	if got := count(t, local, "nginx", 5, nil); got["nginx"] != 5 {
 		t.Errorf("short name nginx through the sidecar: got %v, want 5 x nginx", got)
@@ -117,13 +127,39 @@ func TestSidecarBasicProxyConfig(t *testing.T) {
 	}
 
 	routes := pc("route", "--name", "80")
-	for _, d := range []string{fqdn, "nginx"} {
-		if !strings.Contains(routes, d) {
-			t.Errorf("proxy-config route --name 80 lacks domain %q:\n%s", d, routes)
+	if line(routes, "80", fqdn+":80", fqdn+",") == "" {
+		t.Errorf("proxy-config route --name 80: no row for route 80 with vhost %s:80:\n%s", fqdn, routes)
+	}
+	// The short output elides domains; the JSON has them all: what a
+	// client in namespace sidecar may call nginx by, and its address.
+	var rcs []struct {
+		Name         string `json:"name"`
+		VirtualHosts []struct {
+			Name    string   `json:"name"`
+			Domains []string `json:"domains"`
+		} `json:"virtualHosts"`
+	}
+	if err := json.Unmarshal([]byte(pc("route", "--name", "80", "-o", "json")), &rcs); err != nil {
+		t.Fatalf("proxy-config route -o json: %v", err)
+	}
+	var domains []string
+	for _, rc := range rcs {
+		for _, vh := range rc.VirtualHosts {
+			if rc.Name == "80" && vh.Name == fqdn+":80" {
+				domains = vh.Domains
+			}
 		}
 	}
-	if line(routes, "80") == "" {
-		t.Errorf("proxy-config route --name 80: no row for route 80:\n%s", routes)
+	for _, d := range []string{fqdn, "nginx", "nginx.sidecar", "nginx.sidecar.svc", "240.240.1.80"} {
+		if !slices.Contains(domains, d) {
+			t.Errorf("route 80 vhost %s:80 domains: got %v, want %q among them", fqdn, domains, d)
+		}
+	}
+	if boot := pc("bootstrap", "-o", "json"); !strings.Contains(boot, nodeID) {
+		t.Errorf("proxy-config bootstrap lacks node id %q:\n%.2000s", nodeID, boot)
+	}
+	if line(clusters, "inbound") != "" {
+		t.Errorf("proxy-config cluster: toolbox serves nothing, want no inbound cluster:\n%s", clusters)
 	}
 	t.Logf("cluster:\n%s\nendpoint:\n%s\nlistener:\n%s\nroute:\n%s", clusters, endpoints, listeners, routes)
 }
