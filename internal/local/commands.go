@@ -25,6 +25,7 @@ func ProxyArgs(bin, xds string, p *Plan, w PlacedWorkload) []string {
 		"--node-id", w.NodeID(p.Options.DomainSuffix),
 		"--ip", w.IP.String(),
 		"--pod-name", w.Name,
+		"--workload-name", w.Name,
 		"--namespace", w.Namespace,
 		"--labels", labelString(w.Labels),
 	}
