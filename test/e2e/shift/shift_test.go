@@ -256,12 +256,6 @@ func TestBurstWatcherOnLocalMesh(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := bins.MeshRunner(plan, cfg, state, nil)
-	proxyCmd := r.ProxyCommand
-	r.ProxyCommand = func(p *local.Plan, w local.PlacedWorkload) []string {
-		// The workload name is what Istio's injector passes (the
-		// Deployment's name) and what source_workload reports.
-		return append(proxyCmd(p, w), "--workload-name", w.Name)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	m, err := r.Up(ctx)
 	if err != nil {
