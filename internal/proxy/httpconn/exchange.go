@@ -79,6 +79,7 @@ type exchange struct {
 	// upstream HTTP/2 response
 	h2resp   *http.Response
 	h2cancel context.CancelFunc
+	h2body   *countingBody
 
 	h1   *h1Conn // the downstream HTTP/1.1 connection (nil for HTTP/2)
 	cbuf *[]byte
@@ -97,7 +98,7 @@ func (e *exchange) reset() {
 	e.tried = e.tried[:0]
 	e.lbctx = lb.Context{}
 	e.uc = nil
-	e.h2resp, e.h2cancel = nil, nil
+	e.h2resp, e.h2cancel, e.h2body = nil, nil, nil
 	e.tmoBuf2, e.cntBuf2 = nil, nil
 	e.rec = Record{GRPCStatus: -1}
 	e.headsSent = false
@@ -316,6 +317,7 @@ const (
 
 // observe hands the finished request to the access log and telemetry.
 func (e *exchange) observe() {
+	e.foldH2Body()
 	r := &e.rec
 	r.Start = e.start
 	r.Duration = e.m.now().Sub(e.start)

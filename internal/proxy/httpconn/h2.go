@@ -6,9 +6,11 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/trellis-mesh/trellis/internal/proxy/http1"
+	"github.com/trellis-mesh/trellis/internal/proxy/route"
 	"golang.org/x/net/http2"
 )
 
@@ -51,13 +53,27 @@ func (m *Manager) serveH2(ctx context.Context, cfg *Config, c net.Conn, br *bufi
 	srv.ServeConn(&bufConn{Conn: c, br: br}, &http2.ServeConnOpts{Context: ctx, Handler: h, BaseConfig: &http.Server{}})
 }
 
+// h2Exchange is the per-stream state of an HTTP/2 request, pooled: an
+// exchange is a few KiB, and its header slices and buffers keep their
+// capacity for the next stream.
+type h2Exchange struct {
+	e exchange
+	s h2sink
+}
+
+var h2Exchanges = sync.Pool{New: func() any { return new(h2Exchange) }}
+
 func (m *Manager) serveH2Request(cfg *Config, info *ConnInfo, w http.ResponseWriter, r *http.Request) {
-	e := &exchange{m: m, cfg: cfg, info: info}
+	x := h2Exchanges.Get().(*h2Exchange)
+	e := &x.e
+	hdrs := e.q.Headers[:0]
+	e.m, e.cfg, e.info = m, cfg, info
 	e.reset()
+	e.q.Headers = hdrs
 	e.h2 = true
 	e.start = m.now()
-	s := &h2sink{w: w, rc: http.NewResponseController(w)}
-	e.sink = s
+	x.s = h2sink{w: w, rc: http.NewResponseController(w)}
+	e.sink = &x.s
 	e.q.Method = []byte(r.Method)
 	e.q.Authority = []byte(r.Host)
 	e.q.Path = []byte(r.RequestURI)
@@ -105,6 +121,14 @@ func (m *Manager) serveH2Request(cfg *Config, info *ConnInfo, w http.ResponseWri
 	e.run()
 	e.observe()
 	e.release()
+	// Drop the references into this request before pooling.
+	clear(e.q.Headers)
+	clear(e.outHdr)
+	e.q.Headers, e.outHdr = e.q.Headers[:0], e.outHdr[:0]
+	e.q, e.body, e.sink, e.info, e.m, e.cfg = route.Request{Headers: e.q.Headers}, nil, nil, nil, nil, nil
+	e.rec = Record{}
+	x.s = h2sink{}
+	h2Exchanges.Put(x)
 }
 
 // malformedH2 reports connection-specific header fields, forbidden in

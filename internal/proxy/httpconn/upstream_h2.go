@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster"
@@ -110,7 +111,9 @@ func (e *exchange) buildH2Request(ctx context.Context, addr string) (*http.Reque
 		req.ContentLength = int64(len(e.replay))
 	case e.body != nil:
 		e.bodyTaken = true
-		req.Body = &countingBody{r: e.body, n: &e.rec.BytesReceived}
+		e.foldH2Body()
+		e.h2body = &countingBody{r: e.body}
+		req.Body = e.h2body
 		req.ContentLength = e.bodyLen
 		if req.ContentLength == 0 {
 			req.ContentLength = -1
@@ -121,15 +124,27 @@ func (e *exchange) buildH2Request(ctx context.Context, addr string) (*http.Reque
 	return req, nil
 }
 
+// countingBody counts the request body bytes the HTTP/2 transport sends.
+// It is allocated per attempt and never pooled: the transport's writer
+// goroutine may still read it after the exchange is done.
 type countingBody struct {
 	r io.Reader
-	n *int64
+	n atomic.Int64
 }
 
 func (c *countingBody) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
-	*c.n += int64(n)
+	c.n.Add(int64(n))
 	return n, err
+}
+
+// foldH2Body adds the bytes counted for the last HTTP/2 attempt to the
+// record.
+func (e *exchange) foldH2Body() {
+	if e.h2body != nil {
+		e.rec.BytesReceived += e.h2body.n.Load()
+		e.h2body = nil
+	}
 }
 
 func (c *countingBody) Close() error { return nil }
