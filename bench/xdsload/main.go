@@ -10,17 +10,27 @@
 //	go run ./bench/xdsload -trellisd /tmp/trellisd -proxies 2000 -services 1000
 //
 // Clients and trellisd share the machine, so the clients' CPU competes with
-// trellisd's: the convergence times are an upper bound.
+// trellisd's: the convergence times are an upper bound. By default
+// (-decode envelope) the simulated proxies do what any proxy must do with a
+// response — receive it, read its nonce, version and resource names, ACK it
+// — and decode clusters and listeners fully (to follow them to endpoints
+// and routes), but skip decoding the 529 KB route table into Envoy types,
+// which is the proxy's own cost and would double the shared CPU's load;
+// -decode full decodes every resource, as a real proxy does.
 package main
 
 import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -42,7 +52,24 @@ func main() {
 	changes := flag.Int("changes", 3, "VirtualService edits to measure")
 	connectRate := flag.Int("connect-per-second", 1000, "how fast proxies connect")
 	debugAddr := flag.String("debug-address", "", "trellisd --debug-address (for pprof while it runs); empty disables")
+	decode := flag.String("decode", "envelope", `how much of each response the simulated proxies decode: "envelope" (nonce, versions and names; clusters and listeners fully, to follow them) or "full" (every resource into its Envoy type, as a real proxy)`)
+	cpuProfile := flag.String("cpuprofile", "", "write the load generator's own CPU profile of the edits to this file")
+	serverProfile := flag.String("trellisd-cpuprofile", "", "write trellisd's CPU profile of the edits (from -debug-address, a free port when empty) to this file")
 	flag.Parse()
+	// The simulated proxies' heap is small and short-lived (each response
+	// is dropped once ACKed); collecting it less often leaves more of the
+	// shared CPU to trellisd. trellisd itself runs with Go's defaults.
+	debug.SetGCPercent(400)
+	switch *decode {
+	case "envelope":
+		decodeMode = fakeproxy.DecodeEnvelope
+	case "full":
+		decodeMode = fakeproxy.DecodeFull
+	default:
+		fmt.Fprintf(os.Stderr, "xdsload: -decode: got %q, want envelope or full\n", *decode)
+		os.Exit(2)
+	}
+	prof = profiles{self: *cpuProfile, server: *serverProfile, debugAddr: *debugAddr}
 	if *bin == "" {
 		fmt.Fprintln(os.Stderr, "xdsload: -trellisd is required (go build -o /tmp/trellisd ./cmd/trellisd)")
 		os.Exit(2)
@@ -54,6 +81,8 @@ func main() {
 }
 
 const ns = "bench"
+
+var decodeMode fakeproxy.DecodeMode
 
 func writeServices(dir string, n int) error {
 	for f := 0; f*100 < n; f++ {
@@ -168,6 +197,12 @@ func run(bin string, nProxies, nServices, nChanges, rate int, debugAddr string) 
 	if err != nil {
 		return err
 	}
+	if prof.server != "" && debugAddr == "" {
+		if debugAddr, err = freePort(); err != nil {
+			return err
+		}
+		prof.debugAddr = debugAddr
+	}
 	cmd := exec.Command(bin, "--config-dir", dir, "--xds-address", xdsAddr, "--debug-address", debugAddr, "--metrics-address", "")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
@@ -194,8 +229,11 @@ func run(bin string, nProxies, nServices, nChanges, rate int, debugAddr string) 
 
 	// Connect the proxies.
 	var mu sync.Mutex
-	acks := map[int]time.Time{} // proxy -> time its RDS of the awaited version was ACKed
-	awaited := ""
+	// proxy -> when it ACKed its first route configuration newer than the
+	// one before the edit (usually the next state version; a proxy that
+	// regenerated late may get a later one directly).
+	acks := map[int]time.Time{}
+	awaited := 0
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	clients := make([]*fakeproxy.Client, nProxies)
@@ -218,12 +256,12 @@ func run(bin string, nProxies, nServices, nChanges, rate int, debugAddr string) 
 		node := &corev3.Node{Id: fmt.Sprintf("sidecar~10.250.%d.%d~load-%d.%s~%s.svc.cluster.local", i/250, i%250+1, i, ns, ns),
 			Cluster: "load." + ns, Metadata: md}
 		id := i
-		c, err := fakeproxy.Dial(ctx, cc, node, fakeproxy.Options{OnResponse: func(typeURL, version string, at time.Time) {
+		c, err := fakeproxy.Dial(ctx, cc, node, fakeproxy.Options{Decode: decodeMode, OnResponse: func(typeURL, version string, at time.Time) {
 			if typeURL != fakeproxy.RouteType {
 				return
 			}
 			mu.Lock()
-			if version == awaited {
+			if v, err := strconv.Atoi(version); err == nil && awaited > 0 && v >= awaited {
 				if _, ok := acks[id]; !ok {
 					acks[id] = at
 				}
@@ -257,6 +295,10 @@ func run(bin string, nProxies, nServices, nChanges, rate int, debugAddr string) 
 	fmt.Printf("each proxy holds %d clusters, %d endpoints, %d listeners, %d routes\n", clusters,
 		len(clients[0].Names(fakeproxy.EndpointType)), len(clients[0].Names(fakeproxy.ListenerType)), len(clients[0].Names(fakeproxy.RouteType)))
 
+	stopProf, err := prof.start(nChanges)
+	if err != nil {
+		return err
+	}
 	var all []time.Duration
 	var cpuChanges time.Duration
 	for ch := 0; ch < nChanges; ch++ {
@@ -268,7 +310,7 @@ func run(bin string, nProxies, nServices, nChanges, rate int, debugAddr string) 
 		acks = map[int]time.Time{}
 		v, _ := strconv.Atoi(before)
 		// The file watcher's change is the next state version.
-		awaited = strconv.Itoa(v + 1)
+		awaited = v + 1
 		mu.Unlock()
 		weight = 100 - weight
 		if weight == 50 {
@@ -293,12 +335,15 @@ func run(bin string, nProxies, nServices, nChanges, rate int, debugAddr string) 
 		}
 		mu.Unlock()
 		if len(ds) != nProxies {
-			return fmt.Errorf("change %d: %d of %d proxies ACKed version %s", ch, len(ds), nProxies, awaited)
+			return fmt.Errorf("change %d: %d of %d proxies ACKed version %d or later", ch, len(ds), nProxies, awaited)
 		}
 		sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
 		fmt.Printf("change %d: p50 %v p99 %v max %v, trellisd CPU %v, simulated proxies' CPU %v\n", ch, pct(ds, 50), pct(ds, 99),
 			ds[len(ds)-1].Round(time.Millisecond), (cpuB - cpuA).Round(time.Millisecond), (selfB - selfA).Round(time.Millisecond))
 		all = append(all, ds...)
+	}
+	if err := stopProf(); err != nil {
+		return err
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
 	rss2, hwm2, cpu2, _ := procStats(pid)
@@ -306,6 +351,60 @@ func run(bin string, nProxies, nServices, nChanges, rate int, debugAddr string) 
 		nProxies, nServices, nChanges, pct(all, 50), pct(all, 99), all[len(all)-1].Round(time.Millisecond), mb(rss2), mb(hwm2),
 		(cpu2 - cpu0).Round(time.Millisecond), (cpuChanges / time.Duration(nChanges)).Round(time.Millisecond))
 	return nil
+}
+
+// profiles are the CPU profiles taken over the edits.
+type profiles struct{ self, server, debugAddr string }
+
+var prof profiles
+
+// start begins the profiles and returns the function that ends them and
+// writes the files. trellisd's profile runs for a fixed time long enough for
+// the edits (4 s each) since pprof's endpoint takes a duration.
+func (p profiles) start(changes int) (stop func() error, err error) {
+	var f *os.File
+	if p.self != "" {
+		if f, err = os.Create(p.self); err != nil {
+			return nil, err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return nil, err
+		}
+	}
+	errc := make(chan error, 1)
+	if p.server != "" {
+		go func() {
+			url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", p.debugAddr, 4*changes)
+			resp, err := http.Get(url)
+			if err != nil {
+				errc <- err
+				return
+			}
+			defer resp.Body.Close()
+			out, err := os.Create(p.server)
+			if err != nil {
+				errc <- err
+				return
+			}
+			_, err = io.Copy(out, resp.Body)
+			if cerr := out.Close(); err == nil {
+				err = cerr
+			}
+			errc <- err
+		}()
+	} else {
+		errc <- nil
+	}
+	return func() error {
+		if f != nil {
+			pprof.StopCPUProfile()
+			f.Close()
+		}
+		if err := <-errc; err != nil {
+			return fmt.Errorf("trellisd profile: %w", err)
+		}
+		return nil
+	}, nil
 }
 
 func pct(ds []time.Duration, p int) time.Duration {

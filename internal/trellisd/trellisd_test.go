@@ -212,3 +212,38 @@ func TestRunRejectsBadOptions(t *testing.T) {
 		})
 	}
 }
+
+// TestEnvelopeClientFollowsEdits drives the benchmark's DecodeEnvelope
+// client against trellisd: it must still follow clusters to endpoints and
+// listeners to routes, and see and ACK edits.
+func TestEnvelopeClientFollowsEdits(t *testing.T) {
+	dir := t.TempDir()
+	writeGreeter(t, dir, 90, 10, "9001", "9002")
+	s := startTrellisd(t, Options{ConfigDir: dir})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := fakeproxy.Dial(ctx, dialADS(t, s.XDSAddr()), sidecarNode("10.1.1.2", "client-2"), fakeproxy.Options{Decode: fakeproxy.DecodeEnvelope})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	v1 := "outbound|7070|v1|" + greeterHost
+	if err := c.Wait(ctx, func(h fakeproxy.Held) bool {
+		return h.Has(fakeproxy.EndpointType, v1) && h.Has(fakeproxy.RouteType, "7070")
+	}); err != nil {
+		t.Fatalf("initial config: %v (want endpoints %s and route 7070)", err, v1)
+	}
+	before := c.Version(fakeproxy.RouteType)
+	writeVS(t, dir, 10, 90)
+	if err := c.Wait(ctx, func(h fakeproxy.Held) bool { return h.Version(fakeproxy.RouteType) != before }); err != nil {
+		t.Fatalf("after edit: %v (route version stayed %s)", err, before)
+	}
+	eventually(t, func() error {
+		for _, ts := range s.ADS().Status()[0].Types {
+			if !ts.Synced() {
+				return errorf("%s: got sent %s acked %s, want synced", ts.Type, ts.SentNonce, ts.AckedNonce)
+			}
+		}
+		return nil
+	})
+}

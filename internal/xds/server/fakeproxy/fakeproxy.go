@@ -17,7 +17,9 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3" // DecodeFull of endpoints
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/config/route/v3" // DecodeFull of routes
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
@@ -36,6 +38,9 @@ const (
 
 // Options tune a client.
 type Options struct {
+	// Decode is how much of each response is decoded; the zero value
+	// decodes everything (DecodeFull).
+	Decode DecodeMode
 	// KeepResources keeps each resource's bytes (Resource); when false only
 	// names and versions are kept, which is what a benchmark of thousands of
 	// clients can afford.
@@ -69,7 +74,11 @@ type Client struct {
 // and listeners. The client runs until ctx ends or Close.
 func Dial(ctx context.Context, cc *grpc.ClientConn, node *corev3.Node, opts Options) (*Client, error) {
 	ctx, cancel := context.WithCancel(ctx)
-	st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(cc).DeltaAggregatedResources(ctx)
+	var callOpts []grpc.CallOption
+	if opts.Decode == DecodeEnvelope {
+		callOpts = append(callOpts, grpc.ForceCodecV2(envelopeCodec{keepAll: opts.KeepResources}))
+	}
+	st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(cc).DeltaAggregatedResources(ctx, callOpts...)
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("open delta ADS stream: %w", err)
@@ -150,31 +159,28 @@ func (c *Client) apply(resp *discoveryv3.DeltaDiscoveryResponse) error {
 		delete(vs, n)
 		delete(c.res[t], n)
 	}
-	c.sysVer[t] = resp.GetSystemVersionInfo()
 	c.mu.Unlock()
 
-	switch t {
-	case ClusterType:
-		for _, r := range resp.GetResources() {
-			var cl clusterv3.Cluster
-			if err := r.GetResource().UnmarshalTo(&cl); err != nil {
-				return fmt.Errorf("cluster %s: %w", r.GetName(), err)
-			}
-			if cl.GetType() == clusterv3.Cluster_EDS {
-				n := cl.GetEdsClusterConfig().GetServiceName()
+	for _, r := range resp.GetResources() {
+		a := r.GetResource()
+		if a == nil || (c.opts.Decode == DecodeEnvelope && !needsBody(t)) {
+			continue // DecodeEnvelope: the body was not read
+		}
+		m, err := a.UnmarshalNew()
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", t, r.GetName(), err)
+		}
+		switch m := m.(type) {
+		case *clusterv3.Cluster:
+			if m.GetType() == clusterv3.Cluster_EDS {
+				n := m.GetEdsClusterConfig().GetServiceName()
 				if n == "" {
-					n = cl.GetName()
+					n = m.GetName()
 				}
 				refs = append(refs, n)
 			}
-		}
-	case ListenerType:
-		for _, r := range resp.GetResources() {
-			var l listenerv3.Listener
-			if err := r.GetResource().UnmarshalTo(&l); err != nil {
-				return fmt.Errorf("listener %s: %w", r.GetName(), err)
-			}
-			refs = append(refs, routeNames(&l)...)
+		case *listenerv3.Listener:
+			refs = append(refs, routeNames(m)...)
 		}
 	}
 	ack := &discoveryv3.DeltaDiscoveryRequest{TypeUrl: t, ResponseNonce: resp.GetNonce()}
@@ -205,6 +211,9 @@ func (c *Client) apply(resp *discoveryv3.DeltaDiscoveryResponse) error {
 		c.opts.OnResponse(t, resp.GetSystemVersionInfo(), time.Now())
 	}
 	c.mu.Lock()
+	// The version changes last, so a Wait for it sees the response ACKed
+	// and OnResponse called.
+	c.sysVer[t] = resp.GetSystemVersionInfo()
 	c.cond.Broadcast()
 	c.mu.Unlock()
 	return nil
@@ -257,7 +266,8 @@ func (c *Client) Resource(typeURL, name string) *anypb.Any {
 	return c.res[typeURL][name]
 }
 
-// Version is the system version of the last response of a type.
+// Version is the system version of the last response of a type, set once
+// the response is ACKed.
 func (c *Client) Version(typeURL string) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -301,7 +311,8 @@ func (h Held) Has(typeURL, name string) bool {
 // Count is how many resources of a type are held.
 func (h Held) Count(typeURL string) int { return len(h.c.versions[typeURL]) }
 
-// Version is the system version of the last response of a type.
+// Version is the system version of the last response of a type, set once
+// the response is ACKed.
 func (h Held) Version(typeURL string) string { return h.c.sysVer[typeURL] }
 
 // Resource returns a held resource (KeepResources), or nil.
