@@ -22,5 +22,9 @@
 // Config flow: xdsclient hands each type's complete resource set to
 // (*Proxy).Apply: CDS/EDS go to the cluster manager, LDS and RDS are
 // compiled here (listener.Compile, route.Compile) and swapped in whole; an
-// error NACKs the update and the last good config keeps serving.
+// error NACKs the update and the last good config keeps serving. An LDS
+// listener whose RDS route configurations have not all arrived warms
+// (warming.go): the previous version keeps serving, a new one is not
+// bound, until the routes arrive or Options.InitialFetchTimeout (15 s)
+// passes; /healthz/ready waits for the first listeners to warm.
 package proxy

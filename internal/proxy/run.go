@@ -65,6 +65,10 @@ type Options struct {
 	// Ready, when set, is called once the static config is serving (and,
 	// with xDS, after the first complete update).
 	Ready func(p *Proxy)
+	// InitialFetchTimeout bounds how long an LDS listener warms waiting
+	// for its RDS route configurations (default 15 s, Envoy's
+	// initial_fetch_timeout).
+	InitialFetchTimeout time.Duration
 }
 
 // Proxy is a running proxy: what the admin endpoints and tests look at.
@@ -87,6 +91,13 @@ type Proxy struct {
 	logger    *log.Logger
 	debug     bool
 	mu        sync.Mutex
+	// listener warming (warming.go), guarded by mu
+	warm        map[string]*warming
+	active      map[string]*listener.Listener
+	desired     []*listener.Listener
+	ldsSeen     bool
+	warmTimeout time.Duration
+	initWarming atomic.Bool
 }
 
 // Routes returns the RDS route configurations the proxy holds.
@@ -137,6 +148,10 @@ func New(bs *bootstrapv3.Bootstrap, o Options) (*Proxy, error) {
 	}
 	p := &Proxy{Bootstrap: bs, Stats: stats.NewStore(), Secrets: tlsterm.NewStore(), logger: log.New(w, "trellis-proxy ", log.LstdFlags|log.Lmicroseconds)}
 	p.debug = strings.EqualFold(o.LogLevel, "debug")
+	p.warmTimeout = o.InitialFetchTimeout
+	if p.warmTimeout <= 0 {
+		p.warmTimeout = defaultWarmTimeout
+	}
 	interner := &telemetry.Interner{}
 	p.Telemetry = telemetry.NewRecorder(interner)
 	p.Clusters = cluster.NewManager(cluster.Options{Stats: p.Stats, Interner: interner, Logf: p.logf})
@@ -181,7 +196,11 @@ func (p *Proxy) Apply(typeURL string, res map[string]*anypb.Any) error {
 	case xdsclient.EndpointType:
 		return p.Clusters.ApplyEndpoints(res)
 	case xdsclient.RouteType:
-		return p.routes.apply(res)
+		if err := p.routes.apply(res); err != nil {
+			return err
+		}
+		p.routesArrived()
+		return nil
 	case xdsclient.SecretType:
 		// tlsterm validates strictly first, so the cluster manager never
 		// takes an update the listeners NACK.
@@ -196,8 +215,7 @@ func (p *Proxy) Apply(typeURL string, res map[string]*anypb.Any) error {
 		}
 		p.mu.Lock()
 		defer p.mu.Unlock()
-		all := append(append([]*listener.Listener(nil), p.static...), ls...)
-		return p.Listeners.Update(context.Background(), all)
+		return p.setListeners(ls)
 	}
 	return fmt.Errorf("unsupported resource type %s", typeURL)
 }
@@ -213,7 +231,7 @@ func (p *Proxy) Serve(ctx context.Context, o Options) error {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
 	errc := make(chan error, 1)
-	dump := &admin.XDSDump{Bootstrap: p.Bootstrap, Started: started}
+	dump := &admin.XDSDump{Bootstrap: p.Bootstrap, Started: started, Warming: p.warmingState}
 	var synced atomic.Bool
 	synced.Store(p.Bootstrap.GetDynamicResources().GetAdsConfig() == nil)
 	if p.Bootstrap.GetDynamicResources().GetAdsConfig() != nil {
@@ -269,7 +287,7 @@ func (p *Proxy) Serve(ctx context.Context, o Options) error {
 		Clusters:          p.Clusters,
 		Stats:             p.Stats,
 		Telemetry:         p.Telemetry,
-		Ready:             synced.Load,
+		Ready:             func() bool { return synced.Load() && !p.initWarming.Load() },
 		Drain:             func() { p.draining.Store(true) },
 		Quit:              quit,
 		Version:           version.Version,

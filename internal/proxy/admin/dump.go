@@ -31,6 +31,11 @@ type XDSDump struct {
 	Client *xdsclient.Client
 	// Started is when the bootstrap was loaded (static last_updated).
 	Started time.Time
+	// Warming, when set, reports whether the named LDS listener's latest
+	// version is still warming and, if so, the version still active (nil
+	// for a brand-new listener); the dump then shows the latest version
+	// as warming_state, like Envoy's dynamic_warming_listeners.
+	Warming func(name string) (active proto.Message, warming bool)
 }
 
 // ConfigDump builds the dump: bootstrap, listeners, clusters, routes,
@@ -71,11 +76,22 @@ func (d *XDSDump) ConfigDump() (*adminv3.ConfigDump, error) {
 		lds.VersionInfo = status[xdsclient.ListenerType].Version
 		cds.VersionInfo = status[xdsclient.ClusterType].Version
 		for _, r := range c.Resources(xdsclient.ListenerType) {
-			lds.DynamicListeners = append(lds.DynamicListeners, &adminv3.ListenersConfigDump_DynamicListener{
-				Name: r.Name,
-				ActiveState: &adminv3.ListenersConfigDump_DynamicListenerState{
-					VersionInfo: r.Version, Listener: r.Resource, LastUpdated: timestamppb.New(r.LastUpdated)},
-			})
+			st := &adminv3.ListenersConfigDump_DynamicListenerState{
+				VersionInfo: r.Version, Listener: r.Resource, LastUpdated: timestamppb.New(r.LastUpdated)}
+			dl := &adminv3.ListenersConfigDump_DynamicListener{Name: r.Name, ActiveState: st}
+			if d.Warming != nil {
+				if active, warming := d.Warming(r.Name); warming {
+					dl.WarmingState, dl.ActiveState = st, nil
+					if active != nil {
+						a, err := anypb.New(active)
+						if err != nil {
+							return nil, err
+						}
+						dl.ActiveState = &adminv3.ListenersConfigDump_DynamicListenerState{Listener: a}
+					}
+				}
+			}
+			lds.DynamicListeners = append(lds.DynamicListeners, dl)
 		}
 		for _, r := range c.Resources(xdsclient.ClusterType) {
 			cds.DynamicActiveClusters = append(cds.DynamicActiveClusters, &adminv3.ClustersConfigDump_DynamicCluster{
