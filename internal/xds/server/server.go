@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"io"
 	"log"
@@ -159,52 +160,27 @@ func (s *Server) Node(proxyID string) *corev3.Node {
 func (s *Server) StreamAggregatedResources(stream discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesServer) error {
 	c := s.open(false)
 	defer s.close(c)
-	reqs := make(chan *discoveryv3.DiscoveryRequest, 8)
-	errc := make(chan error, 1)
-	go func() {
-		for {
-			r, err := stream.Recv()
-			if err != nil {
-				errc <- err
-				close(reqs)
-				return
-			}
-			select {
-			case reqs <- r:
-			case <-stream.Context().Done():
-				return // the handler is gone; don't leak this goroutine
-			}
-		}
-	}()
 	sw := &sotw{c: c, stream: stream}
-	for {
-		select {
-		case r, ok := <-reqs:
-			if !ok {
-				return s.streamEnd(c, <-errc)
-			}
-			if err := sw.handle(r); err != nil {
-				return err
-			}
-		case <-c.wake:
-			if err := sw.push(); err != nil {
-				return err
-			}
-		case <-stream.Context().Done():
-			return nil
-		}
-	}
+	return serveStream(stream.Context(), s, c, stream.Recv, sw.handle, sw.push)
 }
 
 // DeltaAggregatedResources serves an incremental ADS stream.
 func (s *Server) DeltaAggregatedResources(stream discoveryv3.AggregatedDiscoveryService_DeltaAggregatedResourcesServer) error {
 	c := s.open(true)
 	defer s.close(c)
-	reqs := make(chan *discoveryv3.DeltaDiscoveryRequest, 8)
+	d := &delta{c: c, stream: stream}
+	return serveStream(stream.Context(), s, c, stream.Recv, d.handle, d.push)
+}
+
+// serveStream runs one ADS stream of either flavour: a goroutine receives
+// requests, and this one handles them and pushes whenever the connection
+// is woken, so a push never waits behind a blocked Recv.
+func serveStream[R any](ctx context.Context, s *Server, c *conn, recv func() (R, error), handle func(R) error, push func() error) error {
+	reqs := make(chan R, 8)
 	errc := make(chan error, 1)
 	go func() {
 		for {
-			r, err := stream.Recv()
+			r, err := recv()
 			if err != nil {
 				errc <- err
 				close(reqs)
@@ -212,26 +188,25 @@ func (s *Server) DeltaAggregatedResources(stream discoveryv3.AggregatedDiscovery
 			}
 			select {
 			case reqs <- r:
-			case <-stream.Context().Done():
+			case <-ctx.Done():
 				return // the handler is gone; don't leak this goroutine
 			}
 		}
 	}()
-	d := &delta{c: c, stream: stream}
 	for {
 		select {
 		case r, ok := <-reqs:
 			if !ok {
 				return s.streamEnd(c, <-errc)
 			}
-			if err := d.handle(r); err != nil {
+			if err := handle(r); err != nil {
 				return err
 			}
 		case <-c.wake:
-			if err := d.push(); err != nil {
+			if err := push(); err != nil {
 				return err
 			}
-		case <-stream.Context().Done():
+		case <-ctx.Done():
 			return nil
 		}
 	}
