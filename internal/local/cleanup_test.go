@@ -1,10 +1,13 @@
 package local
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 )
 
 func TestIsOurLink(t *testing.T) {
@@ -36,6 +39,17 @@ func TestSameProcess(t *testing.T) {
 		t.Skip(err)
 	}
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	// Start returns after fork; wait until the child has exec'd sleep, or
+	// /proc still shows the test binary's command line.
+	cmdline := fmt.Sprintf("/proc/%d/cmdline", cmd.Process.Pid)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if b, _ := os.ReadFile(cmdline); strings.HasPrefix(string(b), "sleep\x00") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never showed sleep", cmdline)
+		}
+	}
 	tests := []struct {
 		name string
 		p    Process
