@@ -215,87 +215,60 @@ func (c *Client) runDelta(ctx context.Context, st discoveryv3.AggregatedDiscover
 		}
 		return nil
 	}
-	if err := sendSubscriptions(); err != nil {
-		return false, err
-	}
-	rx := startRecv(ctx, st.Recv)
-	progressed := false
-	for {
-		select {
-		case <-ctx.Done():
-			return progressed, ctx.Err()
-		case err := <-rx.err:
-			return progressed, err
-		case <-c.changed:
-			if err := sendSubscriptions(); err != nil {
-				return progressed, err
-			}
-		case resp := <-rx.ch:
-			progressed = true
-			t := resp.GetTypeUrl()
-			c.mu.Lock()
-			s := c.types[t]
-			var next map[string]*Resource
-			if s != nil {
-				next = make(map[string]*Resource, len(s.resources)+len(resp.GetResources()))
-				for n, r := range s.resources {
-					next[n] = r
-				}
-			}
-			c.mu.Unlock()
-			var err error
-			if s == nil {
-				err = fmt.Errorf("unsupported type %q", t)
-			} else {
-				now := c.opts.Now()
-				for i, r := range resp.GetResources() {
-					if r.GetResource() == nil {
-						delete(next, r.GetName())
-						continue
-					}
-					if r.GetResource().GetTypeUrl() != t {
-						err = fmt.Errorf("resources[%d] (%q): type %q in a %q response", i, r.GetName(), r.GetResource().GetTypeUrl(), t)
-						break
-					}
-					name := r.GetName()
-					if name == "" {
-						if name, err = ResourceName(r.GetResource()); err != nil {
-							err = fmt.Errorf("resources[%d]: %w", i, err)
-							break
-						}
-					}
-					next[name] = &Resource{Name: name, Version: r.GetVersion(), Resource: r.GetResource(), LastUpdated: now}
-				}
-				for _, n := range resp.GetRemovedResources() {
-					delete(next, n)
-				}
-				if err == nil {
-					err = c.apply(t, next, resp.GetSystemVersionInfo(), resp.GetNonce())
-				} else {
-					c.reject(t, resp.GetNonce(), err)
-				}
-			}
-			ack := &discoveryv3.DeltaDiscoveryRequest{TypeUrl: t, ResponseNonce: resp.GetNonce()}
-			if first {
-				ack.Node = c.opts.Node
-				first = false
-			}
-			if err != nil {
-				ack.ErrorDetail = nackStatus(err)
-				if !c.nackPause(ctx, t, resp.GetSystemVersionInfo()) {
-					return progressed, ctx.Err()
-				}
-			} else {
-				c.nackReset(t)
-			}
-			if err := st.Send(ack); err != nil {
-				return progressed, err
-			}
-			if err := sendSubscriptions(); err != nil {
-				return progressed, err
+	return pump(ctx, c, st.Recv, sendSubscriptions, func(resp *discoveryv3.DeltaDiscoveryResponse) error {
+		t := resp.GetTypeUrl()
+		c.mu.Lock()
+		s := c.types[t]
+		var next map[string]*Resource
+		if s != nil {
+			next = make(map[string]*Resource, len(s.resources)+len(resp.GetResources()))
+			for n, r := range s.resources {
+				next[n] = r
 			}
 		}
-	}
+		c.mu.Unlock()
+		var err error
+		if s != nil {
+			now := c.opts.Now()
+			for i, r := range resp.GetResources() {
+				if r.GetResource() == nil {
+					delete(next, r.GetName())
+					continue
+				}
+				if r.GetResource().GetTypeUrl() != t {
+					err = fmt.Errorf("resources[%d] (%q): type %q in a %q response", i, r.GetName(), r.GetResource().GetTypeUrl(), t)
+					break
+				}
+				name := r.GetName()
+				if name == "" {
+					if name, err = ResourceName(r.GetResource()); err != nil {
+						err = fmt.Errorf("resources[%d]: %w", i, err)
+						break
+					}
+				}
+				next[name] = &Resource{Name: name, Version: r.GetVersion(), Resource: r.GetResource(), LastUpdated: now}
+			}
+			for _, n := range resp.GetRemovedResources() {
+				delete(next, n)
+			}
+		}
+		ok, err := c.settle(ctx, s, t, next, resp.GetSystemVersionInfo(), resp.GetNonce(), err)
+		if !ok {
+			return ctx.Err()
+		}
+		ack := &discoveryv3.DeltaDiscoveryRequest{TypeUrl: t, ResponseNonce: resp.GetNonce()}
+		if first {
+			ack.Node = c.opts.Node
+			first = false
+		}
+		if err != nil {
+			ack.ErrorDetail = nackStatus(err)
+		}
+		if err := st.Send(ack); err != nil {
+			return err
+		}
+		return sendSubscriptions()
+	})
 }
 
 func (c *Client) markConnected() {
@@ -351,10 +324,72 @@ func (c *Client) runSotW(ctx context.Context, st discoveryv3.AggregatedDiscovery
 		}
 		return nil
 	}
-	if err := sendSubscriptions(); err != nil {
+	return pump(ctx, c, st.Recv, sendSubscriptions, func(resp *discoveryv3.DiscoveryResponse) error {
+		t := resp.GetTypeUrl()
+		c.mu.Lock()
+		s := c.types[t]
+		next := map[string]*Resource{}
+		if s != nil && !wildcard(t) {
+			// EDS/RDS responses may carry only some names: keep the rest.
+			for n, r := range s.resources {
+				if s.subscribed[n] {
+					next[n] = r
+				}
+			}
+		}
+		c.mu.Unlock()
+		var err error
+		if s != nil {
+			now := c.opts.Now()
+			for i, a := range resp.GetResources() {
+				if a.GetTypeUrl() != t {
+					err = fmt.Errorf("resources[%d]: type %q in a %q response", i, a.GetTypeUrl(), t)
+					break
+				}
+				name, nerr := ResourceName(a)
+				if nerr != nil {
+					err = fmt.Errorf("resources[%d]: %w", i, nerr)
+					break
+				}
+				if _, dup := next[name]; dup && wildcard(t) {
+					err = fmt.Errorf("resources[%d]: duplicate name %q", i, name)
+					break
+				}
+				next[name] = &Resource{Name: name, Version: resp.GetVersionInfo(), Resource: a, LastUpdated: now}
+			}
+		}
+		ok, err := c.settle(ctx, s, t, next, resp.GetVersionInfo(), resp.GetNonce(), err)
+		if !ok {
+			return ctx.Err()
+		}
+		c.mu.Lock()
+		var ack *discoveryv3.DiscoveryRequest
+		if s != nil {
+			ack = request(t, s)
+			sent[t] = copySet(s.subscribed)
+		} else {
+			ack = &discoveryv3.DiscoveryRequest{TypeUrl: t, ResponseNonce: resp.GetNonce()}
+		}
+		c.mu.Unlock()
+		if err != nil {
+			ack.ErrorDetail = nackStatus(err)
+		}
+		if err := st.Send(ack); err != nil {
+			return err
+		}
+		return sendSubscriptions()
+	})
+}
+
+// pump runs one stream of either flavour: subscriptions go out at the
+// start and whenever they change, and every response is handed to handle
+// (which applies, ACKs or NACKs it). It reports whether any response
+// arrived, so the caller can reset its back-off.
+func pump[R any](ctx context.Context, c *Client, recv func() (R, error), subscribe func() error, handle func(R) error) (bool, error) {
+	if err := subscribe(); err != nil {
 		return false, err
 	}
-	rx := startRecv(ctx, st.Recv)
+	rx := startRecv(ctx, recv)
 	progressed := false
 	for {
 		select {
@@ -363,76 +398,36 @@ func (c *Client) runSotW(ctx context.Context, st discoveryv3.AggregatedDiscovery
 		case err := <-rx.err:
 			return progressed, err
 		case <-c.changed:
-			if err := sendSubscriptions(); err != nil {
+			if err := subscribe(); err != nil {
 				return progressed, err
 			}
 		case resp := <-rx.ch:
 			progressed = true
-			t := resp.GetTypeUrl()
-			c.mu.Lock()
-			s := c.types[t]
-			next := map[string]*Resource{}
-			if s != nil && !wildcard(t) {
-				// EDS/RDS responses may carry only some names: keep the rest.
-				for n, r := range s.resources {
-					if s.subscribed[n] {
-						next[n] = r
-					}
-				}
-			}
-			c.mu.Unlock()
-			var err error
-			if s == nil {
-				err = fmt.Errorf("unsupported type %q", t)
-			} else {
-				now := c.opts.Now()
-				for i, a := range resp.GetResources() {
-					if a.GetTypeUrl() != t {
-						err = fmt.Errorf("resources[%d]: type %q in a %q response", i, a.GetTypeUrl(), t)
-						break
-					}
-					name, nerr := ResourceName(a)
-					if nerr != nil {
-						err = fmt.Errorf("resources[%d]: %w", i, nerr)
-						break
-					}
-					if _, dup := next[name]; dup && wildcard(t) {
-						err = fmt.Errorf("resources[%d]: duplicate name %q", i, name)
-						break
-					}
-					next[name] = &Resource{Name: name, Version: resp.GetVersionInfo(), Resource: a, LastUpdated: now}
-				}
-				if err == nil {
-					err = c.apply(t, next, resp.GetVersionInfo(), resp.GetNonce())
-				} else {
-					c.reject(t, resp.GetNonce(), err)
-				}
-			}
-			c.mu.Lock()
-			var ack *discoveryv3.DiscoveryRequest
-			if s != nil {
-				ack = request(t, s)
-				sent[t] = copySet(s.subscribed)
-			} else {
-				ack = &discoveryv3.DiscoveryRequest{TypeUrl: t, ResponseNonce: resp.GetNonce()}
-			}
-			c.mu.Unlock()
-			if err != nil {
-				ack.ErrorDetail = nackStatus(err)
-				if !c.nackPause(ctx, t, resp.GetVersionInfo()) {
-					return progressed, ctx.Err()
-				}
-			} else {
-				c.nackReset(t)
-			}
-			if err := st.Send(ack); err != nil {
-				return progressed, err
-			}
-			if err := sendSubscriptions(); err != nil {
+			if err := handle(resp); err != nil {
 				return progressed, err
 			}
 		}
 	}
+}
+
+// settle applies next as the new state of t, or records err as the
+// rejection of this response, then paces a repeated NACK. It returns false
+// when ctx ended while pacing, and the error to put in the NACK (nil
+// means ACK).
+func (c *Client) settle(ctx context.Context, s *typeState, t string, next map[string]*Resource, version, nonce string, err error) (ok bool, nack error) {
+	switch {
+	case s == nil:
+		err = fmt.Errorf("unsupported type %q", t)
+	case err == nil:
+		err = c.apply(t, next, version, nonce)
+	default:
+		c.reject(t, nonce, err)
+	}
+	if err == nil {
+		c.nackReset(t)
+		return true, nil
+	}
+	return c.nackPause(ctx, t, version), err
 }
 
 // nackPause slows down a server that answers a NACK by sending the same
