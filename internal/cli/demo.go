@@ -25,7 +25,7 @@ func newDemoCmd() *cobra.Command {
 			"answered and how fast. Everything is removed on exit or Ctrl-C, and a re-run removes the\n" +
 			"leftovers of a crashed one. Needs root; without it the same scenarios run with explicit\n" +
 			"proxy ports on 127.0.0.1.",
-		Example: "  sudo trellis demo\n  sudo trellis demo --calls 200 --keep",
+		Example: "  trellis demo                   # as root\n  trellis demo --calls 200 --keep",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.Out = cmd.OutOrStdout()

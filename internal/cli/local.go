@@ -143,7 +143,7 @@ func newLocalDownCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if os.Geteuid() != 0 {
-				return fmt.Errorf("removing network namespaces needs root; run with sudo")
+				return fmt.Errorf("removing network namespaces needs root; run it as root (with sudo from another account)")
 			}
 			return local.Cleanup(cmd.Context(), local.StatePath(lf.stateDir, lf.prefix), lf.prefix, cmd.OutOrStdout())
 		},

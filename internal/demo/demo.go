@@ -165,7 +165,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	d.bins = bins
 	if !opts.NoIntercept && os.Geteuid() != 0 {
-		d.printf("! not running as root: network namespaces and iptables interception need root (sudo trellis demo).")
+		d.printf("! not running as root: network namespaces and iptables interception need root (run trellis demo as root).")
 		d.printf("! running the same scenarios with explicit proxy ports on 127.0.0.1 instead.")
 		opts.NoIntercept = true
 		d.opts.NoIntercept = true

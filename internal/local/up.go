@@ -103,7 +103,7 @@ func (r *Runner) proxyUID() int {
 // created so far is removed.
 func (r *Runner) Up(ctx context.Context) (*Mesh, error) {
 	if os.Geteuid() != 0 {
-		return nil, errors.New("local mode with network namespaces needs root (it creates namespaces, a bridge and iptables rules); run with sudo, or use explicit proxy ports without interception")
+		return nil, errors.New("local mode with network namespaces needs root (it creates namespaces, a bridge and iptables rules); run it as root (with sudo from another account), or use explicit proxy ports without interception")
 	}
 	for _, bin := range []string{"ip", "setpriv"} {
 		if _, err := exec.LookPath(bin); err != nil {
