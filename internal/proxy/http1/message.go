@@ -17,9 +17,12 @@ const MaxHeaders = 100
 
 // Errors returned by the parser; ErrHeaderTooLarge maps to 431, the rest
 // to 400.
+// ErrNotImplemented (a transfer coding other than chunked) maps to 501, as
+// in Envoy.
 var (
 	ErrHeaderTooLarge = errors.New("http1: header too large")
 	ErrMalformed      = errors.New("http1: malformed message")
+	ErrNotImplemented = errors.New("http1: transfer coding not implemented")
 )
 
 // span is a byte range of head.buf.
@@ -154,7 +157,7 @@ func (h *head) framing() error {
 				last = bytes.TrimSpace(v[i+1:])
 			}
 			if !EqualFold(last, "chunked") {
-				return fmt.Errorf("%w: unsupported transfer-encoding %q", ErrMalformed, v)
+				return fmt.Errorf("%w: transfer-encoding %q", ErrNotImplemented, v)
 			}
 			h.Chunked = true
 		case EqualFold(f.Name, "connection"):
@@ -171,8 +174,10 @@ func (h *head) framing() error {
 	}
 	if h.Chunked {
 		if h.ContentLength >= 0 {
-			// RFC 9112 6.3: chunked wins; a proxy must not forward both.
-			h.Headers.Del("content-length")
+			// RFC 9112 6.3 lets chunked win, but a message with both is
+			// the classic request-smuggling shape: Envoy rejects it
+			// unless allow_chunked_length is set, and so does the proxy.
+			return fmt.Errorf("%w: both content-length and transfer-encoding chunked", ErrMalformed)
 		}
 		h.ContentLength = -1
 	}

@@ -45,10 +45,15 @@ type Config struct {
 	// StreamIdleTimeout bounds the wait for request bytes (default 5 min);
 	// IdleTimeout closes idle keep-alive connections (default 1 h).
 	StreamIdleTimeout, IdleTimeout, RequestTimeout time.Duration
-	UseRemoteAddress                               bool
-	XffNumTrustedHops                              int
-	SkipXffAppend                                  bool
-	GenerateRequestID                              bool
+	// RequestHeadersTimeout, when set, bounds the time from a request
+	// head's first byte to its last (Envoy's request_headers_timeout): a
+	// client trickling its head (slowloris) gets 408 and is closed. Zero,
+	// the default as in Envoy, leaves only StreamIdleTimeout.
+	RequestHeadersTimeout time.Duration
+	UseRemoteAddress      bool
+	XffNumTrustedHops     int
+	SkipXffAppend         bool
+	GenerateRequestID     bool
 	// Upgrades are the enabled upgrade types (lower case, e.g. websocket).
 	Upgrades []string
 	// ServerName, when set, is written as the server header of responses
@@ -95,6 +100,12 @@ func Compile(h *hcmv3.HttpConnectionManager, routes RouteSource, logs AccessLogC
 	}
 	if t := h.GetRequestTimeout(); t != nil {
 		c.RequestTimeout = t.AsDuration()
+	}
+	if t := h.GetRequestHeadersTimeout(); t != nil {
+		if d := t.AsDuration(); d < 0 {
+			return nil, fmt.Errorf("%s.request_headers_timeout: must not be negative", path)
+		}
+		c.RequestHeadersTimeout = t.AsDuration()
 	}
 	if t := h.GetCommonHttpProtocolOptions().GetIdleTimeout(); t != nil {
 		c.IdleTimeout = t.AsDuration()

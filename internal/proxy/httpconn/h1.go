@@ -46,7 +46,21 @@ const (
 	dlNone   uint8 = iota // no deadline
 	dlIdle                // between requests: IdleTimeout, with slack
 	dlStream              // inside a request: StreamIdleTimeout
+	dlHead                // inside a request head: RequestHeadersTimeout
 )
+
+// awaitHead waits (under the idle or stream deadline already armed) for
+// the first byte of the next request, then bounds the rest of its head by
+// RequestHeadersTimeout. It reports false when the connection ended first.
+func (hc *h1Conn) awaitHead() bool {
+	if _, err := hc.br.Peek(1); err != nil {
+		return false
+	}
+	hc.dl = hc.m.now().Add(hc.cfg.RequestHeadersTimeout)
+	hc.dlKind = dlHead
+	hc.c.SetReadDeadline(hc.dl)
+	return true
+}
 
 // armIdle makes sure the read deadline before the next request is at least
 // IdleTimeout away. The deadline is set IdleTimeout plus a slack ahead and
@@ -126,13 +140,22 @@ func (m *Manager) serveH1(ctx context.Context, cfg *Config, c net.Conn, br *bufi
 				return
 			}
 		}
+		if cfg.RequestHeadersTimeout > 0 && !hc.awaitHead() {
+			return
+		}
 		err := http1.ReadRequest(br, &hc.req)
 		if err != nil {
+			var ne net.Error
 			switch {
 			case errors.Is(err, http1.ErrHeaderTooLarge):
 				hc.errorReply(431)
+			case errors.Is(err, http1.ErrNotImplemented):
+				hc.errorReply(501)
 			case errors.Is(err, http1.ErrMalformed):
 				hc.errorReply(400)
+			case hc.dlKind == dlHead && errors.As(err, &ne) && ne.Timeout():
+				// Envoy answers a head that took too long with 408.
+				hc.errorReply(408)
 			}
 			return
 		}
@@ -151,7 +174,27 @@ func (m *Manager) serveH1(ctx context.Context, cfg *Config, c net.Conn, br *bufi
 func (hc *h1Conn) errorReply(status int) {
 	http1.WriteStatusLine(hc.bw, status, nil)
 	hc.bw.WriteString("content-length: 0\r\nconnection: close\r\n\r\n")
-	hc.bw.Flush()
+	if hc.bw.Flush() == nil {
+		lingerClose(hc.c)
+	}
+}
+
+// Closing a socket with unread input resets the connection, and the reset
+// can destroy a response the client has not read yet. lingerClose ends the
+// write side and discards what the client still sends, for a bounded time
+// and amount, so the refusal arrives before the connection closes.
+const (
+	lingerTime  = 250 * time.Millisecond
+	lingerBytes = 256 << 10
+)
+
+func lingerClose(c net.Conn) {
+	cw, ok := c.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil {
+		return
+	}
+	c.SetReadDeadline(time.Now().Add(lingerTime))
+	io.CopyN(io.Discard, c, lingerBytes)
 }
 
 // serveOne serves the parsed request; it reports whether the connection
