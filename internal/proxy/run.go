@@ -240,11 +240,12 @@ func (p *Proxy) Serve(ctx context.Context, o Options) error {
 			return err
 		}
 		c, err := xdsclient.New(xdsclient.Options{
-			Address: ads.Address,
-			Node:    p.Bootstrap.GetNode(),
-			SotW:    !ads.Delta,
-			Handler: p,
-			Logf:    p.logf,
+			Address:        ads.Address,
+			Node:           p.Bootstrap.GetNode(),
+			SotW:           !ads.Delta,
+			Handler:        p,
+			MaxMessageSize: ads.MaxMessageSize,
+			Logf:           p.logf,
 		})
 		if err != nil {
 			return err

@@ -128,7 +128,8 @@ func TestWarmingUpdateKeepsOldVersion(t *testing.T) {
 	if _, warming := p.warmingState("l"); warming {
 		t.Fatal("warmingState after RDS: got warming, want active")
 	}
-	// New connections get the new version (open ones keep theirs).
+	// New connections get the new version (open ones are answered by the
+	// old one once more, with connection: close; see retire_test.go).
 	if code, body := warmGet(t, client(), addr); code != 200 || body != "r2" {
 		t.Fatalf("after RDS: got %d %q, want 200 \"r2\"", code, body)
 	}

@@ -114,6 +114,9 @@ type ADS struct {
 	Address string
 	// Delta is true for api_type DELTA_GRPC, false for GRPC (State of the World).
 	Delta bool
+	// MaxMessageSize is envoy_grpc.max_receive_message_length: the largest
+	// response accepted; 0 is unlimited, as in Envoy.
+	MaxMessageSize int
 }
 
 // ADSTarget resolves dynamic_resources.ads_config to a gRPC target: an
@@ -140,6 +143,7 @@ func ADSTarget(bs *bootstrapv3.Bootstrap) (ADS, error) {
 	switch {
 	case gs[0].GetEnvoyGrpc() != nil:
 		name := gs[0].GetEnvoyGrpc().GetClusterName()
+		out.MaxMessageSize = int(gs[0].GetEnvoyGrpc().GetMaxReceiveMessageLength().GetValue())
 		for _, c := range bs.GetStaticResources().GetClusters() {
 			if c.GetName() != name {
 				continue

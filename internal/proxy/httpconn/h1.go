@@ -30,6 +30,7 @@ type h1Conn struct {
 
 	chunked    bool
 	closeAfter bool
+	retired    bool // the connection's context ended: close after this request
 	num        [20]byte
 	cw         http1.ChunkedWriter
 	broken     bool
@@ -161,6 +162,9 @@ func (m *Manager) serveH1(ctx context.Context, cfg *Config, c net.Conn, br *bufi
 		}
 		first = false
 		hc.armStream()
+		// A retired listener version or a drain: answer this request,
+		// then close.
+		hc.retired = ctx.Err() != nil
 		if !hc.serveOne() {
 			return
 		}
@@ -253,7 +257,7 @@ func (hc *h1Conn) serveOne() bool {
 		}
 	}
 	hc.chunked = false
-	hc.closeAfter = req.Close || hc.m.draining()
+	hc.closeAfter = req.Close || hc.retired || hc.m.draining()
 	ex.run()
 	ex.observe()
 	ex.release()

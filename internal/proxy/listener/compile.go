@@ -50,6 +50,8 @@ type Listener struct {
 	SniffTimeout time.Duration
 	// Proto is the source proto (for config dumps).
 	Proto *listenerv3.Listener
+
+	ver *version // set by Server.Update; see retire.go
 }
 
 // Chain is a compiled FilterChain: its match and exactly one terminal

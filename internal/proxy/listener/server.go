@@ -131,10 +131,17 @@ func (s *Server) Update(ctx context.Context, ls []*Listener) error {
 		}
 		plans = append(plans, p)
 	}
-	// Commit.
+	// Commit. A listener re-sent unchanged keeps its version (and its
+	// connections); a changed one replaces it and the old version retires.
 	for _, l := range ls {
 		if old := s.running[l.Name]; old != nil && old.cfg.Load().Address == l.Address && old.cfg.Load().Bind == l.Bind {
+			prev := old.cfg.Load()
+			if prev.sameConfig(l) {
+				continue
+			}
+			l.start()
 			old.cfg.Store(l)
+			prev.retire(s.drainTime())
 		}
 	}
 	var removed []*running
@@ -150,6 +157,7 @@ func (s *Server) Update(ctx context.Context, ls []*Listener) error {
 		}
 		r := &running{conns: map[net.Conn]struct{}{}, ln: p.ln, bound: p.addr}
 		r.ctx, r.cancel = context.WithCancel(ctx)
+		p.l.start()
 		r.cfg.Store(p.l)
 		s.running[p.l.Name] = r
 		if p.ln != nil {
@@ -166,6 +174,13 @@ func (s *Server) Update(ctx context.Context, ls []*Listener) error {
 		s.drain(r)
 	}
 	return nil
+}
+
+func (s *Server) drainTime() time.Duration {
+	if s.DrainTime <= 0 {
+		return 5 * time.Second
+	}
+	return s.DrainTime
 }
 
 func listen(ctx context.Context, addr string) (net.Listener, error) {
@@ -189,6 +204,7 @@ func (s *Server) drain(r *running) {
 	}
 	s.logf("listener %q: draining", r.cfg.Load().Name)
 	r.cancel()
+	r.cfg.Load().retire(s.drainTime())
 	r.mu.Lock()
 	for c := range r.conns {
 		// Wake connections idle between requests; busy ones notice the
@@ -196,10 +212,7 @@ func (s *Server) drain(r *running) {
 		c.SetReadDeadline(time.Now())
 	}
 	r.mu.Unlock()
-	d := s.DrainTime
-	if d <= 0 {
-		d = 5 * time.Second
-	}
+	d := s.drainTime()
 	go func() {
 		done := make(chan struct{})
 		go func() { r.wg.Wait(); close(done) }()
@@ -336,11 +349,13 @@ func (s *Server) serve(r *running, c net.Conn) {
 		defer httpconn.PutReader(tbr)
 		c, br = tc, tbr
 	}
+	ctx, done := l.track(r.ctx, c)
+	defer done()
 	switch {
 	case chain.HTTP != nil:
-		s.HTTP.ServeConn(r.ctx, chain.HTTP, c, br, httpconn.ConnInfo{OriginalDst: origDst, TLS: chain.TLS != nil})
+		s.HTTP.ServeConn(ctx, chain.HTTP, c, br, httpconn.ConnInfo{OriginalDst: origDst, TLS: chain.TLS != nil})
 	case chain.TCP != nil:
-		s.TCP.Serve(r.ctx, chain.TCP, c, br, origDst)
+		s.TCP.Serve(ctx, chain.TCP, c, br, origDst)
 	}
 }
 

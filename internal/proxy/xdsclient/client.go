@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sort"
 	"sync"
@@ -74,6 +75,11 @@ type Options struct {
 	Backoff Backoff
 	// DialOptions replace the default (plaintext) gRPC dial options.
 	DialOptions []grpc.DialOption
+	// MaxMessageSize bounds one response from the server; zero is
+	// unlimited, as in Envoy (gRPC's own default of 4 MiB is too small for
+	// a large mesh's route tables). A larger response ends the stream with
+	// RESOURCE_EXHAUSTED and the config in force keeps serving.
+	MaxMessageSize int
 	// Rand returns a float in [0,1) for jitter; nil uses math/rand/v2.
 	Rand func() float64
 	// Logf receives connection events and NACK reasons; nil discards.
@@ -191,6 +197,11 @@ func New(opts Options) (*Client, error) {
 	if opts.DialOptions == nil {
 		opts.DialOptions = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
 	}
+	maxMsg := opts.MaxMessageSize
+	if maxMsg <= 0 {
+		maxMsg = math.MaxInt32
+	}
+	opts.DialOptions = append(opts.DialOptions[:len(opts.DialOptions):len(opts.DialOptions)], grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsg)))
 	if opts.Stats == nil {
 		opts.Stats = stats.NewStore()
 	}

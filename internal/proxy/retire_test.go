@@ -1,0 +1,94 @@
+package proxy
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/trellis-mesh/trellis/internal/proxy/xdsclient"
+)
+
+// keepAliveGet sends one GET on an open connection and returns the body
+// and whether the response asked to close.
+func keepAliveGet(t *testing.T, c net.Conn, br *bufio.Reader) (string, bool) {
+	t.Helper()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return string(b), resp.Close
+}
+
+// TestListenerUpdateRetiresOldVersion: LDS re-sending a listener unchanged
+// keeps its keep-alive connections; changing it retires the old version
+// as Envoy drains it: an open connection's next request is answered by
+// the old version with "connection: close", new connections get the new
+// version, and a connection left idle is closed after the drain time.
+func TestListenerUpdateRetiresOldVersion(t *testing.T) {
+	r := startProxy(t, nil, nil, nil) // drain time 1 s
+	p := r.p
+	if err := p.Apply(xdsclient.RouteType, directRoutes(t, "r1", "r2")); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Apply(xdsclient.ListenerType, rdsListener(t, "l", "r1")); err != nil {
+		t.Fatal(err)
+	}
+	addr := r.addr(t, "l")
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	if body, closing := keepAliveGet(t, c, br); body != "r1" || closing {
+		t.Fatalf("first request: got %q close=%v, want r1 on a kept connection", body, closing)
+	}
+
+	// Unchanged: the connection stays.
+	if err := p.Apply(xdsclient.ListenerType, rdsListener(t, "l", "r1")); err != nil {
+		t.Fatal(err)
+	}
+	if body, closing := keepAliveGet(t, c, br); body != "r1" || closing {
+		t.Fatalf("after an unchanged re-send: got %q close=%v, want r1 on the same connection", body, closing)
+	}
+
+	// Changed: the old version answers the open connection once, closing.
+	if err := p.Apply(xdsclient.ListenerType, rdsListener(t, "l", "r2")); err != nil {
+		t.Fatal(err)
+	}
+	if body, closing := keepAliveGet(t, c, br); body != "r1" || !closing {
+		t.Fatalf("after the change, on the old connection: got %q close=%v, want r1 with connection: close", body, closing)
+	}
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Errorf("old connection: got %v, want it closed", err)
+	}
+	c2, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	br2 := bufio.NewReader(c2)
+	if body, closing := keepAliveGet(t, c2, br2); body != "r2" || closing {
+		t.Fatalf("new connection: got %q close=%v, want r2", body, closing)
+	}
+
+	// An idle connection of a retired version closes after the drain.
+	if err := p.Apply(xdsclient.ListenerType, rdsListener(t, "l", "r1")); err != nil {
+		t.Fatal(err)
+	}
+	c2.SetReadDeadline(time.Now().Add(10 * time.Second))
+	start := time.Now()
+	if _, err := br2.ReadByte(); err != io.EOF {
+		t.Fatalf("idle connection of the retired version: got %v, want io.EOF", err)
+	}
+	t.Logf("idle connection closed %v after the update", time.Since(start).Round(10*time.Millisecond))
+}
