@@ -88,6 +88,7 @@ type exchange struct {
 	headsSent bool
 	start     time.Time
 	bodyOut   int64
+	msgs      *grpcMessages // counting a gRPC stream's messages, or nil
 }
 
 func (e *exchange) reset() {
@@ -334,6 +335,7 @@ func (e *exchange) observe() {
 	r.RequestHeaders = e.q.Headers
 	r.StatPrefix = e.cfg.StatPrefix
 	r.Inbound = e.cfg.Inbound
+	e.end()
 	if e.cfg.Log != nil {
 		e.cfg.Log.Request(r)
 	}

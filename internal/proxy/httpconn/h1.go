@@ -211,6 +211,7 @@ func (hc *h1Conn) serveOne() bool {
 	}
 	hc.chunked = false
 	hc.closeAfter = req.Close || hc.m.draining()
+	ex.begin()
 	ex.run()
 	ex.observe()
 	ex.release()

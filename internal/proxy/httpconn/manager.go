@@ -60,6 +60,9 @@ type Record struct {
 	Inbound bool
 	// PeerMetadata is the caller's x-envoy-peer-metadata (inbound only).
 	PeerMetadata []byte
+	// RequestMessages and ResponseMessages count the gRPC messages of a
+	// gRPC request each way (0 otherwise).
+	RequestMessages, ResponseMessages uint64
 }
 
 // ConnInfo describes the downstream connection.
@@ -158,13 +161,16 @@ func (m *Manager) ServeConn(ctx context.Context, cfg *Config, c net.Conn, br *bu
 	if cfg.StreamIdleTimeout > 0 {
 		c.SetReadDeadline(m.now().Add(cfg.StreamIdleTimeout))
 	}
+	defer connClosed(cfg.Stats)
 	if p, err := br.Peek(3); err == nil && string(p) == "PRI" {
 		if p, err := br.Peek(len(h2Preface)); err == nil && string(p) == h2Preface {
+			connOpened(cfg.Stats, true)
 			c.SetReadDeadline(time.Time{})
 			m.serveH2(ctx, cfg, c, br, info)
 			return
 		}
 	}
+	connOpened(cfg.Stats, false)
 	m.serveH1(ctx, cfg, c, br, info)
 }
 
