@@ -245,6 +245,14 @@ func orUnknown(s string) string {
 	return s
 }
 
+// orLatest is Istio's default for a canonical revision it does not know.
+func orLatest(s string) string {
+	if s == "" {
+		return "latest"
+	}
+	return s
+}
+
 // labels renders a series' label set in Istio's order.
 func labels(k seriesKey, http bool) string {
 	var src, dst Peer
@@ -271,7 +279,7 @@ func labels(k seriesKey, http bool) string {
 	add("reporter", k.Reporter.String())
 	add("source_workload", orUnknown(src.Workload))
 	add("source_canonical_service", orUnknown(src.CanonicalService))
-	add("source_canonical_revision", orUnknown(src.CanonicalRevision))
+	add("source_canonical_revision", orLatest(src.CanonicalRevision))
 	add("source_workload_namespace", orUnknown(src.Namespace))
 	add("source_principal", orUnknown(src.Principal))
 	add("source_app", orUnknown(src.App))
@@ -286,7 +294,7 @@ func labels(k seriesKey, http bool) string {
 	add("destination_service_name", orUnknown(svc.Name))
 	add("destination_service_namespace", orUnknown(svc.Namespace))
 	add("destination_canonical_service", orUnknown(dst.CanonicalService))
-	add("destination_canonical_revision", orUnknown(dst.CanonicalRevision))
+	add("destination_canonical_revision", orLatest(dst.CanonicalRevision))
 	add("destination_cluster", orUnknown(dst.Cluster))
 	add("request_protocol", orUnknown(k.Protocol))
 	if http {

@@ -112,8 +112,8 @@ func TestGRPCAndTCP(t *testing.T) {
 	failed.Closed("UF", 0, 0)
 	fams := parse(t, r)
 	g := labelMap(fams["istio_requests_total"].GetMetric()[0])
-	if g["grpc_response_status"] != "14" || g["source_workload"] != "unknown" || g["request_protocol"] != "grpc" {
-		t.Errorf("got %v, want grpc status 14 and unknown source", g)
+	if g["grpc_response_status"] != "14" || g["source_workload"] != "unknown" || g["request_protocol"] != "grpc" || g["source_canonical_revision"] != "latest" {
+		t.Errorf("got %v, want grpc status 14 and unknown source (canonical revision latest)", g)
 	}
 	wants := map[string]float64{
 		"istio_request_messages_total":       2,
