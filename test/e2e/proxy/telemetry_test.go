@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +16,11 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/interop"
+	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	testpb "google.golang.org/grpc/interop/grpc_testing"
 )
 
 // tcpEcho copies each connection back to itself until EOF.
@@ -293,5 +299,184 @@ spec:
 		if !bytes.Contains(text, []byte(line)) {
 			t.Errorf("server sidecar /stats lacks %q", line)
 		}
+	}
+}
+
+// hcmHopBootstrap is one HTTP hop: a connection manager routing everything
+// to one HTTP/2 cluster, as trellisd configures a gRPC port.
+const hcmHopBootstrap = `node:
+  id: sidecar~127.0.0.1~{{WORKLOAD}}-0.default~default.svc.cluster.local
+  cluster: {{WORKLOAD}}.default
+  metadata:
+    NAMESPACE: default
+    WORKLOAD_NAME: {{WORKLOAD}}
+    LABELS: {app: {{WORKLOAD}}, version: v1}
+admin:
+  address:
+    socket_address: {address: 127.0.0.1, port_value: {{ADMIN_PORT}}}
+static_resources:
+  listeners:
+  - name: {{DIRECTION}}
+    traffic_direction: {{DIRECTION}}
+    address:
+      socket_address: {address: 127.0.0.1, port_value: {{LISTEN_PORT}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: {{PREFIX}}
+          codec_type: AUTO
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
+          route_config:
+            name: grpc
+            virtual_hosts:
+            - name: grpc
+              domains: ["*"]
+              routes:
+              - match: {prefix: /}
+                route: {cluster: {{CLUSTER}}, timeout: 0s}
+  clusters:
+  - name: {{CLUSTER}}
+    type: STATIC
+    connect_timeout: 10s
+    metadata:
+      filter_metadata:
+        istio:
+          services:
+          - {host: grpc-echo.default.svc.cluster.local, name: grpc-echo, namespace: default}
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config:
+          http2_protocol_options: {}
+    load_assignment:
+      cluster_name: {{CLUSTER}}
+      endpoints:
+      - lb_endpoints:
+        - endpoint:
+            address:
+              socket_address: {address: 127.0.0.1, port_value: {{UPSTREAM_PORT}}}
+`
+
+// startHCMHop runs one HTTP hop as a trellis-proxy process and returns its
+// /stats/prometheus address.
+func startHCMHop(t *testing.T, listen, upstream, direction, workload, prefix, cluster string) string {
+	t.Helper()
+	admin, prom := freePort(t), freePort(t)
+	bs := strings.NewReplacer("{{WORKLOAD}}", workload, "{{ADMIN_PORT}}", port(admin), "{{DIRECTION}}", direction,
+		"{{LISTEN_PORT}}", port(listen), "{{PREFIX}}", prefix, "{{CLUSTER}}", cluster, "{{UPSTREAM_PORT}}", port(upstream)).Replace(hcmHopBootstrap)
+	path := filepath.Join(t.TempDir(), "bootstrap.yaml")
+	if err := os.WriteFile(path, []byte(bs), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	startProxy(t, "-c", path, "--prometheus-address", prom, "--drain-duration", "1s")
+	eventually(t, workload+" listening", func() error {
+		c, err := net.DialTimeout("tcp", listen, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	})
+	return prom
+}
+
+// TestGRPCMessageTelemetryTwoHops runs gRPC unary and streaming calls
+// through a client and a server trellis-proxy process to a gRPC server:
+// both proxies' istio_request_messages_total and
+// istio_response_messages_total equal the messages sent each way, and
+// Envoy's http.PREFIX.downstream_rq_* and listener.ADDR.* count the calls.
+func TestGRPCMessageTelemetryTwoHops(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	testgrpc.RegisterTestServiceServer(gs, interop.NewTestServer())
+	go gs.Serve(ln)
+	defer gs.Stop()
+	in, out := freePort(t), freePort(t)
+	serverProm := startHCMHop(t, in, ln.Addr().String(), "INBOUND", "grpc-echo", "inbound_0.0.0.0_7070", "inbound|7070||")
+	clientProm := startHCMHop(t, out, in, "OUTBOUND", "grpc-client", "outbound_0.0.0.0_7070", "outbound|7070||grpc-echo.default.svc.cluster.local")
+	cc, err := grpc.NewClient(out, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	tc := testgrpc.NewTestServiceClient(cc)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	sides := []struct {
+		name, prom, prefix string
+		labels             map[string]string
+	}{
+		{"client proxy", clientProm, "outbound_0.0.0.0_7070", map[string]string{"reporter": "source", "source_workload": "grpc-client",
+			"destination_service": "grpc-echo.default.svc.cluster.local", "request_protocol": "grpc", "response_code": "200", "grpc_response_status": "0"}},
+		{"server proxy", serverProm, "inbound_0.0.0.0_7070", map[string]string{"reporter": "destination", "destination_workload": "grpc-echo",
+			"destination_service": "grpc-echo.default.svc.cluster.local", "request_protocol": "grpc", "response_code": "200", "grpc_response_status": "0"}},
+	}
+	check := func(what string, calls, reqs, resps float64) {
+		t.Helper()
+		for _, s := range sides {
+			eventually(t, what+" at the "+s.name, func() error {
+				if err := wantProm(s.prom, s.labels, map[string]float64{
+					"istio_requests_total":          calls,
+					"istio_request_messages_total":  reqs,
+					"istio_response_messages_total": resps,
+				}); err != nil {
+					return err
+				}
+				return wantProm(s.prom, map[string]string{"http_conn_manager_prefix": s.prefix}, map[string]float64{
+					"envoy_http_downstream_rq_total":       calls,
+					"envoy_http_downstream_rq_completed":   calls,
+					"envoy_http_downstream_rq_http2_total": calls,
+					"envoy_http_downstream_rq_active":      0,
+				})
+			})
+		}
+	}
+
+	if _, err := tc.UnaryCall(ctx, &testpb.SimpleRequest{ResponseSize: 100, Payload: &testpb.Payload{Body: make([]byte, 100)}}); err != nil {
+		t.Fatalf("unary: %v", err)
+	}
+	check("one unary call", 1, 1, 1)
+
+	stream, err := tc.FullDuplexCall(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 10; i++ {
+		if err := stream.Send(&testpb.StreamingOutputCallRequest{ResponseParameters: []*testpb.ResponseParameters{{Size: int32(i * 3000)}},
+			Payload: &testpb.Payload{Body: make([]byte, i*2000)}}); err != nil {
+			t.Fatal(err)
+		}
+		if resp, err := stream.Recv(); err != nil || len(resp.GetPayload().GetBody()) != i*3000 {
+			t.Fatalf("stream message %d: got %d bytes, %v", i, len(resp.GetPayload().GetBody()), err)
+		}
+	}
+	stream.CloseSend()
+	if _, err := stream.Recv(); err != io.EOF {
+		t.Fatalf("got %v, want EOF", err)
+	}
+	check("a stream of 10 requests and 10 responses", 2, 11, 11)
+
+	ss, err := tc.StreamingOutputCall(ctx, &testpb.StreamingOutputCallRequest{ResponseParameters: []*testpb.ResponseParameters{{Size: 10}, {Size: 20}, {Size: 30}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := ss.Recv(); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	check("a server stream of 3 responses", 3, 12, 14)
+	// The readiness probe's connection and the gRPC client's one.
+	if err := wantProm(clientProm, map[string]string{"listener_address": "127.0.0.1_" + port(out)}, map[string]float64{"envoy_listener_downstream_cx_total": 2}); err != nil {
+		t.Error(err)
 	}
 }
