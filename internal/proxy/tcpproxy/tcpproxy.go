@@ -319,10 +319,10 @@ func (f *flusher) flush() {
 }
 
 func (f *flusher) close(rec *Record) {
-	f.t.Stop()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.closed = true
+	f.t.Stop() // under mu: a running flush cannot re-arm it after this
 	rx, tx := f.delta()
 	f.m.Closed(rec, rx, tx)
 }
