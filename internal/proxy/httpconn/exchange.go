@@ -109,6 +109,7 @@ func (e *exchange) reset() {
 // prepare sanitizes and decorates the request headers like Envoy's
 // connection manager before routing.
 func (e *exchange) prepare() {
+	e.begin()
 	h := &e.q.Headers
 	cfg := e.cfg
 	if cfg.NormalizePath || cfg.MergeSlashes {

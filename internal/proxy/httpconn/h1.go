@@ -211,7 +211,6 @@ func (hc *h1Conn) serveOne() bool {
 	}
 	hc.chunked = false
 	hc.closeAfter = req.Close || hc.m.draining()
-	ex.begin()
 	ex.run()
 	ex.observe()
 	ex.release()

@@ -118,7 +118,6 @@ func (m *Manager) serveH2Request(cfg *Config, info *ConnInfo, w http.ResponseWri
 			panic(v)
 		}
 	}()
-	e.begin()
 	e.run()
 	e.observe()
 	e.release()

@@ -54,15 +54,15 @@ type Record struct {
 	// RequestHeaders are the request's headers as sent upstream (telemetry
 	// reads x-envoy-peer-metadata from them).
 	RequestHeaders http1.Headers
+	// RequestMessages and ResponseMessages count the gRPC messages of a
+	// gRPC request each way (0 otherwise).
+	RequestMessages, ResponseMessages uint64
 	// StatPrefix is the connection manager's stat_prefix.
 	StatPrefix string
 	// Inbound is set for the server side's proxy (reporter destination).
 	Inbound bool
 	// PeerMetadata is the caller's x-envoy-peer-metadata (inbound only).
 	PeerMetadata []byte
-	// RequestMessages and ResponseMessages count the gRPC messages of a
-	// gRPC request each way (0 otherwise).
-	RequestMessages, ResponseMessages uint64
 }
 
 // ConnInfo describes the downstream connection.

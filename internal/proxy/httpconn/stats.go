@@ -34,8 +34,9 @@ func connClosed(s *stats.HTTPStats) {
 	s.DownstreamCxDestroy.Inc()
 }
 
-// begin runs as a request enters the router: it counts the request and,
-// for gRPC over HTTP/2, starts counting its messages both ways.
+// begin runs as a request enters the connection manager (first in
+// prepare): it counts the request and, for gRPC over HTTP/2, starts
+// counting its messages both ways.
 func (e *exchange) begin() {
 	if s := e.cfg.Stats; s != nil {
 		s.Request(e.h2)
