@@ -172,7 +172,7 @@ func New(bs *bootstrapv3.Bootstrap, o Options) (*Proxy, error) {
 	if o.Log != nil {
 		p.sinks.Stdout = o.Log
 	}
-	p.cc = listener.Compilers{Routes: &p.routes, AccessLogs: accessLogs(p.sinks), TCPLogs: tcpAccessLogs(p.sinks), Secrets: p.Secrets}
+	p.cc = listener.Compilers{Routes: &p.routes, AccessLogs: accessLogs(p.sinks), TCPLogs: tcpAccessLogs(p.sinks), Secrets: p.Secrets, Stats: p.Stats}
 	p.Listeners = &listener.Server{HTTP: p.HTTP, TCP: p.TCP, Rebind: o.Rebind, DrainTime: o.DrainDuration}
 	if p.debug {
 		p.Listeners.Logf = p.logf

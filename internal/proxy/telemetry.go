@@ -90,10 +90,17 @@ func (t *telemetryObserver) Request(r *httpconn.Record) {
 		flags = r.Flags.String()
 	}
 	t.rec.Request(&k, r.Status, r.GRPCStatus, flags, float64(r.Duration)/float64(time.Millisecond), uint64(r.BytesReceived), uint64(r.BytesSent))
+	if r.RequestMessages+r.ResponseMessages > 0 {
+		t.rec.GRPCMessages(&k, r.Status, r.GRPCStatus, flags, r.RequestMessages, r.ResponseMessages)
+	}
 }
 
-// Connection implements tcpproxy.Observer.
-func (t *telemetryObserver) Connection(r *tcpproxy.Record) {
+// Meter implements tcpproxy.Telemetry. Plaintext TCP carries no peer
+// metadata (Istio exchanges it in-band only under mutual TLS, with the
+// istio-peer-exchange ALPN), so as in Istio the source side labels the
+// destination from the upstream endpoint's metadata and the cluster's
+// services, and the destination side reports the source as unknown.
+func (t *telemetryObserver) Meter(r *tcpproxy.Record) tcpproxy.Meter {
 	k := telemetry.Key{Protocol: "tcp"}
 	if r.Cluster != nil {
 		k.Service = r.Cluster.Service
@@ -106,10 +113,14 @@ func (t *telemetryObserver) Connection(r *tcpproxy.Record) {
 			k.Destination = r.Host.Peer
 		}
 	}
-	flags := "-"
-	if r.Flags != 0 {
-		flags = r.Flags.String()
-	}
-	t.rec.TCPOpened(&k)
-	t.rec.TCPClosed(&k, flags, uint64(r.BytesReceived), uint64(r.BytesSent))
+	return tcpMeter{t.rec.TCPConn(&k)}
+}
+
+// tcpMeter adapts a telemetry.TCPConn to tcpproxy.Meter.
+type tcpMeter struct{ c *telemetry.TCPConn }
+
+func (m tcpMeter) Opened()                     { m.c.Opened() }
+func (m tcpMeter) Flush(received, sent uint64) { m.c.Bytes(received, sent) }
+func (m tcpMeter) Closed(r *tcpproxy.Record, received, sent uint64) {
+	m.c.Closed(r.Flags.String(), received, sent)
 }

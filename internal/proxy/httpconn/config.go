@@ -10,6 +10,7 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 
 	"github.com/trellis-mesh/trellis/internal/proxy/route"
+	"github.com/trellis-mesh/trellis/internal/proxy/stats"
 )
 
 // RouteTable holds one named route configuration, swapped atomically when
@@ -69,6 +70,9 @@ type Config struct {
 	// Inbound marks the server side's connection manager (set by the
 	// listener compiler from traffic_direction).
 	Inbound bool
+	// Stats are the http.STAT_PREFIX.* stats (nil: none; bound by the
+	// listener compiler).
+	Stats *stats.HTTPStats
 }
 
 // Compile compiles an HCM. routes resolves RDS names; logs compiles

@@ -88,6 +88,7 @@ type exchange struct {
 	headsSent bool
 	start     time.Time
 	bodyOut   int64
+	msgs      *grpcMessages // counting a gRPC stream's messages, or nil
 }
 
 func (e *exchange) reset() {
@@ -108,6 +109,7 @@ func (e *exchange) reset() {
 // prepare sanitizes and decorates the request headers like Envoy's
 // connection manager before routing.
 func (e *exchange) prepare() {
+	e.begin()
 	h := &e.q.Headers
 	cfg := e.cfg
 	if cfg.NormalizePath || cfg.MergeSlashes {
@@ -334,6 +336,7 @@ func (e *exchange) observe() {
 	r.RequestHeaders = e.q.Headers
 	r.StatPrefix = e.cfg.StatPrefix
 	r.Inbound = e.cfg.Inbound
+	e.end()
 	if e.cfg.Log != nil {
 		e.cfg.Log.Request(r)
 	}

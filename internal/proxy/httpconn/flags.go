@@ -1,41 +1,24 @@
 package httpconn
 
-import "strings"
+import "github.com/trellis-mesh/trellis/internal/proxy/respflag"
 
-// Flags are Envoy's response flags for a request or connection.
-type Flags uint32
+// Flags are Envoy's response flags (see package respflag).
+type Flags = respflag.Flags
 
-// The response flags trellis-proxy sets, in the order Envoy renders them.
+// The response flags the connection manager sets, by their short codes.
 const (
-	FlagUH  Flags = 1 << iota // no healthy upstream
-	FlagUT                    // upstream request timeout
-	FlagUR                    // upstream remote reset
-	FlagUF                    // upstream connection failure
-	FlagUC                    // upstream connection termination
-	FlagUO                    // upstream overflow (circuit breaker)
-	FlagNR                    // no route
-	FlagDI                    // delay injected
-	FlagFI                    // fault injected
-	FlagDC                    // downstream connection termination
-	FlagURX                   // upstream retry limit exceeded
-	FlagSI                    // stream idle timeout
-	FlagDPE                   // downstream protocol error
-	FlagNC                    // no cluster found
+	FlagUH  = respflag.UH
+	FlagUT  = respflag.UT
+	FlagUR  = respflag.UR
+	FlagUF  = respflag.UF
+	FlagUC  = respflag.UC
+	FlagUO  = respflag.UO
+	FlagNR  = respflag.NR
+	FlagDI  = respflag.DI
+	FlagFI  = respflag.FI
+	FlagDC  = respflag.DC
+	FlagURX = respflag.URX
+	FlagSI  = respflag.SI
+	FlagDPE = respflag.DPE
+	FlagNC  = respflag.NC
 )
-
-var flagNames = [...]string{"UH", "UT", "UR", "UF", "UC", "UO", "NR", "DI", "FI", "DC", "URX", "SI", "DPE", "NC"}
-
-// String renders the flags as Envoy's access log does: "-" when none,
-// otherwise the short codes joined by commas.
-func (f Flags) String() string {
-	if f == 0 {
-		return "-"
-	}
-	var parts []string
-	for i, n := range flagNames {
-		if f&(1<<i) != 0 {
-			parts = append(parts, n)
-		}
-	}
-	return strings.Join(parts, ",")
-}

@@ -54,6 +54,9 @@ type Record struct {
 	// RequestHeaders are the request's headers as sent upstream (telemetry
 	// reads x-envoy-peer-metadata from them).
 	RequestHeaders http1.Headers
+	// RequestMessages and ResponseMessages count the gRPC messages of a
+	// gRPC request each way (0 otherwise).
+	RequestMessages, ResponseMessages uint64
 	// StatPrefix is the connection manager's stat_prefix.
 	StatPrefix string
 	// Inbound is set for the server side's proxy (reporter destination).
@@ -158,13 +161,16 @@ func (m *Manager) ServeConn(ctx context.Context, cfg *Config, c net.Conn, br *bu
 	if cfg.StreamIdleTimeout > 0 {
 		c.SetReadDeadline(m.now().Add(cfg.StreamIdleTimeout))
 	}
+	defer connClosed(cfg.Stats)
 	if p, err := br.Peek(3); err == nil && string(p) == "PRI" {
 		if p, err := br.Peek(len(h2Preface)); err == nil && string(p) == h2Preface {
+			connOpened(cfg.Stats, true)
 			c.SetReadDeadline(time.Time{})
 			m.serveH2(ctx, cfg, c, br, info)
 			return
 		}
 	}
+	connOpened(cfg.Stats, false)
 	m.serveH1(ctx, cfg, c, br, info)
 }
 

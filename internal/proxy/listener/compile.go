@@ -14,6 +14,7 @@ import (
 	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 
 	"github.com/trellis-mesh/trellis/internal/proxy/httpconn"
+	"github.com/trellis-mesh/trellis/internal/proxy/stats"
 	"github.com/trellis-mesh/trellis/internal/proxy/tcpproxy"
 	"github.com/trellis-mesh/trellis/internal/proxy/tlsterm"
 )
@@ -50,6 +51,9 @@ type Listener struct {
 	SniffTimeout time.Duration
 	// Proto is the source proto (for config dumps).
 	Proto *listenerv3.Listener
+	// Stats are the listener.ADDRESS.* stats, named by the configured
+	// address (nil when Compilers.Stats is nil).
+	Stats *stats.ListenerStats
 
 	ver *version // set by Server.Update; see retire.go
 }
@@ -83,6 +87,10 @@ type Compilers struct {
 	// Secrets holds the SDS secrets TLS termination reads at handshake
 	// time; nil means an empty store (SDS-backed chains fail closed).
 	Secrets *tlsterm.Store
+	// Stats receives the listener.*, http.* and tcp.* stats of compiled
+	// listeners; nil binds none. A recompiled listener keeps counting in
+	// the same stats.
+	Stats *stats.Store
 }
 
 // Compile compiles l. Errors name the field path (for the NACK).
@@ -109,6 +117,9 @@ func Compile(l *listenerv3.Listener, cc Compilers) (*Listener, error) {
 	}
 	out.IP, out.Port = ip, port.PortValue
 	out.Address = net.JoinHostPort(ip.String(), strconv.Itoa(int(port.PortValue)))
+	if cc.Stats != nil {
+		out.Stats = stats.NewListenerStats(cc.Stats, out.Address)
+	}
 	if b := l.GetBindToPort(); b != nil {
 		out.Bind = b.GetValue()
 	}
@@ -211,6 +222,9 @@ func compileChain(fc *listenerv3.FilterChain, cc Compilers, path string, inbound
 				return nil, err
 			}
 			cfg.Inbound = inbound
+			if cc.Stats != nil {
+				cfg.Stats = stats.NewHTTPStats(cc.Stats, cfg.StatPrefix)
+			}
 			c.HTTP = cfg
 		case TCPProxyFilter:
 			var t tcpv3.TcpProxy
@@ -222,6 +236,9 @@ func compileChain(fc *listenerv3.FilterChain, cc Compilers, path string, inbound
 				return nil, err
 			}
 			cfg.Inbound = inbound
+			if cc.Stats != nil {
+				cfg.Stats = stats.NewTCPStats(cc.Stats, cfg.StatPrefix)
+			}
 			c.TCP = cfg
 		default:
 			return nil, fmt.Errorf("%s.name: network filter %q is not supported", fpath, f.GetName())

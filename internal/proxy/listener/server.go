@@ -333,8 +333,21 @@ func (s *Server) serve(r *running, c net.Conn) {
 	}
 	chain := l.Match(&f)
 	if chain == nil {
+		if l.Stats != nil {
+			l.Stats.NoFilterChainMatch.Inc()
+		}
 		s.logf("listener %q: no filter chain matches %s (from %s)", l.Name, dst, remote)
 		return
+	}
+	if st := l.Stats; st != nil {
+		st.DownstreamCxTotal.Inc()
+		st.DownstreamCxActive.Inc()
+		start := time.Now()
+		defer func() {
+			st.DownstreamCxActive.Dec()
+			st.DownstreamCxDestroy.Inc()
+			st.DownstreamCxLengthMs.Observe(float64(time.Since(start)) / float64(time.Millisecond))
+		}()
 	}
 	if chain.TLS != nil {
 		hctx, cancel := context.WithTimeout(r.ctx, 10*time.Second)

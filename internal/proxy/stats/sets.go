@@ -1,6 +1,9 @@
 package stats
 
-import "strconv"
+import (
+	"strconv"
+	"strings"
+)
 
 // ListenerStats are Envoy's per-listener counters (listener.ADDR.*), where
 // ADDR is the listener address with '_' before the port
@@ -9,20 +12,15 @@ type ListenerStats struct {
 	DownstreamCxTotal    *Counter
 	DownstreamCxActive   *Gauge
 	DownstreamCxDestroy  *Counter
-	DownstreamCxOverflow *Counter
 	NoFilterChainMatch   *Counter
 	DownstreamCxLengthMs *Histogram
 }
 
-// ListenerStatName returns Envoy's stat name for a listener address:
-// "0.0.0.0:15001" -> "0.0.0.0_15001".
+// ListenerStatName returns Envoy's stat name for a listener address, where
+// every ':' becomes '_' as in all Envoy stat names:
+// "0.0.0.0:15001" -> "0.0.0.0_15001", "[::]:80" -> "[__]_80".
 func ListenerStatName(addr string) string {
-	for i := len(addr) - 1; i >= 0; i-- {
-		if addr[i] == ':' {
-			return addr[:i] + "_" + addr[i+1:]
-		}
-	}
-	return addr
+	return strings.ReplaceAll(addr, ":", "_")
 }
 
 // NewListenerStats binds the counters of the listener at addr ("ip:port").
@@ -32,7 +30,6 @@ func NewListenerStats(s *Store, addr string) *ListenerStats {
 		DownstreamCxTotal:    sc.Counter("downstream_cx_total"),
 		DownstreamCxActive:   sc.Gauge("downstream_cx_active"),
 		DownstreamCxDestroy:  sc.Counter("downstream_cx_destroy"),
-		DownstreamCxOverflow: sc.Counter("downstream_cx_overflow"),
 		NoFilterChainMatch:   sc.Counter("no_filter_chain_match"),
 		DownstreamCxLengthMs: sc.Histogram("downstream_cx_length_ms", nil),
 	}
@@ -43,20 +40,16 @@ func NewListenerStats(s *Store, addr string) *ListenerStats {
 type HTTPStats struct {
 	DownstreamCxTotal      *Counter
 	DownstreamCxActive     *Gauge
+	DownstreamCxDestroy    *Counter
 	DownstreamCxHTTP1Total *Counter
 	DownstreamCxHTTP2Total *Counter
 	DownstreamRqTotal      *Counter
 	DownstreamRqActive     *Gauge
 	DownstreamRqHTTP1Total *Counter
 	DownstreamRqHTTP2Total *Counter
-	DownstreamRqTimeout    *Counter
-	DownstreamRqRxReset    *Counter
-	DownstreamRqTxReset    *Counter
 	DownstreamRqTime       *Histogram
 	NoRoute                *Counter
 	NoCluster              *Counter
-	RqDirectResponse       *Counter
-	RqRedirect             *Counter
 	DownstreamRqCompleted  *Counter
 	classes                [6]*Counter
 }
@@ -67,20 +60,16 @@ func NewHTTPStats(s *Store, prefix string) *HTTPStats {
 	h := &HTTPStats{
 		DownstreamCxTotal:      sc.Counter("downstream_cx_total"),
 		DownstreamCxActive:     sc.Gauge("downstream_cx_active"),
+		DownstreamCxDestroy:    sc.Counter("downstream_cx_destroy"),
 		DownstreamCxHTTP1Total: sc.Counter("downstream_cx_http1_total"),
 		DownstreamCxHTTP2Total: sc.Counter("downstream_cx_http2_total"),
 		DownstreamRqTotal:      sc.Counter("downstream_rq_total"),
 		DownstreamRqActive:     sc.Gauge("downstream_rq_active"),
 		DownstreamRqHTTP1Total: sc.Counter("downstream_rq_http1_total"),
 		DownstreamRqHTTP2Total: sc.Counter("downstream_rq_http2_total"),
-		DownstreamRqTimeout:    sc.Counter("downstream_rq_timeout"),
-		DownstreamRqRxReset:    sc.Counter("downstream_rq_rx_reset"),
-		DownstreamRqTxReset:    sc.Counter("downstream_rq_tx_reset"),
 		DownstreamRqTime:       sc.Histogram("downstream_rq_time", nil),
 		NoRoute:                sc.Counter("no_route"),
 		NoCluster:              sc.Counter("no_cluster"),
-		RqDirectResponse:       sc.Counter("rq_direct_response"),
-		RqRedirect:             sc.Counter("rq_redirect"),
 		DownstreamRqCompleted:  sc.Counter("downstream_rq_completed"),
 	}
 	for i := 1; i <= 5; i++ {
@@ -89,9 +78,24 @@ func NewHTTPStats(s *Store, prefix string) *HTTPStats {
 	return h
 }
 
-// Response counts a finished request: downstream_rq_completed, the
-// downstream_rq_Nxx class and downstream_rq_time. It does not allocate.
+// Request counts a request the connection manager starts serving:
+// downstream_rq_total, downstream_rq_active and the per-protocol total. It
+// does not allocate.
+func (h *HTTPStats) Request(http2 bool) {
+	h.DownstreamRqTotal.Inc()
+	h.DownstreamRqActive.Inc()
+	if http2 {
+		h.DownstreamRqHTTP2Total.Inc()
+	} else {
+		h.DownstreamRqHTTP1Total.Inc()
+	}
+}
+
+// Response counts a finished request: downstream_rq_active goes down,
+// downstream_rq_completed, the downstream_rq_Nxx class and
+// downstream_rq_time go up. It does not allocate.
 func (h *HTTPStats) Response(status int, durationMs float64) {
+	h.DownstreamRqActive.Dec()
 	h.DownstreamRqCompleted.Inc()
 	if status >= 100 && status < 600 {
 		h.classes[status/100].Inc()
@@ -106,7 +110,6 @@ type TCPStats struct {
 	DownstreamCxRxBytesTotal *Counter
 	DownstreamCxTxBytesTotal *Counter
 	IdleTimeout              *Counter
-	UpstreamFlushTotal       *Counter
 }
 
 // NewTCPStats binds the counters of a TCP proxy's stat_prefix.
@@ -118,6 +121,5 @@ func NewTCPStats(s *Store, prefix string) *TCPStats {
 		DownstreamCxRxBytesTotal: sc.Counter("downstream_cx_rx_bytes_total"),
 		DownstreamCxTxBytesTotal: sc.Counter("downstream_cx_tx_bytes_total"),
 		IdleTimeout:              sc.Counter("idle_timeout"),
-		UpstreamFlushTotal:       sc.Counter("upstream_flush_total"),
 	}
 }

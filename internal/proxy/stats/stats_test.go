@@ -162,8 +162,8 @@ func TestStatSets(t *testing.T) {
 			t.Errorf("%s: got %d, want %d", name, got, w)
 		}
 	}
-	if got := ListenerStatName("[::]:80"); got != "[::]_80" {
-		t.Errorf("got %q, want [::]_80", got)
+	if got := ListenerStatName("[::]:80"); got != "[__]_80" {
+		t.Errorf("got %q, want [__]_80", got)
 	}
 	if n := testing.AllocsPerRun(1000, func() { h.Response(200, 1) }); n != 0 {
 		t.Errorf("got %v allocations per Response, want 0", n)

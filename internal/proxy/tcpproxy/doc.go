@@ -6,5 +6,6 @@
 // flowing) and closes both sides after idle_timeout without traffic.
 //
 // Flow: listener (filter chain match) -> Proxy.Serve -> cluster manager ->
-// upstream connection -> Observer (access log, telemetry).
+// upstream connection -> Meter (telemetry: opened, bytes every
+// FlushInterval, closed) and Observer (access log) at the close.
 package tcpproxy

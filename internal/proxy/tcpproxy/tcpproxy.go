@@ -15,15 +15,16 @@ import (
 	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster"
-	"github.com/trellis-mesh/trellis/internal/proxy/httpconn"
 	"github.com/trellis-mesh/trellis/internal/proxy/lb"
+	"github.com/trellis-mesh/trellis/internal/proxy/respflag"
+	"github.com/trellis-mesh/trellis/internal/proxy/stats"
 )
 
 // Record describes one finished TCP connection.
 type Record struct {
 	Start         time.Time
 	Duration      time.Duration
-	Flags         httpconn.Flags
+	Flags         respflag.Flags
 	ClusterName   string
 	Cluster       *cluster.Cluster
 	Host          *lb.Host
@@ -36,13 +37,38 @@ type Record struct {
 	Inbound bool
 }
 
-// Observer receives finished connections.
+// Observer receives finished connections (access logs).
 type Observer interface {
 	Connection(r *Record)
 }
 
-// LogCompiler compiles a tcp_proxy's access_log (see httpconn).
-type LogCompiler = httpconn.AccessLogCompiler
+// Telemetry meters connections while they are open (Istio's istio_tcp_*
+// metrics): Meter is called once per downstream connection, when its
+// upstream is known.
+type Telemetry interface {
+	Meter(r *Record) Meter
+}
+
+// Meter follows one connection. Its methods are called from one goroutine
+// at a time.
+type Meter interface {
+	// Opened reports that the upstream connection is established.
+	Opened()
+	// Flush adds the bytes moved since the previous Flush (received:
+	// downstream to upstream, sent: upstream to downstream); long
+	// connections are flushed every FlushInterval.
+	Flush(received, sent uint64)
+	// Closed ends the connection with its final record and the bytes since
+	// the last Flush. A connection never Opened (no cluster, no healthy
+	// host, connect failure) counts as opened and closed at once.
+	Closed(r *Record, received, sent uint64)
+}
+
+// Clusters is the cluster manager as the TCP proxy sees it: Get returns
+// the named cluster or nil. *cluster.Manager satisfies it.
+type Clusters interface {
+	Get(name string) *cluster.Cluster
+}
 
 // Config is a compiled TcpProxy.
 type Config struct {
@@ -55,6 +81,9 @@ type Config struct {
 	Log Observer
 	// Inbound marks the server side (set by the listener compiler).
 	Inbound bool
+	// Stats are the tcp.STAT_PREFIX.* counters (nil: none; bound by the
+	// listener compiler).
+	Stats *stats.TCPStats
 }
 
 type weighted struct {
@@ -128,11 +157,15 @@ func (c *Config) pick(r uint64) string {
 
 // Proxy serves TCP connections for every tcp_proxy of one proxy.
 type Proxy struct {
-	Clusters httpconn.Clusters
-	// Telemetry observes every connection (nil: none).
-	Telemetry Observer
-	Rand      func() uint64
-	Now       func() time.Time
+	Clusters Clusters
+	// Telemetry meters every connection (nil: none).
+	Telemetry Telemetry
+	// FlushInterval is how often the bytes of a live connection are
+	// reported to Telemetry (default 5 s); they are always reported at the
+	// close.
+	FlushInterval time.Duration
+	Rand          func() uint64
+	Now           func() time.Time
 	// Dial connects upstream; nil uses net.Dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
@@ -153,30 +186,46 @@ func (p *Proxy) now() time.Time {
 
 var bufs = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
 
+// DefaultFlushInterval is how often a live connection's bytes reach
+// telemetry when FlushInterval is not set.
+const DefaultFlushInterval = 5 * time.Second
+
 // Serve proxies one downstream connection; br holds bytes already read
 // from c. It closes c before returning.
 func (p *Proxy) Serve(ctx context.Context, cfg *Config, c net.Conn, br *bufio.Reader, originalDst string) {
 	rec := Record{Start: p.now(), Downstream: c.RemoteAddr(), Local: c.LocalAddr(), StatPrefix: cfg.StatPrefix, Inbound: cfg.Inbound}
+	var cnt counts
+	if cfg.Stats != nil {
+		cfg.Stats.DownstreamCxTotal.Inc()
+		cnt.rxTotal, cnt.txTotal = cfg.Stats.DownstreamCxRxBytesTotal, cfg.Stats.DownstreamCxTxBytesTotal
+	}
+	var fl *flusher
 	defer func() {
 		c.Close()
 		rec.Duration = p.now().Sub(rec.Start)
+		rec.BytesReceived, rec.BytesSent = cnt.rx.Load(), cnt.tx.Load()
 		if cfg.Log != nil {
 			cfg.Log.Connection(&rec)
 		}
-		if p.Telemetry != nil {
-			p.Telemetry.Connection(&rec)
+		if fl != nil {
+			fl.close(&rec)
+		} else if p.Telemetry != nil {
+			p.Telemetry.Meter(&rec).Closed(&rec, uint64(rec.BytesReceived), uint64(rec.BytesSent))
 		}
 	}()
 	rec.ClusterName = cfg.pick(p.rand())
 	cl := p.Clusters.Get(rec.ClusterName)
 	if cl == nil {
-		rec.Flags |= httpconn.FlagNC
+		rec.Flags |= respflag.NC
+		if cfg.Stats != nil {
+			cfg.Stats.DownstreamCxNoRoute.Inc()
+		}
 		return
 	}
 	rec.Cluster = cl
 	release, ok := cl.TryConnection()
 	if !ok {
-		rec.Flags |= httpconn.FlagUO
+		rec.Flags |= respflag.UO
 		return
 	}
 	defer release()
@@ -186,9 +235,9 @@ func (p *Proxy) Serve(ctx context.Context, cfg *Config, c net.Conn, br *bufio.Re
 		h, err := cl.Pick(&lbctx)
 		if err != nil || h == nil {
 			if errors.Is(err, cluster.ErrNoOriginalDst) {
-				rec.Flags |= httpconn.FlagUF
+				rec.Flags |= respflag.UF
 			} else {
-				rec.Flags |= httpconn.FlagUH
+				rec.Flags |= respflag.UH
 			}
 			return
 		}
@@ -203,15 +252,20 @@ func (p *Proxy) Serve(ctx context.Context, cfg *Config, c net.Conn, br *bufio.Re
 		cl.Report(h, cluster.Outcome{ConnectFailure: true})
 		lbctx.Tried = append(lbctx.Tried, h)
 		if attempt >= cfg.ConnectAttempts {
-			rec.Flags |= httpconn.FlagUF
+			rec.Flags |= respflag.UF
 			if cfg.ConnectAttempts > 1 {
-				rec.Flags |= httpconn.FlagURX
+				rec.Flags |= respflag.URX
 			}
 			return
 		}
 	}
 	defer up.Close()
-	rec.BytesReceived, rec.BytesSent = splice(c, br, up, cfg.IdleTimeout, p.now)
+	if p.Telemetry != nil {
+		fl = p.startFlusher(&rec, &cnt)
+	}
+	if idle := splice(c, br, up, cfg.IdleTimeout, p.now, &cnt); idle && cfg.Stats != nil {
+		cfg.Stats.IdleTimeout.Inc()
+	}
 }
 
 func (p *Proxy) dial(ctx context.Context, cl *cluster.Cluster, addr string) (net.Conn, error) {
@@ -232,19 +286,20 @@ func (p *Proxy) dial(ctx context.Context, cl *cluster.Cluster, addr string) (net
 
 // splice copies both ways until both directions finished, passing a
 // half-close on; idle closes both after that long without bytes either way.
-// It returns the bytes copied downstream->upstream and back.
-func splice(down net.Conn, br *bufio.Reader, up net.Conn, idle time.Duration, now func() time.Time) (int64, int64) {
+// It counts the bytes into cnt as they flow and reports whether the idle
+// timeout closed the connection.
+func splice(down net.Conn, br *bufio.Reader, up net.Conn, idle time.Duration, now func() time.Time, cnt *counts) bool {
 	var last atomic.Int64
 	last.Store(now().UnixNano())
-	var upBytes int64
+	var upIdle bool
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		upBytes = pump(up, readerOf(down, br), down, idle, &last, now)
+		upIdle = pump(up, readerOf(down, br), down, idle, &last, now, &cnt.rx, cnt.rxTotal)
 	}()
-	downBytes := pump(down, up, up, idle, &last, now)
+	downIdle := pump(down, up, up, idle, &last, now, &cnt.tx, cnt.txTotal)
 	<-done
-	return upBytes, downBytes
+	return upIdle || downIdle
 }
 
 // readerOf reads the peeked bytes first, then the connection.
@@ -257,23 +312,27 @@ func readerOf(c net.Conn, br *bufio.Reader) io.Reader {
 
 type deadliner interface{ SetReadDeadline(time.Time) error }
 
-// pump copies src to dst; srcConn is where read deadlines apply.
-func pump(dst net.Conn, src io.Reader, srcConn deadliner, idle time.Duration, last *atomic.Int64, now func() time.Time) int64 {
+// pump copies src to dst; srcConn is where read deadlines apply. Every
+// write adds to n (and total, when set). It reports whether it stopped for
+// the idle timeout.
+func pump(dst net.Conn, src io.Reader, srcConn deadliner, idle time.Duration, last *atomic.Int64, now func() time.Time, n *atomic.Int64, total *stats.Counter) bool {
 	bp := bufs.Get().(*[]byte)
 	defer bufs.Put(bp)
 	buf := *bp
-	var total int64
 	for {
 		if idle > 0 {
 			srcConn.SetReadDeadline(now().Add(idle))
 		}
-		n, err := src.Read(buf)
-		if n > 0 {
+		k, err := src.Read(buf)
+		if k > 0 {
 			last.Store(now().UnixNano())
-			if _, werr := dst.Write(buf[:n]); werr != nil {
+			if _, werr := dst.Write(buf[:k]); werr != nil {
 				break
 			}
-			total += int64(n)
+			n.Add(int64(k))
+			if total != nil {
+				total.Add(uint64(k))
+			}
 		}
 		if err != nil {
 			var ne net.Error
@@ -286,7 +345,7 @@ func pump(dst net.Conn, src io.Reader, srcConn deadliner, idle time.Duration, la
 				if c, ok := srcConn.(net.Conn); ok {
 					c.Close()
 				}
-				return total
+				return true
 			}
 			break
 		}
@@ -297,5 +356,5 @@ func pump(dst net.Conn, src io.Reader, srcConn deadliner, idle time.Duration, la
 	} else {
 		dst.Close()
 	}
-	return total
+	return false
 }

@@ -1,11 +1,15 @@
 // Package telemetry records Istio's standard metrics (istio_requests_total,
 // istio_request_duration_milliseconds, istio_request_bytes,
-// istio_response_bytes and the istio_tcp_* family) with exactly Istio's
-// label set, and renders them in the Prometheus text format at scrape time.
+// istio_response_bytes, istio_request_messages_total and
+// istio_response_messages_total for gRPC, and the istio_tcp_* family) with
+// exactly Istio's label set, and renders them in the Prometheus text format
+// at scrape time.
 //
-// It sits at the end of the data path: the connection manager (HTTP) and
-// the TCP proxy call Recorder.Request / Recorder.TCP once per finished
-// request or connection. Label values are never formatted per request: the
+// It sits at the end of the data path: the connection manager (HTTP) calls
+// Recorder.Request (and GRPCMessages) once per finished request; the TCP
+// proxy meters each connection with a TCPConn: opened when its upstream is
+// connected, bytes as they flow (flushed periodically for long
+// connections), closed at the end. Label values are never formatted per request: the
 // two sides of a call (Peer) and the destination service (Service) are
 // interned once, when a cluster, an endpoint or a caller's peer metadata is
 // first seen, and a request only looks up its series by a small struct of

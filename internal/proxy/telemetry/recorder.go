@@ -137,24 +137,59 @@ func (r *Recorder) GRPCMessages(k *Key, code, grpcStatus int, flags string, reqM
 	s.respMsgs.Add(respMsgs)
 }
 
-// TCPOpened records istio_tcp_connections_opened_total.
-func (r *Recorder) TCPOpened(k *Key) { r.tcpSeries(k, "-").opened.Add(1) }
-
-// TCPClosed records istio_tcp_connections_closed_total and the bytes sent
-// (to the downstream's peer, i.e. upstream) and received over the connection.
-func (r *Recorder) TCPClosed(k *Key, flags string, sent, received uint64) {
-	s := r.tcpSeries(k, flags)
-	s.closed.Add(1)
-	s.sent.Add(sent)
-	s.received.Add(received)
+// TCPConn meters one TCP connection into istio_tcp_connections_opened_total,
+// istio_tcp_connections_closed_total, istio_tcp_received_bytes_total (bytes
+// of the request direction, downstream to upstream) and
+// istio_tcp_sent_bytes_total (the response direction). Its methods must not
+// be called concurrently.
+type TCPConn struct {
+	r      *Recorder
+	key    Key
+	live   *tcpSeries // the series without response flags
+	opened bool
 }
 
-// TCPBytes adds bytes to a live connection's series (for periodic reporting
-// of long connections); flags is usually "-".
-func (r *Recorder) TCPBytes(k *Key, flags string, sent, received uint64) {
-	s := r.tcpSeries(k, flags)
-	s.sent.Add(sent)
+// TCPConn starts metering a connection with the labels of k.
+func (r *Recorder) TCPConn(k *Key) *TCPConn {
+	return &TCPConn{r: r, key: *k}
+}
+
+func (c *TCPConn) series() *tcpSeries {
+	if c.live == nil {
+		c.live = c.r.tcpSeries(&c.key, "-")
+	}
+	return c.live
+}
+
+// Opened counts the connection opened (once its upstream is connected).
+func (c *TCPConn) Opened() {
+	if !c.opened {
+		c.opened = true
+		c.series().opened.Add(1)
+	}
+}
+
+// Bytes adds bytes moved while the connection is open.
+func (c *TCPConn) Bytes(received, sent uint64) {
+	s := c.series()
 	s.received.Add(received)
+	s.sent.Add(sent)
+}
+
+// Closed counts the connection closed with its response flags ("-" or ""
+// for none) and the bytes not reported yet. A connection never opened
+// (it failed before its upstream was connected) counts as opened here, in
+// the same series, as Istio reports a connection that ends before its
+// first periodic report.
+func (c *TCPConn) Closed(flags string, received, sent uint64) {
+	s := c.r.tcpSeries(&c.key, flags)
+	if !c.opened {
+		c.opened = true
+		s.opened.Add(1)
+	}
+	s.closed.Add(1)
+	s.received.Add(received)
+	s.sent.Add(sent)
 }
 
 func (r *Recorder) tcpSeries(k *Key, flags string) *tcpSeries {
@@ -210,6 +245,14 @@ func orUnknown(s string) string {
 	return s
 }
 
+// orLatest is Istio's default for a canonical revision it does not know.
+func orLatest(s string) string {
+	if s == "" {
+		return "latest"
+	}
+	return s
+}
+
 // labels renders a series' label set in Istio's order.
 func labels(k seriesKey, http bool) string {
 	var src, dst Peer
@@ -236,7 +279,7 @@ func labels(k seriesKey, http bool) string {
 	add("reporter", k.Reporter.String())
 	add("source_workload", orUnknown(src.Workload))
 	add("source_canonical_service", orUnknown(src.CanonicalService))
-	add("source_canonical_revision", orUnknown(src.CanonicalRevision))
+	add("source_canonical_revision", orLatest(src.CanonicalRevision))
 	add("source_workload_namespace", orUnknown(src.Namespace))
 	add("source_principal", orUnknown(src.Principal))
 	add("source_app", orUnknown(src.App))
@@ -251,7 +294,7 @@ func labels(k seriesKey, http bool) string {
 	add("destination_service_name", orUnknown(svc.Name))
 	add("destination_service_namespace", orUnknown(svc.Namespace))
 	add("destination_canonical_service", orUnknown(dst.CanonicalService))
-	add("destination_canonical_revision", orUnknown(dst.CanonicalRevision))
+	add("destination_canonical_revision", orLatest(dst.CanonicalRevision))
 	add("destination_cluster", orUnknown(dst.Cluster))
 	add("request_protocol", orUnknown(k.Protocol))
 	if http {

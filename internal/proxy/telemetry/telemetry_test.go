@@ -104,29 +104,51 @@ func TestGRPCAndTCP(t *testing.T) {
 	r.Request(k, 200, 14, "-", 3, 10, 10)
 	r.GRPCMessages(k, 200, 14, "-", 2, 5)
 	tk := &Key{Reporter: Destination, Protocol: "tcp", Security: "none"}
-	r.TCPOpened(tk)
-	r.TCPClosed(tk, "-", 100, 200)
+	c := r.TCPConn(tk)
+	c.Opened()
+	c.Bytes(60, 150)
+	c.Closed("-", 40, 50)
+	failed := r.TCPConn(&Key{Reporter: Source, Protocol: "tcp", Security: "unknown"})
+	failed.Closed("UF", 0, 0)
 	fams := parse(t, r)
 	g := labelMap(fams["istio_requests_total"].GetMetric()[0])
-	if g["grpc_response_status"] != "14" || g["source_workload"] != "unknown" || g["request_protocol"] != "grpc" {
-		t.Errorf("got %v, want grpc status 14 and unknown source", g)
+	if g["grpc_response_status"] != "14" || g["source_workload"] != "unknown" || g["request_protocol"] != "grpc" || g["source_canonical_revision"] != "latest" {
+		t.Errorf("got %v, want grpc status 14 and unknown source (canonical revision latest)", g)
 	}
 	wants := map[string]float64{
 		"istio_request_messages_total":       2,
 		"istio_response_messages_total":      5,
 		"istio_tcp_connections_opened_total": 1,
 		"istio_tcp_connections_closed_total": 1,
-		"istio_tcp_sent_bytes_total":         100,
-		"istio_tcp_received_bytes_total":     200,
+		"istio_tcp_received_bytes_total":     100,
+		"istio_tcp_sent_bytes_total":         200,
 	}
 	for name, want := range wants {
 		f := fams[name]
-		if f == nil || f.GetMetric()[0].GetCounter().GetValue() != want {
+		var m *dto.Metric
+		for _, x := range f.GetMetric() {
+			if labelMap(x)["reporter"] == "destination" || !strings.Contains(name, "tcp") {
+				m = x
+			}
+		}
+		if m == nil || m.GetCounter().GetValue() != want {
 			t.Errorf("%s: got %v, want %v", name, f, want)
 			continue
 		}
-		if _, ok := labelMap(f.GetMetric()[0])["response_code"]; ok != strings.Contains(name, "messages") {
+		if _, ok := labelMap(m)["response_code"]; ok != strings.Contains(name, "messages") {
 			t.Errorf("%s: got response_code label %v, want it only on gRPC message metrics", name, ok)
+		}
+	}
+	// The failed connection is opened and closed in one series, with its flags.
+	for _, name := range []string{"istio_tcp_connections_opened_total", "istio_tcp_connections_closed_total"} {
+		var got []string
+		for _, m := range fams[name].GetMetric() {
+			l := labelMap(m)
+			got = append(got, l["reporter"]+"/"+l["response_flags"]+"="+m.GetCounter().String())
+		}
+		sort.Strings(got)
+		if len(got) != 2 || !strings.HasPrefix(got[1], "source/UF=") || !strings.HasSuffix(got[1], "value:1") {
+			t.Errorf("%s: got %v, want destination/- and source/UF with 1 each", name, got)
 		}
 	}
 }
@@ -138,9 +160,14 @@ func TestRequestDoesNotAllocate(t *testing.T) {
 	if n := testing.AllocsPerRun(1000, func() { r.Request(k, 200, -1, "-", 1, 1, 1) }); n != 0 {
 		t.Errorf("got %v allocations per request, want 0", n)
 	}
-	r.TCPOpened(k)
-	if n := testing.AllocsPerRun(1000, func() { r.TCPOpened(k) }); n != 0 {
-		t.Errorf("got %v allocations per TCP open, want 0", n)
+	c := r.TCPConn(k)
+	c.Opened()
+	if n := testing.AllocsPerRun(1000, func() { c.Bytes(10, 20) }); n != 0 {
+		t.Errorf("got %v allocations per TCP byte report, want 0", n)
+	}
+	r.GRPCMessages(k, 200, 0, "-", 1, 1)
+	if n := testing.AllocsPerRun(1000, func() { r.GRPCMessages(k, 200, 0, "-", 1, 1) }); n != 0 {
+		t.Errorf("got %v allocations per gRPC message report, want 0", n)
 	}
 }
 
