@@ -6,9 +6,9 @@ import (
 	"strings"
 	"time"
 
-	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 	"sigs.k8s.io/yaml"
 )
 
