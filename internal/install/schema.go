@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/resource"
 )
@@ -329,7 +330,8 @@ func cidrList(v any) error {
 func protoDuration(v any) error {
 	s := v.(string)
 	n, err := strconv.ParseFloat(strings.TrimSuffix(s, "s"), 64)
-	if !strings.HasSuffix(s, "s") || err != nil || n < 0 {
+	_, goErr := time.ParseDuration(s)
+	if !strings.HasSuffix(s, "s") || err != nil || goErr != nil || n < 0 {
 		return fmt.Errorf("got %q, want seconds with an s suffix, e.g. 5s or 0.5s", s)
 	}
 	return nil
