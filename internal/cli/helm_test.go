@@ -169,12 +169,17 @@ func TestHelmInstallAgainstAPIServer(t *testing.T) {
 	kc := env.Kubeconfig
 	ctx := context.Background()
 
-	out, err := runHelm(t, helm, "install", "trellis", chartPath, "--kubeconfig", kc, "--namespace", "default", "--set", "profile=demo", "--dry-run=server")
-	if err != nil {
-		t.Fatalf("helm install --dry-run=server: %v", err)
-	}
-	if !strings.Contains(out, "STATUS: pending-install") || !strings.Contains(out, "kind: Deployment") {
-		t.Errorf("dry run output lacks the pending release and its manifest:\n%.2000s", out)
+	for _, p := range install.Profiles() {
+		if out, err := runHelm(t, helm, "lint", chartPath, "--set", "profile="+p); err != nil {
+			t.Errorf("helm lint --set profile=%s: %v\n%s", p, err, out)
+		}
+		out, err := runHelm(t, helm, "install", "trellis", chartPath, "--kubeconfig", kc, "--namespace", "default", "--set", "profile="+p, "--dry-run=server")
+		if err != nil {
+			t.Fatalf("helm install --dry-run=server --set profile=%s: %v", p, err)
+		}
+		if !strings.Contains(out, "STATUS: pending-install") || (p != "empty" && !strings.Contains(out, "kind: CustomResourceDefinition")) {
+			t.Errorf("dry run of profile %s: output lacks the pending release and its manifest:\n%.2000s", p, out)
+		}
 	}
 	if _, err := env.Clients.Kube.AppsV1().Deployments("trellis-system").Get(ctx, "trellisd", metav1.GetOptions{}); err == nil {
 		t.Fatalf("the dry run created the trellisd Deployment")
