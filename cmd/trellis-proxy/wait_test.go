@@ -3,12 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/trellis-mesh/trellis/internal/trellisd"
 )
 
 func runWait(t *testing.T, args ...string) (string, error) {
@@ -71,4 +74,83 @@ func TestWaitTimesOut(t *testing.T) {
 	if _, err := runWait(t, "--timeout", "0s"); err == nil || !strings.Contains(err.Error(), "must be positive") {
 		t.Errorf("got %v, want a flag error", err)
 	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestWaitHoldsUntilTheProxyHasConfig is the fallback form's postStart
+// hook against the real proxy: while trellisd is not reachable the proxy
+// is not ready and `wait` keeps holding the app; once trellisd serves the
+// proxy its config, `wait` returns.
+func TestWaitHoldsUntilTheProxyHasConfig(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	xdsAddr, readyAddr := freeAddr(t), freeAddr(t)
+
+	proxyDone := make(chan error, 1)
+	go func() {
+		cmd := rootCommand()
+		cmd.SetArgs([]string{"--xds-address", xdsAddr, "--type", "sidecar", "--ip", "127.0.0.1",
+			"--pod-name", "report-x7k2p", "--namespace", "batch", "--labels", "app=report",
+			"--admin-address", freeAddr(t), "--ready-address", readyAddr, "--prometheus-address", "", "--merged-address", "",
+			"--rebind", "0.0.0.0:15001=" + freeAddr(t) + ",0.0.0.0:15006=" + freeAddr(t), "--drain-duration", "100ms"})
+		proxyDone <- cmd.ExecuteContext(ctx)
+	}()
+
+	waitDone := make(chan error, 1)
+	go func() {
+		_, err := runWait(t, "--url", "http://"+readyAddr+"/healthz/ready", "--period", "50ms", "--timeout", "60s")
+		waitDone <- err
+	}()
+	// No control plane: the proxy has no config, so the app stays held.
+	select {
+	case err := <-waitDone:
+		t.Fatalf("wait returned (%v) while the proxy had no config", err)
+	case err := <-proxyDone:
+		t.Fatalf("proxy exited: %v", err)
+	case <-time.After(1500 * time.Millisecond):
+	}
+	if code := getStatus(t, "http://"+readyAddr+"/healthz/ready"); code == http.StatusOK {
+		t.Fatalf("proxy without config answers /healthz/ready %d", code)
+	}
+
+	// trellisd comes up on the address the proxy dials.
+	tdDone := make(chan error, 1)
+	go func() { tdDone <- trellisd.Run(ctx, trellisd.Options{XDSAddress: xdsAddr, Debounce: 10 * time.Millisecond, Logf: t.Logf}) }()
+	select {
+	case err := <-waitDone:
+		if err != nil {
+			t.Fatalf("wait: %v", err)
+		}
+	case err := <-tdDone:
+		t.Fatalf("trellisd: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("wait did not return within 60s of trellisd starting")
+	}
+	if code := getStatus(t, "http://"+readyAddr+"/healthz/ready"); code != http.StatusOK {
+		t.Errorf("after wait returned, /healthz/ready answers %d", code)
+	}
+	cancel()
+	if err := <-proxyDone; err != nil {
+		t.Errorf("proxy: %v", err)
+	}
+}
+
+func getStatus(t *testing.T, url string) int {
+	t.Helper()
+	c := &http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
