@@ -124,7 +124,9 @@ func TestWaitHoldsUntilTheProxyHasConfig(t *testing.T) {
 
 	// trellisd comes up on the address the proxy dials.
 	tdDone := make(chan error, 1)
-	go func() { tdDone <- trellisd.Run(ctx, trellisd.Options{XDSAddress: xdsAddr, Debounce: 10 * time.Millisecond, Logf: t.Logf}) }()
+	go func() {
+		tdDone <- trellisd.Run(ctx, trellisd.Options{XDSAddress: xdsAddr, Debounce: 10 * time.Millisecond, Logf: t.Logf})
+	}()
 	select {
 	case err := <-waitDone:
 		if err != nil {
