@@ -279,3 +279,38 @@ func TestLoadConfig(t *testing.T) {
 		})
 	}
 }
+
+// FuzzPodLifecycleAnnotations feeds arbitrary proxy.istio.io/config and
+// sidecar.istio.io/nativeSidecar values: injection either refuses them
+// with the annotation's path or produces exactly one proxy.
+func FuzzPodLifecycleAnnotations(f *testing.F) {
+	for _, s := range [][2]string{
+		{"holdApplicationUntilProxyStarts: true", "true"},
+		{"terminationDrainDuration: 20s\nconcurrency: 3", "false"},
+		{"tracing: {}", ""}, {"[1, 2]", "TRUE"}, {"terminationDrainDuration: 99999999999s", "x"}, {"", ""},
+	} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, proxyConfig, native string) {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Annotations: map[string]string{AnnProxyConfig: proxyConfig, AnnNativeSidecar: native}},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app"}}}}
+		for _, target := range []Target{{NativeSidecars: true, Server: "Kubernetes v1.32.13"}, {Server: "Kubernetes v1.28.3"}} {
+			out, err := Pod(DefaultConfig(), target, p)
+			if err != nil {
+				if !strings.Contains(err.Error(), "metadata.annotations[") {
+					t.Errorf("error without the annotation's path: %v", err)
+				}
+				continue
+			}
+			n := 0
+			for _, c := range append(out.Spec.InitContainers, out.Spec.Containers...) {
+				if c.Name == ProxyContainerName {
+					n++
+				}
+			}
+			if n != 1 {
+				t.Errorf("got %d istio-proxy containers, want 1", n)
+			}
+		}
+	})
+}
