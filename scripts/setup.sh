@@ -2,7 +2,8 @@
 # Installs what Trellis's demo and tests need on a fresh Debian machine:
 # Go (checked, not installed), iptables and iproute2 for interception,
 # prometheus (the traffic-shifting end-to-end test),
-# and the kube-apiserver + etcd binaries for the Kubernetes tests.
+# and the kube-apiserver + etcd binaries for the Kubernetes tests (scripts/kubebins.sh)
+# and helm for the chart tests (scripts/helm.sh; `bash scripts/setup.sh --helm` builds it now).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,4 +29,7 @@ if ((${#need[@]})); then
   else
     echo "setup: missing ${need[*]} (run as root to install them)" >&2
   fi
+fi
+if [[ "${1:-}" == "--helm" ]]; then
+  bash scripts/helm.sh >/dev/null
 fi

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole Trellis test suite: unit, golden, fuzz seeds, and the
 # end-to-end tests (network namespaces and iptables as root; a real
-# kube-apiserver + etcd, built once and cached by version).
+# kube-apiserver + etcd and helm, built once and cached by version).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=/usr/local/go/bin:$HOME/go/bin:$PATH
@@ -10,6 +10,8 @@ bash scripts/setup.sh
 if [[ -x scripts/kubebins.sh ]]; then
   KUBEBINS=$(bash scripts/kubebins.sh) && export TRELLIS_KUBEBINS="$KUBEBINS"
 fi
+# The pinned helm for the chart tests (built once from the module proxy).
+HELM=$(bash scripts/helm.sh) && export TRELLIS_HELM="$HELM"
 
 go vet ./...
 go test -count=1 -timeout 30m "$@" ./...

@@ -119,7 +119,7 @@ func rootCommand() *cobra.Command {
 	f.DurationVar(&o.DrainDuration, "drain-duration", 5*time.Second, "how long SIGTERM lets in-flight requests finish")
 	f.StringVar(&o.LogLevel, "log-level", "info", "log level: trace, debug, info, warning, error, critical, off")
 	f.StringSliceVar(&rebind, "rebind", nil, "bind a configured listener address elsewhere, from=to (e.g. 0.0.0.0:15006=127.0.0.1:25006); lets several proxies share one host without interception")
-	cmd.AddCommand(iptablesCommand())
+	cmd.AddCommand(iptablesCommand(), waitCommand())
 	return cmd
 }
 

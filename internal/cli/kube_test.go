@@ -9,9 +9,11 @@ import (
 	"strings"
 	"testing"
 
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
 
 	"github.com/trellis-mesh/trellis/internal/kube/kubetest"
 )
@@ -72,6 +74,23 @@ func TestInstallVersionKubeInjectUninstall(t *testing.T) {
 	env.Clients.Kube.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(ctx, "trellis-sidecar-injector", metav1.DeleteOptions{})
 	if _, err := env.Clients.Kube.CoreV1().Pods("default").Create(ctx, &pod, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create injected pod: %v", err)
+	}
+
+	// The injected Job (its own init container and native sidecar with a
+	// rewritten probe) passes the API server's validation in both forms.
+	for _, ver := range []string{"1.32", "1.28"} {
+		injected, err := runCLI(t, "", "kube-inject", "-f", "../inject/testdata/job.in.yaml", "--kube-version", ver)
+		if err != nil {
+			t.Fatalf("kube-inject --kube-version %s: %v", ver, err)
+		}
+		var job batchv1.Job
+		if err := yaml.Unmarshal([]byte(strings.Split(injected, "\n---\n")[0]), &job); err != nil {
+			t.Fatal(err)
+		}
+		job.Namespace, job.Name = "default", "report-"+strings.ReplaceAll(ver, ".", "-")
+		if _, err := env.Clients.Kube.BatchV1().Jobs("default").Create(ctx, &job, metav1.CreateOptions{}); err != nil {
+			t.Errorf("create the Job injected for %s: %v", ver, err)
+		}
 	}
 
 	out, err = runCLI(t, "", "version", "--kubeconfig", kc)

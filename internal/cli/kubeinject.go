@@ -19,6 +19,8 @@ func newKubeInjectCmd() *cobra.Command {
 		set     []string
 		values  []string
 		cfgFile string
+		kubeVer string
+		native  string
 	)
 	cmd := &cobra.Command{
 		Use:   "kube-inject",
@@ -27,9 +29,15 @@ func newKubeInjectCmd() *cobra.Command {
 			"and workload pod template (Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob), as the\n" +
 			"injection webhook would, honouring sidecar.istio.io/inject=false and the traffic.sidecar.istio.io/*\n" +
 			"annotations. Other objects pass through. The injection settings are the install's (--set, and\n" +
-			"--values-file for -f overlays), or the cluster's injector ConfigMap via --injectConfigFile.",
+			"--values-file for -f overlays), or the cluster's injector ConfigMap via --injectConfigFile.\n\n" +
+			"The proxy's form follows the target cluster's version (--kube-version): on Kubernetes 1.29 and\n" +
+			"later a native sidecar (an init container with restartPolicy: Always, started and ready before the\n" +
+			"app, stopped after it); before, the first container with a postStart hook holding the app until\n" +
+			"the proxy is ready. --native-sidecars=true|false forces one form; the pod annotation\n" +
+			"sidecar.istio.io/nativeSidecar overrides both.",
 		Example: "  trellis kube-inject -f deployment.yaml | kubectl apply -f -\n" +
-			"  kubectl get deploy web -o yaml | trellis kube-inject -f - --set values.global.proxy.excludeIPRanges=169.254.169.254/32",
+			"  kubectl get deploy web -o yaml | trellis kube-inject -f - --set values.global.proxy.excludeIPRanges=169.254.169.254/32\n" +
+			"  trellis kube-inject -f job.yaml --kube-version 1.28",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if in == "" {
@@ -52,7 +60,17 @@ func newKubeInjectCmd() *cobra.Command {
 				}
 				cfg = install.InjectConfig(s)
 			}
-			var err error
+			target, err := inject.ParseKubeVersion(kubeVer)
+			if err != nil {
+				return fmt.Errorf("--kube-version: %w", err)
+			}
+			switch native {
+			case "":
+			case "auto", "true", "false":
+				cfg.NativeSidecars = native
+			default:
+				return fmt.Errorf("--native-sidecars: got %q, want auto, true or false", native)
+			}
 			var src []byte
 			if in == "-" {
 				src, err = io.ReadAll(cmd.InOrStdin())
@@ -62,7 +80,7 @@ func newKubeInjectCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("read %s: %w", in, err)
 			}
-			res, err := inject.Manifests(cfg, src)
+			res, err := inject.Manifests(cfg, target, src)
 			if err != nil {
 				return fmt.Errorf("%s: %w", in, err)
 			}
@@ -78,5 +96,7 @@ func newKubeInjectCmd() *cobra.Command {
 	cmd.Flags().StringArrayVarP(&set, "set", "s", nil, "install setting affecting injection, e.g. --set values.global.proxy.includeIPRanges=10.0.0.0/8")
 	cmd.Flags().StringArrayVar(&values, "values-file", nil, "IstioOperator-style YAML with install settings")
 	cmd.Flags().StringVar(&cfgFile, "injectConfigFile", "", "injection config as the cluster holds it: kubectl -n trellis-system get cm trellis-sidecar-injector -o jsonpath='{.data.config}'")
+	cmd.Flags().StringVar(&kubeVer, "kube-version", "1.32", "Kubernetes version of the target cluster (MAJOR.MINOR); 1.29 and later get native sidecars")
+	cmd.Flags().StringVar(&native, "native-sidecars", "", "auto, true or false: override the injection config's choice of native sidecars")
 	return cmd
 }

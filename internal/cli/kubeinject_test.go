@@ -19,6 +19,11 @@ func TestKubeInjectCommand(t *testing.T) {
 	}{
 		{"stdin with --set", []string{"kube-inject", "-f", "-", "--set", "values.global.proxy.excludeIPRanges=169.254.169.254/32"}, []string{"name: istio-proxy", "name: istio-init", "169.254.169.254/32"}, ""},
 		{"cluster config file", []string{"kube-inject", "-f", "-", "--injectConfigFile", cfg}, []string{"image: my/proxy:9", "10.0.0.0/8"}, ""},
+		{"native on 1.32 by default", []string{"kube-inject", "-f", "-"}, []string{"restartPolicy: Always", "startupProbe:"}, ""},
+		{"fallback on 1.28", []string{"kube-inject", "-f", "-", "--kube-version", "1.28"}, []string{"postStart:", "- wait"}, ""},
+		{"fallback forced", []string{"kube-inject", "-f", "-", "--native-sidecars=false"}, []string{"postStart:", "- wait"}, ""},
+		{"bad version", []string{"kube-inject", "-f", "-", "--kube-version", "latest"}, nil, `--kube-version: "latest": want MAJOR.MINOR`},
+		{"bad native value", []string{"kube-inject", "-f", "-", "--native-sidecars", "maybe"}, nil, `--native-sidecars: got "maybe"`},
 		{"no input", []string{"kube-inject"}, nil, "--filename: required"},
 		{"bad setting", []string{"kube-inject", "-f", "-", "--set", "values.global.proxy.nope=1"}, nil, "values.global.proxy.nope: unknown setting"},
 		{"both config sources", []string{"kube-inject", "-f", "-", "--injectConfigFile", cfg, "--set", "profile=demo"}, nil, "not both"},

@@ -104,8 +104,8 @@ func printVersion(w io.Writer, v meshVersion, remote bool, output string) error 
 }
 
 // remoteVersions reads the control plane's image tag and counts the
-// proxies: pods with an istio-proxy container (injected sidecars and
-// gateways) that are not finished.
+// proxies: pods with an istio-proxy container or native sidecar
+// (injected sidecars and gateways) that are not finished.
 func remoteVersions(ctx context.Context, c *kube.Clients, ns string, v *meshVersion) {
 	d, err := c.Kube.AppsV1().Deployments(ns).Get(ctx, install.ControlPlaneName, metav1.GetOptions{})
 	switch {
@@ -130,7 +130,8 @@ func remoteVersions(ctx context.Context, c *kube.Clients, ns string, v *meshVers
 		if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed || p.DeletionTimestamp != nil {
 			continue
 		}
-		for _, ct := range p.Spec.Containers {
+		// A native sidecar is an init container.
+		for _, ct := range append(p.Spec.InitContainers, p.Spec.Containers...) {
 			if ct.Name == inject.ProxyContainerName {
 				tags[imageTag(ct.Image)]++
 				v.Proxies++

@@ -42,6 +42,21 @@ type Config struct {
 	// name); sidecar.istio.io/proxyCPU etc. override them.
 	Requests map[string]string `json:"requests,omitempty"`
 	Limits   map[string]string `json:"limits,omitempty"`
+	// NativeSidecars chooses the proxy's form: "auto" (the default) runs
+	// it as a native sidecar (an init container with restartPolicy: Always)
+	// where the cluster is Kubernetes 1.29 or later, "true" always, "false"
+	// never (values.pilot.env.ENABLE_NATIVE_SIDECARS). The pod annotation
+	// sidecar.istio.io/nativeSidecar overrides it.
+	NativeSidecars string `json:"nativeSidecars,omitempty"`
+	// HoldApplicationUntilProxyStarts, for the non-native form, puts the
+	// proxy first with a postStart hook that waits for its readiness, so
+	// the app starts only once the proxy is ready
+	// (meshConfig.defaultConfig.holdApplicationUntilProxyStarts; default
+	// true). Native sidecars always start first.
+	HoldApplicationUntilProxyStarts bool `json:"holdApplicationUntilProxyStarts"`
+	// TerminationDrainDuration is how long the proxy drains on SIGTERM
+	// (meshConfig.defaultConfig.terminationDrainDuration, "5s" when empty).
+	TerminationDrainDuration string `json:"terminationDrainDuration,omitempty"`
 	// ClusterID, MeshID and Network go into the proxy's node metadata.
 	ClusterID string `json:"clusterID,omitempty"`
 	MeshID    string `json:"meshID,omitempty"`
@@ -64,6 +79,10 @@ func DefaultConfig() Config {
 		Limits:              map[string]string{"cpu": "2", "memory": "512Mi"},
 		ClusterID:           "Kubernetes",
 		MeshID:              "cluster.local",
+
+		NativeSidecars:                  "auto",
+		HoldApplicationUntilProxyStarts: true,
+		TerminationDrainDuration:        "5s",
 	}
 }
 
@@ -85,6 +104,9 @@ func LoadConfig(path string) (Config, error) {
 	}
 	if c.Policy != "enabled" && c.Policy != "disabled" {
 		return c, fmt.Errorf("injection config %s: policy: got %q, want enabled or disabled", path, c.Policy)
+	}
+	if _, err := podLifecycle(c, Target{}, nil); err != nil {
+		return c, fmt.Errorf("%s: %w", path, err)
 	}
 	return c, nil
 }

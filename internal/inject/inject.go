@@ -102,11 +102,12 @@ type Status struct {
 	Volumes        []string `json:"volumes"`
 }
 
-// Pod returns a copy of pod with the sidecar added. It fails on
-// annotations it cannot honour, naming the annotation and the fix.
-func Pod(cfg Config, pod *corev1.Pod) (*corev1.Pod, error) {
+// Pod returns a copy of pod with the sidecar added in the form target
+// supports (see InjectSpec). It fails on annotations it cannot honour,
+// naming the annotation and the fix.
+func Pod(cfg Config, target Target, pod *corev1.Pod) (*corev1.Pod, error) {
 	out := pod.DeepCopy()
-	if err := InjectSpec(cfg, &out.ObjectMeta.Annotations, &out.ObjectMeta.Labels, &out.Spec, podName(pod), WorkloadName(pod)); err != nil {
+	if err := InjectSpec(cfg, target, &out.ObjectMeta.Annotations, &out.ObjectMeta.Labels, &out.Spec, podName(pod), WorkloadName(pod)); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -140,7 +141,15 @@ func WorkloadName(p *corev1.Pod) string {
 // InjectSpec adds the sidecar to a pod spec and its metadata maps (which
 // it allocates when nil). workload names the pod or template in errors;
 // workloadName is the proxy's ISTIO_META_WORKLOAD_NAME.
-func InjectSpec(cfg Config, annotations, labels *map[string]string, spec *corev1.PodSpec, workload, workloadName string) error {
+//
+// Init containers come first: istio-init, then (native form) istio-proxy
+// as an init container with restartPolicy: Always and a startup probe on
+// its readiness, then the pod's own init containers, as Istio orders
+// them. In the fallback form istio-init follows the pod's init containers
+// and istio-proxy is the first container, its postStart hook (`trellis-proxy
+// wait`) holding the app containers until it is ready; with
+// holdApplicationUntilProxyStarts off it goes last instead.
+func InjectSpec(cfg Config, target Target, annotations, labels *map[string]string, spec *corev1.PodSpec, workload, workloadName string) error {
 	if *annotations == nil {
 		*annotations = map[string]string{}
 	}
@@ -148,10 +157,19 @@ func InjectSpec(cfg Config, annotations, labels *map[string]string, spec *corev1
 		*labels = map[string]string{}
 	}
 	ann := *annotations
-	for _, c := range spec.Containers {
-		if c.Name == ProxyContainerName {
-			return fmt.Errorf("%s: spec.containers: a container is already named %s; remove it or set %s=false", workload, ProxyContainerName, LabelInject)
+	for _, cs := range []struct {
+		field string
+		list  []corev1.Container
+	}{{"spec.initContainers", spec.InitContainers}, {"spec.containers", spec.Containers}} {
+		for i, c := range cs.list {
+			if c.Name == ProxyContainerName || c.Name == InitContainerName {
+				return fmt.Errorf("%s: %s[%d].name: a container is already named %s; rename it, or set %s=false to inject nothing", workload, cs.field, i, c.Name, LabelInject)
+			}
 		}
+	}
+	lc, err := podLifecycle(cfg, target, ann)
+	if err != nil {
+		return fmt.Errorf("%s: %w", workload, err)
 	}
 	capture, err := captureArgs(cfg, ann)
 	if err != nil {
@@ -182,12 +200,36 @@ func InjectSpec(cfg Config, annotations, labels *map[string]string, spec *corev1
 	for _, c := range spec.Containers {
 		appNames = append(appNames, c.Name)
 	}
-	spec.InitContainers = append(spec.InitContainers, initContainer(cfg, capture))
-	spec.Containers = append(spec.Containers, proxyContainer(cfg, res, logLevel, appNames, probers, workloadName, *labels))
+	proxy := proxyContainer(cfg, lc, res, logLevel, appNames, probers, workloadName, *labels)
+	st := Status{InitContainers: []string{InitContainerName}, Containers: []string{}, Volumes: []string{"trellis-proxy"}}
+	switch {
+	case lc.native:
+		always := corev1.ContainerRestartPolicyAlways
+		proxy.RestartPolicy = &always
+		proxy.StartupProbe = &corev1.Probe{
+			ProbeHandler:     corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz/ready", Port: intstr.FromInt32(HealthPort)}},
+			PeriodSeconds:    1,
+			TimeoutSeconds:   3,
+			FailureThreshold: 600,
+		}
+		spec.InitContainers = append([]corev1.Container{initContainer(cfg, capture), proxy}, spec.InitContainers...)
+		st.InitContainers = append(st.InitContainers, ProxyContainerName)
+	case lc.hold:
+		proxy.Lifecycle = &corev1.Lifecycle{PostStart: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{
+			Command: []string{"trellis-proxy", WaitSubcommand},
+		}}}
+		spec.InitContainers = append(spec.InitContainers, initContainer(cfg, capture))
+		spec.Containers = append([]corev1.Container{proxy}, spec.Containers...)
+		st.Containers = []string{ProxyContainerName}
+	default:
+		spec.InitContainers = append(spec.InitContainers, initContainer(cfg, capture))
+		spec.Containers = append(spec.Containers, proxy)
+		st.Containers = []string{ProxyContainerName}
+	}
 	spec.Volumes = append(spec.Volumes, corev1.Volume{Name: "trellis-proxy", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory}}})
 
-	st, _ := json.Marshal(Status{InitContainers: []string{InitContainerName}, Containers: []string{ProxyContainerName}, Volumes: []string{"trellis-proxy"}})
-	ann[AnnotationStatus] = string(st)
+	stJSON, _ := json.Marshal(st)
+	ann[AnnotationStatus] = string(stJSON)
 	if _, ok := ann["kubectl.kubernetes.io/default-container"]; !ok && len(appNames) > 0 {
 		ann["kubectl.kubernetes.io/default-container"] = appNames[0]
 	}
@@ -310,7 +352,7 @@ func proxyResources(cfg Config, ann map[string]string) (corev1.ResourceRequireme
 	r := corev1.ResourceRequirements{}
 	set := func(list *corev1.ResourceList, name corev1.ResourceName, v, where string) error {
 		q, err := resource.ParseQuantity(v)
-		if err != nil {
+		if err != nil || q.Sign() < 0 {
 			return fmt.Errorf("%s: got %q, want a Kubernetes quantity such as 100m or 128Mi", where, v)
 		}
 		if *list == nil {
@@ -399,16 +441,17 @@ func fieldEnv(name, path string) corev1.EnvVar {
 	return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: path}}}
 }
 
-func proxyContainer(cfg Config, res corev1.ResourceRequirements, logLevel string, apps []string, probers map[string]*prober, workloadName string, labels map[string]string) corev1.Container {
+func proxyContainer(cfg Config, lc lifecycle, res corev1.ResourceRequirements, logLevel string, apps []string, probers map[string]*prober, workloadName string, labels map[string]string) corev1.Container {
 	uid := int64(ProxyUID)
 	f, t := false, true
 	args := []string{"--type", "sidecar", "--xds-address", cfg.DiscoveryAddress}
-	if cfg.Concurrency > 0 {
-		args = append(args, "--concurrency", strconv.FormatInt(cfg.Concurrency, 10))
+	if lc.concurrency > 0 {
+		args = append(args, "--concurrency", strconv.FormatInt(lc.concurrency, 10))
 	}
 	if logLevel != "" {
 		args = append(args, "--log-level", logLevel)
 	}
+	args = append(args, "--drain-duration", lc.drain.String())
 	env := []corev1.EnvVar{
 		fieldEnv("POD_NAME", "metadata.name"),
 		fieldEnv("POD_NAMESPACE", "metadata.namespace"),

@@ -26,8 +26,9 @@ var templatePaths = map[string][]string{
 // with the sidecar added to every Pod and workload pod template, except
 // those that opt out (sidecar.istio.io/inject=false) or use the host
 // network. Other objects pass through. The output pipes into
-// `kubectl apply -f -`.
-func Manifests(cfg Config, in []byte) ([]byte, error) {
+// `kubectl apply -f -`. target is the cluster the workloads are meant
+// for (kube-inject's --kube-version): it picks the native or fallback form.
+func Manifests(cfg Config, target Target, in []byte) ([]byte, error) {
 	var out bytes.Buffer
 	for i, doc := range splitYAML(in) {
 		if len(bytes.TrimSpace(stripComments(doc))) == 0 {
@@ -40,7 +41,7 @@ func Manifests(cfg Config, in []byte) ([]byte, error) {
 		if obj == nil {
 			continue
 		}
-		if err := injectObject(cfg, obj, fmt.Sprintf("document %d", i+1)); err != nil {
+		if err := injectObject(cfg, target, obj, fmt.Sprintf("document %d", i+1)); err != nil {
 			return nil, err
 		}
 		b, err := yaml.Marshal(obj)
@@ -55,7 +56,7 @@ func Manifests(cfg Config, in []byte) ([]byte, error) {
 	return out.Bytes(), nil
 }
 
-func injectObject(cfg Config, obj map[string]any, where string) error {
+func injectObject(cfg Config, target Target, obj map[string]any, where string) error {
 	kind, _ := obj["kind"].(string)
 	meta, _ := obj["metadata"].(map[string]any)
 	name, _ := meta["name"].(string)
@@ -69,7 +70,7 @@ func injectObject(cfg Config, obj map[string]any, where string) error {
 			if !ok {
 				continue
 			}
-			if err := injectObject(cfg, m, fmt.Sprintf("%s items[%d]", where, j)); err != nil {
+			if err := injectObject(cfg, target, m, fmt.Sprintf("%s items[%d]", where, j)); err != nil {
 				return err
 			}
 		}
@@ -83,7 +84,7 @@ func injectObject(cfg Config, obj map[string]any, where string) error {
 		if !wantsOffline(pod.Labels, pod.Annotations, &pod.Spec) {
 			return nil
 		}
-		if err := InjectSpec(cfg, &pod.Annotations, &pod.Labels, &pod.Spec, where, WorkloadName(&pod)); err != nil {
+		if err := InjectSpec(cfg, target, &pod.Annotations, &pod.Labels, &pod.Spec, where, WorkloadName(&pod)); err != nil {
 			return err
 		}
 		m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&pod)
@@ -116,7 +117,7 @@ func injectObject(cfg Config, obj map[string]any, where string) error {
 	if !wantsOffline(tpl.Labels, tpl.Annotations, &tpl.Spec) {
 		return nil
 	}
-	if err := InjectSpec(cfg, &tpl.Annotations, &tpl.Labels, &tpl.Spec, where, name); err != nil {
+	if err := InjectSpec(cfg, target, &tpl.Annotations, &tpl.Labels, &tpl.Spec, where, name); err != nil {
 		return err
 	}
 	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&tpl)

@@ -16,13 +16,23 @@ type prober struct {
 }
 
 // rewriteProbes points every HTTP liveness, readiness and startup probe of
-// the app containers at the proxy's agent port and returns the originals
-// keyed by their new paths. Probes on a port name that no container port
-// declares are left alone.
+// the pod's containers and its own native sidecars (init containers with
+// restartPolicy: Always, the only init containers that may have probes)
+// at the proxy's agent port and returns the originals keyed by their new
+// paths. Probes on a port name that no container port declares are left
+// alone.
 func rewriteProbes(spec *corev1.PodSpec) map[string]*prober {
 	out := map[string]*prober{}
+	var probed []*corev1.Container
+	for i := range spec.InitContainers {
+		if rp := spec.InitContainers[i].RestartPolicy; rp != nil && *rp == corev1.ContainerRestartPolicyAlways {
+			probed = append(probed, &spec.InitContainers[i])
+		}
+	}
 	for i := range spec.Containers {
-		c := &spec.Containers[i]
+		probed = append(probed, &spec.Containers[i])
+	}
+	for _, c := range probed {
 		for _, p := range []struct {
 			probe *corev1.Probe
 			kind  string

@@ -109,6 +109,9 @@ func TestLoadValues(t *testing.T) {
 		"values.sidecarInjectorWebhook.enableNamespacesByDefault=true",
 		"components.egressGateways[0].enabled=false",
 		"values.global.tag=1.20",
+		"values.pilot.env.ENABLE_NATIVE_SIDECARS=false",
+		"meshConfig.defaultConfig.holdApplicationUntilProxyStarts=false",
+		"meshConfig.defaultConfig.terminationDrainDuration=12.5s",
 	}})
 	if err != nil {
 		t.Fatalf("load: %v", err)
@@ -138,6 +141,12 @@ func TestLoadValues(t *testing.T) {
 	if ic.IncludeIPRanges != "10.0.0.0/8,172.16.0.0/12" || !ic.EnableNamespacesByDefault || ic.ProxyImage != "ghcr.io/trellis-mesh/proxy:1.20" {
 		t.Errorf("inject config: got %+v", ic)
 	}
+	if ic.NativeSidecars != "false" || ic.HoldApplicationUntilProxyStarts || ic.TerminationDrainDuration != "12.5s" {
+		t.Errorf("inject config lifecycle: got nativeSidecars=%q hold=%v drain=%q, want false, false, 12.5s", ic.NativeSidecars, ic.HoldApplicationUntilProxyStarts, ic.TerminationDrainDuration)
+	}
+	if d := InjectConfig(mustLoad(t, "profile=default")); d.NativeSidecars != "auto" || !d.HoldApplicationUntilProxyStarts || d.TerminationDrainDuration != "5s" {
+		t.Errorf("default profile's inject config lifecycle: got nativeSidecars=%q hold=%v drain=%q, want auto, true, 5s", d.NativeSidecars, d.HoldApplicationUntilProxyStarts, d.TerminationDrainDuration)
+	}
 }
 
 func TestLoadRejects(t *testing.T) {
@@ -157,6 +166,9 @@ func TestLoadRejects(t *testing.T) {
 		{"spec prefix", []string{"spec.profile=demo"}, "drop the \"spec.\" prefix"},
 		{"no equals", []string{"profile"}, "want path=value"},
 		{"quantity", []string{"values.pilot.resources.requests.cpu=lots"}, `values.pilot.resources.requests.cpu: got "lots", want a Kubernetes quantity`},
+		{"native sidecars", []string{"values.pilot.env.ENABLE_NATIVE_SIDECARS=sometimes"}, `values.pilot.env.ENABLE_NATIVE_SIDECARS: got "sometimes", want one of auto, true, false`},
+		{"drain duration", []string{"meshConfig.defaultConfig.terminationDrainDuration=500ms"}, `meshConfig.defaultConfig.terminationDrainDuration: got "500ms", want seconds with an s suffix`},
+		{"hold", []string{"meshConfig.defaultConfig.holdApplicationUntilProxyStarts=later"}, `meshConfig.defaultConfig.holdApplicationUntilProxyStarts: got "later", want true or false`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -194,4 +206,13 @@ func TestCRDs(t *testing.T) {
 			t.Errorf("got no CRD %s", want)
 		}
 	}
+}
+
+func mustLoad(t *testing.T, set ...string) *Settings {
+	t.Helper()
+	s, err := Load(Options{Set: set})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

@@ -236,6 +236,10 @@ func InjectConfig(s *Settings) inject.Config {
 		Limits:                    p.Resources.Limits,
 		ClusterID:                 "Kubernetes",
 		MeshID:                    "cluster.local",
+
+		NativeSidecars:                  s.Values.Pilot.Env.EnableNativeSidecars,
+		HoldApplicationUntilProxyStarts: s.MeshConfig.DefaultConfig.HoldApplicationUntilProxyStarts,
+		TerminationDrainDuration:        s.MeshConfig.DefaultConfig.TerminationDrainDuration,
 	}
 	if s.MeshConfig.DefaultConfig.Concurrency > 0 && p.Concurrency == 0 {
 		c.Concurrency = s.MeshConfig.DefaultConfig.Concurrency

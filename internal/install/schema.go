@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/resource"
 )
@@ -87,7 +88,11 @@ var specSchema = obj(map[string]*field{
 		"enableTracing":         boolean(),
 		"rootNamespace":         str(),
 		"outboundTrafficPolicy": obj(map[string]*field{"mode": enum("ALLOW_ANY", "REGISTRY_ONLY")}),
-		"defaultConfig":         obj(map[string]*field{"concurrency": integer()}),
+		"defaultConfig": obj(map[string]*field{
+			"concurrency":                     integer(),
+			"holdApplicationUntilProxyStarts": boolean(),
+			"terminationDrainDuration":        checked(str(), protoDuration),
+		}),
 	}),
 	"values": obj(map[string]*field{
 		"global": obj(map[string]*field{
@@ -119,6 +124,9 @@ var specSchema = obj(map[string]*field{
 			"rewriteAppHTTPProbe":       boolean(),
 		}),
 		"pilot": obj(map[string]*field{
+			"env": obj(map[string]*field{
+				"ENABLE_NATIVE_SIDECARS": enum("auto", "true", "false"),
+			}),
 			"replicaCount":  integer(),
 			"traceSampling": number(),
 			"resources":     resources(),
@@ -317,6 +325,18 @@ func cidrList(v any) error {
 	return nil
 }
 
+// protoDuration accepts a protobuf JSON duration ("5s", "0.5s"), as
+// Istio's MeshConfig durations are written.
+func protoDuration(v any) error {
+	s := v.(string)
+	n, err := strconv.ParseFloat(strings.TrimSuffix(s, "s"), 64)
+	_, goErr := time.ParseDuration(s)
+	if !strings.HasSuffix(s, "s") || err != nil || goErr != nil || n < 0 {
+		return fmt.Errorf("got %q, want seconds with an s suffix, e.g. 5s or 0.5s", s)
+	}
+	return nil
+}
+
 // portList accepts "", "*" or comma-separated ports.
 func portList(v any) error {
 	s := strings.TrimSpace(v.(string))
@@ -372,7 +392,9 @@ type MeshConfig struct {
 		Mode string `json:"mode"`
 	} `json:"outboundTrafficPolicy"`
 	DefaultConfig struct {
-		Concurrency int64 `json:"concurrency"`
+		Concurrency                     int64  `json:"concurrency"`
+		HoldApplicationUntilProxyStarts bool   `json:"holdApplicationUntilProxyStarts"`
+		TerminationDrainDuration        string `json:"terminationDrainDuration"`
 	} `json:"defaultConfig"`
 }
 
@@ -380,6 +402,10 @@ type Values struct {
 	Global                 Global                 `json:"global"`
 	SidecarInjectorWebhook SidecarInjectorWebhook `json:"sidecarInjectorWebhook"`
 	Pilot                  struct {
+		Env struct {
+			// EnableNativeSidecars is auto, true or false (inject.Config.NativeSidecars).
+			EnableNativeSidecars string `json:"ENABLE_NATIVE_SIDECARS"`
+		} `json:"env"`
 		ReplicaCount  int64     `json:"replicaCount"`
 		TraceSampling float64   `json:"traceSampling"`
 		Resources     Resources `json:"resources"`

@@ -11,12 +11,14 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/discovery"
 
 	"github.com/trellis-mesh/trellis/internal/config"
 	"github.com/trellis-mesh/trellis/internal/config/validate"
@@ -48,6 +50,49 @@ type Injector struct {
 	// lister in trellisd). Nil trusts the webhook configuration's selectors
 	// and applies only the pod's own opt-in/opt-out.
 	NamespaceLabels func(ctx context.Context, namespace string) (map[string]string, error)
+	// ServerVersion tells the API server's version (the discovery
+	// client's /version), which picks the proxy's form: a native sidecar
+	// on Kubernetes 1.29 and later, the fallback before (the injection
+	// config's nativeSidecars and the pod's sidecar.istio.io/nativeSidecar
+	// override it). It is asked at most once per VersionTTL. Nil means the
+	// version is unknown and the fallback form, which runs everywhere, is
+	// injected.
+	ServerVersion discovery.ServerVersionInterface
+	// VersionTTL is how long a discovered version is used; zero means a
+	// minute.
+	VersionTTL time.Duration
+
+	mu        sync.Mutex
+	target    inject.Target
+	checkedAt time.Time
+}
+
+// Target returns the cluster's injection target, from ServerVersion.
+// When discovery fails it keeps the last known target (the fallback form
+// before the first success) and reports the error.
+func (i *Injector) Target() (inject.Target, error) {
+	if i.ServerVersion == nil {
+		return inject.Target{}, nil
+	}
+	ttl := i.VersionTTL
+	if ttl <= 0 {
+		ttl = time.Minute
+	}
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if !i.checkedAt.IsZero() && time.Since(i.checkedAt) < ttl {
+		return i.target, nil
+	}
+	v, err := i.ServerVersion.ServerVersion()
+	if err != nil {
+		return i.target, fmt.Errorf("discover the API server version: %w", err)
+	}
+	t, err := inject.TargetForVersion(v.Major, v.Minor, v.GitVersion)
+	if err != nil {
+		return i.target, err
+	}
+	i.target, i.checkedAt = t, time.Now()
+	return t, nil
 }
 
 // NewInjector returns an Injector using cfg.
@@ -174,7 +219,11 @@ func (s *Server) inject(ctx context.Context, req *admissionv1.AdmissionRequest) 
 	if !d.Inject {
 		return allow()
 	}
-	out, err := inject.Pod(cfg, &pod)
+	target, err := s.Inject.Target()
+	if err != nil {
+		s.logf("inject: server version unknown; using the last known form", "err", err)
+	}
+	out, err := inject.Pod(cfg, target, &pod)
 	if err != nil {
 		s.logf("inject: refused", "namespace", req.Namespace, "pod", pod.Name+pod.GenerateName, "err", err)
 		return deny(http.StatusUnprocessableEntity, "sidecar injection: "+err.Error())

@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/version"
+	"k8s.io/client-go/discovery"
 
 	"github.com/trellis-mesh/trellis/internal/inject"
 	"github.com/trellis-mesh/trellis/internal/install"
@@ -65,6 +68,11 @@ func TestAPIServerCallsWebhooks(t *testing.T) {
 	}
 
 	inj := webhook.NewInjector(inject.DefaultConfig())
+	// The API server's own /version through discovery, which the test can
+	// replace by an older answer; asked on every review.
+	versions := &versionSource{}
+	versions.use(c.Kube.Discovery())
+	inj.ServerVersion, inj.VersionTTL = versions, time.Nanosecond
 	inj.NamespaceLabels = func(ctx context.Context, ns string) (map[string]string, error) {
 		n, err := c.Kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
 		if err != nil {
@@ -138,23 +146,21 @@ func TestAPIServerCallsWebhooks(t *testing.T) {
 		if err != nil {
 			t.Fatalf("create pod: %v", err)
 		}
-		if len(p.Spec.Containers) == 2 || time.Now().After(deadline) {
+		if p.Annotations[inject.AnnotationStatus] != "" || time.Now().After(deadline) {
 			got = p
 			break
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	if len(got.Spec.Containers) != 2 || got.Spec.Containers[1].Name != inject.ProxyContainerName {
-		t.Fatalf("pod in labelled namespace: got containers %v, want app + istio-proxy", names(got.Spec.Containers))
-	}
-	if len(got.Spec.InitContainers) != 1 || got.Spec.InitContainers[0].Name != inject.InitContainerName {
-		t.Fatalf("init containers: got %v, want istio-init", names(got.Spec.InitContainers))
+	// Kubernetes 1.32: the proxy is a native sidecar, after istio-init.
+	if form := sidecarForm(got); form != "native" {
+		t.Fatalf("pod in labelled namespace on %s: got %s form (init %v, containers %v), want native", kubetest.KubeVersion, form, names(got.Spec.InitContainers), names(got.Spec.Containers))
 	}
 	args := strings.Join(got.Spec.InitContainers[0].Args, " ")
 	if !strings.Contains(args, "-x 169.254.169.254/32") || !strings.HasPrefix(args, "iptables -p 15001 -z 15006 -u 1337") {
 		t.Errorf("istio-init args: got %q, want iptables with the pod's exclude annotation", args)
 	}
-	if uid := got.Spec.Containers[1].SecurityContext.RunAsUser; uid == nil || *uid != 1337 {
+	if uid := got.Spec.InitContainers[1].SecurityContext.RunAsUser; uid == nil || *uid != 1337 {
 		t.Errorf("proxy uid: got %v, want 1337", uid)
 	}
 	if p := got.Spec.Containers[0].ReadinessProbe.HTTPGet; p.Path != "/app-health/app/readyz" || p.Port.IntValue() != 15020 {
@@ -169,22 +175,70 @@ func TestAPIServerCallsWebhooks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(plain.Spec.Containers) != 1 {
+	if plain.Annotations[inject.AnnotationStatus] != "" {
 		t.Errorf("pod in unlabelled namespace: got containers %v, want app only", names(plain.Spec.Containers))
 	}
 	optOut, err := c.Kube.CoreV1().Pods("wh-injected").Create(ctx, newPod("opt-out", map[string]string{"sidecar.istio.io/inject": "false"}), metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(optOut.Spec.Containers) != 1 {
+	if optOut.Annotations[inject.AnnotationStatus] != "" {
 		t.Errorf("opted-out pod: got containers %v, want app only", names(optOut.Spec.Containers))
 	}
 	optIn, err := c.Kube.CoreV1().Pods("wh-plain").Create(ctx, newPod("opt-in", map[string]string{"sidecar.istio.io/inject": "true"}), metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(optIn.Spec.Containers) != 2 {
+	if sidecarForm(optIn) != "native" {
 		t.Errorf("opted-in pod in unlabelled namespace: got containers %v, want app + istio-proxy", names(optIn.Spec.Containers))
+	}
+
+	// Discovery says the API server is older than 1.29: the fallback.
+	versions.use(fixedVersion{Major: "1", Minor: "28", GitVersion: "v1.28.15"})
+	old, err := c.Kube.CoreV1().Pods("wh-injected").Create(ctx, newPod("on-old-server", nil), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if form := sidecarForm(old); form != "fallback" {
+		t.Errorf("pod when discovery says v1.28.15: got %s form (init %v, containers %v), want fallback", form, names(old.Spec.InitContainers), names(old.Spec.Containers))
+	}
+	// A pod asking for a native sidecar there is refused with the fix.
+	askNative := newPod("asks-native", nil)
+	askNative.Annotations[inject.AnnNativeSidecar] = "true"
+	_, err = c.Kube.CoreV1().Pods("wh-injected").Create(ctx, askNative, metav1.CreateOptions{})
+	if err == nil || !strings.Contains(err.Error(), "metadata.annotations[sidecar.istio.io/nativeSidecar]: Kubernetes v1.28.15 does not run native sidecars") {
+		t.Errorf("nativeSidecar=true on v1.28: got %v, want a refusal naming the annotation", err)
+	}
+
+	// The same 1.32 server with the feature turned off in the injector's
+	// values (values.pilot.env.ENABLE_NATIVE_SIDECARS=false): the fallback.
+	versions.use(c.Kube.Discovery())
+	off := inject.DefaultConfig()
+	off.NativeSidecars = "false"
+	inj.SetConfig(off)
+	forcedOff, err := c.Kube.CoreV1().Pods("wh-injected").Create(ctx, newPod("native-off", nil), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if form := sidecarForm(forcedOff); form != "fallback" {
+		t.Errorf("pod with nativeSidecars=false on %s: got %s form, want fallback", kubetest.KubeVersion, form)
+	}
+	// And a pod's annotation turns it back on.
+	askNative.Name = "asks-native-again"
+	back, err := c.Kube.CoreV1().Pods("wh-injected").Create(ctx, askNative, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if form := sidecarForm(back); form != "native" {
+		t.Errorf("pod annotated nativeSidecar=true with nativeSidecars=false: got %s form, want native", form)
+	}
+	inj.SetConfig(inject.DefaultConfig())
+	// A bad proxy.istio.io/config is refused by the API server with the path.
+	badCfg := newPod("bad-proxy-config", nil)
+	badCfg.Annotations[inject.AnnProxyConfig] = "terminationDrainDuration: -3s"
+	_, err = c.Kube.CoreV1().Pods("wh-injected").Create(ctx, badCfg, metav1.CreateOptions{})
+	if err == nil || !strings.Contains(err.Error(), "metadata.annotations[proxy.istio.io/config].terminationDrainDuration") {
+		t.Errorf("bad proxy.istio.io/config: got %v, want a refusal naming the field", err)
 	}
 
 	// An invalid VirtualService is refused by the API server with the field error.
@@ -204,6 +258,64 @@ func TestAPIServerCallsWebhooks(t *testing.T) {
 	if _, err := c.Dynamic.Resource(vsr).Namespace("wh-plain").Create(ctx, vs, metav1.CreateOptions{}); err != nil {
 		t.Errorf("valid VirtualService refused: %v", err)
 	}
+}
+
+// sidecarForm tells how the proxy was injected into p: "native" (init
+// containers istio-init then istio-proxy with restartPolicy: Always and a
+// startup probe on 15021), "fallback" (istio-proxy the first container,
+// held by its postStart `trellis-proxy wait`), or what was found.
+func sidecarForm(p *corev1.Pod) string {
+	inits, cs := p.Spec.InitContainers, p.Spec.Containers
+	if len(inits) >= 2 && inits[0].Name == inject.InitContainerName && inits[1].Name == inject.ProxyContainerName {
+		px := inits[1]
+		if px.RestartPolicy == nil || *px.RestartPolicy != corev1.ContainerRestartPolicyAlways {
+			return "istio-proxy init container without restartPolicy: Always"
+		}
+		if px.StartupProbe == nil || px.StartupProbe.HTTPGet == nil || px.StartupProbe.HTTPGet.Port.IntValue() != inject.HealthPort {
+			return "native sidecar without the startup probe on 15021"
+		}
+		for _, c := range cs {
+			if c.Name == inject.ProxyContainerName {
+				return "istio-proxy twice"
+			}
+		}
+		return "native"
+	}
+	if len(cs) >= 2 && cs[0].Name == inject.ProxyContainerName && len(inits) >= 1 && inits[len(inits)-1].Name == inject.InitContainerName {
+		l := cs[0].Lifecycle
+		if l == nil || l.PostStart == nil || l.PostStart.Exec == nil || strings.Join(l.PostStart.Exec.Command, " ") != "trellis-proxy wait" {
+			return "istio-proxy first without the postStart wait"
+		}
+		return "fallback"
+	}
+	return "none"
+}
+
+// versionSource answers /version from whichever source the test chose.
+type versionSource struct {
+	mu  sync.Mutex
+	src discovery.ServerVersionInterface
+}
+
+func (v *versionSource) use(src discovery.ServerVersionInterface) {
+	v.mu.Lock()
+	v.src = src
+	v.mu.Unlock()
+}
+
+func (v *versionSource) ServerVersion() (*version.Info, error) {
+	v.mu.Lock()
+	src := v.src
+	v.mu.Unlock()
+	return src.ServerVersion()
+}
+
+// fixedVersion is an API server that says it is older.
+type fixedVersion version.Info
+
+func (f fixedVersion) ServerVersion() (*version.Info, error) {
+	i := version.Info(f)
+	return &i, nil
 }
 
 func names(cs []corev1.Container) []string {

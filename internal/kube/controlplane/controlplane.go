@@ -135,6 +135,7 @@ func Wire(ctx context.Context, ko Options, o *trellisd.Options) (*Wired, error) 
 	}
 	inj := webhook.NewInjector(cfg)
 	inj.NamespaceLabels = w.Registry.NamespaceLabels
+	inj.ServerVersion = c.Kube.Discovery()
 	l, err := net.Listen("tcp", ko.WebhookAddress)
 	if err != nil {
 		return nil, fmt.Errorf("webhook address: %w", err)
