@@ -205,8 +205,9 @@ func (hc *h1Conn) serveOne() bool {
 			ex.bodyLen = -1
 		}
 		if req.Expect100 {
-			hc.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
-			hc.bw.Flush()
+			// "100 Continue" goes out when the router first reads the
+			// body; a local reply never asks for it.
+			hc.body.ExpectContinue(hc.bw)
 		}
 	}
 	hc.chunked = false
@@ -222,13 +223,82 @@ func (hc *h1Conn) serveOne() bool {
 		return false
 	}
 	if !hc.body.Done() {
-		// The body was not consumed (local reply): drain a little so the
-		// connection can serve the next request, else close.
-		if !hc.body.Discard(maxReplayBody) {
-			return false
-		}
+		return hc.unreadBody()
 	}
 	return !hc.closeAfter
+}
+
+// Bounds for a request body left unread by the response (a local reply,
+// or an upstream that answered early). Up to maxDrainBody bytes are read
+// and dropped, within drainTimeout, so that the connection serves the next
+// request (net/http does the same with 256 KiB); a longer body, or one the
+// client holds back for "100 Continue", closes the connection instead, as
+// Envoy does. The close half-closes first and reads for up to
+// lingerTimeout (Envoy's delayed_close_timeout default) so that the
+// client's unread bytes do not reset the connection before it has read
+// the response.
+const (
+	maxDrainBody  = 64 << 10
+	drainTimeout  = time.Second
+	lingerTimeout = time.Second
+)
+
+// closesForBody reports whether the response being written must close
+// the connection because of the request body: the client waits for
+// "100 Continue", or more than maxDrainBody bytes of a known length are
+// left. Only a body no other goroutine reads is inspected (an HTTP/2
+// upstream's transport streams it concurrently).
+func (hc *h1Conn) closesForBody() bool {
+	ex := &hc.ex
+	if ex.bodyTaken && ex.h2body != nil {
+		return false
+	}
+	if hc.body.Done() {
+		return false
+	}
+	if hc.body.ContinuePending() {
+		return true
+	}
+	n, known := hc.body.Remaining()
+	return known && n > maxDrainBody
+}
+
+// unreadBody ends a request whose response went out before its body was
+// read: the response is flushed, then the body is drained so that the
+// connection stays open, or the connection is closed gracefully. It
+// reports whether the connection stays open.
+func (hc *h1Conn) unreadBody() bool {
+	if err := hc.flush(); err != nil {
+		return false
+	}
+	if !hc.closeAfter {
+		hc.dl, hc.dlKind = hc.m.now().Add(drainTimeout), dlStream
+		hc.c.SetReadDeadline(hc.dl)
+		if hc.body.Discard(maxDrainBody) {
+			return true
+		}
+	}
+	hc.linger()
+	return false
+}
+
+// linger half-closes the connection and drops what the client still sends
+// until it closes its side or lingerTimeout passes.
+func (hc *h1Conn) linger() {
+	cw, ok := hc.c.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil {
+		return
+	}
+	hc.dl, hc.dlKind = hc.m.now().Add(lingerTimeout), dlStream
+	hc.c.SetReadDeadline(hc.dl)
+	hc.br.Discard(hc.br.Buffered())
+	buf := hc.ex.copyBuf()
+	for {
+		if _, err := hc.c.Read(buf); err != nil {
+			break
+		}
+	}
+	hc.ex.release()
 }
 
 var (
@@ -291,6 +361,9 @@ func (hc *h1Conn) writeHead(status int, reason []byte, h http1.Headers, n int64)
 		} else {
 			hc.closeAfter = true
 		}
+	}
+	if !hc.closeAfter && status != 101 && hc.closesForBody() {
+		hc.closeAfter = true
 	}
 	if hc.closeAfter && status != 101 {
 		bw.WriteString("connection: close\r\n")
