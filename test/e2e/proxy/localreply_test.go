@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -487,5 +488,117 @@ func grpcCase(t *testing.T, addr string, k replyKind, lat *latencies) {
 	}
 	if n := dials.Load(); n != 1 {
 		t.Errorf("got %d connections for two calls, want 1", n)
+	}
+}
+
+// TestLocalReplyResetsHTTP2Upload checks the frames of a local reply to an
+// HTTP/2 stream whose body is still coming: the response ends the stream
+// (END_STREAM), a RST_STREAM with NO_ERROR tells the client to stop
+// sending (RFC 9113 8.1), and the connection serves the next stream.
+func TestLocalReplyResetsHTTP2Upload(t *testing.T) {
+	addr := freePort(t)
+	dir := t.TempDir()
+	unused := freePort(t)
+	writeConfig(t, dir, "bootstrap.yaml", localReplyBootstrap, map[string]string{
+		"PORT": port(addr), "UP": port(unused), "HELD": port(unused), "SLOW": port(unused), "EARLY": port(unused),
+	})
+	startProxy(t, "-c", filepath.Join(dir, "bootstrap.yaml"))
+	waitHTTPPath(t, addr, "/direct/ready")
+
+	for _, tc := range []struct {
+		name, path, contentType string
+		// want is the response's :status and grpc-status ("" for none).
+		status, grpcStatus string
+	}{
+		{name: "direct response", path: "/direct/x", status: "200"},
+		{name: "gRPC fault abort", path: "/grpcabort.Svc/Call", contentType: "application/grpc", status: "200", grpcStatus: "7"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(3 * hangBound))
+			io.WriteString(c, http2.ClientPreface)
+			fr := http2.NewFramer(c, c)
+			fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+			fr.WriteSettings()
+			var hb bytes.Buffer
+			enc := hpack.NewEncoder(&hb)
+			field := func(k, v string) { enc.WriteField(hpack.HeaderField{Name: k, Value: v}) }
+			field(":method", "POST")
+			field(":scheme", "http")
+			field(":authority", "gw.example")
+			field(":path", tc.path)
+			field("content-length", "1048576")
+			if tc.contentType != "" {
+				field("content-type", tc.contentType)
+			}
+			start := time.Now()
+			fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndHeaders: true})
+			fr.WriteData(1, false, make([]byte, 16<<10))
+
+			var gotStatus, gotGRPC string
+			ended, reset := false, false
+			for !reset {
+				f, err := fr.ReadFrame()
+				if err != nil {
+					t.Fatalf("after %v: %v (ended=%v reset=%v)", time.Since(start), err, ended, reset)
+				}
+				switch f := f.(type) {
+				case *http2.MetaHeadersFrame:
+					for _, hf := range f.Fields {
+						switch hf.Name {
+						case ":status":
+							gotStatus = hf.Value
+						case "grpc-status":
+							gotGRPC = hf.Value
+						}
+					}
+					ended = ended || f.StreamEnded()
+				case *http2.DataFrame:
+					ended = ended || f.StreamEnded()
+				case *http2.RSTStreamFrame:
+					if f.ErrCode != http2.ErrCodeNo {
+						t.Fatalf("got RST_STREAM %v, want NO_ERROR", f.ErrCode)
+					}
+					if !ended {
+						t.Fatal("got RST_STREAM before the response ended the stream")
+					}
+					reset = true
+				case *http2.SettingsFrame:
+					if !f.IsAck() {
+						fr.WriteSettingsAck()
+					}
+				case *http2.GoAwayFrame:
+					t.Fatalf("got GOAWAY %v, want the connection kept", f.ErrCode)
+				}
+			}
+			t.Logf("response and RST_STREAM NO_ERROR after %v", time.Since(start))
+			if gotStatus != tc.status || gotGRPC != tc.grpcStatus {
+				t.Fatalf("got :status %q grpc-status %q, want %q %q", gotStatus, gotGRPC, tc.status, tc.grpcStatus)
+			}
+
+			// The next stream on the same connection.
+			hb.Reset()
+			field(":method", "GET")
+			field(":scheme", "http")
+			field(":authority", "gw.example")
+			field(":path", "/direct/next")
+			fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, BlockFragment: hb.Bytes(), EndHeaders: true, EndStream: true})
+			for {
+				f, err := fr.ReadFrame()
+				if err != nil {
+					t.Fatalf("next stream: %v", err)
+				}
+				if h, ok := f.(*http2.MetaHeadersFrame); ok && h.StreamID == 3 {
+					if s := h.PseudoValue("status"); s != "200" {
+						t.Fatalf("next stream: got :status %q, want 200", s)
+					}
+					return
+				}
+			}
+		})
 	}
 }
