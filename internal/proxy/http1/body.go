@@ -50,6 +50,18 @@ func (b *Body) ExpectContinue(w *bufio.Writer) {
 	}
 }
 
+// SendContinue writes a pending "100 Continue" now rather than on the
+// first Read, for a body that another goroutine will read.
+func (b *Body) SendContinue() error {
+	if b.cont == nil {
+		return nil
+	}
+	w := b.cont
+	b.cont = nil
+	w.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+	return w.Flush()
+}
+
 // ContinuePending reports whether the peer still waits for "100 Continue"
 // before sending the body (nothing was read yet).
 func (b *Body) ContinuePending() bool { return b.cont != nil && !b.done }
@@ -98,13 +110,8 @@ func (b *Body) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	if b.cont != nil {
-		w := b.cont
-		b.cont = nil
-		w.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
-		if err := w.Flush(); err != nil {
-			return 0, err
-		}
+	if err := b.SendContinue(); err != nil {
+		return 0, err
 	}
 	if b.untilEOF {
 		n, err := b.br.Read(p)

@@ -33,6 +33,9 @@ type h1Conn struct {
 	num        [20]byte
 	cw         http1.ChunkedWriter
 	broken     bool
+	// bodyCut is set when a read of a chunked request body by another
+	// goroutine had to be broken off: the body's framing may be lost.
+	bodyCut bool
 
 	// dl is the read deadline last set on c and dlKind what it is for:
 	// deadlines are re-armed only when they would be wrong, not per
@@ -211,6 +214,7 @@ func (hc *h1Conn) serveOne() bool {
 		}
 	}
 	hc.chunked = false
+	hc.bodyCut = false
 	hc.closeAfter = req.Close || hc.m.draining()
 	ex.run()
 	ex.observe()
@@ -220,6 +224,10 @@ func (hc *h1Conn) serveOne() bool {
 		hc.req.Headers = ex.q.Headers[:0]
 	}
 	if hc.broken {
+		return false
+	}
+	if hc.bodyCut {
+		hc.linger()
 		return false
 	}
 	if !hc.body.Done() {
@@ -261,6 +269,24 @@ func (hc *h1Conn) closesForBody() bool {
 	}
 	n, known := hc.body.Remaining()
 	return known && n > maxDrainBody
+}
+
+// wakeBodyRead breaks off a read of the request body blocked on the
+// connection (another goroutine's: an HTTP/2 upstream's transport).
+func (hc *h1Conn) wakeBodyRead() { hc.c.SetReadDeadline(time.Unix(1, 0)) }
+
+// bodyInterrupted re-arms the read deadline after wakeBodyRead. A body of
+// known length can still be drained; a chunked one may have lost part of
+// a chunk header, so the connection closes after the response.
+func (hc *h1Conn) bodyInterrupted() {
+	hc.dl, hc.dlKind = time.Time{}, dlNone
+	if t := hc.cfg.StreamIdleTimeout; t > 0 {
+		hc.dl, hc.dlKind = hc.m.now().Add(t), dlStream
+	}
+	hc.c.SetReadDeadline(hc.dl)
+	if _, known := hc.body.Remaining(); !known {
+		hc.bodyCut = true
+	}
 }
 
 // unreadBody ends a request whose response went out before its body was
@@ -403,8 +429,10 @@ func (hc *h1Conn) finish(trailers http1.Headers) error {
 		hc.cw.Close(trailers)
 		hc.chunked = false
 	}
-	if hc.br.Buffered() > 0 && !hc.closeAfter {
-		// A pipelined request is waiting: its response will flush.
+	if hc.ex.h2body == nil && hc.br.Buffered() > 0 && !hc.closeAfter {
+		// A pipelined request is waiting: its response will flush. (The
+		// reader is not looked at while an HTTP/2 upstream's transport
+		// may be reading the body from it.)
 		return nil
 	}
 	return hc.flush()
