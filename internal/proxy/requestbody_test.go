@@ -74,3 +74,32 @@ func TestExpectContinueToHTTP2Cluster(t *testing.T) {
 		}
 	}
 }
+
+// TestLocalReplyPipelinedBody pipelines requests with bodies behind a
+// direct response: each is answered and its body dropped, and the next
+// request is read from the right place.
+func TestLocalReplyPipelinedBody(t *testing.T) {
+	r := startProxy(t, []testListener{{Name: "out", HCM: hcm(vhost(`              - match: {prefix: /}
+                direct_response: {status: 200, body: {inline_string: "ok"}}
+`), "")}}, nil, nil)
+	c, err := net.Dial("tcp", r.addr(t, "out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, "POST /1 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"+
+		"POST /2 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"+
+		"GET /3 HTTP/1.1\r\nHost: x\r\n\r\n")
+	br := bufio.NewReader(c)
+	for i := 1; i <= 3; i++ {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("response %d: %v", i, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || string(b) != "ok" || resp.Close {
+			t.Fatalf("response %d: got %d %q (close %v), want 200 ok on a kept connection", i, resp.StatusCode, b, resp.Close)
+		}
+	}
+}
