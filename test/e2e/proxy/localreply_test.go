@@ -316,8 +316,15 @@ func h1Case(t *testing.T, addr string, k replyKind, s h1Shape, lat *latencies) {
 	if _, err := io.WriteString(c, head+s.body); err != nil {
 		t.Fatal(err)
 	}
+	// The streaming client stops sending once it has the answer, as curl
+	// does.
 	stop := make(chan struct{})
 	streamed := make(chan struct{})
+	var stopOnce sync.Once
+	stopStream := func() {
+		stopOnce.Do(func() { close(stop) })
+		<-streamed
+	}
 	if s.stream > 0 {
 		go func() {
 			defer close(streamed)
@@ -326,10 +333,7 @@ func h1Case(t *testing.T, addr string, k replyKind, s h1Shape, lat *latencies) {
 	} else {
 		close(streamed)
 	}
-	defer func() {
-		close(stop)
-		<-streamed
-	}()
+	defer stopStream()
 
 	c.SetReadDeadline(start.Add(hangBound))
 	resp, err := http.ReadResponse(br, nil)
@@ -363,9 +367,7 @@ func h1Case(t *testing.T, addr string, k replyKind, s h1Shape, lat *latencies) {
 	if s.keepAlive && resp.Close {
 		t.Errorf("got connection: close, want the connection kept alive")
 	}
-	close(stop)
-	<-streamed
-	stop = make(chan struct{})
+	stopStream()
 
 	c.SetDeadline(time.Now().Add(3 * hangBound))
 	if resp.Close {
