@@ -19,6 +19,8 @@ type Body struct {
 	chunked   bool
 	untilEOF  bool
 	done      bool
+	// cont, when set, gets "100 Continue" before the first read.
+	cont *bufio.Writer
 	// Trailers holds the chunked trailer fields after EOF was returned.
 	Trailers Headers
 	tbuf     head
@@ -35,7 +37,45 @@ func (b *Body) Reset(br *bufio.Reader, n int64, chunked bool) {
 		b.remaining = n
 	}
 	b.done = !chunked && !b.untilEOF && n <= 0
+	b.cont = nil
 	b.Trailers = b.Trailers[:0]
+}
+
+// ExpectContinue makes the first Read write "HTTP/1.1 100 Continue" to w
+// and flush it, as net/http does for Expect: 100-continue: a request
+// answered without reading its body is never asked for it.
+func (b *Body) ExpectContinue(w *bufio.Writer) {
+	if !b.done {
+		b.cont = w
+	}
+}
+
+// SendContinue writes a pending "100 Continue" now rather than on the
+// first Read, for a body that another goroutine will read.
+func (b *Body) SendContinue() error {
+	if b.cont == nil {
+		return nil
+	}
+	w := b.cont
+	b.cont = nil
+	w.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+	return w.Flush()
+}
+
+// ContinuePending reports whether the peer still waits for "100 Continue"
+// before sending the body (nothing was read yet).
+func (b *Body) ContinuePending() bool { return b.cont != nil && !b.done }
+
+// Remaining returns the bytes left of a body of known length; known is
+// false for chunked and until-EOF bodies.
+func (b *Body) Remaining() (n int64, known bool) {
+	if b.done {
+		return 0, true
+	}
+	if b.chunked || b.untilEOF {
+		return 0, false
+	}
+	return b.remaining, true
 }
 
 // ForRequest resets b for r's body.
@@ -69,6 +109,9 @@ func (b *Body) Read(p []byte) (int, error) {
 	}
 	if len(p) == 0 {
 		return 0, nil
+	}
+	if err := b.SendContinue(); err != nil {
+		return 0, err
 	}
 	if b.untilEOF {
 		n, err := b.br.Read(p)
@@ -176,15 +219,41 @@ sizeDone:
 	return nil
 }
 
-// Discard reads and drops the rest of the body, up to limit bytes; it
-// reports whether the body ended (so the connection can be reused).
+// Discard reads and drops the rest of the body, up to limit bytes of
+// payload (chunk framing is not counted); it reports whether the body
+// ended, so that the connection can carry the next message. A body of
+// known length longer than limit is not read at all. It never sends a
+// pending "100 Continue": a peer still waiting for one has sent nothing.
 func (b *Body) Discard(limit int64) bool {
+	if b.ContinuePending() {
+		return false
+	}
+	if n, known := b.Remaining(); known && n > limit {
+		return false
+	}
+	if !b.chunked && !b.untilEOF {
+		n, err := b.br.Discard(int(b.remaining))
+		b.remaining -= int64(n)
+		b.done = b.remaining == 0
+		return err == nil && b.done
+	}
 	var scratch [512]byte
 	for !b.done && limit > 0 {
-		n, err := b.Read(scratch[:])
+		p := scratch[:]
+		if int64(len(p)) > limit {
+			p = p[:limit]
+		}
+		n, err := b.Read(p)
 		limit -= int64(n)
 		if err != nil {
 			return err == io.EOF && b.done
+		}
+	}
+	if b.chunked && !b.done && b.remaining == 0 {
+		// The payload fits the limit exactly: read the last chunk and the
+		// trailers.
+		if err := b.nextChunk(); err != nil {
+			return false
 		}
 	}
 	return b.done

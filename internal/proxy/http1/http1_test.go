@@ -252,3 +252,118 @@ func FuzzReadResponse(f *testing.F) {
 		io.Copy(io.Discard, &b)
 	})
 }
+
+// TestBodyDiscard drops a request body left unread and checks that the
+// next request is read from the right place, or that Discard gives up.
+func TestBodyDiscard(t *testing.T) {
+	const next = "GET /next HTTP/1.1\r\nHost: h\r\n\r\n"
+	tests := []struct {
+		name  string
+		in    string
+		limit int64
+		want  bool // the body ended and the next request follows
+	}{
+		{name: "content-length", in: "POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello" + next, limit: 64, want: true},
+		{name: "content-length at the limit", in: "POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello" + next, limit: 5, want: true},
+		{name: "content-length above the limit", in: "POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello" + next, limit: 4},
+		{name: "content-length truncated", in: "POST / HTTP/1.1\r\nContent-Length: 50\r\n\r\nhello", limit: 64},
+		{name: "chunked with trailer", in: "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\nX-T: 1\r\n\r\n" + next, limit: 64, want: true},
+		{name: "chunked at the limit", in: "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n" + next, limit: 11, want: true},
+		{name: "chunked above the limit", in: "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n" + next, limit: 10},
+		{name: "chunked malformed", in: "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", limit: 64},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			br := bufio.NewReaderSize(strings.NewReader(tt.in), 16)
+			var r Request
+			if err := ReadRequest(br, &r); err != nil {
+				t.Fatal(err)
+			}
+			var b Body
+			b.ForRequest(br, &r)
+			if got := b.Discard(tt.limit); got != tt.want {
+				t.Fatalf("got Discard %v, want %v", got, tt.want)
+			}
+			if !tt.want {
+				return
+			}
+			if err := ReadRequest(br, &r); err != nil || string(r.Target) != "/next" {
+				t.Fatalf("next request: got %q, %v; want /next", r.Target, err)
+			}
+		})
+	}
+}
+
+// TestBodyExpectContinue sends 100 Continue on the first read only, and
+// never from Discard.
+func TestBodyExpectContinue(t *testing.T) {
+	in := "POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nok"
+	var r Request
+	br := bufio.NewReader(strings.NewReader(in))
+	if err := ReadRequest(br, &r); err != nil || !r.Expect100 {
+		t.Fatalf("got expect %v, %v; want 100-continue", r.Expect100, err)
+	}
+	var out bytes.Buffer
+	bw := bufio.NewWriter(&out)
+	var b Body
+	b.ForRequest(br, &r)
+	b.ExpectContinue(bw)
+	if !b.ContinuePending() {
+		t.Fatal("got no pending 100 Continue, want one")
+	}
+	if b.Discard(64) {
+		t.Fatal("Discard of a body held back for 100 Continue: got true, want false")
+	}
+	if out.Len() != 0 {
+		t.Fatalf("Discard wrote %q, want nothing", out.String())
+	}
+	got, err := io.ReadAll(&b)
+	if err != nil || string(got) != "ok" {
+		t.Fatalf("got body %q, %v; want ok", got, err)
+	}
+	if want := "HTTP/1.1 100 Continue\r\n\r\n"; out.String() != want {
+		t.Fatalf("wrote %q, want %q once", out.String(), want)
+	}
+	if b.ContinuePending() {
+		t.Fatal("100 Continue still pending after the body was read")
+	}
+}
+
+// FuzzDiscardBody checks that dropping a body with Discard leaves the
+// reader where reading it would: the request after it parses the same.
+// This is how a request answered without its body (a local reply) hands
+// the connection to the next request.
+func FuzzDiscardBody(f *testing.F) {
+	f.Add([]byte("POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcGET /next HTTP/1.1\r\n\r\n"), uint16(64))
+	f.Add([]byte("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX: y\r\n\r\nGET /next HTTP/1.1\r\n\r\n"), uint16(3))
+	f.Add([]byte("POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabcGET /next HTTP/1.1\r\n\r\n"), uint16(64))
+	f.Fuzz(func(t *testing.T, data []byte, limit uint16) {
+		var read, dropped Request
+		brRead := bufio.NewReaderSize(bytes.NewReader(data), 16)
+		brDrop := bufio.NewReaderSize(bytes.NewReader(data), 16)
+		if err := ReadRequest(brRead, &read); err != nil {
+			return
+		}
+		if err := ReadRequest(brDrop, &dropped); err != nil {
+			t.Fatalf("same head parsed once, then failed: %v", err)
+		}
+		var b, d Body
+		b.ForRequest(brRead, &read)
+		n, err := io.Copy(io.Discard, &b)
+		d.ForRequest(brDrop, &dropped)
+		if !d.Discard(int64(limit)) {
+			return
+		}
+		if err != nil {
+			t.Fatalf("Discard ended a body that reading fails on: %v", err)
+		}
+		if n > int64(limit) {
+			t.Fatalf("Discard dropped %d payload bytes, limit %d", n, limit)
+		}
+		errRead := ReadRequest(brRead, &read)
+		errDrop := ReadRequest(brDrop, &dropped)
+		if (errRead == nil) != (errDrop == nil) || string(read.Target) != string(dropped.Target) || string(read.Method) != string(dropped.Method) {
+			t.Fatalf("next request after reading: %q %q %v; after Discard: %q %q %v", read.Method, read.Target, errRead, dropped.Method, dropped.Target, errDrop)
+		}
+	})
+}

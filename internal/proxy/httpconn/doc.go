@@ -12,6 +12,16 @@
 // response and writes it downstream, with no goroutine hand-off, no maps
 // and reused buffers. Compiled config is read through atomic pointers.
 //
+// Responses the proxy makes itself (direct responses, redirects, fault
+// aborts, 404 NR, 503, 504) and upstream answers that come before the
+// request body was read do not wait for that body. On HTTP/1.1 the
+// response is flushed, then the body is drained (up to 64 KiB within 1 s)
+// to keep the connection; "100 Continue" is sent only when the router
+// reads the body, so a client still holding its body back, or one with a
+// longer body, gets "connection: close" and a half-close with a short
+// linger. On HTTP/2 the handler returns without reading the body: the
+// stream ends and golang.org/x/net/http2 sends RST_STREAM NO_ERROR.
+//
 // Flow: listener (filter chain match) -> Manager.ServeConn -> route ->
 // filters -> router -> pool / cluster -> Observer (access log, telemetry).
 package httpconn

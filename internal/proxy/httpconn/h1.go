@@ -34,6 +34,9 @@ type h1Conn struct {
 	num        [20]byte
 	cw         http1.ChunkedWriter
 	broken     bool
+	// bodyCut is set when a read of a chunked request body by another
+	// goroutine had to be broken off: the body's framing may be lost.
+	bodyCut bool
 
 	// dl is the read deadline last set on c and dlKind what it is for:
 	// deadlines are re-armed only when they would be wrong, not per
@@ -174,31 +177,14 @@ func (m *Manager) serveH1(ctx context.Context, cfg *Config, c net.Conn, br *bufi
 	}
 }
 
-// errorReply answers an unparsable request and closes.
+// errorReply answers an unparsable request and closes (gracefully: see
+// linger).
 func (hc *h1Conn) errorReply(status int) {
 	http1.WriteStatusLine(hc.bw, status, nil)
 	hc.bw.WriteString("content-length: 0\r\nconnection: close\r\n\r\n")
 	if hc.bw.Flush() == nil {
-		lingerClose(hc.c)
+		hc.linger()
 	}
-}
-
-// Closing a socket with unread input resets the connection, and the reset
-// can destroy a response the client has not read yet. lingerClose ends the
-// write side and discards what the client still sends, for a bounded time
-// and amount, so the refusal arrives before the connection closes.
-const (
-	lingerTime  = 250 * time.Millisecond
-	lingerBytes = 256 << 10
-)
-
-func lingerClose(c net.Conn) {
-	cw, ok := c.(interface{ CloseWrite() error })
-	if !ok || cw.CloseWrite() != nil {
-		return
-	}
-	c.SetReadDeadline(time.Now().Add(lingerTime))
-	io.CopyN(io.Discard, c, lingerBytes)
 }
 
 // serveOne serves the parsed request; it reports whether the connection
@@ -252,11 +238,13 @@ func (hc *h1Conn) serveOne() bool {
 			ex.bodyLen = -1
 		}
 		if req.Expect100 {
-			hc.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
-			hc.bw.Flush()
+			// "100 Continue" goes out when the router first reads the
+			// body; a local reply never asks for it.
+			hc.body.ExpectContinue(hc.bw)
 		}
 	}
 	hc.chunked = false
+	hc.bodyCut = false
 	hc.closeAfter = req.Close || hc.retired || hc.m.draining()
 	ex.run()
 	ex.observe()
@@ -268,14 +256,105 @@ func (hc *h1Conn) serveOne() bool {
 	if hc.broken {
 		return false
 	}
+	if hc.bodyCut {
+		hc.linger()
+		return false
+	}
 	if !hc.body.Done() {
-		// The body was not consumed (local reply): drain a little so the
-		// connection can serve the next request, else close.
-		if !hc.body.Discard(maxReplayBody) {
-			return false
-		}
+		return hc.unreadBody()
 	}
 	return !hc.closeAfter
+}
+
+// Bounds for a request body left unread by the response (a local reply,
+// or an upstream that answered early). Up to maxDrainBody bytes are read
+// and dropped, within drainTimeout, so that the connection serves the next
+// request (net/http does the same with 256 KiB); a longer body, or one the
+// client holds back for "100 Continue", closes the connection instead, as
+// Envoy does. The close half-closes first and reads for up to
+// lingerTimeout (Envoy's delayed_close_timeout default) so that the
+// client's unread bytes do not reset the connection before it has read
+// the response.
+const (
+	maxDrainBody  = 64 << 10
+	drainTimeout  = time.Second
+	lingerTimeout = time.Second
+)
+
+// closesForBody reports whether the response being written must close
+// the connection because of the request body: the client waits for
+// "100 Continue", or more than maxDrainBody bytes of a known length are
+// left. Only a body no other goroutine reads is inspected (an HTTP/2
+// upstream's transport streams it concurrently).
+func (hc *h1Conn) closesForBody() bool {
+	ex := &hc.ex
+	if ex.bodyTaken && ex.h2body != nil {
+		return false
+	}
+	if hc.body.Done() {
+		return false
+	}
+	if hc.body.ContinuePending() {
+		return true
+	}
+	n, known := hc.body.Remaining()
+	return known && n > maxDrainBody
+}
+
+// wakeBodyRead breaks off a read of the request body blocked on the
+// connection (another goroutine's: an HTTP/2 upstream's transport).
+func (hc *h1Conn) wakeBodyRead() { hc.c.SetReadDeadline(time.Unix(1, 0)) }
+
+// bodyInterrupted re-arms the read deadline after wakeBodyRead. A body of
+// known length can still be drained; a chunked one may have lost part of
+// a chunk header, so the connection closes after the response.
+func (hc *h1Conn) bodyInterrupted() {
+	hc.dl, hc.dlKind = time.Time{}, dlNone
+	if t := hc.cfg.StreamIdleTimeout; t > 0 {
+		hc.dl, hc.dlKind = hc.m.now().Add(t), dlStream
+	}
+	hc.c.SetReadDeadline(hc.dl)
+	if _, known := hc.body.Remaining(); !known {
+		hc.bodyCut = true
+	}
+}
+
+// unreadBody ends a request whose response went out before its body was
+// read: the response is flushed, then the body is drained so that the
+// connection stays open, or the connection is closed gracefully. It
+// reports whether the connection stays open.
+func (hc *h1Conn) unreadBody() bool {
+	if err := hc.flush(); err != nil {
+		return false
+	}
+	if !hc.closeAfter {
+		hc.dl, hc.dlKind = hc.m.now().Add(drainTimeout), dlStream
+		hc.c.SetReadDeadline(hc.dl)
+		if hc.body.Discard(maxDrainBody) {
+			return true
+		}
+	}
+	hc.linger()
+	return false
+}
+
+// linger half-closes the connection and drops what the client still sends
+// until it closes its side or lingerTimeout passes.
+func (hc *h1Conn) linger() {
+	cw, ok := hc.c.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil {
+		return
+	}
+	hc.dl, hc.dlKind = hc.m.now().Add(lingerTimeout), dlStream
+	hc.c.SetReadDeadline(hc.dl)
+	hc.br.Discard(hc.br.Buffered())
+	buf := hc.ex.copyBuf()
+	for {
+		if _, err := hc.c.Read(buf); err != nil {
+			break
+		}
+	}
+	hc.ex.release()
 }
 
 var (
@@ -339,6 +418,9 @@ func (hc *h1Conn) writeHead(status int, reason []byte, h http1.Headers, n int64)
 			hc.closeAfter = true
 		}
 	}
+	if !hc.closeAfter && status != 101 && hc.closesForBody() {
+		hc.closeAfter = true
+	}
 	if hc.closeAfter && status != 101 {
 		bw.WriteString("connection: close\r\n")
 	}
@@ -377,8 +459,10 @@ func (hc *h1Conn) finish(trailers http1.Headers) error {
 		hc.cw.Close(trailers)
 		hc.chunked = false
 	}
-	if hc.br.Buffered() > 0 && !hc.closeAfter {
-		// A pipelined request is waiting: its response will flush.
+	if hc.ex.h2body == nil && hc.br.Buffered() > 0 && !hc.closeAfter {
+		// A pipelined request is waiting: its response will flush. (The
+		// reader is not looked at while an HTTP/2 upstream's transport
+		// may be reading the body from it.)
 		return nil
 	}
 	return hc.flush()

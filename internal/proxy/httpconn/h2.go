@@ -118,6 +118,9 @@ func (m *Manager) serveH2Request(cfg *Config, info *ConnInfo, w http.ResponseWri
 			panic(v)
 		}
 	}()
+	// A body the response did not need stays unread: when the handler
+	// returns, the server ends the stream and resets the rest of the
+	// upload with NO_ERROR (RFC 9113 8.1).
 	e.run()
 	e.observe()
 	e.release()

@@ -42,7 +42,10 @@ func (e *exchange) attemptH1(cl *cluster.Cluster, host *lb.Host, deadline time.T
 		}
 		c.Requests++
 		err = e.writeRequestH1(c)
-		if err == nil {
+		if err == nil || (e.bodyTaken && c.BW.Flush() != nil) {
+			// Also when the upstream stopped taking the body: it may
+			// have answered without reading it (413, 401), and that
+			// answer is the one to forward, as Envoy does.
 			err = e.readResponseH1(c)
 		}
 		if err == nil {

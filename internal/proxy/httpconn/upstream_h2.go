@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -110,6 +111,11 @@ func (e *exchange) buildH2Request(ctx context.Context, addr string) (*http.Reque
 		req.Body = io.NopCloser(bytes.NewReader(e.replay))
 		req.ContentLength = int64(len(e.replay))
 	case e.body != nil:
+		if b, ok := e.body.(*http1.Body); ok {
+			// The transport reads the body on its own goroutine: the
+			// "100 Continue" for it goes out from this one.
+			b.SendContinue()
+		}
 		e.bodyTaken = true
 		e.foldH2Body()
 		e.h2body = &countingBody{r: e.body}
@@ -126,22 +132,56 @@ func (e *exchange) buildH2Request(ctx context.Context, addr string) (*http.Reque
 
 // countingBody counts the request body bytes the HTTP/2 transport sends.
 // It is allocated per attempt and never pooled: the transport's writer
-// goroutine may still read it after the exchange is done.
+// goroutine may still read it after the exchange is done, and then gets
+// errBodyTaken once the exchange took the body back (stop).
 type countingBody struct {
-	r io.Reader
-	n atomic.Int64
+	r       io.Reader
+	n       atomic.Int64
+	mu      sync.Mutex // held during each read of r
+	stopped bool
 }
 
+var errBodyTaken = errors.New("request body no longer available to this attempt")
+
 func (c *countingBody) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopped {
+		return 0, errBodyTaken
+	}
 	n, err := c.r.Read(p)
 	c.n.Add(int64(n))
 	return n, err
 }
 
-// foldH2Body adds the bytes counted for the last HTTP/2 attempt to the
-// record.
+// stop ends the transport's reads of the body. A read in progress is
+// woken with wake (which breaks a read blocked on the downstream
+// connection); stop reports whether that was needed.
+func (c *countingBody) stop(wake func()) (woke bool) {
+	if !c.mu.TryLock() {
+		if wake != nil {
+			wake()
+			woke = true
+		}
+		c.mu.Lock()
+	}
+	c.stopped = true
+	c.mu.Unlock()
+	return woke
+}
+
+// foldH2Body takes the request body back from the last HTTP/2 attempt and
+// adds the bytes it sent to the record. An HTTP/1.1 downstream connection
+// is only read again after this.
 func (e *exchange) foldH2Body() {
 	if e.h2body != nil {
+		if e.h1 != nil {
+			if e.h2body.stop(e.h1.wakeBodyRead) {
+				e.h1.bodyInterrupted()
+			}
+		} else {
+			e.h2body.stop(nil)
+		}
 		e.rec.BytesReceived += e.h2body.n.Load()
 		e.h2body = nil
 	}
