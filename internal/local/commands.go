@@ -73,9 +73,6 @@ func (b Binaries) MeshRunner(plan *Plan, configDir, stateDir string, log io.Writ
 		ProxyCommand:    func(p *Plan, w PlacedWorkload) []string { return ProxyArgs(b.Proxy, "", p, w) },
 		BeforeProcesses: func(ctx context.Context, m *Mesh) error {
 			argv := TrellisdArgs(b.Trellisd, configDir, plan.XDSAddress(), caDir, caf)
-			if err := m.TrackFile(caf.RootCertFile); err != nil {
-				return err
-			}
 			if log != nil {
 				fmt.Fprintf(log, "starting trellisd: %s\n", strings.Join(argv, " "))
 			}

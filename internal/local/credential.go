@@ -62,8 +62,10 @@ func (m *Mesh) issueCredentials() error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	if err := m.TrackFile(c.CredentialsFile); err != nil {
-		return err
+	for _, f := range []string{c.CredentialsFile, c.RootCertFile} {
+		if err := m.TrackFile(f); err != nil {
+			return err
+		}
 	}
 	tokens := map[string]ca.Caller{}
 	m.tokens = map[string]string{}
