@@ -15,10 +15,10 @@ import (
 	"testing"
 	"time"
 
-	securityv1alpha1 "istio.io/api/security/v1alpha1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
+	securityv1alpha1 "istio.io/api/security/v1alpha1"
 
 	"github.com/trellis-mesh/trellis/internal/ca"
 )

@@ -18,10 +18,10 @@ import (
 	"testing"
 	"time"
 
-	securityv1alpha1 "istio.io/api/security/v1alpha1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
+	securityv1alpha1 "istio.io/api/security/v1alpha1"
 )
 
 // testCA is a CA certificate and key made by a test (a root, or an

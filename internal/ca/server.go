@@ -11,12 +11,12 @@ import (
 	"sync"
 	"time"
 
-	securityv1alpha1 "istio.io/api/security/v1alpha1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	securityv1alpha1 "istio.io/api/security/v1alpha1"
 )
 
 // Defaults for workload certificates, as Istio's.

@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	securityv1alpha1 "istio.io/api/security/v1alpha1"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	securityv1alpha1 "istio.io/api/security/v1alpha1"
 )
 
 // localCA is a trellisd-like CA with a self-signed root in a temporary

@@ -138,7 +138,7 @@ type Server struct {
 	authority *ca.Authority
 
 	xdsAddr, debugAddr, metricsAddr, caAddr net.Addr
-	configVersion                   prometheus.Gauge
+	configVersion                           prometheus.Gauge
 }
 
 // XDSAddr is the bound ADS address ("127.0.0.1:41234").
