@@ -73,7 +73,6 @@ func (s *Server) startCA(ctx context.Context, lis net.Listener) (*grpc.Server, e
 	if err != nil {
 		return nil, err
 	}
-	s.authority = a
 	kind := "self-signed root from " + self.String()
 	if a.Plugged() {
 		kind = "plugged-in CA from " + plugged.String()
@@ -89,6 +88,13 @@ func (s *Server) startCA(ctx context.Context, lis net.Listener) (*grpc.Server, e
 		if err := os.Rename(tmp, o.CARootFile); err != nil {
 			return nil, fmt.Errorf("ca root file: %w", err)
 		}
+	}
+	for _, pub := range o.RootPublishers {
+		go func() {
+			if err := pub(ctx, a.RootsPEM()); err != nil && ctx.Err() == nil {
+				o.Logf("trellisd: publishing the trust bundle stopped: %v", err)
+			}
+		}()
 	}
 	ips := []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
 	if ta, ok := lis.Addr().(*net.TCPAddr); ok && !ta.IP.IsUnspecified() && !ta.IP.IsLoopback() {
@@ -112,9 +118,6 @@ func (o *Options) trustDomain() string {
 	}
 	return o.TrustDomain
 }
-
-// Authority is the CA being served, or nil when the CA is disabled.
-func (s *Server) Authority() *ca.Authority { return s.authority }
 
 // CAAddr is the bound CA address, or "" when disabled.
 func (s *Server) CAAddr() string { return addrString(s.caAddr) }

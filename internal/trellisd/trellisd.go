@@ -110,6 +110,10 @@ type Options struct {
 	SystemNamespace string
 	// CAServingNames are extra DNS names for that certificate.
 	CAServingNames []string
+	// RootPublishers are started once the CA is loaded, with its trust
+	// bundle, and run until ctx ends (Kubernetes: the istio-ca-root-cert
+	// ConfigMap in every namespace). An error is logged.
+	RootPublishers []func(ctx context.Context, rootsPEM []byte) error
 	// Logf receives operational messages; nil means log.Printf.
 	Logf func(format string, args ...any)
 	// Ready, when set, is called once every listener is bound, with the
@@ -134,8 +138,6 @@ type Server struct {
 	ads     *server.Server
 	reg     *prometheus.Registry
 	version atomic.Uint64
-
-	authority *ca.Authority
 
 	xdsAddr, debugAddr, metricsAddr, caAddr net.Addr
 	configVersion                           prometheus.Gauge

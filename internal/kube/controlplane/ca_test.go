@@ -74,6 +74,39 @@ func TestWiredTrellisdIssuesPodIdentities(t *testing.T) {
 	if !pool.AppendCertsFromPEM(sec.Data[ca.CACertFile]) {
 		t.Fatal("istio-ca-secret has no ca-cert.pem")
 	}
+	// The trust bundle reaches every namespace, old and new, as istiod's
+	// istio-ca-root-cert ConfigMap.
+	if _, err := c.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "cp-ca-later"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{ns, "cp-ca-later"} {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			cm, err := c.Kube.CoreV1().ConfigMaps(n).Get(ctx, ca.RootConfigMap, metav1.GetOptions{})
+			if err == nil && cm.Data[ca.RootConfigMapKey] == string(sec.Data[ca.RootCertFile]) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("namespace %s: %s: got %v, %v; want root-cert.pem = istio-ca-secret's root-cert.pem", n, ca.RootConfigMap, cm, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	// Deleted by someone: put back.
+	if err := c.Kube.CoreV1().ConfigMaps(ns).Delete(ctx, ca.RootConfigMap, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := c.Kube.CoreV1().ConfigMaps(ns).Get(ctx, ca.RootConfigMap, metav1.GetOptions{}); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s deleted in %s was not put back", ca.RootConfigMap, ns)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
 	cc, err := grpc.NewClient(s.CAAddr(), grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool, ServerName: "istiod." + sys + ".svc"})))
 	if err != nil {
 		t.Fatal(err)

@@ -126,6 +126,9 @@ func Wire(ctx context.Context, ko Options, o *trellisd.Options) (*Wired, error) 
 	if o.CAAuth == nil {
 		o.CAAuth = ca.TokenReview{Client: c.Kube}
 	}
+	o.RootPublishers = append(o.RootPublishers, func(ctx context.Context, roots []byte) error {
+		return ca.PublishRoots(ctx, c.Kube, roots, func(format string, args ...any) { ko.Log.Warn(fmt.Sprintf(format, args...)) })
+	})
 	if o.Credentials == nil {
 		o.Credentials = w.Credentials
 	}
