@@ -81,7 +81,7 @@ func writeCACerts(t *testing.T, dir string, inter, root *testCA, bundle []byte) 
 }
 
 // csrFor makes a key and a CSR naming the given SANs, as a proxy does.
-func csrFor(t *testing.T, uris ...string) (string, crypto.Signer) {
+func csrFor(t testing.TB, uris ...string) (string, crypto.Signer) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
