@@ -294,3 +294,28 @@ func TestParseIdentity(t *testing.T) {
 		}
 	}
 }
+
+// Two trellisd starting at once on one directory end with one root.
+func TestSelfSignedRootRace(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ca")
+	got := make(chan *Authority, 2)
+	for range 2 {
+		go func() {
+			a, err := Load(context.Background(), nil, Dir(dir), "cluster.local", time.Now())
+			if err != nil {
+				t.Error(err)
+			}
+			got <- a
+		}()
+	}
+	a, b := <-got, <-got
+	if a == nil || b == nil || !a.Certificate().Equal(b.Certificate()) {
+		t.Fatal("two roots for one directory")
+	}
+	// A directory holding something else is not taken over.
+	other := t.TempDir()
+	os.WriteFile(filepath.Join(other, "notes.txt"), []byte("x"), 0o644)
+	if _, err := Load(context.Background(), nil, Dir(other), "cluster.local", time.Now()); err == nil || !strings.Contains(err.Error(), "holds no ca-cert.pem") {
+		t.Errorf("got %v, want an error saying the directory holds no ca-cert.pem", err)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -63,32 +64,36 @@ func (d Dir) Load(context.Context) (map[string][]byte, error) {
 	return m, nil
 }
 
-// Create writes the key files, the private key last and exclusively, so a
-// second trellisd racing on the same directory gets ErrExist.
+// Create writes the key files into a temporary directory and renames it
+// into place, so the CA appears whole or not at all and a second trellisd
+// racing on the same directory gets ErrExist.
 func (d Dir) Create(_ context.Context, keys map[string][]byte) error {
-	if err := os.MkdirAll(string(d), 0o700); err != nil {
+	parent := filepath.Dir(string(d))
+	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return err
 	}
-	for k, v := range keys {
-		if k == CAKeyFile {
-			continue
-		}
-		if err := writeFileAtomic(filepath.Join(string(d), k), v, 0o644); err != nil {
-			return err
-		}
-	}
-	f, err := os.OpenFile(filepath.Join(string(d), CAKeyFile), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, fs.ErrExist) {
-		return ErrExist
-	}
+	tmp, err := os.MkdirTemp(parent, ".ca-")
 	if err != nil {
 		return err
 	}
-	if _, err := f.Write(keys[CAKeyFile]); err != nil {
-		f.Close()
+	defer os.RemoveAll(tmp)
+	for k, v := range keys {
+		mode := os.FileMode(0o644)
+		if k == CAKeyFile {
+			mode = 0o600
+		}
+		if err := os.WriteFile(filepath.Join(tmp, k), v, mode); err != nil {
+			return err
+		}
+	}
+	if err := os.Chmod(tmp, 0o755); err != nil {
 		return err
 	}
-	return f.Close()
+	err = os.Rename(tmp, string(d))
+	if errors.Is(err, fs.ErrExist) || errors.Is(err, syscall.ENOTEMPTY) {
+		return ErrExist
+	}
+	return err
 }
 
 func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
@@ -168,6 +173,9 @@ func Load(ctx context.Context, plugged, self Store, trustDomain string, now time
 		case errors.Is(err, ErrExist):
 			if m, err = self.Load(ctx); err != nil {
 				return nil, fmt.Errorf("self-signed CA (%s): %w", self, err)
+			}
+			if m == nil {
+				return nil, fmt.Errorf("self-signed CA: %s exists but holds no %s; remove it or choose another place", self, CACertFile)
 			}
 		case err != nil:
 			return nil, fmt.Errorf("persist the self-signed CA in %s: %w", self, err)
