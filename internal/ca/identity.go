@@ -1,10 +1,6 @@
 package ca
 
-import (
-	"fmt"
-	"net/url"
-	"strings"
-)
+import "net/url"
 
 // DefaultTrustDomain is Istio's default MeshConfig trustDomain.
 const DefaultTrustDomain = "cluster.local"
@@ -25,17 +21,4 @@ func (id Identity) String() string {
 // URL is the SPIFFE ID as the URI SAN of a certificate.
 func (id Identity) URL() *url.URL {
 	return &url.URL{Scheme: "spiffe", Host: id.TrustDomain, Path: "/ns/" + id.Namespace + "/sa/" + id.ServiceAccount}
-}
-
-// ParseIdentity parses spiffe://<trust-domain>/ns/<ns>/sa/<sa>.
-func ParseIdentity(s string) (Identity, error) {
-	u, err := url.Parse(s)
-	if err != nil || u.Scheme != "spiffe" || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return Identity{}, fmt.Errorf("%q is not a SPIFFE ID; want spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>", s)
-	}
-	parts := strings.Split(strings.TrimPrefix(u.Path, "/"), "/")
-	if len(parts) != 4 || parts[0] != "ns" || parts[2] != "sa" || parts[1] == "" || parts[3] == "" {
-		return Identity{}, fmt.Errorf("%q is not a workload identity; want spiffe://%s/ns/<namespace>/sa/<service-account>", s, u.Host)
-	}
-	return Identity{TrustDomain: u.Host, Namespace: parts[1], ServiceAccount: parts[3]}, nil
 }

@@ -283,18 +283,6 @@ func TestRootRotation(t *testing.T) {
 	}
 }
 
-func TestParseIdentity(t *testing.T) {
-	id, err := ParseIdentity("spiffe://example.org/ns/shop/sa/front")
-	if err != nil || id != (Identity{"example.org", "shop", "front"}) || id.String() != "spiffe://example.org/ns/shop/sa/front" {
-		t.Errorf("got %+v %v", id, err)
-	}
-	for _, bad := range []string{"https://x/ns/a/sa/b", "spiffe://x/ns/a", "spiffe:///ns/a/sa/b", "spiffe://x/ns//sa/b"} {
-		if _, err := ParseIdentity(bad); err == nil {
-			t.Errorf("%q: got no error", bad)
-		}
-	}
-}
-
 // Two trellisd starting at once on one directory end with one root.
 func TestSelfSignedRootRace(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "ca")

@@ -54,7 +54,7 @@ func (o *Options) servingNames() []string {
 	if suffix == "" {
 		suffix = "cluster.local"
 	}
-	return append([]string{"istiod." + ns + ".svc", "istiod." + ns + ".svc." + suffix, "trellisd", "localhost"}, o.CAServingNames...)
+	return []string{"istiod." + ns + ".svc", "istiod." + ns + ".svc." + suffix, "trellisd", "localhost"}
 }
 
 // startCA loads (or creates) the CA and serves Istio's certificate API on

@@ -108,8 +108,6 @@ type Options struct {
 	// SystemNamespace is the control plane's namespace, named in the CA
 	// port's certificate as istiod.<ns>.svc; empty means "trellis-system".
 	SystemNamespace string
-	// CAServingNames are extra DNS names for that certificate.
-	CAServingNames []string
 	// RootPublishers are started once the CA is loaded, with its trust
 	// bundle, and run until ctx ends (Kubernetes: the istio-ca-root-cert
 	// ConfigMap in every namespace). An error is logged.
