@@ -1,0 +1,102 @@
+package cluster
+
+import (
+	"errors"
+	"net"
+	"strconv"
+	"testing"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+// acceptAll accepts connections until the test ends.
+func acceptAll(t *testing.T) (string, uint32) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+		}
+	}()
+	host, p, _ := net.SplitHostPort(ln.Addr().String())
+	n, _ := strconv.Atoi(p)
+	return host, uint32(n)
+}
+
+// TestPendingQueue is Envoy's HTTP/1.1 pool under circuit breakers: at
+// max_connections a request waits for a connection in the pending queue
+// (bounded by max_pending_requests; past it ErrPendingOverflow at once,
+// counted as upstream_rq_pending_overflow), and gets the first connection
+// handed back; a waiter whose deadline passes gives up.
+func TestPendingQueue(t *testing.T) {
+	addr, port := acceptAll(t)
+	m := NewManager(Options{})
+	defer m.Close()
+	pc := staticCluster("be", lbEndpoint(addr, port, nil))
+	pc.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
+		MaxConnections: wrapperspb.UInt32(1), MaxPendingRequests: wrapperspb.UInt32(1)}}}
+	if err := m.UpdateClusters([]*clusterv3.Cluster{pc}); err != nil {
+		t.Fatal(err)
+	}
+	cl := m.Get("be")
+	h := cl.Hosts()[0]
+
+	first, err := cl.Conn(h, false, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error, 1)
+	var second any
+	go func() {
+		c, err := cl.Conn(h, false, time.Now().Add(10*time.Second))
+		second = c
+		got <- err
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for cl.Stats.UpstreamRqPendingActive.Value() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the second request never queued")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := cl.Conn(h, false, time.Time{}); !errors.Is(err, ErrPendingOverflow) {
+		t.Fatalf("third request: got %v, want ErrPendingOverflow", err)
+	}
+	if n := cl.Stats.UpstreamRqPendingOverflow.Value(); n != 1 {
+		t.Errorf("upstream_rq_pending_overflow: got %d, want 1", n)
+	}
+	cl.Release(h, first)
+	select {
+	case err := <-got:
+		if err != nil || second != first {
+			t.Fatalf("queued request: got %v (same connection %v), want the released connection", err, second == first)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the queued request was not handed the released connection")
+	}
+	if _, err := cl.Conn(h, false, time.Now().Add(20*time.Millisecond)); !errors.Is(err, ErrPendingTimeout) {
+		t.Errorf("waiting past the deadline: got %v, want ErrPendingTimeout", err)
+	}
+	first.Close()
+	c, err := cl.Conn(h, false, time.Time{})
+	if err != nil || c.Reused {
+		t.Fatalf("after the connection closed: got %v (reused %v), want a new connection", err, c != nil && c.Reused)
+	}
+	c.Close()
+	if n := cl.Stats.UpstreamCxActive.Value(); n != 0 {
+		t.Errorf("upstream_cx_active: got %d, want 0", n)
+	}
+	if n, want := cl.Stats.UpstreamCxTotal.Value(), uint64(2); n != want {
+		t.Errorf("upstream_cx_total: got %d, want %d", n, want)
+	}
+}
