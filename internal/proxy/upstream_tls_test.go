@@ -16,7 +16,8 @@ import (
 // TestUpstreamTLS originates TLS to an HTTPS backend (DestinationRule tls
 // SIMPLE: trusted CA file, SNI, SAN) over HTTP/1.1 and HTTP/2 (ALPN h2):
 // the backend sees the SNI and the protocol, and keep-alive reuses one TLS
-// connection for every request.
+// connection for every request (the route timeout bounds each request, not
+// the connection).
 func TestUpstreamTLS(t *testing.T) {
 	for _, h2 := range []bool{false, true} {
 		t.Run(fmt.Sprintf("http2=%v", h2), func(t *testing.T) {
@@ -46,7 +47,7 @@ func TestUpstreamTLS(t *testing.T) {
             - san_type: DNS
               matcher: {exact: example.com}`, ca)
 			r := startProxy(t, []testListener{{Name: "out", HCM: hcm(vhost(`              - match: {prefix: /}
-                route: {cluster: be}
+                route: {cluster: be, timeout: 5s}
 `), "")}}, []testCluster{{Name: "be", Addrs: []string{srv.Listener.Addr().String()}, HTTP2: h2, Extra: tlsYAML}}, nil)
 			want := "HTTP/1.1 sni=example.com"
 			if h2 {

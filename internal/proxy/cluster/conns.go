@@ -68,13 +68,6 @@ func (c *Cluster) DialContext(ctx context.Context, addr string) (net.Conn, error
 	return c.dialer.DialContext(ctx, addr)
 }
 
-// SetDial replaces the TCP dial of the cluster's upstream connections
-// (tests inject failures with it). It must be called before the cluster
-// serves.
-func (c *Cluster) SetDial(dial func(ctx context.Context, network, addr string) (net.Conn, error)) {
-	c.dialer.Dial = dial
-}
-
 // Conn returns an HTTP/1.1 connection to h for one request: an idle one
 // of the host's (unless fresh), else a new one within max_connections.
 // At max_connections the request waits in the pending queue, bounded by

@@ -135,8 +135,8 @@ func (e *Endpoint) AnyH2() *http.ClientConn {
 	return nil
 }
 
-// AddH2 adds a new HTTP/2 connection; it reports false (and the caller
-// closes the connection after its request) when the Endpoint was closed.
+// AddH2 adds a new HTTP/2 connection; it reports false when the Endpoint
+// was closed (the caller closes the connection).
 func (e *Endpoint) AddH2(cc *http.ClientConn) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -148,7 +148,7 @@ func (e *Endpoint) AddH2(cc *http.ClientConn) bool {
 }
 
 // RemoveH2 drops a connection that can no longer be used.
-func (e *Endpoint) RemoveH2(cc *http.ClientConn) bool {
+func (e *Endpoint) RemoveH2(cc *http.ClientConn) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for i, x := range e.h2 {
@@ -157,15 +157,7 @@ func (e *Endpoint) RemoveH2(cc *http.ClientConn) bool {
 			e.h2[i] = e.h2[last]
 			e.h2[last] = nil
 			e.h2 = e.h2[:last]
-			return true
+			return
 		}
 	}
-	return false
-}
-
-// H2Count returns the number of HTTP/2 connections.
-func (e *Endpoint) H2Count() int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return len(e.h2)
 }
