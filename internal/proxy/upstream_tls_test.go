@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // TestUpstreamTLS originates TLS to an HTTPS backend (DestinationRule tls
@@ -69,5 +71,56 @@ func TestUpstreamTLS(t *testing.T) {
 				t.Errorf("got %d TLS connections for 3 sequential requests, want 1 reused", n)
 			}
 		})
+	}
+}
+
+// TestTCPProxyOriginatesTLS: a tcp_proxy to a cluster with a TLS transport
+// socket (DestinationRule tls SIMPLE on a TCP port) wraps the client's
+// plaintext in TLS to the backend, with the cluster's SNI.
+func TestTCPProxyOriginatesTLS(t *testing.T) {
+	srv := httptest.NewUnstartedServer(nil)
+	srv.StartTLS() // only for its certificate
+	cert := srv.TLS.Certificates[0]
+	srv.Close()
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				tc := c.(*tls.Conn)
+				if err := tc.Handshake(); err != nil {
+					return
+				}
+				b, _ := io.ReadAll(tc)
+				fmt.Fprintf(tc, "sni=%s %s", tc.ConnectionState().ServerName, b)
+			}()
+		}
+	}()
+	r := startProxy(t, []testListener{{Name: "db", TCP: `          stat_prefix: db
+          cluster: db
+`}}, []testCluster{{Name: "db", Addrs: []string{ln.Addr().String()}, Extra: `    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        sni: db.example.com`}}, nil)
+	c, err := net.Dial("tcp", r.addr(t, "db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, "PING")
+	c.(*net.TCPConn).CloseWrite()
+	got, err := io.ReadAll(c)
+	if err != nil || string(got) != "sni=db.example.com PING" {
+		t.Fatalf("got %q, %v, want the backend's answer over TLS with SNI db.example.com", got, err)
 	}
 }

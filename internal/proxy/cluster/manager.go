@@ -270,7 +270,9 @@ func (m *Manager) activate(c *Cluster, now time.Time) {
 		go c.outlier.Run(ctx)
 	}
 	if c.hcConfig != nil {
-		c.hc = healthcheck.New(c.Name, *c.hcConfig, healthcheck.NewStats(s.scope), c.refresh)
+		cfg := *c.hcConfig
+		cfg.Dial = c.dialer.DialContext // health checks use the transport socket too
+		c.hc = healthcheck.New(c.Name, cfg, healthcheck.NewStats(s.scope), c.refresh)
 	}
 	switch c.Type {
 	case TypeStatic:

@@ -12,10 +12,13 @@ import (
 	"math/big"
 	"net/http"
 	"net/http/httptest"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,6 +27,7 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 func tlsSocket(t *testing.T, uc *tlsv3.UpstreamTlsContext) *corev3.TransportSocket {
@@ -199,5 +203,40 @@ func TestDNSLookupFamily(t *testing.T) {
 	hs := m.Get("d").Hosts()
 	if len(hs) != 1 || hs[0].Address != "192.0.2.1:443" {
 		t.Errorf("got %v, want only the IPv4 address", hs)
+	}
+}
+
+// TestHealthCheckOverUpstreamTLS: as in Envoy, active health checks of a
+// cluster with a TLS transport socket speak TLS to the host.
+func TestHealthCheckOverUpstreamTLS(t *testing.T) {
+	var checked atomic.Bool
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" && r.TLS != nil && r.Header.Get("User-Agent") == "Envoy/HC" {
+			checked.Store(true)
+		}
+	}))
+	defer srv.Close()
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644)
+	host, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	p, _ := strconv.Atoi(port)
+	m := NewManager(Options{})
+	defer m.Close()
+	c := staticCluster("tls-hc", lbEndpoint(host, uint32(p), nil))
+	c.TransportSocket = tlsSocket(t, &tlsv3.UpstreamTlsContext{Sni: "example.com", CommonTlsContext: &tlsv3.CommonTlsContext{
+		ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+			TrustedCa: &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: caFile}}}}}})
+	c.HealthChecks = []*corev3.HealthCheck{{Interval: durationpb.New(20 * time.Millisecond), Timeout: durationpb.New(time.Second),
+		HealthChecker: &corev3.HealthCheck_HttpHealthCheck_{HttpHealthCheck: &corev3.HealthCheck_HttpHealthCheck{Path: "/healthz"}}}}
+	if err := m.UpdateClusters([]*clusterv3.Cluster{c}); err != nil {
+		t.Fatal(err)
+	}
+	h := m.Get("tls-hc").Hosts()[0]
+	deadline := time.Now().Add(5 * time.Second)
+	for !(checked.Load() && h.Healthy()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no passing health check over TLS (checked %v, healthy %v: %s)", checked.Load(), h.Healthy(), h.HealthFlags())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
