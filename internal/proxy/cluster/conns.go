@@ -261,6 +261,11 @@ func (c *Cluster) dialH2(h *Host, deadline time.Time, release func()) (*http.Cli
 			})
 			return
 		}
+		if cc.InFlight() == 0 && h.Conns.Closed() {
+			// The host left the cluster while this connection was busy.
+			go cc.Close()
+			return
+		}
 		c.waiting.wake() // a stream may have freed up
 	})
 	if !h.Conns.AddH2(cc) {

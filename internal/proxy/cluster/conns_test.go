@@ -2,12 +2,17 @@ package cluster
 
 import (
 	"errors"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
@@ -98,5 +103,75 @@ func TestPendingQueue(t *testing.T) {
 	}
 	if n, want := cl.Stats.UpstreamCxTotal.Value(), uint64(2); n != want {
 		t.Errorf("upstream_cx_total: got %d, want %d", n, want)
+	}
+}
+
+// TestH2ConnClosesAfterHostLeaves: an HTTP/2 connection busy when its
+// host leaves the cluster finishes its stream, then closes (it is kept for
+// no one), freeing its connection slot.
+func TestH2ConnClosesAfterHostLeaves(t *testing.T) {
+	entered, release := make(chan struct{}), make(chan struct{})
+	var closed atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(entered)
+		<-release
+		io.WriteString(w, "done")
+	}))
+	srv.Config.Protocols = new(http.Protocols)
+	srv.Config.Protocols.SetUnencryptedHTTP2(true)
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateClosed {
+			closed.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	host, p, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	port, _ := strconv.Atoi(p)
+	m := NewManager(Options{})
+	defer m.Close()
+	pc := staticCluster("h2", lbEndpoint(host, uint32(port), nil))
+	pc.Http2ProtocolOptions = &corev3.Http2ProtocolOptions{}
+	if err := m.UpdateClusters([]*clusterv3.Cluster{pc}); err != nil {
+		t.Fatal(err)
+	}
+	cl := m.Get("h2")
+	h := cl.Hosts()[0]
+	cc, err := cl.H2Conn(h, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 1)
+	go func() {
+		req, _ := http.NewRequest("GET", "http://"+srv.Listener.Addr().String()+"/", nil)
+		resp, err := cc.RoundTrip(req)
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		got <- string(b)
+	}()
+	<-entered
+	// The cluster changes: its hosts are replaced.
+	next := staticCluster("h2", lbEndpoint("127.0.0.1", 1, nil))
+	next.Http2ProtocolOptions = &corev3.Http2ProtocolOptions{}
+	if err := m.UpdateClusters([]*clusterv3.Cluster{next}); err != nil {
+		t.Fatal(err)
+	}
+	if closed.Load() != 0 {
+		t.Fatal("the busy connection was closed under its stream")
+	}
+	close(release)
+	if s := <-got; s != "done" {
+		t.Fatalf("the stream in flight: got %q, want its answer", s)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for closed.Load() == 0 || cl.Stats.UpstreamCxActive.Value() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the connection of the departed host stayed open (closed %d, upstream_cx_active %d)", closed.Load(), cl.Stats.UpstreamCxActive.Value())
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

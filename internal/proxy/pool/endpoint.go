@@ -75,6 +75,13 @@ func (e *Endpoint) Close() {
 	e.CloseIdle()
 }
 
+// Closed reports whether Close was called.
+func (e *Endpoint) Closed() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.closed
+}
+
 // CloseIdle closes every idle HTTP/1.1 connection and every HTTP/2
 // connection without requests in flight.
 func (e *Endpoint) CloseIdle() {
