@@ -185,8 +185,10 @@ func (c *Cluster) idleTimeout() time.Duration {
 // with room. At max_connections a live connection at its stream limit is
 // shared (the request waits for a stream there); without one the request
 // waits in the pending queue as for HTTP/1.1. The caller makes one
-// RoundTrip on it (which takes the reservation) or calls Release.
-func (c *Cluster) H2Conn(h *Host, deadline time.Time) (*http.ClientConn, error) {
+// RoundTrip on it (which takes the reservation) or calls Release. reused
+// tells a connection the host already had from one dialled for this
+// request.
+func (c *Cluster) H2Conn(h *Host, deadline time.Time) (cc *http.ClientConn, reused bool, err error) {
 	var pendingRelease func()
 	defer func() {
 		if pendingRelease != nil {
@@ -201,26 +203,26 @@ func (c *Cluster) H2Conn(h *Host, deadline time.Time) (*http.ClientConn, error) 
 			wake = c.waiting.signal()
 		}
 		if cc := h.Conns.ReserveH2(); cc != nil {
-			return cc, nil
+			return cc, true, nil
 		}
 		if release, ok := c.cx.take(); ok {
 			cc, err := c.dialH2(h, deadline, release)
 			if err != nil {
-				return nil, err
+				return nil, false, err
 			}
 			if cc.Reserve() == nil {
-				return cc, nil
+				return cc, false, nil
 			}
 			continue
 		}
 		if cc := h.Conns.AnyH2(); cc != nil {
-			return cc, nil
+			return cc, true, nil
 		}
 		if pendingRelease == nil {
 			c.cx.overflowed()
 			rel, ok := c.pending.try()
 			if !ok {
-				return nil, ErrPendingOverflow
+				return nil, false, ErrPendingOverflow
 			}
 			pendingRelease = rel
 			c.waiting.n.Add(1)
@@ -229,7 +231,7 @@ func (c *Cluster) H2Conn(h *Host, deadline time.Time) (*http.ClientConn, error) 
 			continue
 		}
 		if err := c.wait(wake, deadline); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 	}
 }

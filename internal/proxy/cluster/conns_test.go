@@ -137,7 +137,7 @@ func TestH2ConnClosesAfterHostLeaves(t *testing.T) {
 	}
 	cl := m.Get("h2")
 	h := cl.Hosts()[0]
-	cc, err := cl.H2Conn(h, time.Time{})
+	cc, _, err := cl.H2Conn(h, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}

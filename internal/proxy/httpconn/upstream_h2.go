@@ -20,37 +20,45 @@ import (
 // sendH2 sends the request as a stream on an HTTP/2 connection to the
 // host (h2c, or HTTP/2 over the cluster's TLS).
 func (a *attempt) sendH2(e *exchange, deadline time.Time) (outcome, int) {
-	var ctx context.Context
-	var cancel context.CancelFunc
-	if !deadline.IsZero() {
-		ctx, cancel = context.WithDeadline(context.Background(), deadline)
-	} else {
-		ctx, cancel = context.WithCancel(context.Background())
-	}
 	scheme := "http"
 	if a.cl.TLS != nil {
 		scheme = "https"
 	}
-	req, err := e.buildH2Request(ctx, scheme, a.host.Address)
-	if err != nil {
-		cancel()
-		return resetBeforeResponse, 0
-	}
-	cc, err := a.cl.H2Conn(a.host, deadline)
-	if err != nil {
-		cancel()
-		return a.connError(err)
-	}
-	resp, err := cc.RoundTrip(req)
-	if err != nil {
-		cancel()
-		if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
-			return timedOut, 0
+	for again := true; ; again = false {
+		var ctx context.Context
+		var cancel context.CancelFunc
+		if !deadline.IsZero() {
+			ctx, cancel = context.WithDeadline(context.Background(), deadline)
+		} else {
+			ctx, cancel = context.WithCancel(context.Background())
 		}
-		return resetBeforeResponse, 0
+		req, err := e.buildH2Request(ctx, scheme, a.host.Address)
+		if err != nil {
+			cancel()
+			return resetBeforeResponse, 0
+		}
+		cc, reused, err := a.cl.H2Conn(a.host, deadline)
+		if err != nil {
+			cancel()
+			return a.connError(err)
+		}
+		resp, err := cc.RoundTrip(req)
+		if err != nil {
+			cancel()
+			if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
+				return timedOut, 0
+			}
+			if again && reused && cc.Err() != nil && (e.body == nil || e.buffered) {
+				// The server shut down (GOAWAY) or closed a connection
+				// kept open before taking the stream: try once on a fresh
+				// one, as for an HTTP/1.1 keep-alive connection.
+				continue
+			}
+			return resetBeforeResponse, 0
+		}
+		a.h2resp, a.h2cancel = resp, cancel
+		return okResponse, resp.StatusCode
 	}
-	a.h2resp, a.h2cancel = resp, cancel
-	return okResponse, resp.StatusCode
 }
 
 func (e *exchange) buildH2Request(ctx context.Context, scheme, addr string) (*http.Request, error) {
