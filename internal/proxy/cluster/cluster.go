@@ -95,13 +95,21 @@ func newBreaker(max uint32, overflow *stats.Counter, open *stats.Gauge) *breaker
 	return b
 }
 
-// take takes a slot without counting an overflow.
-func (b *breaker) take() (func(), bool) {
+// takeOK takes a slot without counting an overflow; the caller frees it
+// with release.
+func (b *breaker) takeOK() bool {
 	if n := b.cur.Add(1); n > b.max {
 		b.cur.Add(-1)
-		return nil, false
+		return false
 	}
-	return b.release, true
+	return true
+}
+
+// force takes a slot even past the limit.
+func (b *breaker) force() {
+	if b.cur.Add(1) >= b.max {
+		b.open.Set(1)
+	}
 }
 
 // overflowed counts one overflow.
@@ -180,11 +188,12 @@ type Cluster struct {
 
 	cx, pending, rq, retry *breaker
 
-	dialer  pool.Dialer
-	waiting pendingQueue
-	h2once  sync.Once
-	h2      *http.Transport
-	now     func() time.Time
+	dialer    pool.Dialer
+	waiting   pendingQueue
+	releaseCx func() // frees a connection slot and wakes the pending queue
+	h2once    sync.Once
+	h2        *http.Transport
+	now       func() time.Time
 
 	origMu   sync.Mutex
 	origDst  atomic.Pointer[map[string]*Host]
@@ -286,7 +295,12 @@ const maxOriginalDstHosts = 4096
 // caller must call release when the connection closes; on overflow
 // upstream_cx_overflow counts and ok is false. HTTP connections take
 // theirs in Conn and H2Conn.
-func (c *Cluster) TryConnection() (release func(), ok bool) { return c.cx.try() }
+func (c *Cluster) TryConnection() (release func(), ok bool) {
+	if _, ok := c.cx.try(); !ok {
+		return nil, false
+	}
+	return c.releaseCx, true
+}
 
 // TryRequest takes an active-request slot (max_requests); overflow counts
 // upstream_rq_pending_overflow as Envoy does for HTTP/1 and the data path

@@ -93,8 +93,16 @@ func (c *Cluster) Conn(h *Host, fresh bool, deadline time.Time) (*pool.Conn, err
 				return pc, nil
 			}
 		}
-		if release, ok := c.cx.take(); ok {
-			return c.dialH1(h, deadline, release)
+		if c.cx.takeOK() {
+			return c.dialH1(h, deadline)
+		}
+		if h.CxActive.Load() == 0 {
+			// Other hosts hold every slot and this one has no connection
+			// to wait for: open one anyway, as Envoy does, so that the
+			// request is not queued with no way to be served.
+			c.cx.overflowed()
+			c.cx.force()
+			return c.dialH1(h, deadline)
 		}
 		if pendingRelease == nil {
 			c.cx.overflowed()
@@ -134,36 +142,36 @@ func (c *Cluster) wait(wake <-chan struct{}, deadline time.Time) error {
 	}
 }
 
-func (c *Cluster) dialH1(h *Host, deadline time.Time, release func()) (*pool.Conn, error) {
+// dialH1 opens a connection in a slot already taken.
+func (c *Cluster) dialH1(h *Host, deadline time.Time) (*pool.Conn, error) {
 	ctx := context.Background()
 	if !deadline.IsZero() {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, deadline)
 		defer cancel()
 	}
+	h.CxActive.Add(1) // a connection being made counts as one
 	nc, err := c.dialer.DialContext(ctx, h.Address)
 	if err != nil {
-		release()
-		c.waiting.wake()
+		h.CxActive.Add(-1)
+		c.releaseCx()
 		return nil, err
 	}
 	c.opened(h)
-	return pool.NewConn(nc, c.now(), func() { c.closed(h, release) }), nil
+	return pool.NewConn(nc, c.now(), func() { c.closed(h) }), nil
 }
 
 // opened and closed keep the connection counters and free the slot.
 func (c *Cluster) opened(h *Host) {
 	h.CxTotal.Add(1)
-	h.CxActive.Add(1)
 	c.Stats.UpstreamCxTotal.Inc()
 	c.Stats.UpstreamCxActive.Inc()
 }
 
-func (c *Cluster) closed(h *Host, release func()) {
+func (c *Cluster) closed(h *Host) {
 	h.CxActive.Add(-1)
 	c.Stats.UpstreamCxActive.Dec()
-	release()
-	c.waiting.wake()
+	c.releaseCx()
 }
 
 // Release hands a connection whose exchange completed cleanly back to its
@@ -205,8 +213,20 @@ func (c *Cluster) H2Conn(h *Host, deadline time.Time) (cc *http.ClientConn, reus
 		if cc := h.Conns.ReserveH2(); cc != nil {
 			return cc, true, nil
 		}
-		if release, ok := c.cx.take(); ok {
-			cc, err := c.dialH2(h, deadline, release)
+		slot := c.cx.takeOK()
+		if !slot {
+			if cc := h.Conns.AnyH2(); cc != nil {
+				return cc, true, nil // the request waits for a stream there
+			}
+			if h.CxActive.Load() == 0 {
+				// As for HTTP/1.1: a host without connections gets one.
+				c.cx.overflowed()
+				c.cx.force()
+				slot = true
+			}
+		}
+		if slot {
+			cc, err := c.dialH2(h, deadline)
 			if err != nil {
 				return nil, false, err
 			}
@@ -214,9 +234,6 @@ func (c *Cluster) H2Conn(h *Host, deadline time.Time) (cc *http.ClientConn, reus
 				return cc, false, nil
 			}
 			continue
-		}
-		if cc := h.Conns.AnyH2(); cc != nil {
-			return cc, true, nil
 		}
 		if pendingRelease == nil {
 			c.cx.overflowed()
@@ -236,7 +253,8 @@ func (c *Cluster) H2Conn(h *Host, deadline time.Time) (cc *http.ClientConn, reus
 	}
 }
 
-func (c *Cluster) dialH2(h *Host, deadline time.Time, release func()) (*http.ClientConn, error) {
+// dialH2 opens a connection in a slot already taken.
+func (c *Cluster) dialH2(h *Host, deadline time.Time) (*http.ClientConn, error) {
 	ctx := context.Background()
 	if !deadline.IsZero() {
 		var cancel context.CancelFunc
@@ -247,10 +265,11 @@ func (c *Cluster) dialH2(h *Host, deadline time.Time, release func()) (*http.Cli
 	if c.TLS != nil {
 		scheme = "https"
 	}
+	h.CxActive.Add(1) // a connection being made counts as one
 	cc, err := c.h2transport().NewClientConn(ctx, scheme, h.Address)
 	if err != nil {
-		release()
-		c.waiting.wake()
+		h.CxActive.Add(-1)
+		c.releaseCx()
 		return nil, err
 	}
 	c.opened(h)
@@ -259,7 +278,7 @@ func (c *Cluster) dialH2(h *Host, deadline time.Time, release func()) (*http.Cli
 		if cc.Err() != nil {
 			once.Do(func() {
 				h.Conns.RemoveH2(cc)
-				c.closed(h, release)
+				c.closed(h)
 			})
 			return
 		}

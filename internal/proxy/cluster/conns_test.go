@@ -175,3 +175,76 @@ func TestH2ConnClosesAfterHostLeaves(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestPendingQueueAcrossHosts: the connection slots are the cluster's.
+// A host without connections still gets one when other hosts hold every
+// slot (as in Envoy: otherwise its request would wait with nothing to
+// wait for), and a TCP proxy connection freeing its slot wakes the queue.
+func TestPendingQueueAcrossHosts(t *testing.T) {
+	addrA, portA := acceptAll(t)
+	_, portB := acceptAll(t)
+	m := NewManager(Options{})
+	defer m.Close()
+	pc := staticCluster("be", lbEndpoint(addrA, portA, nil), lbEndpoint(addrA, portB, nil))
+	pc.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
+		MaxConnections: wrapperspb.UInt32(1), MaxPendingRequests: wrapperspb.UInt32(1)}}}
+	if err := m.UpdateClusters([]*clusterv3.Cluster{pc}); err != nil {
+		t.Fatal(err)
+	}
+	cl := m.Get("be")
+	a, b := cl.Hosts()[0], cl.Hosts()[1]
+	ca, err := cl.Conn(a, false, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl.Release(a, ca) // idle on a, holding the only slot
+	done := make(chan error, 1)
+	go func() {
+		cb, err := cl.Conn(b, false, time.Time{})
+		if err == nil {
+			cb.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("host b: got %v, want a connection", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("host b's request waited for a slot only host a's idle connection holds")
+	}
+	a.Conns.CloseIdle()
+
+	// A TCP proxy connection (to host a) holds the slot; host a's HTTP
+	// request waits, and gets a connection when the TCP one ends.
+	release, ok := cl.TryConnection()
+	if !ok {
+		t.Fatal("no slot for the TCP connection")
+	}
+	a.CxActive.Add(1)
+	go func() {
+		c, err := cl.Conn(a, false, time.Time{})
+		if err == nil {
+			c.Close()
+		}
+		done <- err
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for cl.Stats.UpstreamRqPendingActive.Value() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the HTTP request never queued")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	a.CxActive.Add(-1)
+	release()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("after the TCP connection ended: got %v, want a connection", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the queued request was not woken when the TCP connection freed its slot")
+	}
+}

@@ -257,6 +257,10 @@ func (m *Manager) activate(c *Cluster, now time.Time) {
 	}
 	c.LB.Rand = m.opts.Rand
 	c.cx = newBreaker(c.Breakers.MaxConnections, s.UpstreamCxOverflow, s.cbCxOpen)
+	c.releaseCx = func() {
+		c.cx.release()
+		c.waiting.wake()
+	}
 	c.pending = newBreaker(c.Breakers.MaxPendingRequests, s.UpstreamRqPendingOverflow, s.cbPendingOpen)
 	c.rq = newBreaker(c.Breakers.MaxRequests, s.UpstreamRqPendingOverflow, s.cbRqOpen)
 	c.retry = newBreaker(c.Breakers.MaxRetries, s.UpstreamRqRetryOverflow, s.cbRetryOpen)
