@@ -18,8 +18,9 @@
 // on the picked host (package pool), else a new one dialled with the
 // cluster's Dialer within max_connections; at that limit requests wait in
 // the cluster's pending queue, bounded by max_pending_requests (overflow:
-// ErrPendingOverflow, the data path's 503 UO). Release hands a connection
-// back to its host; hosts that leave the cluster close theirs.
+// ErrPendingOverflow, the data path's 503 UO); a host without any
+// connection still gets one. Release hands a connection back to its host;
+// hosts that leave the cluster close theirs.
 //
 // Supported discovery types: EDS, STATIC, STRICT_DNS (and LOGICAL_DNS,
 // resolved the same way), ORIGINAL_DST. Upstream TLS (transport_socket
