@@ -149,7 +149,7 @@ func (e *exchange) foldH2Body() {
 
 func (c *countingBody) Close() error { return nil }
 
-func (e *exchange) respondH2Upstream(r *route.Route, wc *route.WeightedCluster, corsHdrs [][2]string, sent time.Time) {
+func (e *exchange) respondH2Upstream(r *route.Route, wc *route.WeightedCluster, sent time.Time) {
 	resp := e.h2resp
 	defer func() {
 		resp.Body.Close()
@@ -180,7 +180,7 @@ func (e *exchange) respondH2Upstream(r *route.Route, wc *route.WeightedCluster, 
 		}
 		out = append(out, http1.Header{Name: []byte("trailer"), Value: []byte(strings.Join(names, ", "))})
 	}
-	out = e.decorateResponse(out, r, wc, corsHdrs, sent)
+	out = e.decorateResponse(out, r, wc, sent)
 	e.outHdr = out
 	n := resp.ContentLength
 	if e.headReq || resp.StatusCode == 204 || resp.StatusCode == 304 {
