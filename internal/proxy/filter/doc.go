@@ -23,6 +23,7 @@
 //     set response headers with s.SetResponseHeader and return Continue.
 //     Compile everything (matchers, header values as []byte) at config
 //     time; Decode must not allocate.
+//
 //  3. Add the Builder to builders in registry.go, and its row to the HTTP
 //     filters table of docs/xds-contract.md (a test checks the table).
 //
