@@ -12,20 +12,27 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"sigs.k8s.io/yaml"
 )
 
-func chainOf(t *testing.T, y string) (Chain, error) {
+// fromYAML decodes a YAML rendering of m's proto.
+func fromYAML(t *testing.T, y string, m proto.Message) {
 	t.Helper()
 	js, err := yaml.YAMLToJSON([]byte(y))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var h hcmv3.HttpConnectionManager
-	if err := protojson.Unmarshal(js, &h); err != nil {
+	if err := protojson.Unmarshal(js, m); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func chainOf(t *testing.T, y string) (Chain, error) {
+	t.Helper()
+	var h hcmv3.HttpConnectionManager
+	fromYAML(t, y, &h)
 	return CompileChain(h.GetHttpFilters(), "http_filters")
 }
 
@@ -83,14 +90,8 @@ func TestCompileChain(t *testing.T) {
 
 func routeConfigs(t *testing.T, y string) (RouteConfigs, error) {
 	t.Helper()
-	js, err := yaml.YAMLToJSON([]byte(y))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var r routev3.Route
-	if err := protojson.Unmarshal(js, &r); err != nil {
-		t.Fatal(err)
-	}
+	fromYAML(t, y, &r)
 	return CompileRouteConfigs(r.GetTypedPerFilterConfig(), "route")
 }
 
