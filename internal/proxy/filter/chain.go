@@ -75,8 +75,8 @@ type Builder struct {
 	// identifies the filter only when an http_filters entry has no
 	// typed_config, as the type URL does otherwise.
 	Name string
-	// Terminal marks the router: it ends the chain.
-	Terminal   bool
+	// terminal marks the router: it ends the chain.
+	terminal   bool
 	config     protoreflect.MessageType
 	build      func(proto.Message, string) (Filter, error)
 	routeType  protoreflect.MessageType
@@ -100,26 +100,6 @@ func withRoute[R proto.Message](b *Builder, build func(R, string) (any, error)) 
 	b.buildRoute = func(m proto.Message, path string) (any, error) { return build(m.(R), path) }
 	return b
 }
-
-// TypeURL is the type URL of the filter's typed_config.
-func (b *Builder) TypeURL() string { return typeURL(b.config) }
-
-// RouteTypeURL is the type URL of the filter's per-route config ("" when
-// it takes none).
-func (b *Builder) RouteTypeURL() string {
-	if b.routeType == nil {
-		return ""
-	}
-	return typeURL(b.routeType)
-}
-
-func typeURL(t protoreflect.MessageType) string {
-	return "type.googleapis.com/" + string(t.Descriptor().FullName())
-}
-
-// Builders returns the registry in documentation order (the caller must not
-// change it).
-func Builders() []*Builder { return builders }
 
 // byConfig finds the builder whose typed_config is the message name.
 func byConfig(name protoreflect.FullName) *Builder {
@@ -175,7 +155,7 @@ func CompileChain(fs []*hcmv3.HttpFilter, path string) (Chain, error) {
 	var c Chain
 	for i, f := range fs {
 		fpath := fmt.Sprintf("%s[%d]", path, i)
-		if len(c) > 0 && c[len(c)-1].kind.Terminal {
+		if len(c) > 0 && c[len(c)-1].kind.terminal {
 			return nil, fmt.Errorf("%s: %q follows the terminal filter %q", fpath, f.GetName(), c[len(c)-1].Name)
 		}
 		if f.GetName() == "" {
@@ -223,7 +203,7 @@ func CompileChain(fs []*hcmv3.HttpFilter, path string) (Chain, error) {
 		}
 		c = append(c, Link{Name: f.GetName(), Filter: flt, kind: b})
 	}
-	if len(c) == 0 || !c[len(c)-1].kind.Terminal {
+	if len(c) == 0 || !c[len(c)-1].kind.terminal {
 		return nil, fmt.Errorf("%s: the last filter must be %s", path, router.Name)
 	}
 	return c, nil

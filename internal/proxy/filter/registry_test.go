@@ -4,6 +4,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // TestContractListsRegistry keeps docs/xds-contract.md's HTTP filters
@@ -21,19 +23,19 @@ func TestContractListsRegistry(t *testing.T) {
 			rows[name] = l
 		}
 	}
-	for _, b := range Builders() {
+	for _, b := range builders {
 		row, ok := rows[b.Name]
 		if !ok {
 			t.Errorf("docs/xds-contract.md has no HTTP filters row for %s", b.Name)
 			continue
 		}
 		cells := strings.Split(row, "|")
-		if got := strings.Trim(cells[2], " `"); got != b.TypeURL() {
-			t.Errorf("%s: the contract lists typed_config %s, want %s", b.Name, got, b.TypeURL())
+		if got := strings.Trim(cells[2], " `"); got != typeURL(b.config) {
+			t.Errorf("%s: the contract lists typed_config %s, want %s", b.Name, got, typeURL(b.config))
 		}
-		want := b.RouteTypeURL()
-		if want == "" {
-			want = "none"
+		want := "none"
+		if b.routeType != nil {
+			want = typeURL(b.routeType)
 		}
 		if got := strings.Trim(cells[3], " `"); got != want {
 			t.Errorf("%s: the contract lists per-route config %s, want %s", b.Name, got, want)
@@ -43,4 +45,8 @@ func TestContractListsRegistry(t *testing.T) {
 	for name := range rows {
 		t.Errorf("docs/xds-contract.md lists %s, which the registry lacks", name)
 	}
+}
+
+func typeURL(t protoreflect.MessageType) string {
+	return "type.googleapis.com/" + string(t.Descriptor().FullName())
 }

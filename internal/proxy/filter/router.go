@@ -11,7 +11,7 @@ import (
 // manager's router picks the cluster and forwards (package httpconn).
 var router = func() *Builder {
 	b := newBuilder(wellknown.Router, compileRouter)
-	b.Terminal = true
+	b.terminal = true
 	return b
 }()
 
