@@ -157,3 +157,37 @@ func TestFilterOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestFilterChainAllocs guards the filter chain on the hot path: a
+// keep-alive POST from an allowed origin through [cors, fault, router]
+// with a per-route CORS policy and fault config that does not trigger.
+func TestFilterChainAllocs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("allocation guard")
+	}
+	be := rawBackend(t, "ok")
+	r := startProxy(t, []testListener{{Name: "out", HCM: hcmFilters(corsFilter+faultFilter+routerFilter, vhost(`              - match: {prefix: /}
+                route: {cluster: be, timeout: 0s}
+                typed_per_filter_config:
+                  envoy.filters.http.cors:
+                    "@type": type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy
+                    allow_origin_string_match: [{exact: "https://app.example"}]
+                    allow_credentials: true
+                    expose_headers: x-backend
+                  envoy.filters.http.fault:
+                    "@type": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault
+                    abort: {http_status: 503, percentage: {numerator: 0}}
+`), "")}}, []testCluster{{Name: "be", Addrs: []string{be}}}, nil)
+	if _, _, h := get(t, client(), "http://"+r.addr(t, "out")+"/", map[string]string{"Origin": "https://app.example"}); h.Get("Access-Control-Allow-Credentials") != "true" {
+		t.Fatalf("got headers %v, want the CORS policy applied", h)
+	}
+	req := strings.Replace(onePOST(64), "\r\n\r\n", "\r\nOrigin: https://app.example\r\n\r\n", 1)
+	c := newRawClient(t, r.addr(t, "out"), req)
+	for i := 0; i < 50; i++ {
+		c.do(t)
+	}
+	got := testing.AllocsPerRun(300, func() { c.do(t) })
+	if got > 0 {
+		t.Errorf("got %.1f allocations per request through the filter chain, want 0", got)
+	}
+}
