@@ -1,7 +1,6 @@
 package route
 
 import (
-	"strings"
 	"testing"
 
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -68,44 +67,5 @@ virtual_hosts:
 		if got != tt.wantMethods {
 			t.Errorf("%s%s: got cors allow_methods %q, want %q", tt.host, tt.path, got, tt.wantMethods)
 		}
-	}
-}
-
-func TestPerFilterConfigErrors(t *testing.T) {
-	tests := []struct{ name, yaml, want string }{
-		{name: "weighted cluster", yaml: `
-virtual_hosts:
-- name: a
-  domains: ["*"]
-  routes:
-  - match: {prefix: /}
-    route:
-      weighted_clusters:
-        clusters:
-        - name: x
-          weight: 1
-          typed_per_filter_config:
-            envoy.filters.http.fault: {"@type": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault}
-`, want: "virtual_hosts[0].routes[0].route.weighted_clusters.clusters[0].typed_per_filter_config: per-filter config on a weighted cluster is not supported"},
-		{name: "route configuration level", yaml: `
-typed_per_filter_config:
-  envoy.filters.http.fault: {"@type": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault, abort: {http_status: 1}}
-virtual_hosts: []
-`, want: `typed_per_filter_config["envoy.filters.http.fault"].abort.http_status: 1`},
-		{name: "legacy cors", yaml: `
-virtual_hosts:
-- name: a
-  domains: ["*"]
-  cors: {allow_origin_string_match: [{safe_regex: {regex: "("}}]}
-  routes: []
-`, want: "virtual_hosts[0].cors.allow_origin_string_match[0].safe_regex.regex"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := compileYAML(t, tt.yaml)
-			if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
-				t.Errorf("got %v, want an error starting %q", err, tt.want)
-			}
-		})
 	}
 }
