@@ -38,6 +38,7 @@ import (
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -257,7 +258,7 @@ func run(bin string, nProxies, nServices, nChanges, rate int, debugAddr string) 
 			Cluster: "load." + ns, Metadata: md}
 		id := i
 		c, err := fakeproxy.Dial(ctx, cc, node, fakeproxy.Options{Decode: decodeMode, OnResponse: func(typeURL, version string, at time.Time) {
-			if typeURL != fakeproxy.RouteType {
+			if typeURL != resourcev3.RouteType {
 				return
 			}
 			mu.Lock()
@@ -283,7 +284,7 @@ func run(bin string, nProxies, nServices, nChanges, rate int, debugAddr string) 
 	defer wcancel()
 	for i, c := range clients {
 		if err := c.Wait(wctx, func(h fakeproxy.Held) bool {
-			return h.Count(fakeproxy.EndpointType) >= nServices && h.Count(fakeproxy.RouteType) > 0
+			return h.Count(resourcev3.EndpointType) >= nServices && h.Count(resourcev3.RouteType) > 0
 		}); err != nil {
 			return fmt.Errorf("proxy %d never got its initial config: %w", i, err)
 		}
@@ -291,9 +292,9 @@ func run(bin string, nProxies, nServices, nChanges, rate int, debugAddr string) 
 	rss1, hwm1, cpu1, _ := procStats(pid)
 	fmt.Printf("%d proxies connected and synced in %v: trellisd RSS %s (peak %s), CPU %v\n",
 		nProxies, time.Since(start).Round(time.Millisecond), mb(rss1), mb(hwm1), (cpu1 - cpu0).Round(time.Millisecond))
-	clusters := len(clients[0].Names(fakeproxy.ClusterType))
+	clusters := len(clients[0].Names(resourcev3.ClusterType))
 	fmt.Printf("each proxy holds %d clusters, %d endpoints, %d listeners, %d routes\n", clusters,
-		len(clients[0].Names(fakeproxy.EndpointType)), len(clients[0].Names(fakeproxy.ListenerType)), len(clients[0].Names(fakeproxy.RouteType)))
+		len(clients[0].Names(resourcev3.EndpointType)), len(clients[0].Names(resourcev3.ListenerType)), len(clients[0].Names(resourcev3.RouteType)))
 
 	stopProf, err := prof.start(nChanges)
 	if err != nil {
@@ -305,7 +306,7 @@ func run(bin string, nProxies, nServices, nChanges, rate int, debugAddr string) 
 		time.Sleep(2 * time.Second) // let the previous push settle
 		_, _, cpuA, _ := procStats(pid)
 		_, _, selfA, _ := procStats(os.Getpid())
-		before := clients[0].Version(fakeproxy.RouteType)
+		before := clients[0].Version(resourcev3.RouteType)
 		mu.Lock()
 		acks = map[int]time.Time{}
 		v, _ := strconv.Atoi(before)
@@ -321,7 +322,7 @@ func run(bin string, nProxies, nServices, nChanges, rate int, debugAddr string) 
 			return err
 		}
 		for i, c := range clients {
-			if err := c.Wait(wctx, func(h fakeproxy.Held) bool { return h.Version(fakeproxy.RouteType) != before }); err != nil {
+			if err := c.Wait(wctx, func(h fakeproxy.Held) bool { return h.Version(resourcev3.RouteType) != before }); err != nil {
 				return fmt.Errorf("change %d: proxy %d: %w", ch, i, err)
 			}
 		}

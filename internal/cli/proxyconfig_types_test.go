@@ -64,7 +64,7 @@ func TestProxyConfigDecodesTranslatorTypes(t *testing.T) {
 			continue
 		}
 		if !linked[pkg] {
-			t.Errorf("%s (in testdata/%s) is not linked into cmd/trellis: add _ %q to proxyconfig_types.go", u, where[u], pkg)
+			t.Errorf("%s (in testdata/%s) is not linked into cmd/trellis: add _ %q to internal/envoyext", u, where[u], pkg)
 		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -146,7 +147,7 @@ spec:
 	}
 	defer c.Close()
 	if err := c.Wait(wctx, func(h fakeproxy.Held) bool {
-		return h.Count(fakeproxy.ClusterType) > 0 && h.Count(fakeproxy.EndpointType) > 0 && h.Count(fakeproxy.RouteType) > 0
+		return h.Count(resourcev3.ClusterType) > 0 && h.Count(resourcev3.EndpointType) > 0 && h.Count(resourcev3.RouteType) > 0
 	}); err != nil {
 		t.Fatal(err)
 	}

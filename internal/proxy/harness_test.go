@@ -108,20 +108,33 @@ static_resources:
 {{- end}}
 `))
 
-// hcm renders an HCM body routing with the given virtual hosts YAML
-// (indented as under route_config.virtual_hosts).
+// http_filters entries for hcmFilters.
+const (
+	faultFilter = `          - name: envoy.filters.http.fault
+            typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault}
+`
+	corsFilter = `          - name: envoy.filters.http.cors
+            typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors}
+`
+	routerFilter = `          - name: envoy.filters.http.router
+            typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
+`
+)
+
+// hcm renders an HCM body with Istio's filters (fault, cors, router)
+// routing with the given virtual hosts YAML (indented as under
+// route_config.virtual_hosts).
 func hcm(vhosts string, extra string) string {
+	return hcmFilters(faultFilter+corsFilter+routerFilter, vhosts, extra)
+}
+
+// hcmFilters is hcm with the given http_filters entries.
+func hcmFilters(filters, vhosts, extra string) string {
 	return `          stat_prefix: test
           codec_type: AUTO
           upgrade_configs: [{upgrade_type: websocket}]
 ` + extra + `          http_filters:
-          - name: envoy.filters.http.fault
-            typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault}
-          - name: envoy.filters.http.cors
-            typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors}
-          - name: envoy.filters.http.router
-            typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
-          route_config:
+` + filters + `          route_config:
             name: test
             virtual_hosts:
 ` + vhosts

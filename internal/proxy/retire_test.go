@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/trellis-mesh/trellis/internal/proxy/xdsclient"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 )
 
 // keepAliveGet sends one GET on an open connection and returns the body
@@ -36,10 +36,10 @@ func keepAliveGet(t *testing.T, c net.Conn, br *bufio.Reader) (string, bool) {
 func TestListenerUpdateRetiresOldVersion(t *testing.T) {
 	r := startProxy(t, nil, nil, nil) // drain time 1 s
 	p := r.p
-	if err := p.Apply(xdsclient.RouteType, directRoutes(t, "r1", "r2")); err != nil {
+	if err := p.Apply(resourcev3.RouteType, directRoutes(t, "r1", "r2")); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Apply(xdsclient.ListenerType, rdsListener(t, "l", "r1")); err != nil {
+	if err := p.Apply(resourcev3.ListenerType, rdsListener(t, "l", "r1")); err != nil {
 		t.Fatal(err)
 	}
 	addr := r.addr(t, "l")
@@ -54,7 +54,7 @@ func TestListenerUpdateRetiresOldVersion(t *testing.T) {
 	}
 
 	// Unchanged: the connection stays.
-	if err := p.Apply(xdsclient.ListenerType, rdsListener(t, "l", "r1")); err != nil {
+	if err := p.Apply(resourcev3.ListenerType, rdsListener(t, "l", "r1")); err != nil {
 		t.Fatal(err)
 	}
 	if body, closing := keepAliveGet(t, c, br); body != "r1" || closing {
@@ -62,7 +62,7 @@ func TestListenerUpdateRetiresOldVersion(t *testing.T) {
 	}
 
 	// Changed: the old version answers the open connection once, closing.
-	if err := p.Apply(xdsclient.ListenerType, rdsListener(t, "l", "r2")); err != nil {
+	if err := p.Apply(resourcev3.ListenerType, rdsListener(t, "l", "r2")); err != nil {
 		t.Fatal(err)
 	}
 	if body, closing := keepAliveGet(t, c, br); body != "r1" || !closing {
@@ -82,7 +82,7 @@ func TestListenerUpdateRetiresOldVersion(t *testing.T) {
 	}
 
 	// An idle connection of a retired version closes after the drain.
-	if err := p.Apply(xdsclient.ListenerType, rdsListener(t, "l", "r1")); err != nil {
+	if err := p.Apply(resourcev3.ListenerType, rdsListener(t, "l", "r1")); err != nil {
 		t.Fatal(err)
 	}
 	c2.SetReadDeadline(time.Now().Add(10 * time.Second))

@@ -15,7 +15,13 @@ import (
 // get sends a request and returns status, body and headers.
 func get(t *testing.T, c *http.Client, url string, hdr map[string]string) (int, string, http.Header) {
 	t.Helper()
-	req, _ := http.NewRequest("GET", url, nil)
+	return do(t, c, "GET", url, hdr)
+}
+
+// do sends a request without body; hdr may set Host.
+func do(t *testing.T, c *http.Client, method, url string, hdr map[string]string) (int, string, http.Header) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, nil)
 	for k, v := range hdr {
 		if k == "Host" {
 			req.Host = v

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/trellis-mesh/trellis/internal/proxy/accesslog"
@@ -189,22 +190,22 @@ func New(bs *bootstrapv3.Bootstrap, o Options) (*Proxy, error) {
 // RDS are compiled here; an error NACKs the update.
 func (p *Proxy) Apply(typeURL string, res map[string]*anypb.Any) error {
 	switch typeURL {
-	case xdsclient.ClusterType:
+	case resourcev3.ClusterType:
 		return p.Clusters.ApplyClusters(res)
-	case xdsclient.EndpointType:
+	case resourcev3.EndpointType:
 		return p.Clusters.ApplyEndpoints(res)
-	case xdsclient.RouteType:
+	case resourcev3.RouteType:
 		if err := p.routes.apply(res); err != nil {
 			return err
 		}
 		p.routesArrived()
 		return nil
-	case xdsclient.SecretType:
+	case resourcev3.SecretType:
 		// Secrets are decoded and parsed once, into the store TLS
 		// termination reads; upstream TLS takes its certificates from
 		// files (SDS-based upstream TLS is refused at CDS).
 		return p.Secrets.ApplyAny(res)
-	case xdsclient.ListenerType:
+	case resourcev3.ListenerType:
 		ls, err := compileListeners(res, p.cc)
 		if err != nil {
 			return err

@@ -15,8 +15,8 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/trellis-mesh/trellis/internal/proxy/tlsterm"
-	"github.com/trellis-mesh/trellis/internal/proxy/xdsclient"
 )
 
 // TestSecretsDecodedOnce: an SDS update is decoded and parsed once, into
@@ -40,7 +40,7 @@ func TestSecretsDecodedOnce(t *testing.T) {
 		TrustedCa: &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: certPEM}}}}})
 	res := map[string]*anypb.Any{"kubernetes://gw": cert, "kubernetes://gw-cacert": ca}
 
-	if err := r.p.Apply(xdsclient.SecretType, res); err != nil {
+	if err := r.p.Apply(resourcev3.SecretType, res); err != nil {
 		t.Fatal(err)
 	}
 	if r.p.Secrets.Certificate("kubernetes://gw") == nil || r.p.Secrets.Roots("kubernetes://gw-cacert") == nil {
@@ -52,7 +52,7 @@ func TestSecretsDecodedOnce(t *testing.T) {
 		}
 	})
 	via := testing.AllocsPerRun(20, func() {
-		if err := r.p.Apply(xdsclient.SecretType, res); err != nil {
+		if err := r.p.Apply(resourcev3.SecretType, res); err != nil {
 			t.Fatal(err)
 		}
 	})

@@ -10,12 +10,11 @@ import (
 	"testing"
 	"time"
 
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
-
-	"github.com/trellis-mesh/trellis/internal/proxy/xdsclient"
 )
 
 // wsBackend answers an Upgrade with 101 and then echoes upper-cased bytes.
@@ -189,7 +188,7 @@ func TestBadListenerIsNACKedAndOldKeepsServing(t *testing.T) {
 	good := listenerAny(t, "dyn", "127.0.0.1:0", hcm(vhost(`              - match: {prefix: /}
                 route: {cluster: be}
 `), ""))
-	if err := r.p.Apply(xdsclient.ListenerType, map[string]*anypb.Any{"dyn": good}); err != nil {
+	if err := r.p.Apply(resourcev3.ListenerType, map[string]*anypb.Any{"dyn": good}); err != nil {
 		t.Fatal(err)
 	}
 	addr := r.addr(t, "dyn")
@@ -198,7 +197,7 @@ func TestBadListenerIsNACKedAndOldKeepsServing(t *testing.T) {
 `), `          stream_idle_timeout: 1s
 `))
 	bad = withHTTPFilter(t, bad, "envoy.filters.http.unknown")
-	err := r.p.Apply(xdsclient.ListenerType, map[string]*anypb.Any{"dyn": bad})
+	err := r.p.Apply(resourcev3.ListenerType, map[string]*anypb.Any{"dyn": bad})
 	if err == nil || !strings.Contains(err.Error(), "http_filters[0].name") {
 		t.Fatalf("got %v, want a NACK naming http_filters[0].name", err)
 	}
@@ -220,7 +219,7 @@ func TestRemovedListenerDrainsInFlight(t *testing.T) {
 	l := listenerAny(t, "dyn", "127.0.0.1:0", hcm(vhost(`              - match: {prefix: /}
                 route: {cluster: be}
 `), ""))
-	if err := r.p.Apply(xdsclient.ListenerType, map[string]*anypb.Any{"dyn": l}); err != nil {
+	if err := r.p.Apply(resourcev3.ListenerType, map[string]*anypb.Any{"dyn": l}); err != nil {
 		t.Fatal(err)
 	}
 	addr := r.addr(t, "dyn")
@@ -240,7 +239,7 @@ func TestRemovedListenerDrainsInFlight(t *testing.T) {
 		done <- result{resp.StatusCode, string(b)}
 	}()
 	time.Sleep(100 * time.Millisecond) // let the request reach the backend
-	if err := r.p.Apply(xdsclient.ListenerType, map[string]*anypb.Any{}); err != nil {
+	if err := r.p.Apply(resourcev3.ListenerType, map[string]*anypb.Any{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := net.DialTimeout("tcp", addr, time.Second); err == nil {

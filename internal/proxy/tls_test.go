@@ -20,9 +20,8 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/types/known/anypb"
-
-	"github.com/trellis-mesh/trellis/internal/proxy/xdsclient"
 )
 
 func TestHTTPSGatewayTerminatesTLSBySNI(t *testing.T) {
@@ -40,7 +39,7 @@ func TestHTTPSGatewayTerminatesTLSBySNI(t *testing.T) {
 	sec, _ := anypb.New(&tlsv3.Secret{Name: "kubernetes://zhongmingmao-credential", Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
 		CertificateChain: &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: certPEM}},
 		PrivateKey:       &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: keyPEM}}}}})
-	if err := r.p.Apply(xdsclient.SecretType, map[string]*anypb.Any{"kubernetes://zhongmingmao-credential": sec}); err != nil {
+	if err := r.p.Apply(resourcev3.SecretType, map[string]*anypb.Any{"kubernetes://zhongmingmao-credential": sec}); err != nil {
 		t.Fatal(err)
 	}
 	lis := `name: gw_443
@@ -74,7 +73,7 @@ filter_chains:
 		t.Fatal(err)
 	}
 	la, _ := anypb.New(&l)
-	if err := r.p.Apply(xdsclient.ListenerType, map[string]*anypb.Any{"gw_443": la}); err != nil {
+	if err := r.p.Apply(resourcev3.ListenerType, map[string]*anypb.Any{"gw_443": la}); err != nil {
 		t.Fatal(err)
 	}
 	addr := r.addr(t, "gw_443")

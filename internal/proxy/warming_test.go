@@ -16,10 +16,9 @@ import (
 	filev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/file/v3"
 	routrv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
-
-	"github.com/trellis-mesh/trellis/internal/proxy/xdsclient"
 )
 
 func mustAny(t *testing.T, m proto.Message) *anypb.Any {
@@ -90,10 +89,10 @@ func warmGet(t *testing.T, c *http.Client, addr string) (int, string) {
 func TestWarmingUpdateKeepsOldVersion(t *testing.T) {
 	r := startProxy(t, nil, nil, func(p *Proxy) { p.warmTimeout = time.Hour })
 	p := r.p
-	if err := p.Apply(xdsclient.RouteType, directRoutes(t, "r1")); err != nil {
+	if err := p.Apply(resourcev3.RouteType, directRoutes(t, "r1")); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Apply(xdsclient.ListenerType, rdsListener(t, "l", "r1")); err != nil {
+	if err := p.Apply(resourcev3.ListenerType, rdsListener(t, "l", "r1")); err != nil {
 		t.Fatal(err)
 	}
 	addr := r.addr(t, "l")
@@ -103,7 +102,7 @@ func TestWarmingUpdateKeepsOldVersion(t *testing.T) {
 	}
 	// The update references r2, which has not arrived: the old version
 	// keeps serving instead of answering 404 NR.
-	if err := p.Apply(xdsclient.ListenerType, rdsListener(t, "l", "r2")); err != nil {
+	if err := p.Apply(resourcev3.ListenerType, rdsListener(t, "l", "r2")); err != nil {
 		t.Fatal(err)
 	}
 	if got := len(p.WarmingListeners()); got != 1 {
@@ -119,7 +118,7 @@ func TestWarmingUpdateKeepsOldVersion(t *testing.T) {
 			t.Fatalf("during warming: got %d %q, want 200 \"r1\"", code, body)
 		}
 	}
-	if err := p.Apply(xdsclient.RouteType, directRoutes(t, "r1", "r2")); err != nil {
+	if err := p.Apply(resourcev3.RouteType, directRoutes(t, "r1", "r2")); err != nil {
 		t.Fatal(err)
 	}
 	if got := len(p.WarmingListeners()); got != 0 {
@@ -139,7 +138,7 @@ func TestWarmingNewListenerTimesOut(t *testing.T) {
 	r := startProxy(t, nil, nil, func(p *Proxy) { p.warmTimeout = 50 * time.Millisecond })
 	p := r.p
 	logPath := filepath.Join(t.TempDir(), "access.log")
-	if err := p.Apply(xdsclient.ListenerType, rdsListener(t, "l", "missing", logPath)); err != nil {
+	if err := p.Apply(resourcev3.ListenerType, rdsListener(t, "l", "missing", logPath)); err != nil {
 		t.Fatal(err)
 	}
 	// The timer may already have fired; if not, the listener must be
@@ -177,7 +176,7 @@ func TestWarmingNewListenerTimesOut(t *testing.T) {
 func TestWarmingNewListenerRouteArrives(t *testing.T) {
 	r := startProxy(t, nil, nil, func(p *Proxy) { p.warmTimeout = time.Hour })
 	p := r.p
-	if err := p.Apply(xdsclient.ListenerType, rdsListener(t, "l", "r")); err != nil {
+	if err := p.Apply(resourcev3.ListenerType, rdsListener(t, "l", "r")); err != nil {
 		t.Fatal(err)
 	}
 	if a := p.Listeners.BoundAddr("l"); a != "" {
@@ -192,7 +191,7 @@ func TestWarmingNewListenerRouteArrives(t *testing.T) {
 	if !p.initWarming.Load() {
 		t.Fatal("initial warming not reported: ready would be true too early")
 	}
-	if err := p.Apply(xdsclient.RouteType, directRoutes(t, "r")); err != nil {
+	if err := p.Apply(resourcev3.RouteType, directRoutes(t, "r")); err != nil {
 		t.Fatal(err)
 	}
 	if p.initWarming.Load() {

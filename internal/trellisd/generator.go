@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/trellis-mesh/trellis/internal/config"
@@ -277,27 +278,27 @@ func marshal(o *translate.Output) (map[string][]*server.Resource, error) {
 		return nil
 	}
 	for _, c := range o.Clusters {
-		if err := add(server.ClusterType, c.GetName(), c); err != nil {
+		if err := add(resourcev3.ClusterType, c.GetName(), c); err != nil {
 			return nil, err
 		}
 	}
 	for _, e := range o.Endpoints {
-		if err := add(server.EndpointType, e.GetClusterName(), e); err != nil {
+		if err := add(resourcev3.EndpointType, e.GetClusterName(), e); err != nil {
 			return nil, err
 		}
 	}
 	for _, l := range o.Listeners {
-		if err := add(server.ListenerType, l.GetName(), l); err != nil {
+		if err := add(resourcev3.ListenerType, l.GetName(), l); err != nil {
 			return nil, err
 		}
 	}
 	for _, r := range o.Routes {
-		if err := add(server.RouteType, r.GetName(), r); err != nil {
+		if err := add(resourcev3.RouteType, r.GetName(), r); err != nil {
 			return nil, err
 		}
 	}
 	for _, s := range o.Secrets {
-		if err := add(server.SecretType, s.GetName(), s); err != nil {
+		if err := add(resourcev3.SecretType, s.GetName(), s); err != nil {
 			return nil, err
 		}
 	}

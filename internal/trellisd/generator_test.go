@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/trellis-mesh/trellis/internal/config"
@@ -64,12 +65,12 @@ func TestGeneratorSharesOutbound(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, typ := range []string{server.ClusterType, server.EndpointType, server.RouteType} {
+	for _, typ := range []string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.RouteType} {
 		if !same(a.Resources[typ], b.Resources[typ]) {
 			t.Errorf("%s: two proxies in one namespace got separate lists, want one shared", server.ShortType(typ))
 		}
 	}
-	if same(a.Resources[server.RouteType], other.Resources[server.RouteType]) {
+	if same(a.Resources[resourcev3.RouteType], other.Resources[resourcev3.RouteType]) {
 		t.Errorf("RDS: proxies in different namespaces share a list, want separate translations")
 	}
 	if got := len(g.cache); got != 2 {
@@ -85,10 +86,10 @@ func TestGeneratorSharesOutbound(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !same(a.Resources[server.ClusterType], a2.Resources[server.ClusterType]) || !same(a.Resources[server.EndpointType], a2.Resources[server.EndpointType]) {
+	if !same(a.Resources[resourcev3.ClusterType], a2.Resources[resourcev3.ClusterType]) || !same(a.Resources[resourcev3.EndpointType], a2.Resources[resourcev3.EndpointType]) {
 		t.Errorf("CDS/EDS: unchanged lists were not reused across states")
 	}
-	if same(a.Resources[server.RouteType], a2.Resources[server.RouteType]) || a.Resources[server.RouteType][0].Version == a2.Resources[server.RouteType][0].Version {
+	if same(a.Resources[resourcev3.RouteType], a2.Resources[resourcev3.RouteType]) || a.Resources[resourcev3.RouteType][0].Version == a2.Resources[resourcev3.RouteType][0].Version {
 		t.Errorf("RDS: the changed route kept its old list or version")
 	}
 }
@@ -138,7 +139,7 @@ func TestInboundRegistryIsEquivalent(t *testing.T) {
 				t.Errorf("types: got %d, want %d", len(got), len(want))
 			}
 			hasLocal := false
-			for _, r := range want[server.ClusterType] {
+			for _, r := range want[resourcev3.ClusterType] {
 				hasLocal = hasLocal || r.Name == "inbound|9001||"
 			}
 			if wantLocal := len(tc.ips) > 0 && tc.ips[len(tc.ips)-1] == "127.0.0.1"; hasLocal != wantLocal {

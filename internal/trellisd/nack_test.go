@@ -9,6 +9,7 @@ import (
 	"time"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
 	"github.com/trellis-mesh/trellis/internal/xds/server/fakeproxy"
 )
@@ -26,7 +27,7 @@ func TestNACKIsReportedEndToEnd(t *testing.T) {
 	node := sidecarNode("10.1.1.2", "picky-1")
 	c, err := fakeproxy.Dial(ctx, dialADS(t, s.XDSAddr()), node, fakeproxy.Options{KeepResources: true,
 		Reject: func(resp *discoveryv3.DeltaDiscoveryResponse) error {
-			if rejecting.Load() && resp.GetTypeUrl() == fakeproxy.RouteType {
+			if rejecting.Load() && resp.GetTypeUrl() == resourcev3.RouteType {
 				return errors.New("route 7070: unsupported weighted cluster total")
 			}
 			return nil

@@ -10,6 +10,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -48,7 +49,7 @@ func dialADS(t *testing.T, addr string) *grpc.ClientConn {
 // weights returns "cluster=weight,..." of the first route of the greeter
 // virtual host in a held route configuration.
 func weights(h fakeproxy.Held, routeName string) string {
-	a := h.Resource(fakeproxy.RouteType, routeName)
+	a := h.Resource(resourcev3.RouteType, routeName)
 	if a == nil {
 		return ""
 	}
@@ -97,8 +98,8 @@ func TestServeConfigDirOverDeltaADS(t *testing.T) {
 	v2 := "outbound|7070|v2|" + greeterHost
 	want := v1 + "=90," + v2 + "=10"
 	err = c.Wait(ctx, func(h fakeproxy.Held) bool {
-		return h.Has(fakeproxy.ClusterType, v1) && h.Has(fakeproxy.EndpointType, v1) &&
-			h.Has(fakeproxy.ListenerType, "virtualOutbound") && weights(h, "7070") == want
+		return h.Has(resourcev3.ClusterType, v1) && h.Has(resourcev3.EndpointType, v1) &&
+			h.Has(resourcev3.ListenerType, "virtualOutbound") && weights(h, "7070") == want
 	})
 	if err != nil {
 		t.Fatalf("initial config: %v (want clusters, endpoints, listeners and route 7070 = %s)", err, want)
@@ -126,9 +127,9 @@ func TestServeConfigDirOverDeltaADS(t *testing.T) {
 	writeVS(t, dir, 10, 90)
 	want = v1 + "=10," + v2 + "=90"
 	if err := c.Wait(ctx, func(h fakeproxy.Held) bool { return weights(h, "7070") == want }); err != nil {
-		t.Fatalf("after edit: %v (got %s, want %s)", err, c.Names(fakeproxy.RouteType), want)
+		t.Fatalf("after edit: %v (got %s, want %s)", err, c.Names(resourcev3.RouteType), want)
 	}
-	good := c.Version(fakeproxy.RouteType)
+	good := c.Version(resourcev3.RouteType)
 
 	// A bad edit is reported with its field path and changes nothing.
 	writeVS(t, dir, 150, 90)
@@ -151,7 +152,7 @@ func TestServeConfigDirOverDeltaADS(t *testing.T) {
 	if got := weights2(t, c); got != want {
 		t.Errorf("after bad edit: got %s, want %s (last good)", got, want)
 	}
-	if got := c.Version(fakeproxy.RouteType); got != good {
+	if got := c.Version(resourcev3.RouteType); got != good {
 		t.Errorf("after bad edit: RDS version got %s, want %s (nothing pushed)", got, good)
 	}
 
@@ -229,13 +230,13 @@ func TestEnvelopeClientFollowsEdits(t *testing.T) {
 	defer c.Close()
 	v1 := "outbound|7070|v1|" + greeterHost
 	if err := c.Wait(ctx, func(h fakeproxy.Held) bool {
-		return h.Has(fakeproxy.EndpointType, v1) && h.Has(fakeproxy.RouteType, "7070")
+		return h.Has(resourcev3.EndpointType, v1) && h.Has(resourcev3.RouteType, "7070")
 	}); err != nil {
 		t.Fatalf("initial config: %v (want endpoints %s and route 7070)", err, v1)
 	}
-	before := c.Version(fakeproxy.RouteType)
+	before := c.Version(resourcev3.RouteType)
 	writeVS(t, dir, 10, 90)
-	if err := c.Wait(ctx, func(h fakeproxy.Held) bool { return h.Version(fakeproxy.RouteType) != before }); err != nil {
+	if err := c.Wait(ctx, func(h fakeproxy.Held) bool { return h.Version(resourcev3.RouteType) != before }); err != nil {
 		t.Fatalf("after edit: %v (route version stayed %s)", err, before)
 	}
 	eventually(t, func() error {

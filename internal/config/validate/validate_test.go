@@ -101,6 +101,7 @@ func TestInvalidInputs(t *testing.T) {
 		{"duration below 1ms", vs("hosts: [a]\nhttp:\n- timeout: 0.0001s\n  route:\n  - destination: {host: a}\n"), "spec.http[0].timeout", "at least 1ms"},
 		{"fault percentage above 100", vs("hosts: [a]\nhttp:\n- fault:\n    abort:\n      percentage: {value: 150}\n      httpStatus: 500\n  route:\n  - destination: {host: a}\n"), "spec.http[0].fault.abort.percentage.value", "between 0 and 100"},
 		{"abort status out of range", vs("hosts: [a]\nhttp:\n- fault:\n    abort:\n      httpStatus: 700\n  route:\n  - destination: {host: a}\n"), "spec.http[0].fault.abort.httpStatus", "between 200 and 599"},
+		{"abort with an unknown gRPC status", vs("hosts: [a]\nhttp:\n- fault:\n    abort:\n      grpcStatus: NOPE\n  route:\n  - destination: {host: a}\n"), "spec.http[0].fault.abort.grpcStatus", "is not a gRPC status"},
 		{"abort without status", vs("hosts: [a]\nhttp:\n- fault:\n    abort:\n      percentage: {value: 5}\n  route:\n  - destination: {host: a}\n"), "spec.http[0].fault.abort.httpStatus", "missing"},
 		{"delay without fixedDelay", vs("hosts: [a]\nhttp:\n- fault:\n    delay:\n      percentage: {value: 5}\n  route:\n  - destination: {host: a}\n"), "spec.http[0].fault.delay.fixedDelay", "missing"},
 		{"mirror percentage above 100", vs("hosts: [a]\nhttp:\n- mirror: {host: b}\n  mirrorPercentage: {value: 101}\n  route:\n  - destination: {host: a}\n"), "spec.http[0].mirrorPercentage.value", "between 0 and 100"},

@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"strings"
 
+	"google.golang.org/grpc/codes"
 	networking "istio.io/api/networking/v1alpha3"
 )
 
@@ -454,11 +455,11 @@ func (c *checker) checkRetryOn(p Path, s string) {
 	}
 }
 
-var grpcCodes = map[string]bool{
-	"OK": true, "CANCELLED": true, "UNKNOWN": true, "INVALID_ARGUMENT": true, "DEADLINE_EXCEEDED": true,
-	"NOT_FOUND": true, "ALREADY_EXISTS": true, "PERMISSION_DENIED": true, "RESOURCE_EXHAUSTED": true,
-	"FAILED_PRECONDITION": true, "ABORTED": true, "OUT_OF_RANGE": true, "UNIMPLEMENTED": true,
-	"INTERNAL": true, "UNAVAILABLE": true, "DATA_LOSS": true, "UNAUTHENTICATED": true,
+// isGRPCStatusName reports whether s names a gRPC status (UNAVAILABLE), as
+// grpc's codes spell them in JSON.
+func isGRPCStatusName(s string) bool {
+	var c codes.Code
+	return c.UnmarshalJSON([]byte(strconv.Quote(s))) == nil
 }
 
 func (c *checker) fault(p Path, f *networking.HTTPFaultInjection) {
@@ -496,7 +497,7 @@ func (c *checker) fault(p Path, f *networking.HTTPFaultInjection) {
 				c.errorf(ap.Field("httpStatus"), "%d must be between 200 and 599", t.HttpStatus)
 			}
 		case *networking.HTTPFaultInjection_Abort_GrpcStatus:
-			if !grpcCodes[t.GrpcStatus] {
+			if !isGRPCStatusName(t.GrpcStatus) {
 				if n, err := strconv.Atoi(t.GrpcStatus); err != nil || n < 0 || n > 16 {
 					c.errorf(ap.Field("grpcStatus"), "%q is not a gRPC status; want a name such as UNAVAILABLE or a code 0-16", t.GrpcStatus)
 				}

@@ -115,9 +115,9 @@ func startProxy(t *testing.T) *proxy {
 	}
 	handler := xdsclient.HandlerFunc(func(typeURL string, res map[string]*anypb.Any) error {
 		switch typeURL {
-		case xdsclient.ClusterType:
+		case resource.ClusterType:
 			return p.manager.ApplyClusters(res)
-		case xdsclient.EndpointType:
+		case resource.EndpointType:
 			return p.manager.ApplyEndpoints(res)
 		}
 		return nil
@@ -169,7 +169,7 @@ func (p *proxy) publish(t *testing.T) {
 		t.Fatal("timed out waiting for the first config")
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for len(p.client.Resources(xdsclient.RouteType)) == 0 || len(p.client.Resources(xdsclient.SecretType)) == 0 || !p.manager.Warm() {
+	for len(p.client.Resources(resource.RouteType)) == 0 || len(p.client.Resources(resource.SecretType)) == 0 || !p.manager.Warm() {
 		if time.Now().After(deadline) {
 			t.Fatal("timed out waiting for routes and endpoints")
 		}

@@ -9,6 +9,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -73,9 +74,9 @@ func (d *XDSDump) ConfigDump() (*adminv3.ConfigDump, error) {
 		for _, s := range c.Status() {
 			status[s.TypeURL] = s
 		}
-		lds.VersionInfo = status[xdsclient.ListenerType].Version
-		cds.VersionInfo = status[xdsclient.ClusterType].Version
-		for _, r := range c.Resources(xdsclient.ListenerType) {
+		lds.VersionInfo = status[resourcev3.ListenerType].Version
+		cds.VersionInfo = status[resourcev3.ClusterType].Version
+		for _, r := range c.Resources(resourcev3.ListenerType) {
 			st := &adminv3.ListenersConfigDump_DynamicListenerState{
 				VersionInfo: r.Version, Listener: r.Resource, LastUpdated: timestamppb.New(r.LastUpdated)}
 			dl := &adminv3.ListenersConfigDump_DynamicListener{Name: r.Name, ActiveState: st}
@@ -93,26 +94,26 @@ func (d *XDSDump) ConfigDump() (*adminv3.ConfigDump, error) {
 			}
 			lds.DynamicListeners = append(lds.DynamicListeners, dl)
 		}
-		for _, r := range c.Resources(xdsclient.ClusterType) {
+		for _, r := range c.Resources(resourcev3.ClusterType) {
 			cds.DynamicActiveClusters = append(cds.DynamicActiveClusters, &adminv3.ClustersConfigDump_DynamicCluster{
 				VersionInfo: r.Version, Cluster: r.Resource, LastUpdated: timestamppb.New(r.LastUpdated)})
 		}
-		for _, r := range c.Resources(xdsclient.RouteType) {
+		for _, r := range c.Resources(resourcev3.RouteType) {
 			rds.DynamicRouteConfigs = append(rds.DynamicRouteConfigs, &adminv3.RoutesConfigDump_DynamicRouteConfig{
 				VersionInfo: r.Version, RouteConfig: r.Resource, LastUpdated: timestamppb.New(r.LastUpdated)})
 		}
-		for _, r := range c.Resources(xdsclient.EndpointType) {
+		for _, r := range c.Resources(resourcev3.EndpointType) {
 			eds.DynamicEndpointConfigs = append(eds.DynamicEndpointConfigs, &adminv3.EndpointsConfigDump_DynamicEndpointConfig{
 				VersionInfo: r.Version, EndpointConfig: r.Resource, LastUpdated: timestamppb.New(r.LastUpdated)})
 		}
 		// A rejected update shows as error_state on every listener/cluster
 		// of that type, as Envoy reports the failed attempt.
-		if s := status[xdsclient.ListenerType]; s.LastError != "" {
+		if s := status[resourcev3.ListenerType]; s.LastError != "" {
 			for _, l := range lds.DynamicListeners {
 				l.ErrorState = &adminv3.UpdateFailureState{Details: s.LastError, VersionInfo: s.Version}
 			}
 		}
-		if s := status[xdsclient.ClusterType]; s.LastError != "" {
+		if s := status[resourcev3.ClusterType]; s.LastError != "" {
 			for _, cl := range cds.DynamicActiveClusters {
 				cl.ErrorState = &adminv3.UpdateFailureState{Details: s.LastError, VersionInfo: s.Version}
 			}
@@ -120,7 +121,7 @@ func (d *XDSDump) ConfigDump() (*adminv3.ConfigDump, error) {
 	}
 	msgs := []proto.Message{bs, lds, cds, rds, eds}
 	if d.Client != nil {
-		if secrets := d.Client.Resources(xdsclient.SecretType); len(secrets) > 0 {
+		if secrets := d.Client.Resources(resourcev3.SecretType); len(secrets) > 0 {
 			sds := &adminv3.SecretsConfigDump{}
 			for _, r := range secrets {
 				red, err := redactSecret(r.Resource)

@@ -7,6 +7,7 @@ import (
 	faultcommonv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/common/fault/v3"
 	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 )
 
 // Fraction is a compiled FractionalPercent: it hits when a uniform random
@@ -109,4 +110,48 @@ func (f *Fault) Decide(rDelay, rAbort uint64) (delay time.Duration, abort bool) 
 	}
 	abort = (f.AbortStatus > 0 || f.AbortGRPC >= 0) && f.AbortFrac.Hit(rAbort)
 	return delay, abort
+}
+
+// fault is envoy.filters.http.fault: its typed_config applies to every
+// route, a route's per-route HTTPFault replaces it.
+var fault = withRoute(newBuilder(wellknown.Fault, compileFaultFilter), compileFaultRoute)
+
+func compileFaultFilter(f *faultv3.HTTPFault, path string) (Filter, error) {
+	c, err := CompileFault(f, path)
+	if err != nil {
+		return nil, err
+	}
+	if c.Delay == 0 && c.AbortStatus == 0 && c.AbortGRPC < 0 {
+		return faultFilter{}, nil // Istio's empty HTTPFault: routes decide
+	}
+	return faultFilter{def: c}, nil
+}
+
+func compileFaultRoute(f *faultv3.HTTPFault, path string) (any, error) { return CompileFault(f, path) }
+
+type faultFilter struct{ def *Fault }
+
+// Decode delays and/or aborts the request as the most specific fault
+// config samples: first the delay, then the abort.
+func (f faultFilter) Decode(s Stream, perRoute any) Status {
+	c := f.def
+	if p, ok := perRoute.(*Fault); ok {
+		c = p
+	}
+	if c == nil {
+		return Continue
+	}
+	delay, abort := c.Decide(s.Rand(), s.Rand())
+	if delay > 0 {
+		s.Delay(delay)
+	}
+	if !abort {
+		return Continue
+	}
+	status := c.AbortStatus
+	if status == 0 {
+		status = 500
+	}
+	s.Abort(status, c.AbortGRPC, c.Body)
+	return Stop
 }

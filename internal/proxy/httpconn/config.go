@@ -9,6 +9,7 @@ import (
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 
+	"github.com/trellis-mesh/trellis/internal/proxy/filter"
 	"github.com/trellis-mesh/trellis/internal/proxy/route"
 	"github.com/trellis-mesh/trellis/internal/proxy/stats"
 )
@@ -40,9 +41,9 @@ type AccessLogCompiler func(logs []*accesslogv3.AccessLog, path string) (Observe
 type Config struct {
 	StatPrefix string
 	Routes     *RouteTable
-	// FaultEnabled and CorsEnabled are set when the filter is in
-	// http_filters (per-route configs only apply then).
-	FaultEnabled, CorsEnabled bool
+	// Filters is the compiled http_filters chain, run in order; the router
+	// ends it.
+	Filters filter.Chain
 	// StreamIdleTimeout bounds the wait for request bytes (default 5 min);
 	// IdleTimeout closes idle keep-alive connections (default 1 h).
 	StreamIdleTimeout, IdleTimeout, RequestTimeout time.Duration
@@ -131,27 +132,9 @@ func Compile(h *hcmv3.HttpConnectionManager, routes RouteSource, logs AccessLogC
 	default:
 		return nil, fmt.Errorf("%s: set rds or route_config (scoped_routes is not supported)", path)
 	}
-	sawRouter := false
-	for i, f := range h.GetHttpFilters() {
-		fpath := fmt.Sprintf("%s.http_filters[%d]", path, i)
-		if sawRouter {
-			return nil, fmt.Errorf("%s: %q follows the terminal router filter", fpath, f.GetName())
-		}
-		switch f.GetName() {
-		case route.FaultFilter:
-			c.FaultEnabled = true
-		case route.CorsFilter:
-			c.CorsEnabled = true
-		case "envoy.filters.http.router":
-			sawRouter = true
-		default:
-			if !f.GetIsOptional() {
-				return nil, fmt.Errorf("%s.name: filter %q is not supported by trellis-proxy (mark it is_optional to skip it)", fpath, f.GetName())
-			}
-		}
-	}
-	if !sawRouter && len(h.GetHttpFilters()) > 0 {
-		return nil, fmt.Errorf("%s.http_filters: the last filter must be envoy.filters.http.router", path)
+	var err error
+	if c.Filters, err = filter.CompileChain(h.GetHttpFilters(), path+".http_filters"); err != nil {
+		return nil, err
 	}
 	for i, u := range h.GetUpgradeConfigs() {
 		if u.GetEnabled() != nil && !u.GetEnabled().GetValue() {

@@ -2,10 +2,12 @@
 // envoy.filters.network.http_connection_manager): it serves one downstream
 // connection, HTTP/1.1 with its own codec (package http1) or HTTP/2 and h2c
 // through golang.org/x/net/http2, and runs each request through the
-// pipeline: route selection (package route), fault and CORS (package
-// filter), then the router: cluster pick, circuit breakers, timeouts,
-// retries with back-off, mirroring, header manipulation and Envoy's
-// x-forwarded-*, x-request-id and x-envoy-* headers.
+// pipeline: route selection (package route), then the HCM's http_filters
+// chain in config order (package filter compiles it; chain.go runs it and
+// is the filters' Stream), whose terminal router does the cluster pick,
+// circuit breakers, timeouts, retries with back-off, mirroring, header
+// manipulation and Envoy's x-forwarded-*, x-request-id and x-envoy-*
+// headers.
 //
 // Each try of the router is an attempt (attempt.go): it gets a connection
 // to the picked host from the cluster (an idle one kept on the host, or a
@@ -29,6 +31,6 @@
 // stream ends and golang.org/x/net/http2 sends RST_STREAM NO_ERROR.
 //
 // Flow: listener (filter chain match) -> Manager.ServeConn -> route ->
-// filters -> router -> attempt (cluster, host connections) -> Observer
-// (access log, telemetry).
+// filter chain -> router -> attempt (cluster, host connections) ->
+// Observer (access log, telemetry).
 package httpconn

@@ -74,6 +74,8 @@ type exchange struct {
 	h1   *h1Conn // the downstream HTTP/1.1 connection (nil for HTTP/2)
 	cbuf *[]byte
 
+	filters filterStream
+
 	rec       Record
 	headsSent bool
 	start     time.Time
@@ -253,6 +255,7 @@ func (e *exchange) localReply(status int, body string, flags Flags, extra [][2]s
 		for _, x := range extra {
 			h = append(h, http1.Header{Name: []byte(x[0]), Value: []byte(x[1])})
 		}
+		e.filters.encode(&h)
 		e.headsSent = true
 		e.sink.writeHead(200, nil, h, 0)
 		e.sink.finish(nil)
@@ -264,6 +267,7 @@ func (e *exchange) localReply(status int, body string, flags Flags, extra [][2]s
 	for _, x := range extra {
 		h = append(h, http1.Header{Name: []byte(x[0]), Value: []byte(x[1])})
 	}
+	e.filters.encode(&h)
 	if e.cfg.ServerName != "" {
 		h = append(h, http1.Header{Name: []byte("server"), Value: []byte(e.cfg.ServerName)})
 	}

@@ -63,7 +63,7 @@ func TestCompileErrors(t *testing.T) {
 		{name: "no routes", yaml: `{stat_prefix: x}`, want: "set rds or route_config"},
 		{name: "http3", yaml: `{codec_type: HTTP3, rds: {route_config_name: "80"}}`, want: "codec_type: HTTP3 is not supported"},
 		{name: "unknown filter", yaml: `{rds: {route_config_name: "80"}, http_filters: [{name: envoy.filters.http.lua}, {name: envoy.filters.http.router}]}`, want: `http_filters[0].name: filter "envoy.filters.http.lua" is not supported`},
-		{name: "router not last", yaml: `{rds: {route_config_name: "80"}, http_filters: [{name: envoy.filters.http.router}, {name: envoy.filters.http.fault}]}`, want: "follows the terminal router filter"},
+		{name: "router not last", yaml: `{rds: {route_config_name: "80"}, http_filters: [{name: envoy.filters.http.router}, {name: envoy.filters.http.fault}]}`, want: `http_filters[1]: "envoy.filters.http.fault" follows the terminal filter "envoy.filters.http.router"`},
 		{name: "optional unknown filter is skipped", yaml: `{rds: {route_config_name: "80"}, http_filters: [{name: istio.stats, is_optional: true}, {name: envoy.filters.http.router}]}`},
 		{name: "access log without logger", yaml: `{rds: {route_config_name: "80"}, access_log: [{name: envoy.access_loggers.file}]}`, want: "access_log: no access logger is available"},
 	}

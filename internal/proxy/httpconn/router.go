@@ -26,48 +26,20 @@ var envoyControlHeaders = [...]string{
 
 var nameOriginalPath = []byte("x-envoy-original-path")
 
-// run takes a prepared request through route selection, filters and the
-// router, and leaves the response written to the sink.
+// run takes a request through the connection manager: header preparation,
+// route selection, then the filter chain, whose router leaves the response
+// written to the sink.
 func (e *exchange) run() {
 	e.prepare()
-	rc := e.cfg.Routes.Load()
-	var r *route.Route
-	if rc != nil {
-		r = rc.Select(&e.q)
-	}
+	e.runFilters()
+}
+
+// router is the terminal filter: redirects and direct responses, the
+// cluster pick, then forwarding. r is nil when no route matched.
+func (e *exchange) router(r *route.Route) {
 	if r == nil {
 		e.localReply(404, "", FlagNR, nil)
 		return
-	}
-	e.rec.RouteName = r.Name
-	var corsHdrs [][2]string
-	if e.cfg.CorsEnabled && r.Cors != nil && r.Cors.Enabled.Hit(e.m.rand()) {
-		if origin, ok := e.q.Headers.Get("origin"); ok && r.Cors.AllowsOrigin(origin) {
-			if string(e.q.Method) == "OPTIONS" && e.q.Headers.Has("access-control-request-method") {
-				e.localReply(200, "", 0, r.Cors.Preflight(origin))
-				return
-			}
-			corsHdrs = r.Cors.Simple(origin)
-		}
-	}
-	if e.cfg.FaultEnabled && r.Fault != nil {
-		delay, abort := r.Fault.Decide(e.m.rand(), e.m.rand())
-		if delay > 0 {
-			e.rec.Flags |= FlagDI
-			e.m.sleep(delay)
-		}
-		if abort {
-			if r.Fault.AbortGRPC >= 0 && e.grpc {
-				e.localGRPC(r.Fault.AbortGRPC, r.Fault.Body, FlagFI)
-				return
-			}
-			status := r.Fault.AbortStatus
-			if status == 0 {
-				status = 500
-			}
-			e.localReply(status, r.Fault.Body, FlagFI, nil)
-			return
-		}
 	}
 	switch r.Action {
 	case route.ActionRedirect:
@@ -98,7 +70,7 @@ func (e *exchange) run() {
 		e.localReply(403, bodyUpgradeRej, 0, nil)
 		return
 	}
-	e.forward(r, wc, cl, corsHdrs)
+	e.forward(r, wc, cl)
 }
 
 // localGRPC answers a gRPC request with a trailers-only status.
@@ -111,6 +83,7 @@ func (e *exchange) localGRPC(code int, msg string, flags Flags) {
 		{Name: []byte("grpc-status"), Value: strconv.AppendInt(nil, int64(code), 10)},
 		{Name: []byte("grpc-message"), Value: []byte(msg)},
 	}
+	e.filters.encode(&h)
 	e.headsSent = true
 	e.sink.writeHead(200, nil, h, 0)
 	e.sink.finish(nil)
@@ -158,7 +131,7 @@ func (e *exchange) retrySettings(r *route.Route) retryState {
 
 // forward runs the router: header manipulation, timeouts, retries, mirrors
 // and the upstream attempts.
-func (e *exchange) forward(r *route.Route, wc *route.WeightedCluster, cl *cluster.Cluster, corsHdrs [][2]string) {
+func (e *exchange) forward(r *route.Route, wc *route.WeightedCluster, cl *cluster.Cluster) {
 	timeout := r.Timeout
 	if e.trusted {
 		if n, ok := e.headerInt("x-envoy-upstream-rq-timeout-ms"); ok {
@@ -321,7 +294,7 @@ func (e *exchange) forward(r *route.Route, wc *route.WeightedCluster, cl *cluste
 		case resetBeforeResponse:
 			e.localReply(503, bodyConnTerm, FlagUC, nil)
 		case okResponse:
-			e.respond(r, wc, corsHdrs, sent)
+			e.respond(r, wc, sent)
 		}
 		return
 	}

@@ -158,9 +158,9 @@ func (a *attempt) readResponseH1(c *pool.Conn, headReq bool) error {
 }
 
 // respond streams the upstream response downstream.
-func (e *exchange) respond(r *route.Route, wc *route.WeightedCluster, corsHdrs [][2]string, sent time.Time) {
+func (e *exchange) respond(r *route.Route, wc *route.WeightedCluster, sent time.Time) {
 	if e.up.h2resp != nil {
-		e.respondH2Upstream(r, wc, corsHdrs, sent)
+		e.respondH2Upstream(r, wc, sent)
 		return
 	}
 	resp := &e.up.resp
@@ -181,7 +181,7 @@ func (e *exchange) respond(r *route.Route, wc *route.WeightedCluster, corsHdrs [
 			out = append(out, http1.Header{Name: []byte("upgrade"), Value: v})
 		}
 	}
-	out = e.decorateResponse(out, r, wc, corsHdrs, sent)
+	out = e.decorateResponse(out, r, wc, sent)
 	e.outHdr = out
 	n := int64(-1)
 	switch {
@@ -224,7 +224,7 @@ var (
 
 // decorateResponse applies response header manipulation and Envoy's
 // response headers.
-func (e *exchange) decorateResponse(out http1.Headers, r *route.Route, wc *route.WeightedCluster, corsHdrs [][2]string, sent time.Time) http1.Headers {
+func (e *exchange) decorateResponse(out http1.Headers, r *route.Route, wc *route.WeightedCluster, sent time.Time) http1.Headers {
 	for _, ops := range [...]*route.HeaderOps{&wc.Headers, &r.Headers, &r.VHost.Headers} {
 		if len(ops.RespRemove) > 0 {
 			route.ApplyRemoves(&out, ops.RespRemove)
@@ -233,9 +233,7 @@ func (e *exchange) decorateResponse(out http1.Headers, r *route.Route, wc *route
 			route.ApplyAdds(&out, ops.RespAdd)
 		}
 	}
-	for _, c := range corsHdrs {
-		out.Set(c[0], []byte(c[1]))
-	}
+	e.filters.encode(&out)
 	ms := e.m.now().Sub(sent) / time.Millisecond
 	out.SetB(nameServiceTime, strconv.AppendInt(e.svcBuf[:0], int64(ms), 10))
 	if e.cfg.ServerName != "" {

@@ -197,7 +197,7 @@ func (e *exchange) foldH2Body() {
 
 func (c *countingBody) Close() error { return nil }
 
-func (e *exchange) respondH2Upstream(r *route.Route, wc *route.WeightedCluster, corsHdrs [][2]string, sent time.Time) {
+func (e *exchange) respondH2Upstream(r *route.Route, wc *route.WeightedCluster, sent time.Time) {
 	resp := e.up.h2resp
 	defer e.up.discard()
 	e.rec.Status = resp.StatusCode
@@ -224,7 +224,7 @@ func (e *exchange) respondH2Upstream(r *route.Route, wc *route.WeightedCluster, 
 		}
 		out = append(out, http1.Header{Name: []byte("trailer"), Value: []byte(strings.Join(names, ", "))})
 	}
-	out = e.decorateResponse(out, r, wc, corsHdrs, sent)
+	out = e.decorateResponse(out, r, wc, sent)
 	e.outHdr = out
 	n := resp.ContentLength
 	if e.headReq || resp.StatusCode == 204 || resp.StatusCode == 304 {

@@ -33,6 +33,9 @@ func (r *Route) compileAction(a *routev3.RouteAction, path string) error {
 			if c.GetName() == "" {
 				return fmt.Errorf("%s.name: must not be empty (cluster_header is not supported)", cpath)
 			}
+			if len(c.GetTypedPerFilterConfig()) > 0 {
+				return fmt.Errorf("%s.typed_per_filter_config: per-filter config on a weighted cluster is not supported; set it on the route", cpath)
+			}
 			ops, err := compileHeaderOps(c.GetRequestHeadersToAdd(), c.GetRequestHeadersToRemove(), c.GetResponseHeadersToAdd(), c.GetResponseHeadersToRemove(), cpath)
 			if err != nil {
 				return err

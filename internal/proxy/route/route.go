@@ -10,18 +10,9 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	corsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
-	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
-	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/trellis-mesh/trellis/internal/proxy/filter"
 	"github.com/trellis-mesh/trellis/internal/proxy/http1"
-)
-
-// Filter names used in typed_per_filter_config.
-const (
-	FaultFilter = "envoy.filters.http.fault"
-	CorsFilter  = "envoy.filters.http.cors"
 )
 
 // Config is a compiled RouteConfiguration. It is immutable.
@@ -46,8 +37,9 @@ type VirtualHost struct {
 	Routes  []*Route
 	Retry   *RetryPolicy
 	Headers HeaderOps
-	Fault   *filter.Fault
-	Cors    *filter.Cors
+	// filters and legacy are the virtual host's typed_per_filter_config
+	// and legacy filter fields (cors).
+	filters, legacy filter.RouteConfigs
 	// IncludeAttemptCount adds x-envoy-attempt-count upstream.
 	IncludeAttemptCount bool
 }
@@ -96,8 +88,9 @@ type Route struct {
 	Body     string
 
 	Headers HeaderOps
-	Fault   *filter.Fault
-	Cors    *filter.Cors
+	// Filters are the per-filter configs the route sees, most specific
+	// first (route, virtual host, route configuration, legacy fields).
+	Filters filter.RouteConfigs
 	VHost   *VirtualHost
 	// Config is the Istio config name from metadata (informational).
 	Config string
@@ -130,9 +123,13 @@ type Redirect struct {
 // NACK.
 func Compile(rc *routev3.RouteConfiguration) (*Config, error) {
 	c := &Config{Name: rc.GetName(), exact: map[string]*VirtualHost{}}
+	filters, err := filter.CompileRouteConfigs(rc.GetTypedPerFilterConfig(), "")
+	if err != nil {
+		return nil, err
+	}
 	for i, vhp := range rc.GetVirtualHosts() {
 		path := fmt.Sprintf("virtual_hosts[%d]", i)
-		vh, err := compileVirtualHost(vhp, path)
+		vh, err := compileVirtualHost(vhp, path, filters)
 		if err != nil {
 			return nil, err
 		}
@@ -171,7 +168,7 @@ func Compile(rc *routev3.RouteConfiguration) (*Config, error) {
 	return c, nil
 }
 
-func compileVirtualHost(p *routev3.VirtualHost, path string) (*VirtualHost, error) {
+func compileVirtualHost(p *routev3.VirtualHost, path string, rcFilters filter.RouteConfigs) (*VirtualHost, error) {
 	vh := &VirtualHost{Name: p.GetName(), IncludeAttemptCount: p.GetIncludeRequestAttemptCount()}
 	if p.GetRequireTls() != routev3.VirtualHost_NONE {
 		return nil, fmt.Errorf("%s.require_tls: not supported", path)
@@ -185,79 +182,32 @@ func compileVirtualHost(p *routev3.VirtualHost, path string) (*VirtualHost, erro
 			return nil, err
 		}
 	}
-	if vh.Fault, vh.Cors, err = compileFilters(p.GetTypedPerFilterConfig(), path); err != nil {
+	if vh.filters, err = filter.CompileRouteConfigs(p.GetTypedPerFilterConfig(), path); err != nil {
 		return nil, err
 	}
-	if p.GetCors() != nil && vh.Cors == nil {
-		if vh.Cors, err = compileLegacyCors(p.GetCors(), path+".cors"); err != nil {
-			return nil, err
-		}
-	}
-	for i, rp := range p.GetRoutes() {
-		r, err := compileRoute(rp, fmt.Sprintf("%s.routes[%d]", path, i))
+	vh.filters = vh.filters.Merge(rcFilters)
+	if p.GetCors() != nil {
+		lc, err := filter.LegacyCors(p.GetCors(), path+".cors")
 		if err != nil {
 			return nil, err
 		}
-		r.VHost = vh
+		vh.legacy = filter.RouteConfigs{lc}
+	}
+	for i, rp := range p.GetRoutes() {
+		r, err := compileRoute(rp, fmt.Sprintf("%s.routes[%d]", path, i), vh)
+		if err != nil {
+			return nil, err
+		}
 		if r.Retry == nil {
 			r.Retry = vh.Retry
-		}
-		if r.Fault == nil {
-			r.Fault = vh.Fault
-		}
-		if r.Cors == nil {
-			r.Cors = vh.Cors
 		}
 		vh.Routes = append(vh.Routes, r)
 	}
 	return vh, nil
 }
 
-func compileLegacyCors(p *routev3.CorsPolicy, path string) (*filter.Cors, error) {
-	return filter.CompileCors(&corsv3.CorsPolicy{
-		AllowOriginStringMatch: p.GetAllowOriginStringMatch(),
-		AllowMethods:           p.GetAllowMethods(),
-		AllowHeaders:           p.GetAllowHeaders(),
-		ExposeHeaders:          p.GetExposeHeaders(),
-		MaxAge:                 p.GetMaxAge(),
-		AllowCredentials:       p.GetAllowCredentials(),
-		FilterEnabled:          p.GetFilterEnabled(),
-	}, path)
-}
-
-func compileFilters(m map[string]*anypb.Any, path string) (*filter.Fault, *filter.Cors, error) {
-	var fault *filter.Fault
-	var cors *filter.Cors
-	for name, a := range m {
-		fpath := fmt.Sprintf("%s.typed_per_filter_config[%q]", path, name)
-		switch name {
-		case FaultFilter:
-			var f faultv3.HTTPFault
-			if err := a.UnmarshalTo(&f); err != nil {
-				return nil, nil, fmt.Errorf("%s: %w", fpath, err)
-			}
-			var err error
-			if fault, err = filter.CompileFault(&f, fpath); err != nil {
-				return nil, nil, err
-			}
-		case CorsFilter:
-			var p corsv3.CorsPolicy
-			if err := a.UnmarshalTo(&p); err != nil {
-				return nil, nil, fmt.Errorf("%s: %w", fpath, err)
-			}
-			var err error
-			if cors, err = filter.CompileCors(&p, fpath); err != nil {
-				return nil, nil, err
-			}
-		default:
-			return nil, nil, fmt.Errorf("%s: filter %q is not supported by trellis-proxy", fpath, name)
-		}
-	}
-	return fault, cors, nil
-}
-
-func compileRoute(p *routev3.Route, path string) (*Route, error) {
-	r := &Route{Name: p.GetName()}
+func compileRoute(p *routev3.Route, path string, vh *VirtualHost) (*Route, error) {
+	r := &Route{Name: p.GetName(), VHost: vh}
 	if md := p.GetMetadata().GetFilterMetadata()["istio"]; md != nil {
 		r.Config = md.GetFields()["config"].GetStringValue()
 	}
@@ -268,14 +218,23 @@ func compileRoute(p *routev3.Route, path string) (*Route, error) {
 	if r.Headers, err = compileHeaderOps(p.GetRequestHeadersToAdd(), p.GetRequestHeadersToRemove(), p.GetResponseHeadersToAdd(), p.GetResponseHeadersToRemove(), path); err != nil {
 		return nil, err
 	}
-	if r.Fault, r.Cors, err = compileFilters(p.GetTypedPerFilterConfig(), path); err != nil {
+	if r.Filters, err = filter.CompileRouteConfigs(p.GetTypedPerFilterConfig(), path); err != nil {
 		return nil, err
 	}
+	r.Filters = r.Filters.Merge(vh.filters)
+	legacy := vh.legacy
 	switch a := p.GetAction().(type) {
 	case *routev3.Route_Route:
 		r.Action = ActionRoute
 		if err := r.compileAction(a.Route, path+".route"); err != nil {
 			return nil, err
+		}
+		if a.Route.GetCors() != nil {
+			lc, err := filter.LegacyCors(a.Route.GetCors(), path+".route.cors")
+			if err != nil {
+				return nil, err
+			}
+			legacy = filter.RouteConfigs{lc}
 		}
 	case *routev3.Route_Redirect:
 		r.Action = ActionRedirect
@@ -302,6 +261,7 @@ func compileRoute(p *routev3.Route, path string) (*Route, error) {
 	default:
 		return nil, fmt.Errorf("%s: unsupported action %T; use route, redirect or direct_response", path, a)
 	}
+	r.Filters = append(r.Filters, legacy...)
 	return r, nil
 }
 

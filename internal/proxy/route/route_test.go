@@ -211,6 +211,32 @@ virtual_hosts:
       abort: {http_status: 700}
   routes: []
 `, want: "abort.http_status: 700 is not in [200, 600)"},
+		{name: "weighted cluster", yaml: `
+virtual_hosts:
+- name: a
+  domains: ["*"]
+  routes:
+  - match: {prefix: /}
+    route:
+      weighted_clusters:
+        clusters:
+        - name: x
+          weight: 1
+          typed_per_filter_config:
+            envoy.filters.http.fault: {"@type": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault}
+`, want: "virtual_hosts[0].routes[0].route.weighted_clusters.clusters[0].typed_per_filter_config: per-filter config on a weighted cluster is not supported"},
+		{name: "route configuration level", yaml: `
+typed_per_filter_config:
+  envoy.filters.http.fault: {"@type": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault, abort: {http_status: 1}}
+virtual_hosts: []
+`, want: `typed_per_filter_config["envoy.filters.http.fault"].abort.http_status: 1`},
+		{name: "legacy cors", yaml: `
+virtual_hosts:
+- name: a
+  domains: ["*"]
+  cors: {allow_origin_string_match: [{safe_regex: {regex: "("}}]}
+  routes: []
+`, want: "virtual_hosts[0].cors.allow_origin_string_match[0].safe_regex.regex"},
 		{name: "cluster header", yaml: `
 virtual_hosts:
 - name: a

@@ -8,7 +8,7 @@
 //	  → tlsterm.Context (handshake: certificate, ALPN, client verification)
 //	  → HTTP connection manager (h2 or http/1.1 by the negotiated ALPN) or tcp_proxy
 //
-// Secrets arrive over ADS (SDS, xdsclient.SecretType) and go into a Store,
+// Secrets arrive over ADS (SDS) and go into a Store,
 // swapped atomically as a whole after every secret validated. A Context is
 // compiled once per filter chain by Compile and never changes; it resolves
 // SDS certificates and trusted CAs from the Store at handshake time, so a

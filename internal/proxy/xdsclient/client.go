@@ -17,6 +17,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -24,19 +25,12 @@ import (
 	"github.com/trellis-mesh/trellis/internal/proxy/stats"
 )
 
-// Type URLs of the resources the client subscribes to, in subscription order.
-const (
-	ClusterType  = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
-	EndpointType = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
-	ListenerType = "type.googleapis.com/envoy.config.listener.v3.Listener"
-	RouteType    = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
-	SecretType   = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
-)
-
 // Types lists the type URLs in Envoy's subscription order.
-var Types = []string{ClusterType, EndpointType, ListenerType, RouteType, SecretType}
+var Types = []string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.ListenerType, resourcev3.RouteType, resourcev3.SecretType}
 
-func wildcard(typeURL string) bool { return typeURL == ClusterType || typeURL == ListenerType }
+func wildcard(typeURL string) bool {
+	return typeURL == resourcev3.ClusterType || typeURL == resourcev3.ListenerType
+}
 
 // Handler receives configuration. Apply gets the complete current set of
 // one type (name → resource) every time it changes and returns an error to
@@ -208,8 +202,8 @@ func New(opts Options) (*Client, error) {
 	c := &Client{opts: opts, types: map[string]*typeState{}, synced: make(chan struct{}), changed: make(chan struct{}, 1),
 		connectedState: opts.Stats.Scope("control_plane", "").Gauge("connected_state")}
 	scopes := map[string][2]string{
-		ClusterType: {"cluster_manager", "cds"}, ListenerType: {"listener_manager", "lds"},
-		EndpointType: {"xds", "eds"}, RouteType: {"xds", "rds"}, SecretType: {"xds", "sds"},
+		resourcev3.ClusterType: {"cluster_manager", "cds"}, resourcev3.ListenerType: {"listener_manager", "lds"},
+		resourcev3.EndpointType: {"xds", "eds"}, resourcev3.RouteType: {"xds", "rds"}, resourcev3.SecretType: {"xds", "sds"},
 	}
 	for _, t := range Types {
 		sc := scopes[t]
@@ -386,27 +380,27 @@ func (c *Client) apply(typeURL string, next map[string]*Resource, version, nonce
 	s.stats.success.Inc()
 	changed := false
 	switch typeURL {
-	case ClusterType:
-		changed = c.resubscribe(EndpointType, edsNames(next))
-		if !c.types[ListenerType].started {
+	case resourcev3.ClusterType:
+		changed = c.resubscribe(resourcev3.EndpointType, edsNames(next))
+		if !c.types[resourcev3.ListenerType].started {
 			changed = true
 			if c.warmDeadline.IsZero() {
 				c.warmDeadline = c.opts.Now().Add(c.opts.InitialFetchTimeout)
 				time.AfterFunc(c.opts.InitialFetchTimeout, c.wake)
 			}
 		}
-	case EndpointType:
-		changed = !c.types[ListenerType].started
-	case ListenerType:
-		changed = c.resubscribe(RouteType, rdsNames(next))
+	case resourcev3.EndpointType:
+		changed = !c.types[resourcev3.ListenerType].started
+	case resourcev3.ListenerType:
+		changed = c.resubscribe(resourcev3.RouteType, rdsNames(next))
 	}
-	if typeURL == ClusterType || typeURL == ListenerType {
+	if typeURL == resourcev3.ClusterType || typeURL == resourcev3.ListenerType {
 		// Secrets named by TLS transport sockets of clusters and listeners.
-		if c.resubscribe(SecretType, sdsNames(c.types[ClusterType].resources, c.types[ListenerType].resources)) {
+		if c.resubscribe(resourcev3.SecretType, sdsNames(c.types[resourcev3.ClusterType].resources, c.types[resourcev3.ListenerType].resources)) {
 			changed = true
 		}
 	}
-	cds, lds := c.types[ClusterType], c.types[ListenerType]
+	cds, lds := c.types[resourcev3.ClusterType], c.types[resourcev3.ListenerType]
 	if cds.acked > 0 && lds.acked > 0 {
 		c.syncOnce.Do(func() { close(c.synced) })
 	}
@@ -478,31 +472,31 @@ func edsNames(clusters map[string]*Resource) map[string]bool {
 // ResourceName returns the name of a decoded xDS resource of a known type.
 func ResourceName(a *anypb.Any) (string, error) {
 	switch a.GetTypeUrl() {
-	case ClusterType:
+	case resourcev3.ClusterType:
 		var m clusterv3.Cluster
 		if err := a.UnmarshalTo(&m); err != nil {
 			return "", err
 		}
 		return m.GetName(), nil
-	case EndpointType:
+	case resourcev3.EndpointType:
 		var m endpointv3.ClusterLoadAssignment
 		if err := a.UnmarshalTo(&m); err != nil {
 			return "", err
 		}
 		return m.GetClusterName(), nil
-	case ListenerType:
+	case resourcev3.ListenerType:
 		var m listenerv3.Listener
 		if err := a.UnmarshalTo(&m); err != nil {
 			return "", err
 		}
 		return m.GetName(), nil
-	case RouteType:
+	case resourcev3.RouteType:
 		var m routev3.RouteConfiguration
 		if err := a.UnmarshalTo(&m); err != nil {
 			return "", err
 		}
 		return m.GetName(), nil
-	case SecretType:
+	case resourcev3.SecretType:
 		var m tlsv3.Secret
 		if err := a.UnmarshalTo(&m); err != nil {
 			return "", err

@@ -166,7 +166,7 @@ type recorder struct {
 }
 
 func (r *recorder) Apply(typeURL string, res map[string]*anypb.Any) error {
-	if typeURL == ClusterType {
+	if typeURL == resource.ClusterType {
 		if _, ok := res["bad"]; ok {
 			return fmt.Errorf("clusters[\"bad\"].lb_policy: rejected by test")
 		}
@@ -253,12 +253,12 @@ func TestClientEndToEnd(t *testing.T) {
 			case <-time.After(10 * time.Second):
 				t.Fatal("timed out waiting for sync")
 			}
-			waitFor(t, "routes", func() bool { return h.names(RouteType) == "80" && h.names(EndpointType) == "a,b" })
-			waitFor(t, "the listener's secret", func() bool { return h.names(SecretType) == "kubernetes://cred" })
-			if got := h.names(ClusterType); got != "a,b" {
+			waitFor(t, "routes", func() bool { return h.names(resource.RouteType) == "80" && h.names(resource.EndpointType) == "a,b" })
+			waitFor(t, "the listener's secret", func() bool { return h.names(resource.SecretType) == "kubernetes://cred" })
+			if got := h.names(resource.ClusterType); got != "a,b" {
 				t.Errorf("got clusters %q, want a,b", got)
 			}
-			if got := h.names(ListenerType); got != "0.0.0.0_443,0.0.0.0_80" {
+			if got := h.names(resource.ListenerType); got != "0.0.0.0_443,0.0.0.0_80" {
 				t.Errorf("got listeners %q, want 0.0.0.0_443,0.0.0.0_80", got)
 			}
 			h.mu.Lock()
@@ -276,10 +276,10 @@ func TestClientEndToEnd(t *testing.T) {
 				t.Errorf("got NACK detail %q, want the handler's error", got)
 			}
 			st := c.Status()[0]
-			if st.TypeURL != ClusterType || st.LastError == "" || (sotw && st.Version != "v1") {
+			if st.TypeURL != resource.ClusterType || st.LastError == "" || (sotw && st.Version != "v1") {
 				t.Errorf("got cluster status %+v, want last error set and version v1", st)
 			}
-			if got := h.names(ClusterType); got != "a,b" {
+			if got := h.names(resource.ClusterType); got != "a,b" {
 				t.Errorf("after NACK: got clusters %q, want a,b", got)
 			}
 			// A server that re-sends the rejected version is paced, not
@@ -296,15 +296,15 @@ func TestClientEndToEnd(t *testing.T) {
 			if err := cache.SetSnapshot(context.Background(), nodeID, snapshot(t, "v3", []string{"a", "c"}, false)); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, "clusters a,c", func() bool { return h.names(ClusterType) == "a,c" })
-			waitFor(t, "endpoints a,c", func() bool { return h.names(EndpointType) == "a,c" })
+			waitFor(t, "clusters a,c", func() bool { return h.names(resource.ClusterType) == "a,c" })
+			waitFor(t, "endpoints a,c", func() bool { return h.names(resource.EndpointType) == "a,c" })
 			if st := c.Status()[0]; st.LastError != "" || st.Version != "v3" && sotw {
 				t.Errorf("got cluster status %+v, want accepted v3", st)
 			}
 			if got := c.Status()[1].Subscribed; strings.Join(got, ",") != "a,c" {
 				t.Errorf("got EDS subscription %v, want [a c]", got)
 			}
-			if res := c.Resources(EndpointType); len(res) != 2 || res[0].Name != "a" || res[0].LastUpdated.IsZero() {
+			if res := c.Resources(resource.EndpointType); len(res) != 2 || res[0].Name != "a" || res[0].LastUpdated.IsZero() {
 				t.Errorf("got endpoint resources %+v, want a and c with times", res)
 			}
 
@@ -312,7 +312,7 @@ func TestClientEndToEnd(t *testing.T) {
 			// address gets a reconnect carrying the node again.
 			srv.grpc.Stop()
 			time.Sleep(20 * time.Millisecond)
-			if got := h.names(ClusterType); got != "a,c" {
+			if got := h.names(resource.ClusterType); got != "a,c" {
 				t.Errorf("while disconnected: got clusters %q, want a,c", got)
 			}
 			cache2 := cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil)
@@ -320,8 +320,8 @@ func TestClientEndToEnd(t *testing.T) {
 				t.Fatal(err)
 			}
 			srv2 := startServer(t, srv.addr, cache2)
-			waitFor(t, "clusters from the new server", func() bool { return h.names(ClusterType) == "d" })
-			waitFor(t, "endpoints from the new server", func() bool { return h.names(EndpointType) == "d" })
+			waitFor(t, "clusters from the new server", func() bool { return h.names(resource.ClusterType) == "d" })
+			waitFor(t, "endpoints from the new server", func() bool { return h.names(resource.EndpointType) == "d" })
 			srv2.mu.Lock()
 			nodes := append([]string(nil), srv2.nodes...)
 			srv2.mu.Unlock()
@@ -392,8 +392,8 @@ func TestListenersWaitForEndpointsThenTimeOut(t *testing.T) {
 	done := make(chan struct{})
 	go func() { c.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
-	waitFor(t, "listeners after the timeout", func() bool { return h.names(ListenerType) == "0.0.0.0_80" })
-	if got := h.names(EndpointType); got != "" {
+	waitFor(t, "listeners after the timeout", func() bool { return h.names(resource.ListenerType) == "0.0.0.0_80" })
+	if got := h.names(resource.EndpointType); got != "" {
 		t.Errorf("got endpoints %q, want none", got)
 	}
 }
@@ -443,9 +443,9 @@ func (s *silentCDS) StreamAggregatedResources(st discoveryv3.AggregatedDiscovery
 		}
 		var res []*anypb.Any
 		switch req.GetTypeUrl() {
-		case ListenerType:
+		case resource.ListenerType:
 			res = []*anypb.Any{l}
-		case RouteType:
+		case resource.RouteType:
 			res = []*anypb.Any{r}
 		default:
 			continue // clusters: never answered
@@ -475,7 +475,7 @@ func TestListenersWithoutClusters(t *testing.T) {
 	go func() { c.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
 	waitFor(t, "listeners although clusters never came", func() bool {
-		return h.names(ListenerType) == "0.0.0.0_80" && h.names(RouteType) == "80"
+		return h.names(resource.ListenerType) == "0.0.0.0_80" && h.names(resource.RouteType) == "80"
 	})
 	if c.Status()[0].Acked != 0 {
 		t.Errorf("got clusters acked, want none (the server never sent them)")

@@ -11,6 +11,7 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 )
@@ -107,13 +108,13 @@ func sdsNames(clusters, listeners map[string]*Resource) map[string]bool {
 // initial fetch timeout passed (Envoy's warming order). c.mu held.
 func (c *Client) active(t string) bool {
 	switch t {
-	case ClusterType:
+	case resourcev3.ClusterType:
 		return true
-	case ListenerType:
-		if c.types[ListenerType].acked > 0 {
+	case resourcev3.ListenerType:
+		if c.types[resourcev3.ListenerType].acked > 0 {
 			return true // already warm once: reconnects resubscribe at once
 		}
-		cds, eds := c.types[ClusterType], c.types[EndpointType]
+		cds, eds := c.types[resourcev3.ClusterType], c.types[resourcev3.EndpointType]
 		if cds.acked+cds.nacked == 0 {
 			// A server that never answers clusters must not keep listeners
 			// away forever (Envoy's initial_fetch_timeout).

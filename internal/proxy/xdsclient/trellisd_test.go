@@ -12,6 +12,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
@@ -46,11 +47,11 @@ func (g *trellisdGen) set(t *testing.T, version string, clusters []string, bad b
 		all = append(all, "bad")
 	}
 	for i, c := range all {
-		add(res, ads.ClusterType, c, edsCluster(c))
-		add(res, ads.EndpointType, c, assignment(c, fmt.Sprintf("10.0.0.%d", i+1)))
+		add(res, resourcev3.ClusterType, c, edsCluster(c))
+		add(res, resourcev3.EndpointType, c, assignment(c, fmt.Sprintf("10.0.0.%d", i+1)))
 	}
-	add(res, ads.ListenerType, "0.0.0.0_80", httpListener(t, "0.0.0.0_80", "80"))
-	add(res, ads.RouteType, "80", &routev3.RouteConfiguration{Name: "80"})
+	add(res, resourcev3.ListenerType, "0.0.0.0_80", httpListener(t, "0.0.0.0_80", "80"))
+	add(res, resourcev3.RouteType, "80", &routev3.RouteConfiguration{Name: "80"})
 	for _, list := range res {
 		ads.SortResources(list)
 	}
@@ -90,17 +91,17 @@ func TestAgainstTrellisdServer(t *testing.T) {
 			defer func() { cancel(); <-done }()
 
 			waitFor(t, "the first config", func() bool {
-				return h.names(ClusterType) == "a,b" && h.names(EndpointType) == "a,b" && h.names(ListenerType) == "0.0.0.0_80" && h.names(RouteType) == "80"
+				return h.names(resourcev3.ClusterType) == "a,b" && h.names(resourcev3.EndpointType) == "a,b" && h.names(resourcev3.ListenerType) == "0.0.0.0_80" && h.names(resourcev3.RouteType) == "80"
 			})
 			gen.set(t, "2", []string{"a", "b"}, true)
 			srv.Push(ads.Push{})
 			waitFor(t, "the NACK", func() bool { return c.Status()[0].LastError != "" })
-			if got := h.names(ClusterType); got != "a,b" {
+			if got := h.names(resourcev3.ClusterType); got != "a,b" {
 				t.Errorf("after NACK: got clusters %q, want the last good a,b", got)
 			}
 			gen.set(t, "3", []string{"c"}, false)
 			srv.Push(ads.Push{})
-			waitFor(t, "the update", func() bool { return h.names(ClusterType) == "c" && h.names(EndpointType) == "c" })
+			waitFor(t, "the update", func() bool { return h.names(resourcev3.ClusterType) == "c" && h.names(resourcev3.EndpointType) == "c" })
 			if st := c.Status()[0]; st.LastError != "" || st.Version != "3" {
 				t.Errorf("got cluster status %+v, want version 3 accepted", st)
 			}

@@ -9,6 +9,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 )
 
 // BenchmarkPushDelta measures one push of a changed 100 KB resource (plus
@@ -26,7 +27,7 @@ func BenchmarkPushDelta(b *testing.B) {
 	}
 	mk := func(v int) *Snapshot {
 		list := append([]*Resource{res(b, "route", big+strconv.Itoa(v))}, rest...)
-		return snapshot(strconv.Itoa(v), map[string][]*Resource{ClusterType: list})
+		return snapshot(strconv.Itoa(v), map[string][]*Resource{resourcev3.ClusterType: list})
 	}
 	gen.snap.Store(mk(0))
 	h := start(b, gen)
@@ -39,7 +40,7 @@ func BenchmarkPushDelta(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{Node: &corev3.Node{Id: "p" + strconv.Itoa(i)}, TypeUrl: ClusterType}); err != nil {
+		if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{Node: &corev3.Node{Id: "p" + strconv.Itoa(i)}, TypeUrl: resourcev3.ClusterType}); err != nil {
 			b.Fatal(err)
 		}
 		if _, err := st.Recv(); err != nil {
@@ -53,7 +54,7 @@ func BenchmarkPushDelta(b *testing.B) {
 				if err != nil {
 					return
 				}
-				st.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: ClusterType, ResponseNonce: r.Nonce})
+				st.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.ClusterType, ResponseNonce: r.Nonce})
 				acked <- struct{}{}
 			}
 		}()

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 )
 
 // conn is one ADS stream. Fields below the line are owned by the stream's
@@ -100,7 +101,7 @@ func newWatch(typeURL string) *watch {
 // wildcardByDefault reports whether an empty first subscription means
 // "everything" for the type (listeners and clusters, as in Envoy).
 func wildcardByDefault(typeURL string) bool {
-	return typeURL == ListenerType || typeURL == ClusterType
+	return typeURL == resourcev3.ListenerType || typeURL == resourcev3.ClusterType
 }
 
 // update applies Delta subscribe and unsubscribe lists and returns the

@@ -8,17 +8,18 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 )
 
 // Streams that end leave no goroutines behind, whether the client closes
 // cleanly or the server rejects the stream.
 func TestNoGoroutineLeak(t *testing.T) {
 	gen := &fakeGen{}
-	gen.snap.Store(snapshot("v1", map[string][]*Resource{ClusterType: {res(t, "a", "1")}}))
+	gen.snap.Store(snapshot("v1", map[string][]*Resource{resourcev3.ClusterType: {res(t, "a", "1")}}))
 	h := start(t, gen)
 	// Warm the client connection so its own goroutines are in the baseline.
 	warm := h.delta(t)
-	warm.Send(&discoveryv3.DeltaDiscoveryRequest{Node: &corev3.Node{Id: "warm"}, TypeUrl: ClusterType})
+	warm.Send(&discoveryv3.DeltaDiscoveryRequest{Node: &corev3.Node{Id: "warm"}, TypeUrl: resourcev3.ClusterType})
 	if _, err := warm.Recv(); err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +30,7 @@ func TestNoGoroutineLeak(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		req := &discoveryv3.DeltaDiscoveryRequest{Node: &corev3.Node{Id: "p"}, TypeUrl: ClusterType}
+		req := &discoveryv3.DeltaDiscoveryRequest{Node: &corev3.Node{Id: "p"}, TypeUrl: resourcev3.ClusterType}
 		if i%2 == 1 {
 			req.Node = nil // rejected: no node
 		}

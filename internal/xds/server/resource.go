@@ -6,37 +6,27 @@ import (
 	"sort"
 	"strconv"
 
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
-// Type URLs of the resources the server orders and names in status.
-const (
-	ClusterType  = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
-	EndpointType = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
-	ListenerType = "type.googleapis.com/envoy.config.listener.v3.Listener"
-	RouteType    = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
-	SecretType   = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
-)
-
-const typePrefix = "type.googleapis.com/"
-
 // pushOrder is the order types are sent in on a push: clusters before the
 // endpoints they use, listeners before their routes (Envoy's warming order).
-var pushOrder = []string{ClusterType, EndpointType, ListenerType, RouteType, SecretType}
+var pushOrder = []string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.ListenerType, resourcev3.RouteType, resourcev3.SecretType}
 
 // ShortType returns the conventional abbreviation of a type URL ("CDS").
 func ShortType(typeURL string) string {
 	switch typeURL {
-	case ClusterType:
+	case resourcev3.ClusterType:
 		return "CDS"
-	case EndpointType:
+	case resourcev3.EndpointType:
 		return "EDS"
-	case ListenerType:
+	case resourcev3.ListenerType:
 		return "LDS"
-	case RouteType:
+	case resourcev3.RouteType:
 		return "RDS"
-	case SecretType:
+	case resourcev3.SecretType:
 		return "SDS"
 	}
 	return typeURL
@@ -58,7 +48,7 @@ func NewResource(name string, m proto.Message) (*Resource, error) {
 	if err != nil {
 		return nil, fmt.Errorf("marshal %s: %w", name, err)
 	}
-	a := &anypb.Any{TypeUrl: typePrefix + string(m.ProtoReflect().Descriptor().FullName()), Value: b}
+	a := &anypb.Any{TypeUrl: resourcev3.APITypePrefix + string(m.ProtoReflect().Descriptor().FullName()), Value: b}
 	h := fnv.New64a()
 	h.Write(b)
 	return &Resource{Name: name, Version: strconv.FormatUint(h.Sum64(), 36), Any: a}, nil

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -13,8 +14,8 @@ func TestNewResource(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Any.TypeUrl != ClusterType {
-		t.Errorf("type URL: got %s, want %s", r.Any.TypeUrl, ClusterType)
+	if r.Any.TypeUrl != resourcev3.ClusterType {
+		t.Errorf("type URL: got %s, want %s", r.Any.TypeUrl, resourcev3.ClusterType)
 	}
 	var back clusterv3.Cluster
 	if err := r.Any.UnmarshalTo(&back); err != nil || !proto.Equal(&back, c) {

@@ -13,6 +13,7 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
@@ -167,15 +168,15 @@ func typeStatus(st []ProxyStatus, id, typeURL string) (TypeStatus, bool) {
 func TestSotWSubscribeAckPushNack(t *testing.T) {
 	gen := &fakeGen{}
 	gen.snap.Store(snapshot("v1", map[string][]*Resource{
-		ClusterType:  {res(t, "b", "1"), res(t, "a", "1")},
-		EndpointType: {res(t, "a", "1"), res(t, "b", "1"), res(t, "c", "1")},
+		resourcev3.ClusterType:  {res(t, "b", "1"), res(t, "a", "1")},
+		resourcev3.EndpointType: {res(t, "a", "1"), res(t, "b", "1"), res(t, "c", "1")},
 	}))
 	h := start(t, gen)
 	st := h.sotw(t)
 	node := &corev3.Node{Id: "sidecar~10.0.0.1~a.ns~ns.svc.cluster.local", Cluster: "a.ns"}
 
 	// CDS: an empty subscription is a wildcard.
-	if err := st.Send(&discoveryv3.DiscoveryRequest{Node: node, TypeUrl: ClusterType}); err != nil {
+	if err := st.Send(&discoveryv3.DiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType}); err != nil {
 		t.Fatal(err)
 	}
 	cds, err := st.Recv()
@@ -189,10 +190,10 @@ func TestSotWSubscribeAckPushNack(t *testing.T) {
 		t.Errorf("CDS version: got %q, want v1", cds.VersionInfo)
 	}
 	// EDS: only what is asked for, in name order.
-	if err := st.Send(&discoveryv3.DiscoveryRequest{TypeUrl: ClusterType, VersionInfo: "v1", ResponseNonce: cds.Nonce}); err != nil {
+	if err := st.Send(&discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.ClusterType, VersionInfo: "v1", ResponseNonce: cds.Nonce}); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Send(&discoveryv3.DiscoveryRequest{TypeUrl: EndpointType, ResourceNames: []string{"c", "a", "missing"}}); err != nil {
+	if err := st.Send(&discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResourceNames: []string{"c", "a", "missing"}}); err != nil {
 		t.Fatal(err)
 	}
 	eds, err := st.Recv()
@@ -202,39 +203,39 @@ func TestSotWSubscribeAckPushNack(t *testing.T) {
 	if got, want := anyNames(t, eds), "a,c"; got != want {
 		t.Errorf("EDS: got %s, want %s", got, want)
 	}
-	if err := st.Send(&discoveryv3.DiscoveryRequest{TypeUrl: EndpointType, VersionInfo: "v1", ResourceNames: []string{"c", "a", "missing"}, ResponseNonce: eds.Nonce}); err != nil {
+	if err := st.Send(&discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.EndpointType, VersionInfo: "v1", ResourceNames: []string{"c", "a", "missing"}, ResponseNonce: eds.Nonce}); err != nil {
 		t.Fatal(err)
 	}
 	waitStatus(t, h.srv, func(s []ProxyStatus) bool {
-		c, _ := typeStatus(s, node.Id, ClusterType)
-		e, _ := typeStatus(s, node.Id, EndpointType)
+		c, _ := typeStatus(s, node.Id, resourcev3.ClusterType)
+		e, _ := typeStatus(s, node.Id, resourcev3.EndpointType)
 		return c.Synced() && e.Synced() && c.AckedVersion == "v1"
 	})
 
 	// A push that changes only an endpoint nobody here watches sends nothing
 	// for EDS; a changed cluster resends the whole CDS list.
 	gen.snap.Store(snapshot("v2", map[string][]*Resource{
-		ClusterType:  {res(t, "a", "2"), res(t, "b", "1")},
-		EndpointType: {res(t, "a", "1"), res(t, "b", "2"), res(t, "c", "1")},
+		resourcev3.ClusterType:  {res(t, "a", "2"), res(t, "b", "1")},
+		resourcev3.EndpointType: {res(t, "a", "1"), res(t, "b", "2"), res(t, "c", "1")},
 	}))
 	h.srv.Push(Push{})
 	cds2, err := st.Recv()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cds2.TypeUrl != ClusterType || anyNames(t, cds2) != "a,b" || cds2.VersionInfo != "v2" {
+	if cds2.TypeUrl != resourcev3.ClusterType || anyNames(t, cds2) != "a,b" || cds2.VersionInfo != "v2" {
 		t.Fatalf("push: got %s %q version %s, want CDS a,b v2", ShortType(cds2.TypeUrl), anyNames(t, cds2), cds2.VersionInfo)
 	}
 	// NACK it: the status shows the error, the metric counts it.
-	if err := st.Send(&discoveryv3.DiscoveryRequest{TypeUrl: ClusterType, VersionInfo: "v1", ResponseNonce: cds2.Nonce,
+	if err := st.Send(&discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.ClusterType, VersionInfo: "v1", ResponseNonce: cds2.Nonce,
 		ErrorDetail: &statuspb.Status{Code: int32(codes.InvalidArgument), Message: "cluster a: bad lb_policy"}}); err != nil {
 		t.Fatal(err)
 	}
 	got := waitStatus(t, h.srv, func(s []ProxyStatus) bool {
-		c, _ := typeStatus(s, node.Id, ClusterType)
+		c, _ := typeStatus(s, node.Id, resourcev3.ClusterType)
 		return c.Nacked()
 	})
-	c, _ := typeStatus(got, node.Id, ClusterType)
+	c, _ := typeStatus(got, node.Id, resourcev3.ClusterType)
 	if c.LastNack.Message != "cluster a: bad lb_policy" || c.AckedVersion != "v1" || c.SentVersion != "v2" {
 		t.Errorf("after NACK: got %+v, want message, acked v1, sent v2", c)
 	}
@@ -249,7 +250,7 @@ func TestSotWSubscribeAckPushNack(t *testing.T) {
 	}
 
 	// Changing the subscription on an ACK sends the new set.
-	if err := st.Send(&discoveryv3.DiscoveryRequest{TypeUrl: EndpointType, VersionInfo: "v1", ResourceNames: []string{"b"}, ResponseNonce: eds.Nonce}); err != nil {
+	if err := st.Send(&discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.EndpointType, VersionInfo: "v1", ResourceNames: []string{"b"}, ResponseNonce: eds.Nonce}); err != nil {
 		t.Fatal(err)
 	}
 	eds2, err := st.Recv()
@@ -264,15 +265,15 @@ func TestSotWSubscribeAckPushNack(t *testing.T) {
 func TestDeltaSendsOnlyChanges(t *testing.T) {
 	gen := &fakeGen{}
 	gen.snap.Store(snapshot("v1", map[string][]*Resource{
-		ListenerType: {res(t, "l1", "1"), res(t, "l2", "1"), res(t, "l3", "1")},
-		RouteType:    {res(t, "80", "1"), res(t, "8080", "1")},
+		resourcev3.ListenerType: {res(t, "l1", "1"), res(t, "l2", "1"), res(t, "l3", "1")},
+		resourcev3.RouteType:    {res(t, "80", "1"), res(t, "8080", "1")},
 	}))
 	h := start(t, gen)
 	st := h.delta(t)
 	node := &corev3.Node{Id: "sidecar~10.0.0.2~b.ns~ns.svc.cluster.local"}
 
 	// Reconnect with l1 at the current version and l9 that no longer exists.
-	if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: ListenerType,
+	if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.ListenerType,
 		InitialResourceVersions: map[string]string{"l1": res(t, "l1", "1").Version, "l9": "x"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -286,11 +287,11 @@ func TestDeltaSendsOnlyChanges(t *testing.T) {
 	if got, want := strings.Join(r.RemovedResources, ","), "l9"; got != want {
 		t.Errorf("initial LDS removed: got %s, want %s", got, want)
 	}
-	if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: ListenerType, ResponseNonce: r.Nonce}); err != nil {
+	if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.ListenerType, ResponseNonce: r.Nonce}); err != nil {
 		t.Fatal(err)
 	}
 	// RDS by name; a name that does not exist comes back as removed.
-	if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: RouteType, ResourceNamesSubscribe: []string{"80", "9090"}}); err != nil {
+	if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.RouteType, ResourceNamesSubscribe: []string{"80", "9090"}}); err != nil {
 		t.Fatal(err)
 	}
 	r, err = st.Recv()
@@ -300,15 +301,15 @@ func TestDeltaSendsOnlyChanges(t *testing.T) {
 	if got, want := names(r.Resources)+"|"+strings.Join(r.RemovedResources, ","), "80|9090"; got != want {
 		t.Errorf("RDS subscribe: got %s, want %s", got, want)
 	}
-	if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: RouteType, ResponseNonce: r.Nonce}); err != nil {
+	if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.RouteType, ResponseNonce: r.Nonce}); err != nil {
 		t.Fatal(err)
 	}
 
 	// One listener changes, one goes away, route 8080 (unwatched) changes:
 	// exactly that is sent, LDS before RDS.
 	gen.snap.Store(snapshot("v2", map[string][]*Resource{
-		ListenerType: {res(t, "l1", "1"), res(t, "l2", "2")},
-		RouteType:    {res(t, "80", "2"), res(t, "8080", "2")},
+		resourcev3.ListenerType: {res(t, "l1", "1"), res(t, "l2", "2")},
+		resourcev3.RouteType:    {res(t, "80", "2"), res(t, "8080", "2")},
 	}))
 	changed := time.Now()
 	h.srv.Push(Push{Changed: changed})
@@ -316,20 +317,20 @@ func TestDeltaSendsOnlyChanges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if lds.TypeUrl != ListenerType || names(lds.Resources) != "l2" || strings.Join(lds.RemovedResources, ",") != "l3" || lds.SystemVersionInfo != "v2" {
+	if lds.TypeUrl != resourcev3.ListenerType || names(lds.Resources) != "l2" || strings.Join(lds.RemovedResources, ",") != "l3" || lds.SystemVersionInfo != "v2" {
 		t.Fatalf("push 1: got %s +%s -%v %s, want LDS +l2 -l3 v2", ShortType(lds.TypeUrl), names(lds.Resources), lds.RemovedResources, lds.SystemVersionInfo)
 	}
 	rds, err := st.Recv()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rds.TypeUrl != RouteType || names(rds.Resources) != "80" || len(rds.RemovedResources) != 0 {
+	if rds.TypeUrl != resourcev3.RouteType || names(rds.Resources) != "80" || len(rds.RemovedResources) != 0 {
 		t.Fatalf("push 2: got %s +%s -%v, want RDS +80", ShortType(rds.TypeUrl), names(rds.Resources), rds.RemovedResources)
 	}
 	for _, n := range []string{lds.Nonce, rds.Nonce} {
-		tu := ListenerType
+		tu := resourcev3.ListenerType
 		if n == rds.Nonce {
-			tu = RouteType
+			tu = resourcev3.RouteType
 		}
 		if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: tu, ResponseNonce: n}); err != nil {
 			t.Fatal(err)
@@ -353,15 +354,15 @@ func TestDeltaSendsOnlyChanges(t *testing.T) {
 		t.Errorf("convergence histogram series: got %d, want 1", n)
 	}
 	waitStatus(t, h.srv, func(s []ProxyStatus) bool {
-		l, _ := typeStatus(s, node.Id, ListenerType)
-		r, _ := typeStatus(s, node.Id, RouteType)
+		l, _ := typeStatus(s, node.Id, resourcev3.ListenerType)
+		r, _ := typeStatus(s, node.Id, resourcev3.RouteType)
 		return l.Synced() && r.Synced() && l.AckedVersion == "v2" && s[0].Delta
 	})
 
 	// Unsubscribing 80 means a later change to it is not sent.
 	// (Subscribing to a missing name in the same request gives a response
 	// to wait for, so the push below cannot overtake the unsubscribe.)
-	if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: RouteType, ResourceNamesUnsubscribe: []string{"80"},
+	if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.RouteType, ResourceNamesUnsubscribe: []string{"80"},
 		ResourceNamesSubscribe: []string{"7070"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -372,29 +373,29 @@ func TestDeltaSendsOnlyChanges(t *testing.T) {
 	if got, want := names(r.Resources)+"|"+strings.Join(r.RemovedResources, ","), "|7070"; got != want {
 		t.Errorf("RDS subscribe 7070: got %s, want %s", got, want)
 	}
-	if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: RouteType, ResponseNonce: r.Nonce}); err != nil {
+	if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.RouteType, ResponseNonce: r.Nonce}); err != nil {
 		t.Fatal(err)
 	}
 	gen.snap.Store(snapshot("v3", map[string][]*Resource{
-		ListenerType: {res(t, "l1", "3"), res(t, "l2", "2")},
-		RouteType:    {res(t, "80", "3"), res(t, "8080", "2")},
+		resourcev3.ListenerType: {res(t, "l1", "3"), res(t, "l2", "2")},
+		resourcev3.RouteType:    {res(t, "80", "3"), res(t, "8080", "2")},
 	}))
 	h.srv.Push(Push{})
 	r, err = st.Recv()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.TypeUrl != ListenerType || names(r.Resources) != "l1" {
+	if r.TypeUrl != resourcev3.ListenerType || names(r.Resources) != "l1" {
 		t.Errorf("push 3: got %s +%s, want LDS +l1", ShortType(r.TypeUrl), names(r.Resources))
 	}
-	if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: ListenerType, ResponseNonce: r.Nonce}); err != nil {
+	if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.ListenerType, ResponseNonce: r.Nonce}); err != nil {
 		t.Fatal(err)
 	}
 	waitStatus(t, h.srv, func(s []ProxyStatus) bool {
-		l, _ := typeStatus(s, node.Id, ListenerType)
+		l, _ := typeStatus(s, node.Id, resourcev3.ListenerType)
 		return l.AckedVersion == "v3"
 	})
-	if rs, _ := typeStatus(h.srv.Status(), node.Id, RouteType); rs.SentVersion != "v2" {
+	if rs, _ := typeStatus(h.srv.Status(), node.Id, resourcev3.RouteType); rs.SentVersion != "v2" {
 		t.Errorf("RDS after unsubscribe: got sent version %s, want v2 (nothing sent)", rs.SentVersion)
 	}
 }
@@ -408,9 +409,9 @@ func TestBadRequestsAreRejected(t *testing.T) {
 		req  *discoveryv3.DiscoveryRequest
 		want string
 	}{
-		{"no node", &discoveryv3.DiscoveryRequest{TypeUrl: ClusterType}, "must carry node"},
+		{"no node", &discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.ClusterType}, "must carry node"},
 		{"no type", &discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: "sidecar~1.2.3.4~a.b~b.svc.cluster.local"}}, "type_url is required"},
-		{"generator refuses node", &discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: "bogus"}, TypeUrl: ClusterType}, "malformed node id"},
+		{"generator refuses node", &discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: "bogus"}, TypeUrl: resourcev3.ClusterType}, "malformed node id"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -453,18 +454,18 @@ func TestSlowClientDoesNotBlockOthers(t *testing.T) {
 		for i := 0; i < 3; i++ {
 			rs = append(rs, res(t, "c"+strconv.Itoa(i), big+strconv.Itoa(v)))
 		}
-		return snapshot("v"+strconv.Itoa(v), map[string][]*Resource{ClusterType: rs})
+		return snapshot("v"+strconv.Itoa(v), map[string][]*Resource{resourcev3.ClusterType: rs})
 	}
 	gen.snap.Store(mk(0))
 	h := start(t, gen)
 
 	// The slow client subscribes and then never reads again.
 	slow := h.delta(t)
-	if err := slow.Send(&discoveryv3.DeltaDiscoveryRequest{Node: &corev3.Node{Id: "slow"}, TypeUrl: ClusterType}); err != nil {
+	if err := slow.Send(&discoveryv3.DeltaDiscoveryRequest{Node: &corev3.Node{Id: "slow"}, TypeUrl: resourcev3.ClusterType}); err != nil {
 		t.Fatal(err)
 	}
 	fast := h.delta(t)
-	if err := fast.Send(&discoveryv3.DeltaDiscoveryRequest{Node: &corev3.Node{Id: "fast"}, TypeUrl: ClusterType}); err != nil {
+	if err := fast.Send(&discoveryv3.DeltaDiscoveryRequest{Node: &corev3.Node{Id: "fast"}, TypeUrl: resourcev3.ClusterType}); err != nil {
 		t.Fatal(err)
 	}
 	r, err := fast.Recv()
@@ -492,7 +493,7 @@ func TestSlowClientDoesNotBlockOthers(t *testing.T) {
 			t.Errorf("v%d: got %d changed resources, want 3", v, got)
 		}
 	}
-	st, _ := typeStatus(h.srv.Status(), "slow", ClusterType)
+	st, _ := typeStatus(h.srv.Status(), "slow", resourcev3.ClusterType)
 	if st.SentVersion == "v5" {
 		t.Logf("slow client kept up (flow-control windows were large enough)")
 	}

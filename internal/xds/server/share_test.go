@@ -8,6 +8,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding/gzip"
 )
@@ -17,7 +18,7 @@ import (
 func TestStreamsShareSubscriptionsAndResponses(t *testing.T) {
 	gen := &fakeGen{}
 	gen.snap.Store(snapshot("v1", map[string][]*Resource{
-		EndpointType: {res(t, "a", "1"), res(t, "b", "1"), res(t, "c", "1")},
+		resourcev3.EndpointType: {res(t, "a", "1"), res(t, "b", "1"), res(t, "c", "1")},
 	}))
 	h := start(t, gen)
 	var streams []discoveryv3.AggregatedDiscoveryService_DeltaAggregatedResourcesClient
@@ -25,14 +26,14 @@ func TestStreamsShareSubscriptionsAndResponses(t *testing.T) {
 	for i, sub := range [][]string{{"a", "b"}, {"b", "a"}, {"a", "b", "c"}} {
 		st := h.delta(t)
 		if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{Node: &corev3.Node{Id: "p" + string(rune('0'+i))},
-			TypeUrl: EndpointType, ResourceNamesSubscribe: sub}); err != nil {
+			TypeUrl: resourcev3.EndpointType, ResourceNamesSubscribe: sub}); err != nil {
 			t.Fatal(err)
 		}
 		r, err := st.Recv()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: EndpointType, ResponseNonce: r.Nonce}); err != nil {
+		if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResponseNonce: r.Nonce}); err != nil {
 			t.Fatal(err)
 		}
 		streams = append(streams, st)
@@ -46,7 +47,7 @@ func TestStreamsShareSubscriptionsAndResponses(t *testing.T) {
 	}
 
 	gen.snap.Store(snapshot("v2", map[string][]*Resource{
-		EndpointType: {res(t, "a", "2"), res(t, "b", "1"), res(t, "c", "1")},
+		resourcev3.EndpointType: {res(t, "a", "2"), res(t, "b", "1"), res(t, "c", "1")},
 	}))
 	h.srv.Push(Push{})
 	var got []string
@@ -65,7 +66,7 @@ func TestStreamsShareSubscriptionsAndResponses(t *testing.T) {
 	}
 
 	// Unsubscribing moves a stream to another set; closing releases them.
-	if err := streams[2].Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: EndpointType, ResourceNamesUnsubscribe: []string{"c"}}); err != nil {
+	if err := streams[2].Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResourceNamesUnsubscribe: []string{"c"}}); err != nil {
 		t.Fatal(err)
 	}
 	waitSets := func(want int) {
@@ -84,7 +85,7 @@ func TestStreamsShareSubscriptionsAndResponses(t *testing.T) {
 // to streams that don't.
 func TestCompressingClientDoesNotShare(t *testing.T) {
 	gen := &fakeGen{}
-	gen.snap.Store(snapshot("v1", map[string][]*Resource{ClusterType: {res(t, "a", strings.Repeat("x", 4096))}}))
+	gen.snap.Store(snapshot("v1", map[string][]*Resource{resourcev3.ClusterType: {res(t, "a", strings.Repeat("x", 4096))}}))
 	h := start(t, gen)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -94,7 +95,7 @@ func TestCompressingClientDoesNotShare(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{Node: &corev3.Node{Id: "p" + strconv.Itoa(i)}, TypeUrl: ClusterType}); err != nil {
+		if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{Node: &corev3.Node{Id: "p" + strconv.Itoa(i)}, TypeUrl: resourcev3.ClusterType}); err != nil {
 			t.Fatal(err)
 		}
 		r, err := st.Recv()

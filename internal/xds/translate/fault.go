@@ -1,10 +1,13 @@
 package translate
 
 import (
+	"strconv"
+
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	faultcommonv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/common/fault/v3"
 	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
 	previoushostsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/host/previous_hosts/v3"
+	"google.golang.org/grpc/codes"
 	networking "istio.io/api/networking/v1alpha3"
 )
 
@@ -61,16 +64,15 @@ func fault(f *networking.HTTPFaultInjection) *faultv3.HTTPFault {
 	return out
 }
 
-var grpcCodes = map[string]uint32{
-	"OK": 0, "CANCELLED": 1, "UNKNOWN": 2, "INVALID_ARGUMENT": 3, "DEADLINE_EXCEEDED": 4,
-	"NOT_FOUND": 5, "ALREADY_EXISTS": 6, "PERMISSION_DENIED": 7, "RESOURCE_EXHAUSTED": 8,
-	"FAILED_PRECONDITION": 9, "ABORTED": 10, "OUT_OF_RANGE": 11, "UNIMPLEMENTED": 12,
-	"INTERNAL": 13, "UNAVAILABLE": 14, "DATA_LOSS": 15, "UNAUTHENTICATED": 16,
-}
-
+// grpcStatusCode is the code of an Istio grpcStatus: a name (UNAVAILABLE,
+// as grpc's codes spell them in JSON) or a number 0-16; UNKNOWN otherwise.
 func grpcStatusCode(s string) uint32 {
-	if c, ok := grpcCodes[s]; ok {
-		return c
+	var c codes.Code
+	if err := c.UnmarshalJSON([]byte(strconv.Quote(s))); err == nil {
+		return uint32(c)
 	}
-	return 2 // UNKNOWN
+	if n, err := strconv.ParseUint(s, 10, 32); err == nil && n <= uint64(codes.Unauthenticated) {
+		return uint32(n)
+	}
+	return uint32(codes.Unknown)
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -75,7 +76,9 @@ func (c envelopeCodec) Unmarshal(data mem.BufferSlice, v any) error {
 
 // needsBody reports whether a client must read resources of a type to
 // follow them.
-func needsBody(typeURL string) bool { return typeURL == ClusterType || typeURL == ListenerType }
+func needsBody(typeURL string) bool {
+	return typeURL == resourcev3.ClusterType || typeURL == resourcev3.ListenerType
+}
 
 // decodeEnvelope fills resp from the wire bytes b: every field a client
 // checks, and resource bodies (copied out of b) only for types in needsBody

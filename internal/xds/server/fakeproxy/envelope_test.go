@@ -7,6 +7,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -43,16 +44,16 @@ func TestDecodeEnvelope(t *testing.T) {
 		keepAll    bool
 		wantBodies bool
 	}{
-		{name: "routes skip bodies", resp: &discoveryv3.DeltaDiscoveryResponse{SystemVersionInfo: "7", TypeUrl: RouteType, Nonce: "7-abc",
+		{name: "routes skip bodies", resp: &discoveryv3.DeltaDiscoveryResponse{SystemVersionInfo: "7", TypeUrl: resourcev3.RouteType, Nonce: "7-abc",
 			Resources:        []*discoveryv3.Resource{{Name: "80", Version: "v1", Resource: route, Aliases: []string{"x"}, Ttl: durationpb.New(5)}},
 			RemovedResources: []string{"81", "82"}}},
 		{name: "routes kept with keepAll", keepAll: true, wantBodies: true, resp: &discoveryv3.DeltaDiscoveryResponse{SystemVersionInfo: "7",
-			TypeUrl: RouteType, Nonce: "n", Resources: []*discoveryv3.Resource{{Name: "80", Version: "v1", Resource: route}}}},
-		{name: "clusters keep bodies", wantBodies: true, resp: &discoveryv3.DeltaDiscoveryResponse{SystemVersionInfo: "1", TypeUrl: ClusterType,
+			TypeUrl: resourcev3.RouteType, Nonce: "n", Resources: []*discoveryv3.Resource{{Name: "80", Version: "v1", Resource: route}}}},
+		{name: "clusters keep bodies", wantBodies: true, resp: &discoveryv3.DeltaDiscoveryResponse{SystemVersionInfo: "1", TypeUrl: resourcev3.ClusterType,
 			Nonce: "n1", ControlPlane: &corev3.ControlPlane{Identifier: "trellisd"},
 			Resources:            []*discoveryv3.Resource{{Name: "outbound|80||a", Version: "v", Resource: cluster}, {Name: "b", Version: "w", Resource: cluster}},
 			RemovedResourceNames: []*discoveryv3.ResourceName{{Name: "gone"}}}},
-		{name: "removals only", resp: &discoveryv3.DeltaDiscoveryResponse{TypeUrl: EndpointType, Nonce: "n2", RemovedResources: []string{"a"}}},
+		{name: "removals only", resp: &discoveryv3.DeltaDiscoveryResponse{TypeUrl: resourcev3.EndpointType, Nonce: "n2", RemovedResources: []string{"a"}}},
 		{name: "empty", resp: &discoveryv3.DeltaDiscoveryResponse{}},
 	}
 	for _, tt := range tests {
@@ -73,7 +74,7 @@ func TestDecodeEnvelope(t *testing.T) {
 }
 
 func TestDecodeEnvelopeRejectsMalformed(t *testing.T) {
-	b, err := proto.Marshal(&discoveryv3.DeltaDiscoveryResponse{TypeUrl: ClusterType, Nonce: "n",
+	b, err := proto.Marshal(&discoveryv3.DeltaDiscoveryResponse{TypeUrl: resourcev3.ClusterType, Nonce: "n",
 		Resources: []*discoveryv3.Resource{{Name: "a", Version: "v", Resource: &anypb.Any{TypeUrl: "t", Value: []byte("xyz")}}}})
 	if err != nil {
 		t.Fatal(err)
@@ -88,7 +89,7 @@ func TestDecodeEnvelopeRejectsMalformed(t *testing.T) {
 // FuzzDecodeEnvelope checks that the envelope decoder never panics and,
 // whenever the full decoder accepts the bytes, agrees with it.
 func FuzzDecodeEnvelope(f *testing.F) {
-	seed, _ := proto.Marshal(&discoveryv3.DeltaDiscoveryResponse{SystemVersionInfo: "3", TypeUrl: ListenerType, Nonce: "n",
+	seed, _ := proto.Marshal(&discoveryv3.DeltaDiscoveryResponse{SystemVersionInfo: "3", TypeUrl: resourcev3.ListenerType, Nonce: "n",
 		Resources:        []*discoveryv3.Resource{{Name: "l", Version: "v", Resource: &anypb.Any{TypeUrl: "t", Value: []byte{8, 1}}}},
 		RemovedResources: []string{"x"}})
 	f.Add(seed)

@@ -22,18 +22,11 @@ import (
 	_ "github.com/envoyproxy/go-control-plane/envoy/config/route/v3" // DecodeFull of routes
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/anypb"
-)
-
-// Type URLs the client subscribes to.
-const (
-	ClusterType  = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
-	EndpointType = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
-	ListenerType = "type.googleapis.com/envoy.config.listener.v3.Listener"
-	RouteType    = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
 )
 
 // Options tune a client.
@@ -85,14 +78,14 @@ func Dial(ctx context.Context, cc *grpc.ClientConn, node *corev3.Node, opts Opti
 	}
 	c := &Client{opts: opts, stream: st, cancel: cancel,
 		versions: map[string]map[string]string{}, res: map[string]map[string]*anypb.Any{},
-		sysVer: map[string]string{}, subs: map[string]map[string]bool{EndpointType: {}, RouteType: {}},
+		sysVer: map[string]string{}, subs: map[string]map[string]bool{resourcev3.EndpointType: {}, resourcev3.RouteType: {}},
 		done: make(chan struct{})}
 	c.cond = sync.NewCond(&c.mu)
-	if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: ClusterType}); err != nil {
+	if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType}); err != nil {
 		cancel()
 		return nil, fmt.Errorf("subscribe clusters: %w", err)
 	}
-	if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: ListenerType}); err != nil {
+	if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.ListenerType}); err != nil {
 		cancel()
 		return nil, fmt.Errorf("subscribe listeners: %w", err)
 	}
@@ -188,9 +181,9 @@ func (c *Client) apply(resp *discoveryv3.DeltaDiscoveryResponse) error {
 		return err
 	}
 	if len(refs) > 0 {
-		sub := EndpointType
-		if t == ListenerType {
-			sub = RouteType
+		sub := resourcev3.EndpointType
+		if t == resourcev3.ListenerType {
+			sub = resourcev3.RouteType
 		}
 		var add []string
 		c.mu.Lock()
