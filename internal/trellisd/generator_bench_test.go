@@ -79,9 +79,8 @@ func BenchmarkGeneratePush(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		v++
-		st := *states[v%2]
-		st.version = v
-		g.setState(&st)
+		s := states[v%2]
+		g.setState(&state{version: v, cfg: s.cfg, reg: s.reg, mesh: s.mesh})
 		for _, n := range nodes {
 			if _, err := g.Generate(n); err != nil {
 				b.Fatal(err)
