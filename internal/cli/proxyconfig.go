@@ -36,8 +36,6 @@ import (
 	"github.com/trellis-mesh/trellis/internal/local/netns"
 )
 
-func init() { register(newProxyConfigCmd) }
-
 type proxyConfigFlags struct {
 	adminAddress string
 	stateDir     string
