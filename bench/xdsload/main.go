@@ -43,6 +43,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/trellis-mesh/trellis/bench/xdsload/mesh"
 	"github.com/trellis-mesh/trellis/internal/xds/server/fakeproxy"
 )
 
@@ -81,56 +82,22 @@ func main() {
 	}
 }
 
-const ns = "bench"
+const ns = mesh.Namespace
 
 var decodeMode fakeproxy.DecodeMode
 
 func writeServices(dir string, n int) error {
 	for f := 0; f*100 < n; f++ {
-		var b strings.Builder
-		for i := f * 100; i < n && i < (f+1)*100; i++ {
-			fmt.Fprintf(&b, `apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: svc-%d, namespace: %s}
-spec:
-  hosts: [svc-%d.%s.svc.cluster.local]
-  addresses: [240.%d.%d.%d]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 80, name: http, protocol: HTTP}]
-  endpoints:
-  - {address: 10.%d.%d.1, ports: {http: 8080}, labels: {version: v1}}
-  - {address: 10.%d.%d.2, ports: {http: 8080}, labels: {version: v2}}
----
-`, i, ns, i, ns, 1+i/65536, (i/256)%256, i%256, 1+i/256, i%256, 1+i/256, i%256)
-		}
-		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("services-%03d.yaml", f)), []byte(b.String()), 0o644); err != nil {
+		svcs := mesh.Services(f*100, min(n, (f+1)*100))
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("services-%03d.yaml", f)), []byte(svcs), 0o644); err != nil {
 			return err
 		}
 	}
-	dr := fmt.Sprintf(`apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: svc-0, namespace: %s}
-spec:
-  host: svc-0.%s.svc.cluster.local
-  subsets:
-  - {name: v1, labels: {version: v1}}
-  - {name: v2, labels: {version: v2}}
-`, ns, ns)
-	return os.WriteFile(filepath.Join(dir, "dr.yaml"), []byte(dr), 0o644)
+	return os.WriteFile(filepath.Join(dir, "dr.yaml"), []byte(mesh.DestinationRule()), 0o644)
 }
 
 func writeVS(dir string, w1 int) error {
-	vs := fmt.Sprintf(`apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: svc-0, namespace: %s}
-spec:
-  hosts: [svc-0.%s.svc.cluster.local]
-  http:
-  - route:
-    - {destination: {host: svc-0.%s.svc.cluster.local, subset: v1}, weight: %d}
-    - {destination: {host: svc-0.%s.svc.cluster.local, subset: v2}, weight: %d}
-`, ns, ns, ns, w1, ns, 100-w1)
+	vs := mesh.VirtualService(w1)
 	tmp := filepath.Join(dir, ".vs.yaml.tmp")
 	if err := os.WriteFile(tmp, []byte(vs), 0o644); err != nil {
 		return err

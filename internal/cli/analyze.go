@@ -17,8 +17,6 @@ import (
 	"github.com/trellis-mesh/trellis/internal/config/validate"
 )
 
-func init() { register(newAnalyzeCmd) }
-
 type analyzeOptions struct {
 	files        []string
 	namespace    string

@@ -2,24 +2,11 @@ package cli
 
 import (
 	"bytes"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 )
-
-func init() {
-	// Other golden tests in this package may define -update too.
-	if flag.Lookup("update") == nil {
-		flag.Bool("update", false, "rewrite golden files under testdata/")
-	}
-}
-
-func analyzeUpdating() bool {
-	f := flag.Lookup("update")
-	return f != nil && f.Value.String() == "true"
-}
 
 func runAnalyzeCLI(t *testing.T, args ...string) (string, error) {
 	t.Helper()
@@ -58,7 +45,7 @@ func TestAnalyzeGolden(t *testing.T) {
 				out += "error: " + err.Error() + "\n"
 			}
 			golden := filepath.Join("testdata", "analyze", strings.ReplaceAll(tc.name, " ", "-")+".golden")
-			if analyzeUpdating() {
+			if *update {
 				if err := os.WriteFile(golden, []byte(out), 0o644); err != nil {
 					t.Fatal(err)
 				}

@@ -8,8 +8,6 @@ import (
 	"github.com/trellis-mesh/trellis/internal/demo"
 )
 
-func init() { register(newDemoCmd) }
-
 // newDemoCmd is `trellis demo`: the seeds' bill-service and canary
 // scenarios in a local mesh, measured and torn down, in one command.
 func newDemoCmd() *cobra.Command {

@@ -13,8 +13,6 @@ import (
 	"github.com/trellis-mesh/trellis/internal/demoapp"
 )
 
-func init() { register(newDemoappCmd) }
-
 // newDemoappCmd is `trellis demoapp`: the small HTTP apps the demo and
 // local mode run as workloads, and the load client that calls them. Hidden:
 // it is a building block, not a user command.

@@ -1,5 +1,6 @@
-// Package cli is the `trellis` command line (Istio's istioctl). Each
-// subcommand lives in its own file and registers itself with register in an
-// init function; subcommands talk to trellisd and proxies over their HTTP
-// APIs and never import the proxy's internals.
+// Package cli is the `trellis` command line (Istio's istioctl). Root builds
+// the whole command tree from each subcommand's constructor (newXCmd, one
+// file per subcommand; proxy-config's resources in proxyconfig_*.go);
+// subcommands talk to trellisd and proxies over their HTTP APIs and never
+// import the proxy's internals.
 package cli

@@ -12,8 +12,6 @@ import (
 	"github.com/trellis-mesh/trellis/internal/version"
 )
 
-func init() { register(newInstallCmd) }
-
 func newInstallCmd() *cobra.Command {
 	var (
 		inst    installFlags

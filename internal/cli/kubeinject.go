@@ -11,8 +11,6 @@ import (
 	"github.com/trellis-mesh/trellis/internal/install"
 )
 
-func init() { register(newKubeInjectCmd) }
-
 func newKubeInjectCmd() *cobra.Command {
 	var (
 		in, out string

@@ -14,8 +14,6 @@ import (
 	"github.com/trellis-mesh/trellis/internal/local"
 )
 
-func init() { register(newLocalCmd) }
-
 // newLocalCmd is `trellis local`: run your own services in a local mesh
 // (network namespaces, interception, trellisd watching a config dir).
 func newLocalCmd() *cobra.Command {

@@ -6,8 +6,6 @@ import (
 	"github.com/trellis-mesh/trellis/internal/install"
 )
 
-func init() { register(newManifestCmd) }
-
 func newManifestCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "manifest",

@@ -9,8 +9,6 @@ import (
 	"github.com/trellis-mesh/trellis/internal/install"
 )
 
-func init() { register(newProfileCmd) }
-
 func newProfileCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "profile",

@@ -3,7 +3,6 @@ package cli
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -13,18 +12,6 @@ import (
 
 	"github.com/trellis-mesh/trellis/internal/local"
 )
-
-func init() {
-	// Shared with other golden tests of this package: define -update once.
-	if flag.Lookup("update") == nil {
-		flag.Bool("update", false, "rewrite golden files under testdata/")
-	}
-}
-
-func updating() bool {
-	f := flag.Lookup("update")
-	return f != nil && f.Value.String() == "true"
-}
 
 // The fixtures are the admin server's own golden output: a real xDS client
 // and cluster manager fed by a real ADS server (internal/proxy/admin tests).
@@ -105,7 +92,7 @@ func TestProxyConfigGolden(t *testing.T) {
 				t.Fatalf("got error %v\n%s", err, got)
 			}
 			golden := filepath.Join("testdata", "proxyconfig", tt.name+".golden")
-			if updating() {
+			if *update {
 				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
 					t.Fatal(err)
 				}

@@ -14,8 +14,6 @@ import (
 	"github.com/trellis-mesh/trellis/internal/xds/server"
 )
 
-func init() { register(newProxyStatusCmd) }
-
 // synczBody is what trellisd's /debug/syncz returns.
 type synczBody struct {
 	Version string               `json:"version"`

@@ -3,7 +3,6 @@ package cli
 import (
 	"bytes"
 	"context"
-	"flag"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -21,18 +20,6 @@ import (
 	"github.com/trellis-mesh/trellis/internal/trellisd"
 	"github.com/trellis-mesh/trellis/internal/xds/server/fakeproxy"
 )
-
-func init() {
-	// Other golden tests in this package may define -update too.
-	if flag.Lookup("update") == nil {
-		flag.Bool("update", false, "rewrite golden files")
-	}
-}
-
-func updateGolden() bool {
-	f := flag.Lookup("update")
-	return f != nil && f.Value.String() == "true"
-}
 
 func runProxyStatusCLI(t *testing.T, args ...string) (string, error) {
 	t.Helper()
@@ -82,7 +69,7 @@ func TestProxyStatusGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			path := filepath.Join("testdata/proxystatus", tc.golden)
-			if updateGolden() {
+			if *update {
 				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
 					t.Fatal(err)
 				}

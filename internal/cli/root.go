@@ -1,17 +1,11 @@
 package cli
 
 import (
-	"sort"
-
 	"github.com/spf13/cobra"
 )
 
-var constructors []func() *cobra.Command
-
-// register adds a subcommand constructor; called from init functions.
-func register(f func() *cobra.Command) { constructors = append(constructors, f) }
-
-// Root returns the `trellis` command with every registered subcommand.
+// Root returns the `trellis` command with its whole command tree: every
+// subcommand is listed here, in the order help shows them.
 func Root() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "trellis",
@@ -20,11 +14,20 @@ func Root() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	var cmds []*cobra.Command
-	for _, f := range constructors {
-		cmds = append(cmds, f())
-	}
-	sort.Slice(cmds, func(i, j int) bool { return cmds[i].Name() < cmds[j].Name() })
-	root.AddCommand(cmds...)
+	root.AddCommand(
+		newAnalyzeCmd(),
+		newDemoCmd(),
+		newDemoappCmd(),
+		newInstallCmd(),
+		newKubeInjectCmd(),
+		newLocalCmd(),
+		newManifestCmd(),
+		newProfileCmd(),
+		newProxyConfigCmd(),
+		newProxyStatusCmd(),
+		newShiftCmd(),
+		newUninstallCmd(),
+		newVersionCmd(),
+	)
 	return root
 }

@@ -14,8 +14,6 @@ import (
 	"github.com/trellis-mesh/trellis/internal/shift"
 )
 
-func init() { register(newShiftCmd) }
-
 func newShiftCmd() *cobra.Command {
 	var (
 		prometheus, query, vs       string

@@ -10,8 +10,6 @@ import (
 	"github.com/trellis-mesh/trellis/internal/install"
 )
 
-func init() { register(newUninstallCmd) }
-
 func newUninstallCmd() *cobra.Command {
 	var (
 		inst    installFlags

@@ -19,8 +19,6 @@ import (
 	"github.com/trellis-mesh/trellis/internal/version"
 )
 
-func init() { register(newVersionCmd) }
-
 // meshVersion is `trellis version -o json`.
 type meshVersion struct {
 	Client       string `json:"clientVersion"`

@@ -7,7 +7,8 @@
 // debug and Prometheus HTTP endpoints show what happened.
 //
 // Flow: config.Store + registry.Source -> debounce -> state -> generator
-// (translate, cached per outbound key) -> xds/server -> proxies.
+// (translate; the outbound half cached per translate.OutboundProxy key) ->
+// xds/server -> proxies.
 //
 // Endpoints: ADS on Options.XDSAddress (:15010); on Options.DebugAddress
 // (:8080) /debug/syncz (per proxy and type: version sent, version ACKed,

@@ -65,12 +65,12 @@ func (s *state) inboundRegistry(ips []string) *registry.Snapshot {
 }
 
 // translator is the part of internal/xds/translate the generator uses. The
-// outbound half (with its endpoints) depends only on what cacheKey names,
-// so proxies with the same key share one translation and one set of
-// marshalled resources.
+// outbound half (with its endpoints) reads only the proxy's
+// translate.OutboundProxy and the state, so proxies whose OutboundProxy
+// has the same Key share one translation and one set of marshalled
+// resources per state version.
 type translator interface {
 	ProxyFromNode(node *corev3.Node) (*translate.Proxy, error)
-	OutboundKey(in translate.Input) string
 	Outbound(in translate.Input) *translate.Output
 	Inbound(in translate.Input) *translate.Output
 }
@@ -80,12 +80,6 @@ type translateFuncs struct{}
 
 func (translateFuncs) ProxyFromNode(n *corev3.Node) (*translate.Proxy, error) {
 	return translate.ProxyFromNode(n)
-}
-
-// OutboundKey adds the locality: endpoints may depend on it (locality
-// failover).
-func (translateFuncs) OutboundKey(in translate.Input) string {
-	return translate.OutboundKey(in) + "|" + in.Proxy.Locality
 }
 
 // Outbound is translate.Outbound plus the endpoints of its EDS clusters.
@@ -98,14 +92,14 @@ func (translateFuncs) Outbound(in translate.Input) *translate.Output {
 func (translateFuncs) Inbound(in translate.Input) *translate.Output { return translate.Inbound(in) }
 
 // generator implements server.Generator over the current state, caching the
-// marshalled outbound resources per (state version, outbound key).
+// marshalled outbound resources per (state version, OutboundProxy key).
 type generator struct {
 	tr    translator
 	state atomic.Pointer[state]
 
 	mu       sync.Mutex
 	cacheVer uint64
-	cache    map[string]*outEntry // for cacheVer
+	cache    map[string]*outEntry // for cacheVer, by translate.OutboundProxy.Key
 	prev     map[string]*outEntry // for the version before, to reuse lists
 }
 
@@ -207,9 +201,12 @@ func equalLists(a, b []*server.Resource) bool {
 }
 
 // outbound returns the marshalled outbound resources for in, translating
-// once per key and state version.
+// once per OutboundProxy key and state version. The translation is handed
+// only the OutboundProxy, the same for every proxy with that key.
 func (g *generator) outbound(st *state, in translate.Input) (*outEntry, error) {
-	key := g.tr.OutboundKey(in)
+	op := translate.NewOutboundProxy(in)
+	key := op.Key()
+	in.Proxy = op.Proxy()
 	g.mu.Lock()
 	if st.version != g.cacheVer {
 		if st.version < g.cacheVer {

@@ -151,3 +151,34 @@ func TestInboundRegistryIsEquivalent(t *testing.T) {
 		t.Errorf("services on 127.0.0.1: got %d, want 1 (greeter)", n)
 	}
 }
+
+// The cache is keyed by what outbound translation reads: labels no selector
+// names are shared, a locality is not.
+func TestGeneratorKeysByOutboundProxy(t *testing.T) {
+	g := newGenerator(translateFuncs{})
+	g.setState(greeterState(t, 1, 90))
+	withMeta := func(ip string, labels map[string]any, region string) *corev3.Node {
+		n := node("default", ip)
+		l, err := structpb.NewStruct(labels)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.Metadata.Fields["LABELS"] = structpb.NewStructValue(l)
+		if region != "" {
+			n.Locality = &corev3.Locality{Region: region}
+		}
+		return n
+	}
+	for _, n := range []*corev3.Node{
+		withMeta("10.0.0.1", map[string]any{"pod-template-hash": "abc"}, ""),
+		withMeta("10.0.0.2", map[string]any{"pod-template-hash": "def"}, ""),
+		withMeta("10.0.0.3", nil, "eu-west"),
+	} {
+		if _, err := g.Generate(n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := len(g.cache); got != 2 {
+		t.Errorf("cache entries: got %d, want 2 (labels no selector names shared, another locality apart)", got)
+	}
+}

@@ -46,15 +46,17 @@ func Parse(data []byte) (*bootstrapv3.Bootstrap, error) {
 }
 
 // Validate checks a bootstrap: the schema rules of the Envoy protos (with
-// field paths), then what trellis-proxy needs: a node id, an admin address
-// that is an IP socket address, and an ADS config it can reach.
+// field paths), then what trellis-proxy needs: an admin address that is an
+// IP socket address and, with dynamic_resources, an ADS config it can reach
+// and a node id to identify itself with. As in Envoy, a static-only
+// bootstrap needs no node.
 func Validate(bs *bootstrapv3.Bootstrap) error {
 	var errs []error
 	if err := bs.ValidateAll(); err != nil {
 		errs = append(errs, err)
 	}
-	if bs.GetNode().GetId() == "" {
-		errs = append(errs, errors.New("node.id: must be set (e.g. sidecar~10.0.0.1~pod.ns~ns.svc.cluster.local)"))
+	if bs.GetDynamicResources() != nil && bs.GetNode().GetId() == "" {
+		errs = append(errs, errors.New("node.id: must be set when dynamic_resources is, to identify the proxy to the xDS server (e.g. sidecar~10.0.0.1~pod.ns~ns.svc.cluster.local)"))
 	}
 	if a := bs.GetAdmin().GetAddress(); a != nil {
 		if _, err := SocketAddress(a); err != nil {

@@ -52,11 +52,46 @@ func TestLoadFile(t *testing.T) {
 	}
 }
 
+// adsOnly is a bootstrap with ADS to a static xds-grpc cluster and no node.
+const adsOnly = `dynamic_resources:
+  ads_config: {api_type: DELTA_GRPC, grpc_services: [{envoy_grpc: {cluster_name: xds-grpc}}]}
+  lds_config: {ads: {}}
+  cds_config: {ads: {}}
+static_resources:
+  clusters:
+  - name: xds-grpc
+    load_assignment:
+      cluster_name: xds-grpc
+      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 15010}}}}]}]
+`
+
+// As in Envoy, a bootstrap with only static resources needs no node.
+func TestStaticWithoutNode(t *testing.T) {
+	bs, err := Parse([]byte(`admin: {address: {socket_address: {address: 127.0.0.1, port_value: 0}}}
+static_resources:
+  clusters:
+  - name: backend
+    load_assignment:
+      cluster_name: backend
+      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 8080}}}}]}]
+`))
+	if err != nil {
+		t.Fatalf("got %v, want a static-only bootstrap without node accepted", err)
+	}
+	if bs.GetNode() != nil {
+		t.Errorf("got node %v, want none", bs.GetNode())
+	}
+	withNode := "node: {id: sidecar~127.0.0.1~p.ns~ns.svc.cluster.local}\n" + adsOnly
+	if _, err := Parse([]byte(withNode)); err != nil {
+		t.Errorf("ADS with a node id: got %v, want it accepted", err)
+	}
+}
+
 func TestParseErrors(t *testing.T) {
 	tests := []struct{ name, yaml, want string }{
 		{"not yaml", "node: [", "parse yaml"},
 		{"unknown field", "node: {id: x}\nbogus: 1", `unknown field "bogus"`},
-		{"no node id", "admin: {address: {socket_address: {address: 127.0.0.1, port_value: 1}}}", "node.id: must be set"},
+		{"ads without node id", adsOnly, "node.id: must be set when dynamic_resources is"},
 		{"bad admin ip", "node: {id: x}\nadmin: {address: {socket_address: {address: localhost, port_value: 1}}}", `admin.address: socket_address.address: "localhost" is not an IP address`},
 		{"missing ads cluster", "node: {id: x}\ndynamic_resources: {ads_config: {api_type: GRPC, grpc_services: [{envoy_grpc: {cluster_name: nope}}]}}", `no static cluster named "nope"`},
 		{"rest api", "node: {id: x}\ndynamic_resources: {ads_config: {api_type: REST}}", "api_type: REST is not supported"},
@@ -136,8 +171,8 @@ func FuzzParse(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if bs.GetNode().GetId() == "" {
-			t.Fatalf("got a bootstrap without node id accepted")
+		if bs.GetDynamicResources() != nil && bs.GetNode().GetId() == "" {
+			t.Fatalf("got a bootstrap with dynamic_resources and no node id accepted")
 		}
 		AdminAddress(bs)
 	})

@@ -74,11 +74,11 @@ func BenchmarkInbound1000(b *testing.B) {
 	}
 }
 
-func BenchmarkOutboundKey1000(b *testing.B) {
+func BenchmarkOutboundProxyKey1000(b *testing.B) {
 	in := scaleInput(1000)
 	b.ReportAllocs()
 	for b.Loop() {
-		OutboundKey(in)
+		_ = NewOutboundProxy(in).Key()
 	}
 }
 

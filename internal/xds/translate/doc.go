@@ -6,9 +6,10 @@
 // Flow: config.Snapshot + registry.Snapshot + Proxy -> Translate -> xds/server.
 //
 // Entry points: Translate (everything for one proxy); Outbound, Inbound,
-// Endpoints and OutboundKey let a server share work between proxies
+// Endpoints and OutboundProxy let a server share work between proxies
 // (Translate == Merge(Outbound, Inbound) plus Endpoints of its EDS
-// clusters); ProxyFromNode reads a Proxy from an xDS node.
+// clusters; Outbound and Endpoints read only the proxy's OutboundProxy,
+// whose Key can key a cache); ProxyFromNode reads a Proxy from an xDS node.
 //
 // Files by concern: scope.go (what a proxy sees: Sidecar egress, exportTo,
 // VirtualService and DestinationRule lookup), outbound.go (sidecar 15001
@@ -18,7 +19,8 @@
 // (EDS), inbound.go (15006 and inbound|PORT|| clusters), gateway.go
 // (router listeners, routes, secrets), grpc.go (proxyless gRPC API
 // listeners), listeners.go and convert.go (shared builders), proxy.go (node
-// parsing). Tests: testdata/<case>/{input,proxy,output}.yaml golden files
+// parsing), outboundproxy.go (what outbound translation reads of a
+// proxy). Tests: testdata/<case>/{input,proxy,output}.yaml golden files
 // (go test -update), a traffic simulator (simulate_test.go) with one table
 // per scenario, a determinism test and a consistency oracle.
 package translate

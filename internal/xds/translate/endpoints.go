@@ -20,10 +20,12 @@ import (
 // registry and, through the DestinationRule that applies (looked up from the
 // proxy's namespace first), on the subset labels and on whether locality
 // failover is on (outlierDetection set); only then does it also depend on
-// in.Proxy.Locality. So it is the same for all proxies with the same
-// OutboundKey, and in practice the same for all proxies of a mesh whose
+// in.Proxy.Locality. Like Outbound it reads the proxy only through
+// NewOutboundProxy(in), so it is the same for all proxies with the same
+// OutboundProxy, and in practice the same for all proxies of a mesh whose
 // DestinationRules are not shadowed per namespace.
 func Endpoints(in Input, clusterNames []string) []*endpointv3.ClusterLoadAssignment {
+	in.Proxy = NewOutboundProxy(in).Proxy()
 	s := newScope(in)
 	names := append([]string(nil), clusterNames...)
 	sort.Strings(names)

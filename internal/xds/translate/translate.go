@@ -1,21 +1,13 @@
 package translate
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"sort"
-	"strconv"
-	"strings"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
-	networking "istio.io/api/networking/v1alpha3"
-
-	"github.com/trellis-mesh/trellis/internal/config"
-	"github.com/trellis-mesh/trellis/internal/registry"
 )
 
 // Output is the Envoy configuration for one proxy. Each slice is sorted by
@@ -42,9 +34,11 @@ func Translate(in Input) *Output {
 // Outbound is the part of a proxy's configuration that does not depend on
 // its IPs: outbound listeners, routes and clusters for a sidecar; all
 // listeners, routes, clusters and secrets for a gateway; API listeners for a
-// proxyless gRPC client. Two proxies with the same OutboundKey get equal
-// Outbound output, so a server may compute it once per key.
+// proxyless gRPC client. It reads the proxy only through
+// NewOutboundProxy(in), so proxies with the same OutboundProxy get equal
+// Outbound output and a server may compute it once per OutboundProxy.Key.
 func Outbound(in Input) *Output {
+	in.Proxy = NewOutboundProxy(in).Proxy()
 	s := newScope(in)
 	out := &Output{}
 	switch {
@@ -81,95 +75,6 @@ func Inbound(in Input) *Output {
 
 // GeneratorGRPC is the GENERATOR node metadata of proxyless gRPC clients.
 const GeneratorGRPC = "grpc"
-
-// OutboundKey identifies everything Outbound reads from the proxy: its
-// type, generator, namespace, locality, the Sidecar resource that applies
-// to it, the Gateways it serves, and the outcome of every label selector on routes and
-// DestinationRules (sourceLabels, workloadSelector) evaluated against its
-// labels. Proxies with equal keys get equal Outbound output for the same
-// config and registry.
-func OutboundKey(in Input) string {
-	p := in.Proxy
-	if p == nil {
-		p = &Proxy{}
-	}
-	ns := p.Namespace
-	if ns == "" {
-		ns = "default"
-	}
-	var b strings.Builder
-	b.WriteString(string(p.Type))
-	b.WriteByte('|')
-	b.WriteString(p.Generator)
-	b.WriteByte('|')
-	b.WriteString(ns)
-	b.WriteByte('|')
-	root := in.Mesh.RootNamespace
-	if root == "" {
-		root = "istio-system"
-	}
-	pp := *p
-	pp.Namespace = ns
-	if p.Type == SidecarProxy || p.Type == "" {
-		if sc := selectSidecar(in.Config, &pp, root); sc != nil {
-			b.WriteString(sc.Key().String())
-		}
-	}
-	b.WriteByte('|')
-	if p.Type == RouterProxy {
-		for _, g := range selectGateways(in.Config, &pp) {
-			b.WriteString(g.Key().String())
-			b.WriteByte(',')
-		}
-	}
-	b.WriteByte('|')
-	// One bit per label selector that can change Outbound.
-	for _, r := range in.Config.List(config.KindVirtualService) {
-		vs, ok := r.Spec.(*networking.VirtualService)
-		if !ok {
-			continue
-		}
-		for _, hr := range vs.GetHttp() {
-			for _, m := range hr.GetMatch() {
-				if len(m.GetSourceLabels()) > 0 {
-					b.WriteString(bit(registry.Matches(m.GetSourceLabels(), p.Labels)))
-				}
-			}
-		}
-		for _, tr := range vs.GetTcp() {
-			for _, m := range tr.GetMatch() {
-				if len(m.GetSourceLabels()) > 0 {
-					b.WriteString(bit(registry.Matches(m.GetSourceLabels(), p.Labels)))
-				}
-			}
-		}
-		for _, tr := range vs.GetTls() {
-			for _, m := range tr.GetMatch() {
-				if len(m.GetSourceLabels()) > 0 {
-					b.WriteString(bit(registry.Matches(m.GetSourceLabels(), p.Labels)))
-				}
-			}
-		}
-	}
-	for _, r := range in.Config.List(config.KindDestinationRule) {
-		if dr, ok := r.Spec.(*networking.DestinationRule); ok && len(dr.GetWorkloadSelector().GetMatchLabels()) > 0 && nsOf(r) == ns {
-			b.WriteString(bit(registry.Matches(dr.GetWorkloadSelector().GetMatchLabels(), p.Labels)))
-		}
-	}
-	// STRICT_DNS clusters carry endpoints inline, with locality priorities.
-	b.WriteString("|" + p.Locality)
-	m := in.Mesh
-	b.WriteString("|" + m.DomainSuffix + "|" + root + "|" + strconv.FormatBool(m.OutboundAllowAny) + "|" + m.AccessLogFile + "|" + m.AccessLogEncoding)
-	sum := sha256.Sum256([]byte(b.String()))
-	return hex.EncodeToString(sum[:16])
-}
-
-func bit(b bool) string {
-	if b {
-		return "1"
-	}
-	return "0"
-}
 
 // Merge combines outputs into a new one, sorted by name; when two hold a
 // resource with the same name, the later one wins.

@@ -48,9 +48,9 @@ func TestDeterministic(t *testing.T) {
 }
 
 // TestSplit checks Translate == Merge(Outbound, Inbound) + Endpoints for
-// every case, and that Outbound only depends on what OutboundKey covers:
-// another proxy with the same key (different IP and name) gets equal
-// Outbound output.
+// every case, and that Outbound only depends on the OutboundProxy: another
+// proxy with the same key (different IP and name) gets equal Outbound
+// output.
 func TestSplit(t *testing.T) {
 	for _, dir := range caseDirs(t) {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
@@ -67,36 +67,11 @@ func TestSplit(t *testing.T) {
 			twin.ID = "sidecar~10.255.0.99~twin." + twin.Namespace + "~" + twin.Namespace + ".svc.cluster.local"
 			in2 := in
 			in2.Proxy = &twin
-			if OutboundKey(in) != OutboundKey(in2) {
-				t.Fatalf("OutboundKey changed with IP/name only")
+			if NewOutboundProxy(in).Key() != NewOutboundProxy(in2).Key() {
+				t.Fatalf("OutboundProxy key changed with IP/name only")
 			}
 			if got, want := render(t, Outbound(in2)), render(t, ob); !bytes.Equal(got, want) {
-				t.Fatalf("same OutboundKey, different Outbound:\n%s", firstDiff(string(got), string(want)))
-			}
-		})
-	}
-}
-
-func TestOutboundKeyDistinguishes(t *testing.T) {
-	in := loadCase(t, filepath.Join("testdata", "bill-service"))
-	base := OutboundKey(in)
-	tests := []struct {
-		name   string
-		change func(p *Proxy, m *MeshOptions)
-	}{
-		{"namespace", func(p *Proxy, m *MeshOptions) { p.Namespace = "other" }},
-		{"type", func(p *Proxy, m *MeshOptions) { p.Type = RouterProxy }},
-		{"generator", func(p *Proxy, m *MeshOptions) { p.Generator = GeneratorGRPC }},
-		{"outbound policy", func(p *Proxy, m *MeshOptions) { m.OutboundAllowAny = false }},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			p := *in.Proxy
-			in2 := in
-			tt.change(&p, &in2.Mesh)
-			in2.Proxy = &p
-			if got := OutboundKey(in2); got == base {
-				t.Errorf("got the same key %s after changing %s", got, tt.name)
+				t.Fatalf("same OutboundProxy key, different Outbound:\n%s", firstDiff(string(got), string(want)))
 			}
 		})
 	}
@@ -130,10 +105,10 @@ func TestTranslateDoesNotAlterInput(t *testing.T) {
 	}
 }
 
-// TestOutboundKeyLabels: labels matter to the key exactly when a selector
-// looks at them (match-conditions has sourceLabels app=productpage and
-// app=other).
-func TestOutboundKeyLabels(t *testing.T) {
+// TestOutboundProxyLabels: labels are in the OutboundProxy exactly when a
+// selector names their key (match-conditions has sourceLabels
+// app=productpage and app=other).
+func TestOutboundProxyLabels(t *testing.T) {
 	in := loadCase(t, filepath.Join("testdata", "match-conditions"))
 	with := func(labels map[string]string) Input {
 		p := *in.Proxy
@@ -142,27 +117,24 @@ func TestOutboundKeyLabels(t *testing.T) {
 		c.Proxy = &p
 		return c
 	}
+	key := func(in Input) string { return NewOutboundProxy(in).Key() }
 	pp1 := with(map[string]string{"app": "productpage", "version": "v1"})
 	pp2 := with(map[string]string{"app": "productpage", "version": "v2"})
 	other := with(map[string]string{"app": "other"})
-	if OutboundKey(pp1) != OutboundKey(pp2) {
+	if got := NewOutboundProxy(pp1).Labels; len(got) != 1 || got["app"] != "productpage" {
+		t.Errorf("labels: got %v, want only app=productpage (no selector names version)", got)
+	}
+	if key(pp1) != key(pp2) {
 		t.Error("got different keys for labels no selector reads")
 	}
 	if got, want := render(t, Outbound(pp2)), render(t, Outbound(pp1)); !bytes.Equal(got, want) {
 		t.Errorf("same key, different Outbound:\n%s", firstDiff(string(got), string(want)))
 	}
-	if OutboundKey(pp1) == OutboundKey(other) {
+	if key(pp1) == key(other) {
 		t.Error("got the same key for app=productpage and app=other, which sourceLabels tell apart")
 	}
 	if bytes.Equal(render(t, Outbound(pp1)), render(t, Outbound(other))) {
 		t.Error("sourceLabels did not change the routes")
-	}
-	loc := *in.Proxy
-	loc.Locality = "eu-west/a"
-	locIn := in
-	locIn.Proxy = &loc
-	if OutboundKey(locIn) == OutboundKey(in) {
-		t.Error("locality not in the key")
 	}
 }
 
