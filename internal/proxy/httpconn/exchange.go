@@ -347,6 +347,9 @@ const (
 	timedOut
 	resetBeforeResponse
 	overflowed
+	// downstreamFailed: the client's request body was malformed while it
+	// was being sent upstream (Envoy's downstream protocol error).
+	downstreamFailed
 )
 
 func reportOf(o outcome, status int) cluster.Outcome {

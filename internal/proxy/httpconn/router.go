@@ -246,6 +246,15 @@ func (e *exchange) forward(r *route.Route, wc *route.WeightedCluster, cl *cluste
 			e.localReply(503, bodyOverflow, FlagUO, nil)
 			return
 		}
+		if res == downstreamFailed {
+			// Not the host's fault: the upstream request is reset, the
+			// client gets 400 and its connection closes, as in Envoy.
+			if e.h1 != nil {
+				e.h1.closeAfter = true
+			}
+			e.localReply(400, "", FlagDPE, nil)
+			return
+		}
 		e.tried = append(e.tried, host)
 		cl.Report(host, reportOf(res, status))
 		e.rec.UpstreamDuration = e.m.now().Sub(sent)

@@ -28,6 +28,11 @@ func (a *attempt) sendH1(e *exchange, deadline time.Time) (outcome, int) {
 		}
 		c.Requests++
 		err = e.writeRequestH1(c)
+		if errors.Is(err, http1.ErrMalformed) {
+			// The client's body broke off mid-stream, not the upstream.
+			c.Close()
+			return downstreamFailed, 0
+		}
 		if err == nil || (e.bodyTaken && c.BW.Flush() != nil) {
 			// Also when the upstream stopped taking the body: it may
 			// have answered without reading it (413, 401), and that
