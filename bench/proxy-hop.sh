@@ -18,7 +18,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 bin=${TRELLIS_PROXY:-$here/.bin/trellis-proxy}
 # Rebuild when the binary is missing or older than any proxy source, so a
 # benchmark never measures a stale proxy.
-if [[ -z ${TRELLIS_PROXY:-} ]] && { [[ ! -x $bin ]] || [[ -n $(find "$here/../cmd/trellis-proxy" "$here/../internal/proxy" "$here/../internal/iptables" "$here/../go.mod" -newer "$bin" -print -quit) ]]; }; then
+if [[ -z ${TRELLIS_PROXY:-} ]] && { [[ ! -x $bin ]] || [[ -n $(find "$here/../cmd/trellis-proxy" "$here/../internal/proxy" "$here/../internal/iptables" "$here/../internal/envoyext" "$here/../go.mod" -newer "$bin" -print -quit) ]]; }; then
   mkdir -p "$here/.bin"
   (cd "$here/.." && CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o "$bin" ./cmd/trellis-proxy)
 fi

@@ -139,9 +139,14 @@ func (m *Manager) serveH1(ctx context.Context, cfg *Config, c net.Conn, br *bufi
 	first := true
 	for {
 		if !first {
-			hc.armIdle()
 			if ctx.Err() != nil {
-				return
+				// Draining, or the listener version retired: a request
+				// already on its way is still answered (with
+				// "connection: close"); an idle connection closes.
+				hc.dl, hc.dlKind = hc.m.now().Add(closingGrace), dlStream
+				hc.c.SetReadDeadline(hc.dl)
+			} else {
+				hc.armIdle()
 			}
 		}
 		if cfg.RequestHeadersTimeout > 0 && !hc.awaitHead() {
@@ -171,11 +176,13 @@ func (m *Manager) serveH1(ctx context.Context, cfg *Config, c net.Conn, br *bufi
 		if !hc.serveOne() {
 			return
 		}
-		if ctx.Err() != nil {
-			return
-		}
 	}
 }
+
+// closingGrace is how long a connection that must close waits for a
+// request the client may have sent at the moment it was told to: closing
+// at once would reset that request.
+const closingGrace = 100 * time.Millisecond
 
 // errorReply answers an unparsable request and closes (gracefully: see
 // linger).
