@@ -31,16 +31,28 @@ func ProxyArgs(bin, xds string, p *Plan, w PlacedWorkload) []string {
 	}
 }
 
+// DashboardPort is where a local mesh's trellisd serves its dashboard (on
+// the bridge address, like debug and metrics).
+const DashboardPort = "20001"
+
+// DashboardURL is the dashboard of a local mesh whose bridge (host) address
+// is hostIP.
+func DashboardURL(hostIP string) string {
+	return "http://" + net.JoinHostPort(hostIP, DashboardPort) + "/"
+}
+
 // TrellisdArgs is trellisd's command line for a local mesh: the config
-// directory it watches, and xDS, debug (8080) and metrics (15014) on the
-// bridge address only.
+// directory it watches, and xDS, debug (8080), metrics (15014) and the
+// dashboard (20001) on the bridge address only, so that meshes on other
+// subnets can run beside it.
 func TrellisdArgs(bin, configDir, xdsAddress string) []string {
 	host, _, err := net.SplitHostPort(xdsAddress)
 	if err != nil {
 		host = "127.0.0.1"
 	}
 	return []string{bin, "--config-dir", configDir, "--xds-address", xdsAddress,
-		"--debug-address", net.JoinHostPort(host, "8080"), "--metrics-address", net.JoinHostPort(host, "15014")}
+		"--debug-address", net.JoinHostPort(host, "8080"), "--metrics-address", net.JoinHostPort(host, "15014"),
+		"--dashboard-address", net.JoinHostPort(host, DashboardPort)}
 }
 
 // labelString renders labels as "k1=v1,k2=v2", sorted.
