@@ -42,14 +42,14 @@ async function getJSON(path) {
 function nodeLabel(n) {
   if (n.kind === 'service') return n.name;
   if (n.kind === 'unknown') return 'unknown';
-  return n.version ? `${n.name}\n${n.version}` : n.name;
+  return n.version && !n.name.endsWith(n.version) ? `${n.name}\n${n.version}` : n.name;
 }
 
 function edgeLabel(e) {
   if (!e.reporter) return '';
   const parts = [`${fmtRate(e.rps)} rps`, fmtPct(e.errorRate)];
   if (e.p99 != null) parts.push(`p99 ${fmtMs(e.p99)}`);
-  return (e.mtls ? '🔒 ' : '') + parts.join(' · ');
+  return (e.mtls ? 'mTLS · ' : '') + parts.join(' · ');
 }
 
 function edgeClass(e) {
@@ -148,10 +148,17 @@ function badge(s) {
   return `<span class="badge ${esc(s)}">${esc(s)}</span>`;
 }
 
-function proxyRows(ps) {
-  return ps.map((p) => `<tr data-proxy="${esc(p.id)}"><td>${esc(p.workload || p.id)}${p.nack ? `<div class="reason">${esc(p.nack)}</div>` : ''}</td>
-    <td>${esc(p.ip || '')}</td><td>${badge(p.sync)}</td>
-    ${['CDS', 'LDS', 'EDS', 'RDS'].map((t) => `<td>${badge(p.types?.[t] || 'none')}</td>`).join('')}</tr>`).join('');
+const XDS = ['CDS', 'LDS', 'EDS', 'RDS'];
+
+// One row per proxy; compact puts the per-type states in one cell.
+function proxyRows(ps, compact) {
+  return ps.map((p) => {
+    const types = compact
+      ? `<td class="xds">${XDS.map((t) => `<span class="badge ${esc(p.types?.[t] || 'none')}" title="${t}: ${esc(p.types?.[t] || 'not sent')}">${t[0]}</span>`).join('')}</td>`
+      : XDS.map((t) => `<td>${badge(p.types?.[t] || 'none')}</td>`).join('');
+    return `<tr data-proxy="${esc(p.id)}"><td class="proxy">${esc(p.workload || p.id)}${p.nack ? `<div class="reason">${esc(p.nack)}</div>` : ''}</td>
+      <td>${esc(p.ip || '')}</td><td>${badge(p.sync)}</td>${types}</tr>`;
+  }).join('');
 }
 
 function splitBars(kind, shares) {
@@ -182,8 +189,8 @@ function renderDetail() {
         <td>${esc(e.code)}${e.flags ? ` <span class="ns">${esc(e.flags)}</span>` : ''}</td><td class="reason">${esc(e.reason)}</td>
         <td class="num">${fmtRate(e.rps)}</td></tr>`).join('')}</tbody></table>`
     : '<div class="none">no failed calls in the window</div>';
-  const proxies = d.proxies.length ? `<table class="list"><thead><tr><th>proxy</th><th>IP</th><th>status</th><th>CDS</th><th>LDS</th><th>EDS</th><th>RDS</th></tr></thead>
-      <tbody>${proxyRows(d.proxies)}</tbody></table>` : '<div class="none">no connected proxy at its endpoints</div>';
+  const proxies = d.proxies.length ? `<table class="list"><thead><tr><th>proxy</th><th>IP</th><th>status</th><th title="CDS LDS EDS RDS">xDS</th></tr></thead>
+      <tbody>${proxyRows(d.proxies, true)}</tbody></table>` : '<div class="none">no connected proxy at its endpoints</div>';
   el.innerHTML = `<button class="back" type="button" id="back">← all services</button>
     <h2 id="detail-name">${esc(d.name)} <span class="ns">${esc(d.namespace)}</span></h2>
     <div class="host">${esc(d.host)}</div>
