@@ -109,7 +109,7 @@ type Server struct {
 	version atomic.Uint64
 
 	xdsAddr, debugAddr, metricsAddr, dashboardAddr net.Addr
-	configVersion                   prometheus.Gauge
+	configVersion                                  prometheus.Gauge
 }
 
 // XDSAddr is the bound ADS address ("127.0.0.1:41234").
