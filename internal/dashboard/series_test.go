@@ -302,3 +302,35 @@ func TestServiceDetailSplit(t *testing.T) {
 		t.Errorf("findings: got %+v, want the rejected file", det.Findings)
 	}
 }
+
+// TestGraphNodesWithoutTraffic: services from the registry, connected
+// proxies' workloads (a router proxy is a gateway, with its sync state) and
+// idle endpoint edges appear before any call.
+func TestGraphNodesWithoutTraffic(t *testing.T) {
+	host := "bill-service.istio-demo.svc.cluster.local"
+	reg := &registry.Snapshot{
+		Services:  []*registry.Service{{Hostname: host, Name: "bill-service", Namespace: "istio-demo"}},
+		Endpoints: map[string][]*registry.Endpoint{host: {{Service: host, Address: "10.0.0.3", Workload: "bill-service-v1", Namespace: "istio-demo", Labels: map[string]string{"version": "v1"}}}},
+	}
+	proxies := []Proxy{{ID: "router~10.0.0.9~ingress.istio-system~istio-system.svc.cluster.local", Type: "router", Workload: "ingressgateway", Namespace: "istio-system",
+		Status: server.ProxyStatus{Types: []server.TypeStatus{{Type: "LDS", SentNonce: "4", AckedNonce: "3"}}}}}
+	g := BuildGraph(nil, proxies, reg)
+	kinds := map[string]string{}
+	for _, n := range g.Nodes {
+		kinds[n.ID] = n.Kind + " " + n.Sync
+	}
+	want := map[string]string{
+		serviceID(host): "service ",
+		workloadID("istio-demo", "bill-service-v1"):  "workload ",
+		workloadID("istio-system", "ingressgateway"): "gateway STALE",
+	}
+	for id, k := range want {
+		if kinds[id] != k {
+			t.Errorf("node %s: got %q, want %q (all: %v)", id, kinds[id], k, kinds)
+		}
+	}
+	e := edge(t, g, serviceID(host), workloadID("istio-demo", "bill-service-v1"))
+	if e.Reporter != "" || e.RPS != 0 {
+		t.Errorf("idle endpoint edge: got %+v, want no reporter and no traffic", e)
+	}
+}
