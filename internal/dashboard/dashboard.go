@@ -165,11 +165,27 @@ func (d *Dashboard) view() (*view, *traffic) {
 		}
 		hosts = h
 	}
+	// Cross-resource checks over the whole served config (Kubernetes
+	// sources have no file watcher to report them); what a file's
+	// warnings already say is not repeated.
 	res := validate.SnapshotWithOptions(v.cfg, hosts, validate.SnapshotOptions{DomainSuffix: d.opts.DomainSuffix})
 	for _, i := range res.Warnings {
+		if reported(warns[sourceFile(i.Source)], i) {
+			continue
+		}
 		v.issues = append(v.issues, Finding{Severity: "warning", Source: i.Source, Resource: i.Resource, Field: i.Field, Message: i.Message})
 	}
 	return v, tr
+}
+
+// reported says whether a file's warnings already hold the issue.
+func reported(msgs []string, i validate.Issue) bool {
+	for _, m := range msgs {
+		if strings.Contains(m, i.Message) && strings.Contains(m, i.Field) {
+			return true
+		}
+	}
+	return false
 }
 
 //go:embed all:web/dist

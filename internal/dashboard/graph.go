@@ -60,7 +60,10 @@ type Graph struct {
 func workloadID(ns, name string) string { return "workload/" + ns + "/" + name }
 func serviceID(host string) string      { return "service/" + host }
 
-const unknownID = "unknown"
+const (
+	unknownID     = "unknown"             // callers without a sidecar
+	unknownDestID = "unknown-destination" // calls no service was named for
+)
 
 // edgeAcc adds up the series of one edge as one reporter saw them.
 type edgeAcc struct {
@@ -161,14 +164,21 @@ func BuildGraph(series []Series, proxies []Proxy, reg *registry.Snapshot) Graph 
 		return a
 	}
 	for _, s := range series {
-		if s.DestinationService == "" || s.DestinationService == "unknown" {
+		from := wlNode(s.SourceWorkload, s.SourceNamespace, s.SourceApp, s.SourceVersion)
+		var svc string
+		switch {
+		case s.DestinationService != "" && s.DestinationService != "unknown":
+			svc = svcNode(s.DestinationService)
+		case s.Reporter == "source" && from != unknownID:
+			// A call the caller's proxy could not attribute to a service
+			// (no route, or answered before a cluster was chosen).
+			svc = addNode(Node{ID: unknownDestID, Kind: KindUnknown, Name: "unknown destination"}).ID
+		default:
 			continue
 		}
-		from := wlNode(s.SourceWorkload, s.SourceNamespace, s.SourceApp, s.SourceVersion)
 		if from == unknownID {
 			addNode(Node{ID: unknownID, Kind: KindUnknown, Name: "unknown"})
 		}
-		svc := svcNode(s.DestinationService)
 		if a := acc(s.Reporter, edgeKey{from, svc}); a != nil {
 			a.add(s)
 		}
@@ -186,7 +196,7 @@ func BuildGraph(series []Series, proxies []Proxy, reg *registry.Snapshot) Graph 
 				continue
 			}
 			seen[k] = true
-			toService := nodes[k.to] != nil && nodes[k.to].Kind == KindService
+			toService := nodes[k.to] != nil && (nodes[k.to].Kind == KindService || k.to == unknownDestID)
 			// A caller's edge shows what the caller saw; a callee's what
 			// arrived there.
 			first, second := "destination", "source"

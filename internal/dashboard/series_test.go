@@ -159,6 +159,18 @@ func TestGraphFromProxyMetrics(t *testing.T) {
 	}
 }
 
+// TestGraphUnattributedCalls: calls the caller's proxy recorded without a
+// destination service (a fault abort before any cluster was chosen) show
+// as an edge to "unknown destination".
+func TestGraphUnattributedCalls(t *testing.T) {
+	series := []Series{{Key: Key{Reporter: "source", SourceWorkload: "front", SourceNamespace: "ns", DestinationService: "unknown", Code: "500", Flags: "FI"}, Rate: 5, Requests: 50}}
+	g := BuildGraph(series, nil, nil)
+	e := edge(t, g, workloadID("ns", "front"), unknownDestID)
+	if e.RPS != 5 || e.ErrorRate != 1 || e.Reporter != "source" {
+		t.Errorf("got %+v, want 5 req/s, all 5xx, reported by the source", e)
+	}
+}
+
 func TestDeltaCounterReset(t *testing.T) {
 	k := Key{Reporter: "source", DestinationService: "a", Code: "200"}
 	inf := math.Inf(1)

@@ -81,6 +81,8 @@ type browserSummary struct {
 	Configured  [][]any  `json:"configured"`
 	Measured    [][]any  `json:"measured"`
 	Proxies     []string `json:"proxies"`
+	Errors      []string `json:"errors"`
+	Findings    []string `json:"findings"`
 	Screenshots []string `json:"screenshots"`
 	PageErrors  []string `json:"pageErrors"`
 	Error       string   `json:"error"`
@@ -111,7 +113,9 @@ func browse(t *testing.T, ctx context.Context, url, expect string) browserSummar
 // graph shows front-tomcat-v1 -> bill-service -> v1 and v2 with traffic,
 // then that applying the seed's DestinationRule and VirtualService shows
 // the configured 90/10 split and a measured one close to it. Screenshots
-// of both themes are saved as artifacts.
+// of both themes are saved as artifacts. Last, the seed's fault injection
+// for canary must show the subsets it names as a finding until canary's
+// DestinationRule exists, then the aborts with their reason.
 func TestDashboardInBrowser(t *testing.T) {
 	requireBrowserMesh(t)
 	bins, err := local.FindBinaries(binDir)
@@ -121,6 +125,12 @@ func TestDashboardInBrowser(t *testing.T) {
 	spec, err := demo.Spec(bins.Trellis)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// canary-v1 answers 30 % of its calls with 503: errors with a reason.
+	for i := range spec.Workloads {
+		if spec.Workloads[i].Name == "canary-v1" {
+			spec.Workloads[i].Command = append(spec.Workloads[i].Command, "--fail-percent", "30", "--fail-status", "503")
+		}
 	}
 	plan, err := local.NewPlan(spec, local.Options{Prefix: "t10d",
 		Subnet: netip.MustParsePrefix("10.248.0.0/24"), VIPSubnet: netip.MustParsePrefix("10.249.0.0/24")})
@@ -156,18 +166,28 @@ func TestDashboardInBrowser(t *testing.T) {
 
 	// Steady traffic from the front end's app, through its sidecar.
 	lctx, stopLoad := context.WithCancel(ctx)
-	loadDone := make(chan struct{})
-	go func() {
-		defer close(loadDone)
-		for lctx.Err() == nil {
-			m.Exec(lctx, "front-tomcat-v1", bins.Trellis, "demoapp", "load", "--calls", "100", "--concurrency", "2", "--timeout", "10s", "http://bill-service:9999/")
-			select {
-			case <-lctx.Done():
-			case <-time.After(200 * time.Millisecond):
+	var loads []chan struct{}
+	load := func(url string) {
+		done := make(chan struct{})
+		loads = append(loads, done)
+		go func() {
+			defer close(done)
+			for lctx.Err() == nil {
+				m.Exec(lctx, "front-tomcat-v1", bins.Trellis, "demoapp", "load", "--calls", "100", "--concurrency", "2", "--timeout", "10s", url)
+				select {
+				case <-lctx.Done():
+				case <-time.After(200 * time.Millisecond):
+				}
 			}
+		}()
+	}
+	defer func() {
+		stopLoad()
+		for _, done := range loads {
+			<-done
 		}
 	}()
-	defer func() { stopLoad(); <-loadDone }()
+	load("http://bill-service:9999/")
 
 	g := browse(t, ctx, url, "graph")
 	for _, e := range g.Edges {
@@ -204,4 +224,42 @@ func TestDashboardInBrowser(t *testing.T) {
 		}
 	}
 	t.Logf("measured split %v; screenshots %v", s.Measured, s.Screenshots)
+
+	// The seed's fault injection for canary, first without its
+	// DestinationRule: the subsets it names are a finding.
+	b, err := os.ReadFile("../../../internal/demo/scenarios/fault-injection.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(cfg, "fault-injection.yaml"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := browse(t, ctx, url, "findings")
+	if !strings.Contains(strings.Join(f.Findings, "\n"), `subset "v1" of host "canary.default.svc.cluster.local" is not defined`) {
+		t.Errorf("canary's findings: got %q, want the undefined subset v1", f.Findings)
+	}
+	// With the DestinationRule the calls reach canary-v1 (half of them;
+	// the caller's sidecar aborts the others), which fails 30 %: recent
+	// errors show the 503s with their reason, on both sides.
+	b, err = os.ReadFile("../../../internal/demo/scenarios/canary.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, dr, ok := strings.Cut(string(b), "\n---\n")
+	if !ok || !strings.Contains(dr, "kind: DestinationRule") {
+		t.Fatalf("canary.yaml: want a VirtualService, ---, then the DestinationRule; got:\n%s", b)
+	}
+	if err := os.WriteFile(filepath.Join(cfg, "canary-destination-rule.yaml"), []byte(dr), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	load("http://canary.default/")
+	e := browse(t, ctx, url, "errors")
+	if all := strings.Join(e.Errors, "\n"); !strings.Contains(all, "503 the upstream answered 503") || !strings.Contains(all, "destination proxy") || !strings.Contains(all, "source proxy") {
+		t.Errorf("canary's recent errors: got %q, want canary-v1's 503s with their reason, seen by both proxies", e.Errors)
+	}
+	for _, f := range e.Findings {
+		if strings.Contains(f, "is not defined") {
+			t.Errorf("finding %q: the DestinationRule defines the subsets now", f)
+		}
+	}
 }

@@ -6,7 +6,9 @@
 // "graph" waits until the graph has traffic on the edges front-tomcat-v1 ->
 // bill-service -> bill-service-v1 and -v2. "split" opens bill-service and
 // waits until the measured split is ~90/10 next to the configured 90/10,
-// then saves screenshots in both themes. The last line of output is a JSON
+// then saves screenshots in both themes. "findings" opens canary and waits
+// for a validation finding about a subset no DestinationRule defines;
+// "errors" for its recent errors to show canary-v1's 503s with a reason. The last line of output is a JSON
 // summary; the exit code is 0 only when the expectation was met.
 import { chromium } from 'playwright-core';
 import { mkdtempSync, rmSync, mkdirSync } from 'node:fs';
@@ -80,6 +82,17 @@ try {
       await page.screenshot({ path: file });
       summary.screenshots.push(file);
     }
+  } else if (expect === 'errors' || expect === 'findings') {
+    await page.click('#services-table tr[data-name="canary"]');
+    await page.waitForFunction((expect) => {
+      if (expect === 'findings') return (document.querySelector('#findings')?.innerText || '').includes('is not defined');
+      return (document.querySelector('#errors')?.innerText || '').includes('the upstream answered 503');
+    }, expect, { timeout, polling: 1000 });
+    summary.errors = await page.$$eval('#errors tbody tr', (rows) => rows.map((r) => r.innerText.replace(/\s+/g, ' ').trim()));
+    summary.findings = await page.$$eval('#findings .finding', (rows) => rows.map((r) => r.innerText.replace(/\s+/g, ' ').trim()));
+    const file = join(out, `dashboard-${expect}.png`);
+    await page.screenshot({ path: file });
+    summary.screenshots = [file];
   } else {
     const file = join(out, 'dashboard-graph.png');
     await page.screenshot({ path: file });

@@ -41,7 +41,7 @@ async function getJSON(path) {
 
 function nodeLabel(n) {
   if (n.kind === 'service') return n.name;
-  if (n.kind === 'unknown') return 'unknown';
+  if (n.kind === 'unknown') return n.name;
   return n.version && !n.name.endsWith(n.version) ? `${n.name}\n${n.version}` : n.name;
 }
 
@@ -183,7 +183,7 @@ function renderDetail() {
       <div class="ns">${esc(o.source || '')}</div><pre>${esc(JSON.stringify(o.spec, null, 2))}</pre></details>`).join('')
     || '<div class="none">no VirtualService or DestinationRule for this host</div>';
   const findings = d.findings.map((f) => `<div class="finding">${badge(f.severity)} ${f.resource ? esc(f.resource) + ': ' : ''}${f.field ? `<code>${esc(f.field)}</code> ` : ''}${esc(f.message)}
-      ${f.source ? `<div class="ns">${esc(f.source)}</div>` : ''}</div>`).join('') || '<div class="none">no findings</div>';
+      ${f.source && !f.message.startsWith(f.source) ? `<div class="ns">${esc(f.source)}</div>` : ''}</div>`).join('') || '<div class="none">no findings</div>';
   const errors = d.errors.length ? `<table class="list"><thead><tr><th>from → to</th><th>code</th><th>reason</th><th class="num">req/s</th></tr></thead><tbody>
       ${d.errors.map((e) => `<tr><td>${esc(e.source)} → ${esc(e.target || d.name)}<div class="ns">${esc(e.reporter)} proxy</div></td>
         <td>${esc(e.code)}${e.flags ? ` <span class="ns">${esc(e.flags)}</span>` : ''}</td><td class="reason">${esc(e.reason)}</td>
