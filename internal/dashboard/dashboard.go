@@ -10,10 +10,13 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/trellis-mesh/trellis/internal/config"
 	"github.com/trellis-mesh/trellis/internal/config/validate"
+	"github.com/trellis-mesh/trellis/internal/registry"
 )
 
 // DefaultAddress is where trellisd serves the dashboard: Kiali's port, on
@@ -58,6 +61,13 @@ type Dashboard struct {
 	scraper *scraper // nil with Prometheus
 	source  trafficSource
 	latest  atomic.Pointer[traffic]
+
+	checkMu sync.Mutex
+	checked struct { // the last cross-check, by the snapshots it read
+		cfg      *config.Snapshot
+		reg      *registry.Snapshot
+		warnings []validate.Issue
+	}
 }
 
 // traffic is the last reading of the source.
@@ -168,14 +178,26 @@ func (d *Dashboard) view() (*view, *traffic) {
 	// Cross-resource checks over the whole served config (Kubernetes
 	// sources have no file watcher to report them); what a file's
 	// warnings already say is not repeated.
-	res := validate.SnapshotWithOptions(v.cfg, hosts, validate.SnapshotOptions{DomainSuffix: d.opts.DomainSuffix})
-	for _, i := range res.Warnings {
+	for _, i := range d.crossCheck(v.cfg, v.reg, hosts) {
 		if reported(warns[sourceFile(i.Source)], i) {
 			continue
 		}
 		v.issues = append(v.issues, Finding{Severity: "warning", Source: i.Source, Resource: i.Resource, Field: i.Field, Message: i.Message})
 	}
 	return v, tr
+}
+
+// crossCheck runs validate's cross-resource checks once per pair of
+// config and registry snapshots.
+func (d *Dashboard) crossCheck(cfg *config.Snapshot, reg *registry.Snapshot, hosts validate.HostSet) []validate.Issue {
+	d.checkMu.Lock()
+	defer d.checkMu.Unlock()
+	if d.checked.cfg == cfg && d.checked.reg == reg && cfg != nil {
+		return d.checked.warnings
+	}
+	res := validate.SnapshotWithOptions(cfg, hosts, validate.SnapshotOptions{DomainSuffix: d.opts.DomainSuffix})
+	d.checked.cfg, d.checked.reg, d.checked.warnings = cfg, reg, res.Warnings
+	return res.Warnings
 }
 
 // reported says whether a file's warnings already hold the issue.

@@ -2,7 +2,6 @@ package dashboard
 
 import (
 	"net"
-	"strings"
 
 	"github.com/trellis-mesh/trellis/internal/config"
 	"github.com/trellis-mesh/trellis/internal/registry"
@@ -100,11 +99,11 @@ func ProxySync(st server.ProxyStatus) string {
 	return out
 }
 
-// workloadName is the name a proxy's workload node gets: its workload, or
-// its pod name without a trailing instance suffix when that is all it has.
+// workloadName is the name a proxy's workload node gets: its
+// WORKLOAD_NAME, else its pod name.
 func (p Proxy) workloadName() string {
 	if p.Workload != "" {
 		return p.Workload
 	}
-	return strings.TrimSpace(p.Pod)
+	return p.Pod
 }
