@@ -63,7 +63,7 @@ func dashboardURL(addr, prefix, stateDir string) string {
 		}
 		return strings.TrimRight(addr, "/") + "/"
 	}
-	if st, err := local.ReadState(local.StatePath(stateDir, prefix)); err == nil && st.HostIP != "" {
+	if st, err := local.ReadState(local.StatePath(stateDir, prefix)); err == nil && st != nil && st.HostIP != "" {
 		return local.DashboardURL(st.HostIP)
 	}
 	return "http://" + dashboard.DefaultAddress + "/"

@@ -72,6 +72,12 @@ func TestDashboardCommand(t *testing.T) {
 		t.Errorf("local mesh not serving: got %v, want it to say the dashboard does not answer", err)
 	}
 
+	// No local mesh by that prefix: trellisd's default address.
+	out, _ = runDashboardCLI(t, "--prefix", "none", "--state-dir", state)
+	if !strings.HasPrefix(out, "http://"+dashboard.DefaultAddress+"/\n") {
+		t.Errorf("no local mesh: got %q, want %s", out, dashboard.DefaultAddress)
+	}
+
 	ln.Close()
 	srv.Close()
 	if _, err := runDashboardCLI(t, "--address", ln.Addr().String()); err == nil || !strings.Contains(err.Error(), "--dashboard-address") {
