@@ -171,7 +171,7 @@ func run(bin string, nProxies, nServices, nChanges, rate int, debugAddr string) 
 		}
 		prof.debugAddr = debugAddr
 	}
-	cmd := exec.Command(bin, "--config-dir", dir, "--xds-address", xdsAddr, "--debug-address", debugAddr, "--metrics-address", "", "--ca-address", "")
+	cmd := exec.Command(bin, "--config-dir", dir, "--xds-address", xdsAddr, "--debug-address", debugAddr, "--metrics-address", "", "--dashboard-address", "", "--ca-address", "")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start trellisd: %w", err)

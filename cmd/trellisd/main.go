@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/trellis-mesh/trellis/internal/dashboard"
 	"github.com/trellis-mesh/trellis/internal/kube/controlplane"
 	"github.com/trellis-mesh/trellis/internal/trellisd"
 )
@@ -22,6 +23,10 @@ func main() {
 	fs.StringVar(&o.XDSAddress, "xds-address", ":15010", "address of the plaintext ADS (xDS) gRPC server")
 	fs.StringVar(&o.DebugAddress, "debug-address", ":8080", `address of /debug/syncz, /debug/configz, /debug/registryz; "" disables`)
 	fs.StringVar(&o.MetricsAddress, "metrics-address", ":15014", `address of Prometheus /metrics; "" disables`)
+	fs.StringVar(&o.DashboardAddress, "dashboard-address", dashboard.DefaultAddress, `address of the web dashboard (service graph, per-service config and traffic); "" disables`)
+	fs.StringVar(&o.PrometheusURL, "prometheus", "", "Prometheus URL the dashboard queries for request metrics (http://127.0.0.1:9090); empty: trellisd scrapes the proxies itself")
+	fs.DurationVar(&o.DashboardScrapeInterval, "dashboard-scrape-interval", 0, "how often the dashboard reads the proxies' metrics (default 5s)")
+	fs.DurationVar(&o.DashboardWindow, "dashboard-window", 0, "span the dashboard's rates, error shares and p99 cover (default 30s)")
 	fs.StringVar(&o.DomainSuffix, "domain-suffix", "cluster.local", "cluster domain of service hostnames")
 	fs.StringVar(&o.OutboundTrafficPolicy, "outbound-traffic-policy", "ALLOW_ANY", "ALLOW_ANY or REGISTRY_ONLY: where sidecars send traffic to unknown hosts")
 	fs.StringVar(&o.AccessLogFile, "access-log-file", "", `proxies write access logs here ("/dev/stdout"); empty disables`)

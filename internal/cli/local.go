@@ -104,7 +104,7 @@ func newLocalUpCmd() *cobra.Command {
 				return err
 			}
 			printWorkloads(out, m.Plan)
-			fmt.Fprintf(out, "config dir: %s (add your Istio YAML here)\nready; Ctrl-C to stop\n", dir)
+			fmt.Fprintf(out, "config dir: %s (add your Istio YAML here)\ndashboard: %s\nready; Ctrl-C to stop\n", dir, local.DashboardURL(m.Plan.HostIP.String()))
 			<-ctx.Done()
 			return nil
 		},

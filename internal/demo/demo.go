@@ -71,7 +71,9 @@ type Check struct {
 
 // Report is what the demo measured.
 type Report struct {
-	Intercept bool    `json:"intercept"`
+	Intercept bool `json:"intercept"`
+	// Dashboard is trellisd's dashboard URL while the demo runs.
+	Dashboard string  `json:"dashboard,omitempty"`
 	Steps     []Step  `json:"steps"`
 	Checks    []Check `json:"checks"`
 }
@@ -268,6 +270,8 @@ func (d *demo) upIntercepted(ctx context.Context) (func() bool, error) {
 	if err := m.WaitReady(wctx); err != nil {
 		return teardown, err
 	}
+	d.report.Dashboard = local.DashboardURL(plan.HostIP.String())
+	d.printf("dashboard (service graph, config, measured split) while the demo runs: %s", d.report.Dashboard)
 	d.load = func(ctx context.Context, calls, conc int, header, url string) (demoapp.Result, error) {
 		argv := []string{d.bins.Trellis, "demoapp", "load", "--calls", strconv.Itoa(calls), "--concurrency", strconv.Itoa(conc), "--timeout", "20s"}
 		if header != "" {

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/trellis-mesh/trellis/internal/dashboard"
 	"github.com/trellis-mesh/trellis/internal/demoapp"
 	"github.com/trellis-mesh/trellis/internal/local"
 )
@@ -90,8 +91,10 @@ func (d *demo) upExplicit(ctx context.Context) (func() bool, error) {
 		return teardown, err
 	}
 	xds := fmt.Sprintf("127.0.0.1:%d", ports[0])
+	dash := dashboardAddress()
 	if err := e.start(ctx, "trellisd", "trellisd", []string{d.bins.Trellisd, "--config-dir", d.cfgDir, "--xds-address", xds,
 		"--debug-address", fmt.Sprintf("127.0.0.1:%d", ports[1]), "--metrics-address", fmt.Sprintf("127.0.0.1:%d", ports[2]),
+		"--dashboard-address", dash,
 		// Without namespaces there are no per-workload credentials: no CA.
 		"--ca-address", ""}); err != nil {
 		return teardown, err
@@ -130,19 +133,24 @@ func (d *demo) upExplicit(ctx context.Context) (func() bool, error) {
 		rebinds = append(rebinds, "--rebind", fmt.Sprintf("0.0.0.0:%d=127.0.0.1:%d", p, fp))
 	}
 	// Admin, readiness and metrics on free loopback ports too: on the host
-	// network the defaults (0.0.0.0:15021, 15090, 15020) may be taken.
+	// network the defaults (0.0.0.0:15021, 15090, 15020) may be taken. The
+	// node metadata tells trellisd's dashboard where to scrape.
 	own, err := freePorts(4)
 	if err != nil {
 		return teardown, err
 	}
+	prom := fmt.Sprintf("127.0.0.1:%d", own[2])
 	argv := append(local.ProxyArgs(d.bins.Proxy, xds, plan, fw),
 		"--admin-address", fmt.Sprintf("127.0.0.1:%d", own[0]),
 		"--ready-address", fmt.Sprintf("127.0.0.1:%d", own[1]),
-		"--prometheus-address", fmt.Sprintf("127.0.0.1:%d", own[2]),
-		"--merged-address", fmt.Sprintf("127.0.0.1:%d", own[3]))
+		"--prometheus-address", prom,
+		"--merged-address", fmt.Sprintf("127.0.0.1:%d", own[3]),
+		"--metadata", "PROMETHEUS_ADDRESS="+prom)
 	if err := e.start(ctx, "proxy", fw.Name, append(argv, rebinds...)); err != nil {
 		return teardown, err
 	}
+	d.report.Dashboard = "http://" + dash + "/"
+	d.printf("dashboard (service graph, config, measured split) while the demo runs: %s", d.report.Dashboard)
 	d.printf("waiting for the apps and the front end's sidecar to be ready")
 	for _, w := range plan.Workloads {
 		for _, p := range w.EntryPorts {
@@ -344,4 +352,17 @@ func freePorts(n int) ([]int, error) {
 		out = append(out, p)
 	}
 	return out, nil
+}
+
+// dashboardAddress is trellisd's usual dashboard address, 127.0.0.1:20001,
+// when it is free, else a free loopback port.
+func dashboardAddress() string {
+	if l, err := net.Listen("tcp", dashboard.DefaultAddress); err == nil {
+		l.Close()
+		return dashboard.DefaultAddress
+	}
+	if p, err := freePort(); err == nil {
+		return fmt.Sprintf("127.0.0.1:%d", p)
+	}
+	return "127.0.0.1:0"
 }

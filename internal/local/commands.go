@@ -31,11 +31,22 @@ func ProxyArgs(bin, xds string, p *Plan, w PlacedWorkload) []string {
 	}
 }
 
+// DashboardPort is where a local mesh's trellisd serves its dashboard (on
+// the bridge address, like debug and metrics).
+const DashboardPort = "20001"
+
+// DashboardURL is the dashboard of a local mesh whose bridge (host) address
+// is hostIP.
+func DashboardURL(hostIP string) string {
+	return "http://" + net.JoinHostPort(hostIP, DashboardPort) + "/"
+}
+
 // TrellisdArgs is trellisd's command line for a local mesh: the config
-// directory it watches, and xDS, debug (8080), metrics (15014) and the CA
-// (15012) on the bridge address only; the CA keeps its root in caDir,
-// authenticates proxies by the credentials file and publishes its trust
-// bundle for them.
+// directory it watches, and xDS, debug (8080), metrics (15014), the CA
+// (15012) and the dashboard (20001) on the bridge address only, so that
+// meshes on other subnets can run beside it; the CA keeps its root in
+// caDir, authenticates proxies by the credentials file and publishes its
+// trust bundle for them.
 func TrellisdArgs(bin, configDir, xdsAddress, caDir string, c CA) []string {
 	host, _, err := net.SplitHostPort(xdsAddress)
 	if err != nil {
@@ -44,7 +55,8 @@ func TrellisdArgs(bin, configDir, xdsAddress, caDir string, c CA) []string {
 	return []string{bin, "--config-dir", configDir, "--xds-address", xdsAddress,
 		"--debug-address", net.JoinHostPort(host, "8080"), "--metrics-address", net.JoinHostPort(host, "15014"),
 		"--ca-address", net.JoinHostPort(host, "15012"), "--ca-dir", caDir,
-		"--workload-credentials", c.CredentialsFile, "--ca-root-file", c.RootCertFile}
+		"--workload-credentials", c.CredentialsFile, "--ca-root-file", c.RootCertFile,
+		"--dashboard-address", net.JoinHostPort(host, DashboardPort)}
 }
 
 // labelString renders labels as "k1=v1,k2=v2", sorted.

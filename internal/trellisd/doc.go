@@ -15,7 +15,10 @@
 // last NACK), /debug/configz (served resources, files rejected),
 // /debug/registryz (services, endpoints), /debug/config_dump?proxyID=ID
 // (the xDS one connected proxy is given) and /debug/pprof/; Prometheus
-// /metrics on Options.MetricsAddress (:15014).
+// /metrics on Options.MetricsAddress (:15014); the web dashboard
+// (internal/dashboard: service graph, per-service config and traffic) on
+// Options.DashboardAddress (127.0.0.1:20001), reading the connected
+// proxies, the served snapshots and the proxies' metrics.
 //
 // The CA (internal/ca) is served on Options.CAAddress (:15012): Istio's
 // IstioCertificateService over TLS, with the root from a plugged-in cacerts

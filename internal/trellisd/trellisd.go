@@ -20,6 +20,7 @@ import (
 	"github.com/trellis-mesh/trellis/internal/ca"
 	"github.com/trellis-mesh/trellis/internal/config"
 	"github.com/trellis-mesh/trellis/internal/config/file"
+	"github.com/trellis-mesh/trellis/internal/dashboard"
 	"github.com/trellis-mesh/trellis/internal/registry"
 	"github.com/trellis-mesh/trellis/internal/registry/serviceentry"
 	"github.com/trellis-mesh/trellis/internal/xds/server"
@@ -41,6 +42,17 @@ type Options struct {
 	// MetricsAddress serves Prometheus /metrics; empty disables it (the
 	// flag defaults to ":15014").
 	MetricsAddress string
+	// DashboardAddress serves the web dashboard (internal/dashboard);
+	// empty disables it (the flag defaults to 127.0.0.1:20001, Kiali's
+	// port, on loopback only).
+	DashboardAddress string
+	// PrometheusURL, when set, is where the dashboard queries request
+	// metrics; empty means trellisd scrapes the connected proxies.
+	PrometheusURL string
+	// DashboardScrapeInterval and DashboardWindow: how often the dashboard
+	// reads metrics (zero: 5s) and the span its rates cover (zero: 30s).
+	DashboardScrapeInterval time.Duration
+	DashboardWindow         time.Duration
 	// DomainSuffix is the cluster domain; empty means "cluster.local".
 	DomainSuffix string
 	// OutboundTrafficPolicy is ALLOW_ANY (empty means this) or
@@ -137,8 +149,8 @@ type Server struct {
 	reg     *prometheus.Registry
 	version atomic.Uint64
 
-	xdsAddr, debugAddr, metricsAddr, caAddr net.Addr
-	configVersion                           prometheus.Gauge
+	xdsAddr, debugAddr, metricsAddr, caAddr, dashboardAddr net.Addr
+	configVersion                                          prometheus.Gauge
 }
 
 // XDSAddr is the bound ADS address ("127.0.0.1:41234").
@@ -149,6 +161,9 @@ func (s *Server) DebugAddr() string { return addrString(s.debugAddr) }
 
 // MetricsAddr is the bound metrics address, or "" when disabled.
 func (s *Server) MetricsAddr() string { return addrString(s.metricsAddr) }
+
+// DashboardAddr is the bound dashboard address, or "" when disabled.
+func (s *Server) DashboardAddr() string { return addrString(s.dashboardAddr) }
 
 // Store is the config store being served.
 func (s *Server) Store() *config.Store { return s.store }
@@ -281,6 +296,17 @@ func run(ctx context.Context, o Options, tr translator) error {
 		}
 		defer g.Stop()
 	}
+	if o.DashboardAddress != "" {
+		d, err := dashboard.New(dashboard.Options{Mesh: &meshView{s: s}, DomainSuffix: mesh.DomainSuffix, PrometheusURL: o.PrometheusURL,
+			ScrapeInterval: o.DashboardScrapeInterval, Window: o.DashboardWindow, Logf: o.Logf})
+		if err != nil {
+			return err
+		}
+		if s.dashboardAddr, err = serveHTTP(o.DashboardAddress, d.Handler()); err != nil {
+			return fmt.Errorf("dashboard address: %w", err)
+		}
+		go d.Run(ctx)
+	}
 
 	// Sources: the directory is loaded before the first state is built, so
 	// the first proxies get the whole config.
@@ -330,7 +356,7 @@ func run(ctx context.Context, o Options, tr translator) error {
 	s.ads.Register(g)
 	errc := make(chan error, 1)
 	go func() { errc <- g.Serve(xdsLis) }()
-	o.Logf("trellisd: xDS on %s, debug on %q, metrics on %q, CA on %q", s.XDSAddr(), s.DebugAddr(), s.MetricsAddr(), s.CAAddr())
+	o.Logf("trellisd: xDS on %s, debug on %q, metrics on %q, CA on %q, dashboard on %q", s.XDSAddr(), s.DebugAddr(), s.MetricsAddr(), s.CAAddr(), s.DashboardAddr())
 	if o.Ready != nil {
 		o.Ready(s)
 	}

@@ -42,7 +42,7 @@ func TestDemo(t *testing.T) {
 		}
 		t.Fatalf("trellis demo: %v", err)
 	}
-	for _, want := range []string{"[1/6]", "[6/6] summary", "latency p50", "done: nothing left behind"} {
+	for _, want := range []string{"[1/6]", "[6/6] summary", "latency p50", "done: nothing left behind", "dashboard (service graph, config, measured split) while the demo runs: http://10.246.0.1:20001/"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q", want)
 		}
