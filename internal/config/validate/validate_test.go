@@ -162,7 +162,7 @@ func TestInvalidInputs(t *testing.T) {
 		{"empty source", obj("security.istio.io/v1", "AuthorizationPolicy", "rules:\n- from:\n  - source: {}"), "spec.rules[0].from[0].source", "empty source"},
 		{"bad ip block", obj("security.istio.io/v1", "AuthorizationPolicy", "rules:\n- from:\n  - source: {ipBlocks: [300.1.1.1]}"), "spec.rules[0].from[0].source.ipBlocks[0]", "not a valid IP"},
 		{"bad operation port", obj("security.istio.io/v1", "AuthorizationPolicy", "rules:\n- to:\n  - operation: {ports: [http]}"), "spec.rules[0].to[0].operation.ports[0]", "not a port number"},
-		{"jwt rule without issuer", obj("security.istio.io/v1", "RequestAuthentication", "jwtRules:\n- jwksUri: https://example.com/jwks.json"), "spec.jwtRules[0].issuer", "missing"},
+		{"jwt rule without issuer or jwksUri", obj("security.istio.io/v1", "RequestAuthentication", "jwtRules:\n- audiences: [app]"), "spec.jwtRules[0].issuer", "missing"},
 		{"jwt bad jwks uri", obj("security.istio.io/v1", "RequestAuthentication", "jwtRules:\n- issuer: me\n  jwksUri: not-a-url"), "spec.jwtRules[0].jwksUri", "not an http(s) URL"},
 	}
 	for _, tc := range tests {
@@ -233,7 +233,7 @@ func TestWarnings(t *testing.T) {
 		{"weights sum to 90", vs(strings.Replace(route2, "%s", "0", 1)), "spec.http[0].route", "add up to 90, not 100"},
 		{"tcp weights sum to 150", vs("hosts: [a]\ntcp:\n- route:\n  - destination: {host: a, subset: v1}\n    weight: 100\n  - destination: {host: a, subset: v2}\n    weight: 50\n"), "spec.tcp[0].route", "add up to 150"},
 		{"single destination weight", vs("hosts: [a]\nhttp:\n- route:\n  - destination: {host: a}\n    weight: 50\n"), "spec.http[0].route[0].weight", "receives all traffic"},
-		{"selector with empty labels", obj("security.istio.io/v1", "AuthorizationPolicy", "selector: {matchLabels: {}}\naction: DENY"), "spec.selector.matchLabels", "applies to every workload"},
+		{"selector with empty labels", obj("security.istio.io/v1", "AuthorizationPolicy", "selector: {matchLabels: {}}\naction: DENY\nrules: [{}]"), "spec.selector.matchLabels", "applies to every workload"},
 		{"service entry without ports", obj("networking.istio.io/v1", "ServiceEntry", "hosts: [a.example.com]\nresolution: DNS"), "spec.ports", "missing"},
 		{"mirror percentage alone", vs("hosts: [a]\nhttp:\n- mirrorPercentage: {value: 5}\n  route:\n  - destination: {host: a}\n"), "spec.http[0].mirrorPercentage", "no effect"},
 		{"duplicate route name", vs("hosts: [a]\nhttp:\n- name: r\n  route:\n  - destination: {host: a}\n- name: r\n  route:\n  - destination: {host: b}\n"), "spec.http[1].name", "used more than once"},
