@@ -134,6 +134,9 @@ func (c *checker) loadBalancer(p Path, lb *networking.LoadBalancerSettings) {
 				c.warnf(cp.Field("useSourceIp"), "false selects no hash key; set it to true or choose another key")
 			}
 		}
+		if ch.GetMinimumRingSize() != 0 && ch.GetHashAlgorithm() == nil {
+			c.warnf(cp.Field("minimumRingSize"), "deprecated; use ringHash.minimumRingSize")
+		}
 		if ch.GetMinimumRingSize() != 0 && ch.GetHashAlgorithm() != nil {
 			c.errorf(cp.Field("minimumRingSize"), "deprecated field set together with ringHash or maglev; use ringHash.minimumRingSize or maglev.tableSize only")
 		}
@@ -338,6 +341,8 @@ func (c *checker) outlierDetection(p Path, od *networking.OutlierDetection) {
 	}
 	if od.GetConsecutiveErrors() < 0 {
 		c.errorf(p.Field("consecutiveErrors"), "%d must be zero or more", od.GetConsecutiveErrors())
+	} else if od.GetConsecutiveErrors() > 0 {
+		c.warnf(p.Field("consecutiveErrors"), "deprecated; use consecutive5xxErrors or consecutiveGatewayErrors")
 	}
 	c.checkDuration(p.Field("interval"), od.GetInterval())
 	c.checkDuration(p.Field("baseEjectionTime"), od.GetBaseEjectionTime())

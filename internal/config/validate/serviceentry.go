@@ -283,7 +283,7 @@ func (c *checker) sidecar(sc *networking.Sidecar) {
 	}
 	if ws := sc.GetWorkloadSelector(); ws != nil {
 		if len(ws.GetLabels()) == 0 {
-			c.errorf(spec.Field("workloadSelector").Field("labels"), "missing; a workloadSelector needs labels (remove it to apply to the whole namespace)")
+			c.warnf(spec.Field("workloadSelector").Field("labels"), "missing, so the Sidecar applies to every workload in the namespace; add labels, or remove the selector to say so")
 		}
 		c.checkLabels(spec.Field("workloadSelector").Field("labels"), ws.GetLabels())
 	}
@@ -375,6 +375,7 @@ func (c *checker) sidecar(sc *networking.Sidecar) {
 		for j, h := range eg.GetHosts() {
 			c.checkNamespacedHost(p.Field("hosts").Index(j), h, true)
 		}
+		c.warnRepeatedEgressHosts(p.Field("hosts"), eg.GetHosts())
 		c.checkBindAddress(p.Field("bind"), eg.GetBind())
 	}
 	if otp := sc.GetOutboundTrafficPolicy(); otp != nil && otp.GetEgressProxy() != nil {
@@ -400,4 +401,31 @@ func (c *checker) sidecarPort(p Path, sp *networking.SidecarPort) {
 		c.checkPortName(p.Field("name"), sp.GetName())
 	}
 	c.checkProtocol(p.Field("protocol"), sp.GetProtocol(), false)
+}
+
+// warnRepeatedEgressHosts warns about egress hosts an earlier host of the
+// same listener already selects ("ns/a" twice, "ns/a" after "ns/*"), and
+// about "*/*" next to other hosts, which it already covers.
+func (c *checker) warnRepeatedEgressHosts(p Path, hosts []string) {
+	byNS := map[string]map[string]bool{}
+	for i, h := range hosts {
+		ns, host, found := strings.Cut(h, "/")
+		if !found || strings.HasPrefix(ns, "~") {
+			continue
+		}
+		if ns == "." {
+			ns = c.r.Namespace
+		}
+		if byNS[ns] == nil {
+			byNS[ns] = map[string]bool{}
+		}
+		seen := byNS[ns]
+		if seen[host] || seen["*"] || (host == "*" && len(seen) > 0) {
+			c.warnf(p.Index(i), "%q repeats a host this listener already selects in namespace %q", h, ns)
+		}
+		seen[host] = true
+	}
+	if byNS["*"]["*"] && len(byNS) > 1 {
+		c.warnf(p, "\"*/*\" already selects every host; the other entries add nothing")
+	}
 }

@@ -383,6 +383,12 @@ func TestWarnings(t *testing.T) {
 		{"workload selector with resolution NONE", obj("networking.istio.io/v1", "ServiceEntry", "hosts: [a.example.com]\nports: [{number: 80, name: http, protocol: HTTP}]\nresolution: NONE\nworkloadSelector: {labels: {app: a}}"), "spec.workloadSelector", "no effect with resolution NONE"},
 		{"workload entry reached through its network", obj("networking.istio.io/v1", "WorkloadEntry", "network: vpc-2\nlabels: {app: a}"), "spec.address", "through network \"vpc-2\""},
 		{"mirror with directResponse", vs("hosts: [a]\nhttp:\n- directResponse: {status: 204}\n  mirror: {host: b}\n"), "spec.http[0]", "mirror acts on routed traffic"},
+		{"sidecar selector without labels", obj("networking.istio.io/v1", "Sidecar", "workloadSelector: {}\negress:\n- hosts: [\"./*\"]"), "spec.workloadSelector.labels", "applies to every workload"},
+		{"repeated egress host", obj("networking.istio.io/v1", "Sidecar", "egress:\n- hosts: [\"./*\", \"ns/a.example.com\"]"), "spec.egress[0].hosts[1]", "already selects in namespace \"ns\""},
+		{"every host and more", obj("networking.istio.io/v1", "Sidecar", "egress:\n- hosts: [\"*/*\", \"istio-system/*\"]"), "spec.egress[0].hosts", "already selects every host"},
+		{"deprecated consecutiveErrors", dr("host: a\ntrafficPolicy:\n  outlierDetection: {consecutiveErrors: 5}\n"), "spec.trafficPolicy.outlierDetection.consecutiveErrors", "deprecated"},
+		{"deprecated minimumRingSize", dr("host: a\ntrafficPolicy:\n  loadBalancer:\n    consistentHash: {useSourceIp: true, minimumRingSize: 1024}\n"), "spec.trafficPolicy.loadBalancer.consistentHash.minimumRingSize", "deprecated"},
+		{"deprecated mirrorPercent", vs("hosts: [a]\nhttp:\n- mirror: {host: b}\n  mirrorPercent: 10\n  route:\n  - destination: {host: a}\n"), "spec.http[0].mirrorPercent", "deprecated"},
 		{"duplicate route name", vs("hosts: [a]\nhttp:\n- name: r\n  route:\n  - destination: {host: a}\n- name: r\n  route:\n  - destination: {host: b}\n"), "spec.http[1].name", "used more than once"},
 	}
 	for _, tc := range tests {

@@ -343,8 +343,11 @@ func (c *checker) httpRoute(p Path, r *networking.HTTPRoute, inDelegate, boundTo
 			c.errorf(p.Field("mirrors"), "mirror and mirrors are exclusive; use mirrors")
 		}
 	}
-	if r.GetMirrorPercent() != nil && r.GetMirrorPercent().GetValue() > 100 {
-		c.errorf(p.Field("mirrorPercent"), "%d must be between 0 and 100", r.GetMirrorPercent().GetValue())
+	if r.GetMirrorPercent() != nil {
+		if r.GetMirrorPercent().GetValue() > 100 {
+			c.errorf(p.Field("mirrorPercent"), "%d must be between 0 and 100", r.GetMirrorPercent().GetValue())
+		}
+		c.warnf(p.Field("mirrorPercent"), "deprecated; use mirrorPercentage (a fraction such as {value: 12.5})")
 	}
 	if r.GetMirrorPercentage() != nil {
 		c.checkPercent(p.Field("mirrorPercentage").Field("value"), r.GetMirrorPercentage().GetValue())
