@@ -1,9 +1,11 @@
 package validate
 
 import (
+	"net"
 	"net/netip"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -112,10 +114,30 @@ func (c *checker) checkPercent(p Path, v float64) {
 	}
 }
 
+// checkFractionalPercent checks a fault percentage: Envoy keeps four
+// decimal places, so a value between 0 and 0.0001 would silently become 0.
+func (c *checker) checkFractionalPercent(p Path, v float64) {
+	if v < 0 || v > 100 {
+		c.errorf(p, "%v must be between 0 and 100", v)
+		return
+	}
+	if v > 0 && v < 0.0001 {
+		c.errorf(p, "%v is below the smallest fraction 0.0001; use 0 or a value from 0.0001 to 100", v)
+	}
+}
+
+// maxRegexLen bounds a regex's length, standing in for Envoy's limit on
+// the compiled RE2 program size (which is always larger than the length).
+const maxRegexLen = 1024
+
 // checkRegex checks that an RE2 regex compiles (Go's regexp is RE2).
 func (c *checker) checkRegex(p Path, re string) {
 	if re == "" {
 		c.errorf(p, "empty regex; use a non-empty RE2 expression, or prefix/exact")
+		return
+	}
+	if len(re) > maxRegexLen {
+		c.errorf(p, "regex is %d characters long; the limit is %d (Envoy's RE2 program size)", len(re), maxRegexLen)
 		return
 	}
 	if _, err := regexp.Compile(re); err != nil {
@@ -137,53 +159,96 @@ func (c *checker) checkLabels(p Path, labels map[string]string) {
 	}
 }
 
-// checkExportTo checks an exportTo list: ".", "*", "~" or namespace names.
-func (c *checker) checkExportTo(p Path, list []string) {
-	seen := map[string]bool{}
+// checkExportTo checks an exportTo list: ".", "*", namespace names, and
+// "~" (no namespace) for ServiceEntries only. "." and the resource's own
+// namespace name the same thing, and "*" already covers every other entry.
+// A DestinationRule with a workloadSelector applies to workloads of its own
+// namespace only, so it may be exported nowhere else (ownNamespaceOnly).
+func (c *checker) checkExportTo(p Path, list []string, allowNone, ownNamespaceOnly bool) {
+	seen := map[string]int{}
 	for i, ns := range list {
-		if seen[ns] {
-			c.errorf(p.Index(i), "duplicate exportTo entry %q", ns)
+		key := ns
+		if ns == "." && c.r.Namespace != "" {
+			key = c.r.Namespace
 		}
-		seen[ns] = true
+		if j, dup := seen[key]; dup {
+			if key != ns || list[j] != ns {
+				c.errorf(p.Index(i), "%q repeats exportTo[%d]: \".\" already means the resource's own namespace %q", ns, j, c.r.Namespace)
+			} else {
+				c.errorf(p.Index(i), "duplicate exportTo entry %q", ns)
+			}
+			continue
+		}
+		seen[key] = i
 		switch ns {
-		case ".", "*", "~":
+		case ".", "*":
+			continue
+		case "~":
+			if !allowNone {
+				c.errorf(p.Index(i), "\"~\" (export to no namespace) is only allowed in a ServiceEntry; want \".\", \"*\" or a namespace name")
+			}
 			continue
 		}
 		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
-			c.errorf(p.Index(i), "%q is not \".\", \"*\", \"~\" or a namespace name", ns)
+			c.errorf(p.Index(i), "%q is not \".\", \"*\" or a namespace name", ns)
 		}
 	}
-	if seen["~"] && len(list) > 1 {
-		c.errorf(p, "\"~\" (export to no namespace) cannot be combined with other entries")
+	if len(list) > 1 {
+		if _, ok := seen["~"]; ok {
+			c.errorf(p, "\"~\" (export to no namespace) cannot be combined with other entries")
+		}
+		if _, ok := seen["*"]; ok {
+			c.errorf(p, "\"*\" (export to every namespace) cannot be combined with other entries; keep only \"*\"")
+		}
+	}
+	if ownNamespaceOnly && len(list) > 0 {
+		for i, ns := range list {
+			if ns != "." && ns != c.r.Namespace {
+				c.errorf(p.Index(i), "a DestinationRule with a workloadSelector can only be exported to its own namespace; want \".\"")
+			}
+		}
 	}
 }
 
 // checkNamespacedHost checks "ns/host" as Gateway and Sidecar hosts use it.
-// With nsRequired, the "ns/" part must be present.
-func (c *checker) checkNamespacedHost(p Path, s string, nsRequired bool, allowTilde bool) {
+// A Sidecar (sidecar true) must write the "ns/" part and may exclude a
+// namespace with "~" ("~/*", "~legacy/*"); a Gateway may leave it out and
+// may name an IP address. Either way the host part is "*" or a name with a
+// dot: short names are ambiguous outside the resource's namespace.
+func (c *checker) checkNamespacedHost(p Path, s string, sidecar bool) {
 	ns, host, found := strings.Cut(s, "/")
 	if !found {
-		if nsRequired {
+		if sidecar {
 			c.errorf(p, "%q must have the form namespace/host, such as \"./*\", \"istio-system/*\" or \"*/reviews.default.svc.cluster.local\"", s)
 			return
 		}
 		host, ns = s, "*"
 	}
-	switch ns {
-	case "*", ".":
-	case "~":
-		if !allowTilde {
-			c.errorf(p, "namespace \"~\" is not allowed here; want \"*\", \".\" or a namespace name")
-			return
-		}
+	if ns == "" || host == "" {
+		c.errorf(p, "%q has an empty namespace or host; want namespace/host", s)
+		return
+	}
+	nsName := ns
+	if sidecar {
+		nsName = strings.TrimPrefix(ns, "~")
+	}
+	switch nsName {
+	case "*", ".", "":
 	default:
-		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+		if errs := validation.IsDNS1123Label(nsName); len(errs) > 0 {
 			c.errorf(p, "namespace %q in %q is not \"*\", \".\" or a namespace name", ns, s)
 			return
 		}
 	}
 	if strings.Contains(host, "/") {
 		c.errorf(p, "%q has more than one '/'; want namespace/host", s)
+		return
+	}
+	if !sidecar && isIP(host) {
+		return
+	}
+	if host != "*" && !strings.Contains(host, ".") {
+		c.errorf(p, "short name %q is not allowed here; write the fully qualified name, such as %s.default.svc.cluster.local", host, host)
 		return
 	}
 	c.checkFQDN(p, host, true)
@@ -240,7 +305,11 @@ func (c *checker) checkSubsetName(p Path, s string) {
 
 // checkBindAddress checks a listener bind address (IP or unix socket).
 func (c *checker) checkBindAddress(p Path, s string) {
-	if s == "" || strings.HasPrefix(s, "unix://") {
+	if s == "" {
+		return
+	}
+	if path, ok := strings.CutPrefix(s, "unix://"); ok {
+		c.checkUnixPath(p, path)
 		return
 	}
 	if !isIP(s) {
@@ -248,19 +317,53 @@ func (c *checker) checkBindAddress(p Path, s string) {
 	}
 }
 
-// checkEndpointAddress checks "127.0.0.1:PORT", "[::1]:PORT", "0.0.0.0:PORT"
-// or "unix://path" (Sidecar ingress defaultEndpoint).
+// checkDefaultEndpoint checks a Sidecar ingress defaultEndpoint: the
+// workload's own loopback or any address ("127.0.0.1:8080", "[::1]:8080",
+// "0.0.0.0:8080", "[::]:8080", ":8080") or "unix://path".
 func (c *checker) checkDefaultEndpoint(p Path, s string) {
-	if s == "" || strings.HasPrefix(s, "unix://") {
+	if s == "" {
 		return
 	}
-	ap, err := netip.ParseAddrPort(s)
+	if path, ok := strings.CutPrefix(s, "unix://"); ok {
+		c.checkUnixPath(p, path)
+		return
+	}
+	host, port, err := net.SplitHostPort(s)
 	if err != nil {
 		c.errorf(p, "defaultEndpoint %q must be IP:PORT (127.0.0.1:8080, 0.0.0.0:8080, [::1]:8080) or unix://path", s)
 		return
 	}
-	if ap.Port() == 0 {
-		c.errorf(p, "defaultEndpoint %q has port 0; want 1-65535", s)
+	switch host {
+	case "", "127.0.0.1", "0.0.0.0", "::1", "::":
+	default:
+		c.errorf(p, "defaultEndpoint %q must point at the workload itself: 127.0.0.1, 0.0.0.0, [::1] or [::] with a port, or unix://path", s)
+		return
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		c.errorf(p, "defaultEndpoint %q has port %q; want 1-65535", s, port)
+	}
+}
+
+// checkUnixPath checks the path of a unix:// address: absolute and naming a
+// file, or an abstract socket starting with '@'.
+func (c *checker) checkUnixPath(p Path, path string) {
+	if strings.HasPrefix(path, "@") && len(path) > 1 {
+		return
+	}
+	if !strings.HasPrefix(path, "/") || strings.HasSuffix(path, "/") {
+		c.errorf(p, "unix socket path %q must be an absolute path to a file, such as unix:///var/run/app.sock (or @name for an abstract socket)", path)
+	}
+}
+
+// checkPortName checks a port name, which Istio requires to be a DNS-1123
+// label.
+func (c *checker) checkPortName(p Path, name string) {
+	if name == "" {
+		c.errorf(p, "missing; name the port, such as http or tcp-db")
+		return
+	}
+	if errs := validation.IsDNS1123Label(name); len(errs) > 0 {
+		c.errorf(p, "invalid port name %q: want a DNS-1123 label (lower-case letters, digits and '-', at most 63)", name)
 	}
 }
 

@@ -34,25 +34,35 @@ func (c *checker) virtualService(vs *networking.VirtualService) {
 			boundToMesh = true
 		}
 	}
-	seenHosts := map[string]bool{}
+	hostsValid := true
 	for i, h := range vs.GetHosts() {
 		p := spec.Field("hosts").Index(i)
-		if seenHosts[h] {
-			c.warnf(p, "duplicate host %q", h)
-			continue
-		}
-		seenHosts[h] = true
 		if isIP(h) {
 			continue
 		}
 		if !c.checkFQDN(p, h, true) {
+			hostsValid = false
 			continue
 		}
 		if h == "*" && boundToMesh {
 			c.errorf(p, "wildcard host \"*\" is not allowed for a VirtualService bound to the mesh; list gateways (without \"mesh\") or name the hosts")
 		}
 	}
-	c.checkExportTo(spec.Field("exportTo"), vs.GetExportTo())
+	if hostsValid {
+		// A host another host already covers ("a.example.com" after
+		// "*.example.com", or the same name twice) makes the routes ambiguous.
+		hosts := vs.GetHosts()
+		for j := range hosts {
+			for i := 0; i < j; i++ {
+				a, b := strings.ToLower(hosts[i]), strings.ToLower(hosts[j])
+				if hostMatches(a, b) || hostMatches(b, a) {
+					c.errorf(spec.Field("hosts").Index(j), "host %q overlaps hosts[%d] %q; list each host once, and drop names a wildcard host already covers", hosts[j], i, hosts[i])
+					break
+				}
+			}
+		}
+	}
+	c.checkExportTo(spec.Field("exportTo"), vs.GetExportTo(), false, false)
 
 	names := map[string]bool{}
 	for i, r := range vs.GetHttp() {
@@ -63,7 +73,7 @@ func (c *checker) virtualService(vs *networking.VirtualService) {
 			}
 			names[r.GetName()] = true
 		}
-		c.httpRoute(p, r, delegate)
+		c.httpRoute(p, r, delegate, boundToMesh)
 	}
 	for i, r := range vs.GetTcp() {
 		p := spec.Field("tcp").Index(i)
@@ -172,6 +182,10 @@ func (c *checker) checkWeightSum(p Path, weights []int32) {
 	for _, w := range weights {
 		sum += int64(w)
 	}
+	if sum == 0 {
+		c.errorf(p, "%d destinations all have weight 0, so none would get traffic; give them weights that add up to 100", len(weights))
+		return
+	}
 	if sum != 100 {
 		c.warnf(p, "destination weights add up to %d, not 100; traffic is split in proportion to them", sum)
 	}
@@ -195,7 +209,7 @@ func (c *checker) destination(p Path, d *networking.Destination) {
 	}
 }
 
-func (c *checker) httpRoute(p Path, r *networking.HTTPRoute, inDelegate bool) {
+func (c *checker) httpRoute(p Path, r *networking.HTTPRoute, inDelegate, boundToMesh bool) {
 	hasRoute := len(r.GetRoute()) > 0
 	hasRedirect := r.GetRedirect() != nil
 	hasDirect := r.GetDirectResponse() != nil
@@ -215,8 +229,14 @@ func (c *checker) httpRoute(p Path, r *networking.HTTPRoute, inDelegate bool) {
 	if hasRedirect && r.GetRewrite() != nil {
 		c.errorf(p.Field("rewrite"), "cannot be used together with redirect; choose one")
 	}
-	if (hasRedirect || hasDirect) && (r.GetFault() != nil || r.GetMirror() != nil || len(r.GetMirrors()) > 0) {
-		c.warnf(p, "fault and mirror act on routed traffic; with redirect or directResponse they have no effect")
+	if hasDirect && r.GetRewrite() != nil {
+		c.errorf(p.Field("rewrite"), "cannot be used together with directResponse; a direct response is not forwarded, so there is nothing to rewrite")
+	}
+	if (hasRedirect || hasDirect) && r.GetFault() != nil {
+		c.errorf(p.Field("fault"), "cannot be used together with redirect or directResponse; fault injection needs a route")
+	}
+	if (hasRedirect || hasDirect) && (r.GetMirror() != nil || len(r.GetMirrors()) > 0) {
+		c.warnf(p, "mirror acts on routed traffic; with redirect or directResponse it has no effect")
 	}
 	if hasDelegate {
 		if inDelegate {
@@ -232,7 +252,7 @@ func (c *checker) httpRoute(p Path, r *networking.HTTPRoute, inDelegate bool) {
 	}
 
 	for i, m := range r.GetMatch() {
-		c.httpMatch(p.Field("match").Index(i), m)
+		c.httpMatch(p.Field("match").Index(i), m, boundToMesh)
 	}
 
 	if hasRoute {
@@ -249,8 +269,24 @@ func (c *checker) httpRoute(p Path, r *networking.HTTPRoute, inDelegate bool) {
 
 	if rd := r.GetRedirect(); rd != nil {
 		rp := p.Field("redirect")
-		if rd.GetUri() == "" && rd.GetAuthority() == "" && rd.GetScheme() == "" && rd.GetRedirectPort() == nil {
-			c.errorf(rp, "needs at least one of uri, authority, scheme, port or derivePort")
+		if rd.GetUri() == "" && rd.GetPrefixRewrite() == "" && rd.GetAuthority() == "" && rd.GetScheme() == "" && rd.GetRedirectPort() == nil {
+			c.errorf(rp, "needs at least one of uri, prefixRewrite, authority, scheme, port or derivePort")
+		}
+		if rd.GetUri() != "" && rd.GetPrefixRewrite() != "" {
+			c.errorf(rp.Field("prefixRewrite"), "cannot be set together with uri; uri replaces the whole path, prefixRewrite only the matched prefix")
+		}
+		if rd.GetPrefixRewrite() != "" {
+			for i, m := range r.GetMatch() {
+				if m.GetUri() == nil {
+					continue
+				}
+				if _, ok := m.GetUri().GetMatchType().(*networking.StringMatch_Prefix); !ok {
+					c.errorf(p.Field("match").Index(i).Field("uri"), "redirect.prefixRewrite needs every uri match to be a prefix match")
+				}
+			}
+		}
+		if sc := rd.GetScheme(); sc != "" && sc != "http" && sc != "https" {
+			c.errorf(rp.Field("scheme"), "%q is not allowed; want http or https", sc)
 		}
 		switch rd.GetRedirectCode() {
 		case 0, 301, 302, 303, 307, 308:
@@ -265,6 +301,9 @@ func (c *checker) httpRoute(p Path, r *networking.HTTPRoute, inDelegate bool) {
 		if s := dr.GetStatus(); s < 200 || s > 599 {
 			c.errorf(p.Field("directResponse").Field("status"), "%d must be between 200 and 599", s)
 		}
+		if n := len(dr.GetBody().GetString_()) + len(dr.GetBody().GetBytes()); n > maxDirectBody {
+			c.errorf(p.Field("directResponse").Field("body"), "body is %d bytes; a direct response body must be at most 1MiB (serve large content from a service)", n)
+		}
 	}
 	if rw := r.GetRewrite(); rw != nil {
 		rp := p.Field("rewrite")
@@ -273,6 +312,9 @@ func (c *checker) httpRoute(p Path, r *networking.HTTPRoute, inDelegate bool) {
 		}
 		if rr := rw.GetUriRegexRewrite(); rr != nil {
 			c.checkRegex(rp.Field("uriRegexRewrite").Field("match"), rr.GetMatch())
+			if rr.GetRewrite() == "" {
+				c.errorf(rp.Field("uriRegexRewrite").Field("rewrite"), "missing; uriRegexRewrite needs both match and rewrite (use \"/\" to replace the match with a single slash)")
+			}
 		}
 		if rw.GetUri() == "" && rw.GetAuthority() == "" && rw.GetUriRegexRewrite() == nil {
 			c.errorf(rp, "needs uri, authority or uriRegexRewrite")
@@ -283,6 +325,9 @@ func (c *checker) httpRoute(p Path, r *networking.HTTPRoute, inDelegate bool) {
 		rp := p.Field("retries")
 		if rt.GetAttempts() < 0 {
 			c.errorf(rp.Field("attempts"), "%d must be zero or more (it counts retries, not tries)", rt.GetAttempts())
+		}
+		if rt.GetAttempts() == 0 && (rt.GetPerTryTimeout() != nil || rt.GetRetryOn() != "" || rt.GetRetryRemoteLocalities() != nil) {
+			c.errorf(rp.Field("attempts"), "0 turns retries off, yet perTryTimeout, retryOn or retryRemoteLocalities is set; set attempts to 1 or more, or remove the other fields")
 		}
 		c.checkDuration(rp.Field("perTryTimeout"), rt.GetPerTryTimeout())
 		c.checkDuration(rp.Field("backoff"), rt.GetBackoff())
@@ -299,8 +344,11 @@ func (c *checker) httpRoute(p Path, r *networking.HTTPRoute, inDelegate bool) {
 			c.errorf(p.Field("mirrors"), "mirror and mirrors are exclusive; use mirrors")
 		}
 	}
-	if r.GetMirrorPercent() != nil && r.GetMirrorPercent().GetValue() > 100 {
-		c.errorf(p.Field("mirrorPercent"), "%d must be between 0 and 100", r.GetMirrorPercent().GetValue())
+	if r.GetMirrorPercent() != nil {
+		if r.GetMirrorPercent().GetValue() > 100 {
+			c.errorf(p.Field("mirrorPercent"), "%d must be between 0 and 100", r.GetMirrorPercent().GetValue())
+		}
+		c.warnf(p.Field("mirrorPercent"), "deprecated; use mirrorPercentage (a fraction such as {value: 12.5})")
 	}
 	if r.GetMirrorPercentage() != nil {
 		c.checkPercent(p.Field("mirrorPercentage").Field("value"), r.GetMirrorPercentage().GetValue())
@@ -318,7 +366,10 @@ func (c *checker) httpRoute(p Path, r *networking.HTTPRoute, inDelegate bool) {
 	if cp := r.GetCorsPolicy(); cp != nil {
 		pp := p.Field("corsPolicy")
 		for i, o := range cp.GetAllowOrigins() {
-			c.stringMatch(pp.Field("allowOrigins").Index(i), o)
+			c.stringMatch(pp.Field("allowOrigins").Index(i), o, false)
+			if o.GetExact() == "" && o.GetPrefix() == "" && o.GetRegex() == "" {
+				c.errorf(pp.Field("allowOrigins").Index(i), "empty origin match; want exact, prefix or regex with a value, such as exact: https://example.com")
+			}
 		}
 		c.checkDuration(pp.Field("maxAge"), cp.GetMaxAge())
 		for i, m := range cp.GetAllowMethods() {
@@ -326,8 +377,54 @@ func (c *checker) httpRoute(p Path, r *networking.HTTPRoute, inDelegate bool) {
 				c.errorf(pp.Field("allowMethods").Index(i), "%q is not an HTTP method; want e.g. GET, POST, PUT, DELETE, OPTIONS", m)
 			}
 		}
+		for _, f := range []struct {
+			name  string
+			names []string
+		}{{"allowHeaders", cp.GetAllowHeaders()}, {"exposeHeaders", cp.GetExposeHeaders()}} {
+			for i, h := range f.names {
+				if h != "*" {
+					c.checkHeaderName(pp.Field(f.name).Index(i), h)
+				}
+			}
+		}
+		if ma := cp.GetMaxAge(); ma != nil && ma.GetNanos() != 0 {
+			c.errorf(pp.Field("maxAge"), "%s is not whole seconds; browsers cache preflight answers to the second", ma.AsDuration())
+		}
 	}
 	c.headerOps(p.Field("headers"), r.GetHeaders())
+	c.checkAuthorityOnce(p, r)
+}
+
+// maxDirectBody bounds a directResponse body; larger bodies weigh on every
+// proxy's config.
+const maxDirectBody = 1 << 20
+
+// checkAuthorityOnce rejects a route that rewrites the authority in more
+// than one place (rewrite.authority, and :authority or host set or added in
+// headers.request): only one of them could win.
+func (c *checker) checkAuthorityOnce(p Path, r *networking.HTTPRoute) {
+	var where []Path
+	if r.GetRewrite().GetAuthority() != "" {
+		where = append(where, p.Field("rewrite").Field("authority"))
+	}
+	req := r.GetHeaders().GetRequest()
+	for _, op := range []struct {
+		name string
+		m    map[string]string
+	}{{"set", req.GetSet()}, {"add", req.GetAdd()}} {
+		for _, k := range sortedKeys(op.m) {
+			if isAuthorityHeader(k) {
+				where = append(where, p.Field("headers").Field("request").Field(op.name).Key(k))
+			}
+		}
+	}
+	if len(where) > 1 {
+		c.errorf(where[1], "the authority is already rewritten at %s; rewrite it in one place only", where[0])
+	}
+}
+
+func isAuthorityHeader(name string) bool {
+	return strings.EqualFold(name, ":authority") || strings.EqualFold(name, "host")
 }
 
 var httpMethods = map[string]bool{
@@ -341,20 +438,25 @@ func (c *checker) checkNamespaceName(p Path, ns string) {
 	}
 }
 
-func (c *checker) httpMatch(p Path, m *networking.HTTPMatchRequest) {
-	c.stringMatch(p.Field("uri"), m.GetUri())
-	c.stringMatch(p.Field("scheme"), m.GetScheme())
-	c.stringMatch(p.Field("method"), m.GetMethod())
-	c.stringMatch(p.Field("authority"), m.GetAuthority())
+func (c *checker) httpMatch(p Path, m *networking.HTTPMatchRequest, boundToMesh bool) {
+	// An empty uri prefix matches every path; for the other fields an
+	// empty prefix is a mistake.
+	c.stringMatch(p.Field("uri"), m.GetUri(), true)
+	c.stringMatch(p.Field("scheme"), m.GetScheme(), false)
+	c.stringMatch(p.Field("method"), m.GetMethod(), false)
+	c.stringMatch(p.Field("authority"), m.GetAuthority(), false)
 	for _, k := range sortedKeys(m.GetHeaders()) {
 		hp := p.Field("headers").Key(k)
-		c.checkHeaderName(hp, k)
+		c.checkMatchHeaderName(hp, k, boundToMesh)
 		c.stringMatchInMap(hp, m.GetHeaders()[k])
 	}
 	for _, k := range sortedKeys(m.GetWithoutHeaders()) {
 		hp := p.Field("withoutHeaders").Key(k)
-		c.checkHeaderName(hp, k)
-		c.stringMatchInMap(hp, m.GetWithoutHeaders()[k])
+		c.checkMatchHeaderName(hp, k, boundToMesh)
+		// In withoutHeaders, regex "*" means "the header is present".
+		if m.GetWithoutHeaders()[k].GetRegex() != "*" {
+			c.stringMatchInMap(hp, m.GetWithoutHeaders()[k])
+		}
 	}
 	for _, k := range sortedKeys(m.GetQueryParams()) {
 		qp := p.Field("queryParams").Key(k)
@@ -379,16 +481,48 @@ func (c *checker) stringMatchInMap(p Path, m *networking.StringMatch) {
 	if m == nil {
 		return
 	}
-	c.stringMatch(p, m)
+	c.stringMatch(p, m, false)
 }
 
-func (c *checker) stringMatch(p Path, m *networking.StringMatch) {
+func (c *checker) stringMatch(p Path, m *networking.StringMatch, allowEmptyPrefix bool) {
 	if m == nil {
 		return
 	}
-	if re, ok := m.GetMatchType().(*networking.StringMatch_Regex); ok {
-		c.checkRegex(p.Field("regex"), re.Regex)
+	switch t := m.GetMatchType().(type) {
+	case *networking.StringMatch_Regex:
+		c.checkRegex(p.Field("regex"), t.Regex)
+	case *networking.StringMatch_Prefix:
+		if t.Prefix == "" && !allowEmptyPrefix {
+			c.errorf(p.Field("prefix"), "empty prefix; name a prefix, or leave the field out to match any value")
+		}
 	}
+}
+
+// jwtClaimHeader is the pseudo header name that routes on a JWT claim
+// ("@request.auth.claims.group" or "@request.auth.claims[group]").
+const jwtClaimHeader = "@request.auth.claims"
+
+func isJWTClaimHeader(name string) bool {
+	if !strings.HasPrefix(strings.ToLower(name), jwtClaimHeader) {
+		return false
+	}
+	rest := name[len(jwtClaimHeader):]
+	return (strings.HasPrefix(rest, ".") && len(rest) > 1) || (strings.HasPrefix(rest, "[") && strings.HasSuffix(rest, "]") && len(rest) > 2)
+}
+
+// checkMatchHeaderName checks a header name in a match. JWT claim routing
+// works only at a gateway in Istio, and not at all in Trellis yet, since
+// it depends on RequestAuthentication, which Trellis does not enforce.
+func (c *checker) checkMatchHeaderName(p Path, name string, boundToMesh bool) {
+	if !isJWTClaimHeader(name) {
+		c.checkHeaderName(p, name)
+		return
+	}
+	if boundToMesh {
+		c.errorf(p, "routing on a JWT claim (%q) works only in a VirtualService bound to gateways (without \"mesh\")", name)
+		return
+	}
+	c.errorf(p, "routing on a JWT claim (%q) is not supported yet: Trellis does not enforce RequestAuthentication, so no claims are known; match a header the client sends instead", name)
 }
 
 func (c *checker) checkHeaderName(p Path, name string) {
@@ -408,30 +542,70 @@ func (c *checker) headerOps(p Path, h *networking.Headers) {
 	if h == nil {
 		return
 	}
-	ops := func(op Path, o *networking.Headers_HeaderOperations) {
+	// Requests may set or add the authority (":authority" or "host");
+	// nothing else that starts with ':' can be changed, and responses have
+	// no authority to change.
+	ops := func(op Path, o *networking.Headers_HeaderOperations, request bool) {
 		if o == nil {
 			return
 		}
-		for _, k := range sortedKeys(o.GetSet()) {
-			c.checkHeaderOpName(op.Field("set").Key(k), k)
-		}
-		for _, k := range sortedKeys(o.GetAdd()) {
-			c.checkHeaderOpName(op.Field("add").Key(k), k)
+		for _, f := range []struct {
+			name string
+			m    map[string]string
+		}{{"set", o.GetSet()}, {"add", o.GetAdd()}} {
+			for _, k := range sortedKeys(f.m) {
+				kp := op.Field(f.name).Key(k)
+				c.checkHeaderOpName(kp, k, request)
+				c.checkHeaderValue(kp, f.m[k])
+			}
 		}
 		for i, k := range o.GetRemove() {
-			c.checkHeaderOpName(op.Field("remove").Index(i), k)
+			c.checkHeaderOpName(op.Field("remove").Index(i), k, false)
 		}
 	}
-	ops(p.Field("request"), h.GetRequest())
-	ops(p.Field("response"), h.GetResponse())
+	ops(p.Field("request"), h.GetRequest(), true)
+	ops(p.Field("response"), h.GetResponse(), false)
 }
 
-func (c *checker) checkHeaderOpName(p Path, name string) {
+func (c *checker) checkHeaderOpName(p Path, name string, authorityAllowed bool) {
+	if isAuthorityHeader(name) {
+		if !authorityAllowed {
+			c.errorf(p, "%q cannot be removed or set on a response; only request set and add may change the authority (or use rewrite.authority)", name)
+		}
+		return
+	}
 	if strings.HasPrefix(name, ":") {
 		c.errorf(p, "pseudo-header %q cannot be changed; use rewrite for :authority and :path", name)
 		return
 	}
 	c.checkHeaderName(p, name)
+}
+
+// checkHeaderValue checks a header value Envoy will format: no control
+// characters (tab is fine), and '%' either doubled ("100%%") or opening a
+// %VARIABLE% that a second '%' closes.
+func (c *checker) checkHeaderValue(p Path, v string) {
+	for _, r := range v {
+		if (r < ' ' && r != '\t') || r == 0x7f {
+			c.errorf(p, "header value %q contains control character %q", v, r)
+			return
+		}
+	}
+	for i := 0; i < len(v); i++ {
+		if v[i] != '%' {
+			continue
+		}
+		if i+1 < len(v) && v[i+1] == '%' {
+			i++
+			continue
+		}
+		end := strings.IndexByte(v[i+1:], '%')
+		if end < 0 {
+			c.errorf(p, "header value %q has an unescaped '%%'; write %%%% for a literal percent sign, or close the variable as in %%HOSTNAME%%", v)
+			return
+		}
+		i += end + 1
+	}
 }
 
 // retryOnPolicies are the retry conditions Envoy (and so Istio) accepts.
@@ -472,7 +646,7 @@ func (c *checker) fault(p Path, f *networking.HTTPFaultInjection) {
 			c.errorf(dp.Field("percent"), "%d must be between 0 and 100", d.GetPercent())
 		}
 		if d.GetPercentage() != nil {
-			c.checkPercent(dp.Field("percentage").Field("value"), d.GetPercentage().GetValue())
+			c.checkFractionalPercent(dp.Field("percentage").Field("value"), d.GetPercentage().GetValue())
 		}
 		switch t := d.GetHttpDelayType().(type) {
 		case *networking.HTTPFaultInjection_Delay_FixedDelay:
@@ -481,7 +655,7 @@ func (c *checker) fault(p Path, f *networking.HTTPFaultInjection) {
 			}
 			c.checkDuration(dp.Field("fixedDelay"), t.FixedDelay)
 		case *networking.HTTPFaultInjection_Delay_ExponentialDelay:
-			c.checkDuration(dp.Field("exponentialDelay"), t.ExponentialDelay)
+			c.errorf(dp.Field("exponentialDelay"), "not supported (Istio does not implement it either); use fixedDelay")
 		default:
 			c.errorf(dp.Field("fixedDelay"), "missing; a delay needs fixedDelay, such as \"5s\"")
 		}
@@ -489,7 +663,7 @@ func (c *checker) fault(p Path, f *networking.HTTPFaultInjection) {
 	if a := f.GetAbort(); a != nil {
 		ap := p.Field("abort")
 		if a.GetPercentage() != nil {
-			c.checkPercent(ap.Field("percentage").Field("value"), a.GetPercentage().GetValue())
+			c.checkFractionalPercent(ap.Field("percentage").Field("value"), a.GetPercentage().GetValue())
 		}
 		switch t := a.GetErrorType().(type) {
 		case *networking.HTTPFaultInjection_Abort_HttpStatus:
@@ -502,6 +676,8 @@ func (c *checker) fault(p Path, f *networking.HTTPFaultInjection) {
 					c.errorf(ap.Field("grpcStatus"), "%q is not a gRPC status; want a name such as UNAVAILABLE or a code 0-16", t.GrpcStatus)
 				}
 			}
+		case *networking.HTTPFaultInjection_Abort_Http2Error:
+			c.errorf(ap.Field("http2Error"), "not supported (Istio does not implement it either); use httpStatus or grpcStatus")
 		case nil:
 			c.errorf(ap.Field("httpStatus"), "missing; an abort needs httpStatus (200-599) or grpcStatus")
 		}
