@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+
 	"github.com/trellis-mesh/trellis/internal/xds/server/fakeproxy"
 )
 
@@ -56,7 +58,7 @@ func TestBadInputKeepsLastGoodConfig(t *testing.T) {
 	if err := c.Wait(ctx, func(h fakeproxy.Held) bool { return weights(h, "7070") == good }); err != nil {
 		t.Fatalf("initial config: %v (want route 7070 = %s)", err, good)
 	}
-	goodVersion := c.Version(fakeproxy.RouteType)
+	goodVersion := c.Version(resourcev3.RouteType)
 
 	bad := []struct {
 		name string
@@ -91,7 +93,7 @@ func TestBadInputKeepsLastGoodConfig(t *testing.T) {
 		if got := weights2(t, c); got != good {
 			t.Errorf("%s: proxy routes got %s, want the last good %s", b.name, got, good)
 		}
-		if got := c.Version(fakeproxy.RouteType); got != goodVersion {
+		if got := c.Version(resourcev3.RouteType); got != goodVersion {
 			t.Errorf("%s: RDS version got %s, want %s (nothing pushed)", b.name, got, goodVersion)
 		}
 	}
