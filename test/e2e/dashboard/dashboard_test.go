@@ -133,7 +133,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		}
 	}
 	plan, err := local.NewPlan(spec, local.Options{Prefix: "t10d",
-		Subnet: netip.MustParsePrefix("10.248.0.0/24"), VIPSubnet: netip.MustParsePrefix("10.249.0.0/24")})
+		Subnet: netip.MustParsePrefix("10.252.0.0/24"), VIPSubnet: netip.MustParsePrefix("10.253.0.0/24")})
 	if err != nil {
 		t.Fatal(err)
 	}
