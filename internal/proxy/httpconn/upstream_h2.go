@@ -71,6 +71,42 @@ func (rt *router) buildH2Request(ctx context.Context, scheme, addr string) (*htt
 		return nil, err
 	}
 	u.Scheme, u.Host = scheme, addr
+	req := (&http.Request{
+		Method:     string(e.q.Method),
+		URL:        u,
+		Proto:      "HTTP/2.0",
+		ProtoMajor: 2,
+		Header:     rt.h2Header(),
+		Host:       string(rt.hostHdr),
+	}).WithContext(ctx)
+	switch {
+	case rt.buffered:
+		req.Body = io.NopCloser(bytes.NewReader(rt.replay))
+		req.ContentLength = int64(len(rt.replay))
+	case e.body != nil:
+		if b, ok := e.body.(*http1.Body); ok {
+			// The transport reads the body on its own goroutine: the
+			// "100 Continue" for it goes out from this one.
+			b.SendContinue()
+		}
+		rt.bodyTaken = true
+		rt.foldH2Body()
+		rt.up.h2body = &countingBody{r: e.body}
+		req.Body = rt.up.h2body
+		req.ContentLength = e.bodyLen
+		if req.ContentLength == 0 {
+			req.ContentLength = -1
+		}
+	default:
+		req.Body = http.NoBody
+	}
+	return req, nil
+}
+
+// h2Header renders the upstream request's header fields for the HTTP/2
+// transport.
+func (rt *router) h2Header() http.Header {
+	e := rt.e
 	// All values go into one string and one []string backing array: a few
 	// allocations per request instead of two per header.
 	size := 0
@@ -105,36 +141,7 @@ func (rt *router) buildH2Request(ctx context.Context, scheme, addr string) (*htt
 	if rt.countHdr != nil {
 		hdr["x-envoy-attempt-count"] = []string{string(rt.countHdr)}
 	}
-	req := (&http.Request{
-		Method:     string(e.q.Method),
-		URL:        u,
-		Proto:      "HTTP/2.0",
-		ProtoMajor: 2,
-		Header:     hdr,
-		Host:       string(rt.hostHdr),
-	}).WithContext(ctx)
-	switch {
-	case rt.buffered:
-		req.Body = io.NopCloser(bytes.NewReader(rt.replay))
-		req.ContentLength = int64(len(rt.replay))
-	case e.body != nil:
-		if b, ok := e.body.(*http1.Body); ok {
-			// The transport reads the body on its own goroutine: the
-			// "100 Continue" for it goes out from this one.
-			b.SendContinue()
-		}
-		rt.bodyTaken = true
-		rt.foldH2Body()
-		rt.up.h2body = &countingBody{r: e.body}
-		req.Body = rt.up.h2body
-		req.ContentLength = e.bodyLen
-		if req.ContentLength == 0 {
-			req.ContentLength = -1
-		}
-	default:
-		req.Body = http.NoBody
-	}
-	return req, nil
+	return hdr
 }
 
 // countingBody counts the request body bytes the HTTP/2 transport sends.
