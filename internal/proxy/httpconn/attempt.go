@@ -16,7 +16,7 @@ import (
 // upstream connection (HTTP/1.1) or stream (HTTP/2) from the moment the
 // cluster hands it over until it is released for reuse or closed: send
 // gets it, and abandon, finish or discard give it up. The router makes one
-// attempt per try; an exchange keeps one attempt value and reuses it.
+// attempt per try; it keeps one attempt value and reuses it.
 type attempt struct {
 	cl   *cluster.Cluster
 	host *lb.Host
@@ -38,12 +38,12 @@ type attempt struct {
 
 // send makes the attempt: on okResponse the attempt holds the response
 // head and the connection or stream its body comes from.
-func (a *attempt) send(e *exchange, cl *cluster.Cluster, host *lb.Host, deadline time.Time) (outcome, int) {
+func (a *attempt) send(rt *router, cl *cluster.Cluster, host *lb.Host, deadline time.Time) (outcome, int) {
 	a.cl, a.host, a.failure = cl, host, ""
 	if cl.HTTP2 {
-		return a.sendH2(e, deadline)
+		return a.sendH2(rt, deadline)
 	}
-	return a.sendH1(e, deadline)
+	return a.sendH1(rt, deadline)
 }
 
 // connError classifies a failure to get a connection.

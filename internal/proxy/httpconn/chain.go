@@ -81,4 +81,4 @@ func (fs *filterStream) SetResponseHeader(name, value []byte) {
 	fs.resp = append(fs.resp, http1.Header{Name: name, Value: value})
 }
 
-func (fs *filterStream) Forward() { fs.e.router(fs.route) }
+func (fs *filterStream) Forward() { fs.e.rt.serve(fs.route) }

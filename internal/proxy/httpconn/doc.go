@@ -9,10 +9,21 @@
 // manipulation and Envoy's x-forwarded-*, x-request-id and x-envoy-*
 // headers.
 //
-// Each try of the router is an attempt (attempt.go): it gets a connection
-// to the picked host from the cluster (an idle one kept on the host, or a
-// new one), sends the request, reads the response head, and owns the
-// connection until it releases it to the host or closes it.
+// A request is served in three parts. The exchange (exchange.go) is the
+// downstream side: the request as the client sent it and the headers the
+// connection manager adds, the sink (h1.go, h2.go) the response goes to,
+// the proxy's own local replies, and the Record observed at the end. The
+// router (router.go) is the terminal filter's per-request state and steps:
+// redirects and direct responses, the cluster pick, the timeout and retry
+// settings, request header manipulation and rewrites, buffering a small
+// body for replay, mirrors, the attempt loop with its circuit breakers and
+// back-off, and the final reply for the last attempt's outcome (the
+// upstream response, streamed by upstream.go and upstream_h2.go, or
+// Envoy's 503/504 local reply). Each try of the router is an attempt
+// (attempt.go): it gets a connection to the picked host from the cluster
+// (an idle one kept on the host, or a new one), sends the request, reads
+// the response head, and owns the connection until it releases it to the
+// host or closes it.
 //
 // Hot path: for HTTP/1.1 one goroutine per downstream connection reads a
 // request, picks a host, writes to a pooled upstream connection, reads the
@@ -30,7 +41,8 @@
 // linger. On HTTP/2 the handler returns without reading the body: the
 // stream ends and golang.org/x/net/http2 sends RST_STREAM NO_ERROR.
 //
-// Flow: listener (filter chain match) -> Manager.ServeConn -> route ->
-// filter chain -> router -> attempt (cluster, host connections) ->
-// Observer (access log, telemetry).
+// Flow: listener (filter chain match) -> Manager.ServeConn -> exchange
+// (prepare) -> route -> filter chain -> router -> attempt (cluster, host
+// connections) -> router (response) -> exchange (observe: access log,
+// telemetry).
 package httpconn

@@ -10,7 +10,6 @@ import (
 
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster"
 	"github.com/trellis-mesh/trellis/internal/proxy/http1"
-	"github.com/trellis-mesh/trellis/internal/proxy/lb"
 	"github.com/trellis-mesh/trellis/internal/proxy/route"
 )
 
@@ -31,45 +30,28 @@ type sink interface {
 	finish(trailers http1.Headers) error
 }
 
-// exchange is one request's state. HTTP/1.1 connections reuse one.
+// exchange is one request's downstream side: the request as the client
+// sent it, the sink its response goes to, the record observed at the end,
+// and the replies the proxy makes itself. Its router (rt) takes the
+// request upstream. HTTP/1.1 connections reuse one exchange.
 type exchange struct {
 	m    *Manager
 	cfg  *Config
 	info *ConnInfo
 	sink sink
 
-	q         route.Request
-	h2        bool
-	grpc      bool
-	headReq   bool
-	upgrade   []byte
-	body      io.Reader
-	bodyLen   int64 // -1 unknown
-	replay    []byte
-	buffered  bool
-	bodyTaken bool // part of a streamed body was sent upstream
-	trusted   bool
-
-	// per-attempt scratch
-	path    []byte // the upstream path (may alias the request)
-	pathBuf []byte // owned buffer for rewritten paths
-	hostHdr []byte
-	scratch []byte
+	q       route.Request
+	h2      bool
+	grpc    bool
+	headReq bool
+	upgrade []byte
+	body    io.Reader
+	bodyLen int64 // -1 unknown
+	trusted bool
 	idBuf   [36]byte
-	numBuf  [20]byte
-	tmoBuf  [20]byte
-	tmoBuf2 []byte
-	cntBuf2 []byte
-	cntBuf  [20]byte
-	svcBuf  [20]byte
-	tried   []*lb.Host
-	limited io.LimitedReader
 	normBuf []byte
-	lbctx   lb.Context
 
-	// up is the current upstream attempt.
-	up     attempt
-	outHdr http1.Headers
+	rt router
 
 	h1   *h1Conn // the downstream HTTP/1.1 connection (nil for HTTP/2)
 	cbuf *[]byte
@@ -87,14 +69,18 @@ func (e *exchange) reset() {
 	e.q = route.Request{}
 	e.grpc, e.headReq, e.upgrade = false, false, nil
 	e.body, e.bodyLen = nil, 0
-	e.replay, e.buffered, e.bodyTaken = e.replay[:0], false, false
-	e.tried = e.tried[:0]
-	e.lbctx = lb.Context{}
-	e.up.conn, e.up.h2resp, e.up.h2cancel, e.up.h2body = nil, nil, nil, nil
-	e.tmoBuf2, e.cntBuf2 = nil, nil
+	e.rt.reset(e)
 	e.rec = Record{GRPCStatus: -1}
 	e.headsSent = false
 	e.bodyOut = 0
+}
+
+// run takes a request through the connection manager: header preparation,
+// route selection, then the filter chain, whose router leaves the response
+// written to the sink.
+func (e *exchange) run() {
+	e.prepare()
+	e.runFilters()
 }
 
 // prepare sanitizes and decorates the request headers like Envoy's
@@ -283,6 +269,22 @@ func (e *exchange) localReply(status int, body string, flags Flags, extra [][2]s
 	e.sink.finish(nil)
 }
 
+// localGRPC answers a gRPC request with a trailers-only status.
+func (e *exchange) localGRPC(code int, msg string, flags Flags) {
+	e.rec.Flags |= flags
+	e.rec.Status = 200
+	e.rec.GRPCStatus = code
+	h := http1.Headers{
+		{Name: []byte("content-type"), Value: []byte("application/grpc")},
+		{Name: []byte("grpc-status"), Value: strconv.AppendInt(nil, int64(code), 10)},
+		{Name: []byte("grpc-message"), Value: []byte(msg)},
+	}
+	e.filters.encode(&h)
+	e.headsSent = true
+	e.sink.writeHead(200, nil, h, 0)
+	e.sink.finish(nil)
+}
+
 // httpToGRPC maps an HTTP status to a gRPC status as Envoy does.
 func httpToGRPC(status int) int {
 	switch status {
@@ -312,7 +314,7 @@ const (
 
 // observe hands the finished request to the access log and telemetry.
 func (e *exchange) observe() {
-	e.foldH2Body()
+	e.rt.foldH2Body()
 	r := &e.rec
 	r.Start = e.start
 	r.Duration = e.m.now().Sub(e.start)

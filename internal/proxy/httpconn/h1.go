@@ -295,7 +295,7 @@ const (
 // upstream's transport streams it concurrently).
 func (hc *h1Conn) closesForBody() bool {
 	ex := &hc.ex
-	if ex.bodyTaken && ex.up.h2body != nil {
+	if ex.rt.bodyTaken && ex.rt.up.h2body != nil {
 		return false
 	}
 	if hc.body.Done() {
@@ -466,7 +466,7 @@ func (hc *h1Conn) finish(trailers http1.Headers) error {
 		hc.cw.Close(trailers)
 		hc.chunked = false
 	}
-	if hc.ex.up.h2body == nil && hc.br.Buffered() > 0 && !hc.closeAfter {
+	if hc.ex.rt.up.h2body == nil && hc.br.Buffered() > 0 && !hc.closeAfter {
 		// A pipelined request is waiting: its response will flush. (The
 		// reader is not looked at while an HTTP/2 upstream's transport
 		// may be reading the body from it.)
@@ -483,7 +483,7 @@ func (hc *h1Conn) abort() {
 // tunnel splices an upgraded connection (WebSocket) in both directions
 // until both sides are done, with half-close.
 func (hc *h1Conn) tunnel(uc *pool.Conn, ex *exchange) {
-	defer ex.up.discard()
+	defer ex.rt.up.discard()
 	hc.broken = true // the downstream connection ends with the tunnel
 	if err := hc.bw.Flush(); err != nil {
 		return

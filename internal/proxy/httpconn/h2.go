@@ -109,7 +109,7 @@ func (m *Manager) serveH2Request(cfg *Config, info *ConnInfo, w http.ResponseWri
 	}
 	defer func() {
 		if v := recover(); v != nil {
-			e.up.discard()
+			e.rt.up.discard()
 			e.observe()
 			e.release()
 			panic(v)
@@ -123,8 +123,8 @@ func (m *Manager) serveH2Request(cfg *Config, info *ConnInfo, w http.ResponseWri
 	e.release()
 	// Drop the references into this request before pooling.
 	clear(e.q.Headers)
-	clear(e.outHdr)
-	e.q.Headers, e.outHdr = e.q.Headers[:0], e.outHdr[:0]
+	clear(e.rt.outHdr)
+	e.q.Headers, e.rt.outHdr = e.q.Headers[:0], e.rt.outHdr[:0]
 	e.q, e.body, e.sink, e.info, e.m, e.cfg = route.Request{Headers: e.q.Headers}, nil, nil, nil, nil, nil
 	e.rec = Record{}
 	x.s = h2sink{}

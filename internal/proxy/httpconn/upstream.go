@@ -1,6 +1,7 @@
 package httpconn
 
 import (
+	"bufio"
 	"errors"
 	"io"
 	"net"
@@ -16,7 +17,7 @@ import (
 // sendH1 sends the request on an HTTP/1.1 connection to the host and
 // reads the response head. On okResponse a.conn holds the connection and
 // a.resp/a.body the response.
-func (a *attempt) sendH1(e *exchange, deadline time.Time) (outcome, int) {
+func (a *attempt) sendH1(rt *router, deadline time.Time) (outcome, int) {
 	fresh := false
 	for {
 		c, err := a.cl.Conn(a.host, fresh, deadline)
@@ -27,17 +28,17 @@ func (a *attempt) sendH1(e *exchange, deadline time.Time) (outcome, int) {
 			c.SetDeadline(deadline)
 		}
 		c.Requests++
-		err = e.writeRequestH1(c)
+		err = rt.writeRequestH1(c)
 		if errors.Is(err, http1.ErrMalformed) {
 			// The client's body broke off mid-stream, not the upstream.
 			c.Close()
 			return downstreamFailed, 0
 		}
-		if err == nil || (e.bodyTaken && c.BW.Flush() != nil) {
+		if err == nil || (rt.bodyTaken && c.BW.Flush() != nil) {
 			// Also when the upstream stopped taking the body: it may
 			// have answered without reading it (413, 401), and that
 			// answer is the one to forward, as Envoy does.
-			err = a.readResponseH1(c, e.headReq)
+			err = a.readResponseH1(c, rt.e.headReq)
 		}
 		if err == nil {
 			a.conn = c
@@ -47,7 +48,7 @@ func (a *attempt) sendH1(e *exchange, deadline time.Time) (outcome, int) {
 		if isTimeout(err) {
 			return timedOut, 0
 		}
-		if c.Reused && staleConnError(err) && (e.buffered || !e.bodyTaken) {
+		if c.Reused && staleConnError(err) && (rt.buffered || !rt.bodyTaken) {
 			// The server closed an idle keep-alive connection: try once on
 			// a fresh one, as the request never reached it.
 			fresh = true
@@ -66,18 +67,21 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-func (e *exchange) writeRequestH1(c *pool.Conn) error {
+// writeRequestH1 writes the upstream request on c, with the body (the
+// buffered copy, or the downstream body streamed).
+func (rt *router) writeRequestH1(c *pool.Conn) error {
+	e := rt.e
 	bw := c.BW
 	bw.Write(e.q.Method)
 	bw.WriteByte(' ')
-	if len(e.path) == 0 {
+	if len(rt.path) == 0 {
 		bw.WriteByte('/')
 	} else {
-		bw.Write(e.path)
+		bw.Write(rt.path)
 	}
 	bw.WriteString(" HTTP/1.1\r\n")
-	if len(e.hostHdr) > 0 {
-		http1.WriteFieldS(bw, "host", e.hostHdr)
+	if len(rt.hostHdr) > 0 {
+		http1.WriteFieldS(bw, "host", rt.hostHdr)
 	}
 	for _, f := range e.q.Headers {
 		if len(f.Name) > 0 && f.Name[0] == ':' {
@@ -85,11 +89,11 @@ func (e *exchange) writeRequestH1(c *pool.Conn) error {
 		}
 		http1.WriteField(bw, f.Name, f.Value)
 	}
-	if e.tmoBuf2 != nil {
-		http1.WriteFieldS(bw, "x-envoy-expected-rq-timeout-ms", e.tmoBuf2)
+	if rt.timeoutHdr != nil {
+		http1.WriteFieldS(bw, "x-envoy-expected-rq-timeout-ms", rt.timeoutHdr)
 	}
-	if e.cntBuf2 != nil {
-		http1.WriteFieldS(bw, "x-envoy-attempt-count", e.cntBuf2)
+	if rt.countHdr != nil {
+		http1.WriteFieldS(bw, "x-envoy-attempt-count", rt.countHdr)
 	}
 	if e.upgrade != nil {
 		bw.WriteString("connection: upgrade\r\n")
@@ -97,50 +101,56 @@ func (e *exchange) writeRequestH1(c *pool.Conn) error {
 	}
 	chunked := false
 	switch {
-	case e.buffered:
-		http1.WriteFieldS(bw, "content-length", strconv.AppendInt(e.numBuf[:0], int64(len(e.replay)), 10))
+	case rt.buffered:
+		http1.WriteFieldS(bw, "content-length", strconv.AppendInt(rt.numBuf[:0], int64(len(rt.replay)), 10))
 	case e.body == nil:
 		if methodNeedsLength(e.q.Method) {
 			bw.WriteString("content-length: 0\r\n")
 		}
 	case e.bodyLen >= 0:
-		http1.WriteFieldS(bw, "content-length", strconv.AppendInt(e.numBuf[:0], e.bodyLen, 10))
+		http1.WriteFieldS(bw, "content-length", strconv.AppendInt(rt.numBuf[:0], e.bodyLen, 10))
 	default:
 		chunked = true
 		bw.WriteString("transfer-encoding: chunked\r\n")
 	}
 	bw.WriteString("\r\n")
 	switch {
-	case e.buffered:
-		bw.Write(e.replay)
+	case rt.buffered:
+		bw.Write(rt.replay)
 	case e.body != nil:
-		e.bodyTaken = true
-		var n int64
-		var err error
-		if chunked {
-			cw := http1.ChunkedWriter{W: bw}
-			n, err = io.CopyBuffer(&cw, e.body, e.copyBuf())
-			if err == nil {
-				var tr http1.Headers
-				if b, ok := e.body.(*http1.Body); ok {
-					tr = b.Trailers
-				}
-				err = cw.Close(tr)
-			}
-		} else {
-			e.limited = io.LimitedReader{R: e.body, N: e.bodyLen}
-			n, err = io.CopyBuffer(bw, &e.limited, e.copyBuf())
-			e.limited.R = nil
-			if err == nil && n < e.bodyLen {
-				err = io.ErrUnexpectedEOF
-			}
-		}
-		e.rec.BytesReceived = n
-		if err != nil {
+		if err := rt.streamBody(bw, chunked); err != nil {
 			return err
 		}
 	}
 	return bw.Flush()
+}
+
+// streamBody copies the downstream body to the upstream connection.
+func (rt *router) streamBody(bw *bufio.Writer, chunked bool) error {
+	e := rt.e
+	rt.bodyTaken = true
+	var n int64
+	var err error
+	if chunked {
+		cw := http1.ChunkedWriter{W: bw}
+		n, err = io.CopyBuffer(&cw, e.body, e.copyBuf())
+		if err == nil {
+			var tr http1.Headers
+			if b, ok := e.body.(*http1.Body); ok {
+				tr = b.Trailers
+			}
+			err = cw.Close(tr)
+		}
+	} else {
+		rt.limited = io.LimitedReader{R: e.body, N: e.bodyLen}
+		n, err = io.CopyBuffer(bw, &rt.limited, e.copyBuf())
+		rt.limited.R = nil
+		if err == nil && n < e.bodyLen {
+			err = io.ErrUnexpectedEOF
+		}
+	}
+	e.rec.BytesReceived = n
+	return err
 }
 
 func methodNeedsLength(m []byte) bool {
@@ -162,18 +172,19 @@ func (a *attempt) readResponseH1(c *pool.Conn, headReq bool) error {
 	return nil
 }
 
-// respond streams the upstream response downstream.
-func (e *exchange) respond(r *route.Route, wc *route.WeightedCluster, sent time.Time) {
-	if e.up.h2resp != nil {
-		e.respondH2Upstream(r, wc, sent)
+// respond streams the attempt's upstream response downstream.
+func (rt *router) respond() {
+	if rt.up.h2resp != nil {
+		rt.respondH2()
 		return
 	}
-	resp := &e.up.resp
+	e := rt.e
+	resp := &rt.up.resp
 	e.rec.Status = resp.Status
-	if gs := e.up.grpcStatus(); gs >= 0 {
+	if gs := rt.up.grpcStatus(); gs >= 0 {
 		e.rec.GRPCStatus = gs
 	}
-	out := e.outHdr[:0]
+	out := rt.outHdr[:0]
 	for _, f := range resp.Headers {
 		if http1.IsHopByHop(f.Name) || http1.EqualFold(f.Name, "content-length") {
 			continue
@@ -186,8 +197,8 @@ func (e *exchange) respond(r *route.Route, wc *route.WeightedCluster, sent time.
 			out = append(out, http1.Header{Name: []byte("upgrade"), Value: v})
 		}
 	}
-	out = e.decorateResponse(out, r, wc, sent)
-	e.outHdr = out
+	out = rt.decorateResponse(out)
+	rt.outHdr = out
 	n := int64(-1)
 	switch {
 	case resp.Status == 101:
@@ -203,23 +214,23 @@ func (e *exchange) respond(r *route.Route, wc *route.WeightedCluster, sent time.
 	e.headsSent = true
 	if err := e.sink.writeHead(resp.Status, resp.Reason, out, n); err != nil {
 		e.rec.Flags |= FlagDC
-		e.up.discard()
+		rt.up.discard()
 		return
 	}
 	if resp.Status == 101 && e.h1 != nil {
-		e.h1.tunnel(e.up.conn, e)
+		e.h1.tunnel(rt.up.conn, e)
 		return
 	}
 	if n == -2 || (!resp.BodyAllowed(e.headReq)) {
 		e.sink.finish(nil)
-		e.up.finish(true, e.requestSent())
+		rt.up.finish(true, rt.requestSent())
 		return
 	}
-	ok := e.copyBody(&e.up.body, e.up.conn.BR)
+	ok := e.copyBody(&rt.up.body, rt.up.conn.BR)
 	if ok {
-		e.sink.finish(e.up.body.Trailers)
+		e.sink.finish(rt.up.body.Trailers)
 	}
-	e.up.finish(ok, e.requestSent())
+	rt.up.finish(ok, rt.requestSent())
 }
 
 var (
@@ -229,7 +240,8 @@ var (
 
 // decorateResponse applies response header manipulation and Envoy's
 // response headers.
-func (e *exchange) decorateResponse(out http1.Headers, r *route.Route, wc *route.WeightedCluster, sent time.Time) http1.Headers {
+func (rt *router) decorateResponse(out http1.Headers) http1.Headers {
+	e, r, wc := rt.e, rt.r, rt.wc
 	for _, ops := range [...]*route.HeaderOps{&wc.Headers, &r.Headers, &r.VHost.Headers} {
 		if len(ops.RespRemove) > 0 {
 			route.ApplyRemoves(&out, ops.RespRemove)
@@ -239,8 +251,8 @@ func (e *exchange) decorateResponse(out http1.Headers, r *route.Route, wc *route
 		}
 	}
 	e.filters.encode(&out)
-	ms := e.m.now().Sub(sent) / time.Millisecond
-	out.SetB(nameServiceTime, strconv.AppendInt(e.svcBuf[:0], int64(ms), 10))
+	ms := e.m.now().Sub(rt.sent) / time.Millisecond
+	out.SetB(nameServiceTime, strconv.AppendInt(rt.svcBuf[:0], int64(ms), 10))
 	if e.cfg.ServerName != "" {
 		out.SetB(nameServer, e.cfg.serverName)
 	}
@@ -283,8 +295,9 @@ func (e *exchange) copyBody(src io.Reader, ubr interface{ Buffered() int }) bool
 }
 
 // requestSent reports whether the whole request went upstream.
-func (e *exchange) requestSent() bool {
-	if e.body == nil || e.buffered {
+func (rt *router) requestSent() bool {
+	e := rt.e
+	if e.body == nil || rt.buffered {
 		return true
 	}
 	if b, ok := e.body.(*http1.Body); ok {

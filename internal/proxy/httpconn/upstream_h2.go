@@ -12,15 +12,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/trellis-mesh/trellis/internal/proxy/cluster"
 	"github.com/trellis-mesh/trellis/internal/proxy/http1"
-	"github.com/trellis-mesh/trellis/internal/proxy/lb"
-	"github.com/trellis-mesh/trellis/internal/proxy/route"
 )
 
 // sendH2 sends the request as a stream on an HTTP/2 connection to the
 // host (h2c, or HTTP/2 over the cluster's TLS).
-func (a *attempt) sendH2(e *exchange, deadline time.Time) (outcome, int) {
+func (a *attempt) sendH2(rt *router, deadline time.Time) (outcome, int) {
 	scheme := "http"
 	if a.cl.TLS != nil {
 		scheme = "https"
@@ -33,7 +30,7 @@ func (a *attempt) sendH2(e *exchange, deadline time.Time) (outcome, int) {
 		} else {
 			ctx, cancel = context.WithCancel(context.Background())
 		}
-		req, err := e.buildH2Request(ctx, scheme, a.host.Address)
+		req, err := rt.buildH2Request(ctx, scheme, a.host.Address)
 		if err != nil {
 			cancel()
 			return resetBeforeResponse, 0
@@ -49,7 +46,7 @@ func (a *attempt) sendH2(e *exchange, deadline time.Time) (outcome, int) {
 			if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
 				return timedOut, 0
 			}
-			if again && reused && cc.Err() != nil && (e.body == nil || e.buffered) {
+			if again && reused && cc.Err() != nil && (rt.e.body == nil || rt.buffered) {
 				// The server shut down (GOAWAY) or closed a connection
 				// kept open before taking the stream: try once on a fresh
 				// one, as for an HTTP/1.1 keep-alive connection.
@@ -62,8 +59,10 @@ func (a *attempt) sendH2(e *exchange, deadline time.Time) (outcome, int) {
 	}
 }
 
-func (e *exchange) buildH2Request(ctx context.Context, scheme, addr string) (*http.Request, error) {
-	p := string(e.path)
+// buildH2Request makes the upstream request for the HTTP/2 transport.
+func (rt *router) buildH2Request(ctx context.Context, scheme, addr string) (*http.Request, error) {
+	e := rt.e
+	p := string(rt.path)
 	if p == "" {
 		p = "/"
 	}
@@ -72,6 +71,42 @@ func (e *exchange) buildH2Request(ctx context.Context, scheme, addr string) (*ht
 		return nil, err
 	}
 	u.Scheme, u.Host = scheme, addr
+	req := (&http.Request{
+		Method:     string(e.q.Method),
+		URL:        u,
+		Proto:      "HTTP/2.0",
+		ProtoMajor: 2,
+		Header:     rt.h2Header(),
+		Host:       string(rt.hostHdr),
+	}).WithContext(ctx)
+	switch {
+	case rt.buffered:
+		req.Body = io.NopCloser(bytes.NewReader(rt.replay))
+		req.ContentLength = int64(len(rt.replay))
+	case e.body != nil:
+		if b, ok := e.body.(*http1.Body); ok {
+			// The transport reads the body on its own goroutine: the
+			// "100 Continue" for it goes out from this one.
+			b.SendContinue()
+		}
+		rt.bodyTaken = true
+		rt.foldH2Body()
+		rt.up.h2body = &countingBody{r: e.body}
+		req.Body = rt.up.h2body
+		req.ContentLength = e.bodyLen
+		if req.ContentLength == 0 {
+			req.ContentLength = -1
+		}
+	default:
+		req.Body = http.NoBody
+	}
+	return req, nil
+}
+
+// h2Header renders the upstream request's header fields for the HTTP/2
+// transport.
+func (rt *router) h2Header() http.Header {
+	e := rt.e
 	// All values go into one string and one []string backing array: a few
 	// allocations per request instead of two per header.
 	size := 0
@@ -100,42 +135,13 @@ func (e *exchange) buildH2Request(ctx context.Context, scheme, addr string) (*ht
 			hdr[k] = vals[i : i+1 : i+1]
 		}
 	}
-	if e.tmoBuf2 != nil {
-		hdr["x-envoy-expected-rq-timeout-ms"] = []string{string(e.tmoBuf2)}
+	if rt.timeoutHdr != nil {
+		hdr["x-envoy-expected-rq-timeout-ms"] = []string{string(rt.timeoutHdr)}
 	}
-	if e.cntBuf2 != nil {
-		hdr["x-envoy-attempt-count"] = []string{string(e.cntBuf2)}
+	if rt.countHdr != nil {
+		hdr["x-envoy-attempt-count"] = []string{string(rt.countHdr)}
 	}
-	req := (&http.Request{
-		Method:     string(e.q.Method),
-		URL:        u,
-		Proto:      "HTTP/2.0",
-		ProtoMajor: 2,
-		Header:     hdr,
-		Host:       string(e.hostHdr),
-	}).WithContext(ctx)
-	switch {
-	case e.buffered:
-		req.Body = io.NopCloser(bytes.NewReader(e.replay))
-		req.ContentLength = int64(len(e.replay))
-	case e.body != nil:
-		if b, ok := e.body.(*http1.Body); ok {
-			// The transport reads the body on its own goroutine: the
-			// "100 Continue" for it goes out from this one.
-			b.SendContinue()
-		}
-		e.bodyTaken = true
-		e.foldH2Body()
-		e.up.h2body = &countingBody{r: e.body}
-		req.Body = e.up.h2body
-		req.ContentLength = e.bodyLen
-		if req.ContentLength == 0 {
-			req.ContentLength = -1
-		}
-	default:
-		req.Body = http.NoBody
-	}
-	return req, nil
+	return hdr
 }
 
 // countingBody counts the request body bytes the HTTP/2 transport sends.
@@ -181,8 +187,9 @@ func (c *countingBody) stop(wake func()) (woke bool) {
 // foldH2Body takes the request body back from the last HTTP/2 attempt and
 // adds the bytes it sent to the record. An HTTP/1.1 downstream connection
 // is only read again after this.
-func (e *exchange) foldH2Body() {
-	if b := e.up.h2body; b != nil {
+func (rt *router) foldH2Body() {
+	e := rt.e
+	if b := rt.up.h2body; b != nil {
 		if e.h1 != nil {
 			if b.stop(e.h1.wakeBodyRead) {
 				e.h1.bodyInterrupted()
@@ -191,17 +198,19 @@ func (e *exchange) foldH2Body() {
 			b.stop(nil)
 		}
 		e.rec.BytesReceived += b.n.Load()
-		e.up.h2body = nil
+		rt.up.h2body = nil
 	}
 }
 
 func (c *countingBody) Close() error { return nil }
 
-func (e *exchange) respondH2Upstream(r *route.Route, wc *route.WeightedCluster, sent time.Time) {
-	resp := e.up.h2resp
-	defer e.up.discard()
+// respondH2 streams the attempt's HTTP/2 upstream response downstream.
+func (rt *router) respondH2() {
+	e := rt.e
+	resp := rt.up.h2resp
+	defer rt.up.discard()
 	e.rec.Status = resp.StatusCode
-	out := e.outHdr[:0]
+	out := rt.outHdr[:0]
 	for k, vs := range resp.Header {
 		lk := lowerName(k)
 		if http1.IsHopByHop(lk) || string(lk) == "content-length" {
@@ -224,8 +233,8 @@ func (e *exchange) respondH2Upstream(r *route.Route, wc *route.WeightedCluster, 
 		}
 		out = append(out, http1.Header{Name: []byte("trailer"), Value: []byte(strings.Join(names, ", "))})
 	}
-	out = e.decorateResponse(out, r, wc, sent)
-	e.outHdr = out
+	out = rt.decorateResponse(out)
+	rt.outHdr = out
 	n := resp.ContentLength
 	if e.headReq || resp.StatusCode == 204 || resp.StatusCode == 304 {
 		if n < 0 {
@@ -270,78 +279,3 @@ func atoiOr(s string, def int) int {
 	}
 	return n
 }
-
-// mirror sends a copy of the request to each mirror cluster that samples
-// it, and discards the answers. Only bodiless or buffered requests are
-// mirrored.
-func (e *exchange) mirror(r *route.Route) {
-	for _, mp := range r.Mirrors {
-		if !mp.Fraction.Hit(e.m.rand()) {
-			continue
-		}
-		cl := e.m.Clusters.Get(mp.Cluster)
-		if cl == nil {
-			continue
-		}
-		shadow := &exchange{m: e.m, cfg: e.cfg, info: e.info, sink: discardSink{}}
-		shadow.reset()
-		shadow.q.Method = append([]byte(nil), e.q.Method...)
-		shadow.path = append([]byte(nil), r.RewritePath(nil, e.q.Path)...)
-		if len(shadow.path) == 0 {
-			shadow.path = append([]byte(nil), e.q.Path...)
-		}
-		shadow.hostHdr = shadowHost(e.q.Authority)
-		for _, f := range e.q.Headers {
-			shadow.q.Headers = append(shadow.q.Headers, http1.Header{Name: append([]byte(nil), f.Name...), Value: append([]byte(nil), f.Value...)})
-		}
-		if e.buffered {
-			shadow.replay = append([]byte(nil), e.replay...)
-			shadow.buffered = true
-		}
-		shadow.headReq = e.headReq
-		go shadow.sendMirror(cl)
-	}
-}
-
-// shadowHost appends "-shadow" to the host part of an authority, as Envoy
-// does for mirrored requests.
-func shadowHost(a []byte) []byte {
-	s := string(a)
-	host, port := s, ""
-	if i := strings.LastIndexByte(s, ':'); i >= 0 && !strings.Contains(s[i:], "]") {
-		host, port = s[:i], s[i:]
-	}
-	return []byte(host + "-shadow" + port)
-}
-
-func (e *exchange) sendMirror(cl *cluster.Cluster) {
-	defer e.release()
-	host, err := cl.Pick(&lb.Context{})
-	if err != nil || host == nil {
-		return
-	}
-	deadline := e.m.now().Add(route.DefaultTimeout)
-	res, status := e.up.send(e, cl, host, deadline)
-	if res == overflowed {
-		return
-	}
-	cl.Report(host, reportOf(res, status))
-	if res != okResponse {
-		return
-	}
-	if e.up.h2resp != nil {
-		io.Copy(io.Discard, e.up.h2resp.Body)
-		e.up.discard()
-		return
-	}
-	e.up.finish(e.up.body.Discard(1<<30), true)
-}
-
-// discardSink swallows a response (mirrors).
-type discardSink struct{}
-
-func (discardSink) writeHead(int, []byte, http1.Headers, int64) error { return nil }
-func (discardSink) Write(p []byte) (int, error)                       { return len(p), nil }
-func (discardSink) flush() error                                      { return nil }
-func (discardSink) finish(http1.Headers) error                        { return nil }
-func (discardSink) abort()                                            {}
