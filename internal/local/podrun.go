@@ -155,6 +155,16 @@ func (r *PodRun) Wait(ctx context.Context) error {
 	}
 }
 
+// Ended reports whether the run has ended.
+func (r *PodRun) Ended() bool {
+	select {
+	case <-r.ended:
+		return true
+	default:
+		return false
+	}
+}
+
 // ProxyExited reports whether the run's proxy has ended.
 func (r *PodRun) ProxyExited() bool {
 	r.m.mu.Lock()

@@ -394,16 +394,22 @@ func (m *Mesh) HTTPClient(workload string) *http.Client {
 }
 
 // WaitReady waits until every app answers on its inbound ports and every
-// sidecar reports ready, or ctx ends.
+// sidecar reports ready, or ctx ends. A pod's proxy passed its gate before
+// its app started; a pod that ran to completion is not waited for.
 func (m *Mesh) WaitReady(ctx context.Context) error {
 	for _, w := range m.Plan.Workloads {
+		if w.Pod != nil {
+			if r := m.Pod(w.Name); r == nil || r.Ended() {
+				continue
+			}
+		}
 		var checks []string
 		if len(w.Command) > 0 {
 			for _, port := range w.InboundPorts {
 				checks = append(checks, "tcp:127.0.0.1:"+strconv.Itoa(int(port)))
 			}
 		}
-		if m.r.ProxyCommand != nil {
+		if m.r.ProxyCommand != nil && w.Pod == nil {
 			check := m.r.ProxyReady
 			if check == "" {
 				check = "istio"

@@ -121,6 +121,12 @@ func podMesh(t *testing.T) (*local.Mesh, local.Binaries) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer func() {
+		// What `trellis local up` waits for, a finished Job's pod aside.
+		if err := m.WaitReady(ctx); err != nil {
+			t.Error(err)
+		}
+	}()
 	t.Cleanup(func() {
 		if err := m.Down(context.Background()); err != nil {
 			t.Errorf("down: %v", err)
