@@ -70,6 +70,26 @@ spec:
         command: [TRELLIS, demoapp, load, "http://backend.batch.svc.cluster.local:8080/", --calls, "1", --concurrency, "1", --timeout, 5s]
 `
 
+// legacyJob is the same Job for a cluster without native sidecars: it is
+// injected in the held fallback form (the proxy first among the
+// containers, its postStart hook `trellis-proxy wait`).
+const legacyJob = `apiVersion: batch/v1
+kind: Job
+metadata: {name: report-legacy, namespace: batch}
+spec:
+  template:
+    metadata:
+      labels: {app: report-legacy}
+      annotations:
+        proxy.istio.io/config: "terminationDrainDuration: 0.1s"
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: report
+        image: example/report:1
+        command: [TRELLIS, demoapp, load, "http://backend.batch.svc.cluster.local:8080/", --calls, "1", --concurrency, "1", --timeout, 5s]
+`
+
 // podMesh injects podManifests with the real `trellis kube-inject`
 // (native sidecars), converts the output with `trellis local from-pod`
 // and brings the spec up.
@@ -94,6 +114,21 @@ func podMesh(t *testing.T) (*local.Mesh, local.Binaries) {
 	if !bytes.Contains(injected, []byte("restartPolicy: Always")) {
 		t.Fatalf("kube-inject did not produce native sidecars:\n%s", injected)
 	}
+	legacyIn := filepath.Join(dir, "legacy.yaml")
+	if err := os.WriteFile(legacyIn, []byte(legacyJob), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stderr.Reset()
+	inj = exec.Command(bins.Trellis, "kube-inject", "-f", legacyIn, "--kube-version", "1.28")
+	inj.Stderr = &stderr
+	legacy, err := inj.Output()
+	if err != nil {
+		t.Fatalf("kube-inject --kube-version 1.28: %v: %s", err, stderr.String())
+	}
+	if !bytes.Contains(legacy, []byte("postStart")) {
+		t.Fatalf("kube-inject --kube-version 1.28 did not produce the fallback form:\n%s", legacy)
+	}
+	injected = append(append(injected, []byte("\n---\n")...), legacy...)
 	specPath := filepath.Join(dir, "workloads.yaml")
 	conv := exec.Command(bins.Trellis, "local", "from-pod", "-f", "-", "-o", specPath)
 	conv.Stdin = bytes.NewReader(injected)
@@ -140,7 +175,8 @@ func podMesh(t *testing.T) (*local.Mesh, local.Binaries) {
 
 // TestInjectedPodsRunAsAKubeletWould drives the sidecar lifecycle of
 // injected pods end to end: the Job's app starts only once its proxy is
-// ready, so its first (and only) call succeeds on every one of 50 starts;
+// ready, so its first (and only) call succeeds on every one of 50 starts
+// (native sidecar, startup probe) and 5 more (fallback form, postStart);
 // each start ends by itself when the app exits, the proxy stopped then;
 // and stopping a server pod (app first, proxy last, the proxy draining)
 // lets a request in flight finish.
@@ -165,6 +201,9 @@ func TestInjectedPodsRunAsAKubeletWould(t *testing.T) {
 		}
 	}
 
+	if err := m.Pod("report-legacy").Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
 	// 50 starts of the Job's pod. The backend's address is a service VIP
 	// that only the sidecar can route, so an answer proves the app's
 	// first call went through a ready proxy.
@@ -187,6 +226,25 @@ func TestInjectedPodsRunAsAKubeletWould(t *testing.T) {
 		out, _ := os.ReadFile(logPath)
 		if r.AppExit != 0 || !strings.Contains(string(out), `"this is backend":1`) || !strings.Contains(string(out), `"status":{"200":1}`) {
 			t.Fatalf("start %d: the app's first call: exit %d, output %s; want one 200 from backend", i, r.AppExit, out)
+		}
+	}
+
+	// The fallback form: the app is held by the proxy's postStart hook.
+	legacyLog := filepath.Join(m.LogDir(), "report-legacy.app.log")
+	for i := 0; i < 5; i++ {
+		r, err := m.StartPod(ctx, "report-legacy")
+		if err != nil {
+			t.Fatalf("fallback start %d: %v", i, err)
+		}
+		wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+		err = r.Wait(wctx)
+		wcancel()
+		if err != nil || !r.ProxyExited() {
+			t.Fatalf("fallback start %d: the pod did not end with its app: %v", i, err)
+		}
+		out, _ := os.ReadFile(legacyLog)
+		if r.AppExit != 0 || !strings.Contains(string(out), `"status":{"200":1}`) {
+			t.Fatalf("fallback start %d: the app's first call: exit %d, output %s; want one 200 from backend", i, r.AppExit, out)
 		}
 	}
 
