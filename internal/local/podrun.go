@@ -106,6 +106,9 @@ func (r *PodRun) gate(ctx context.Context) error {
 			return fmt.Errorf("the proxy exited before its postStart hook succeeded (logs in %s)", r.m.LogDir())
 		}
 	case steps.StartupProbe != "":
+		// The injected startup probe's budget: 600 tries, 1 s apart.
+		ctx, cancel := context.WithTimeout(ctx, 600*time.Second)
+		defer cancel()
 		var last error
 		for {
 			ok, err := r.m.probe(ctx, w, steps.StartupProbe)

@@ -19,7 +19,6 @@ func (p *Proxy) startDrain(inboundOnly bool) {
 	} else {
 		p.drainAll.Store(true)
 	}
-	p.HTTP.Pool.CloseIdle("")
 }
 
 // drains is httpconn.Manager.Draining.
