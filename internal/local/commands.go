@@ -17,7 +17,7 @@ import (
 // localDrain is the shutdown drain of a local mesh's sidecars: the mesh
 // stops its apps before their sidecars (Down), so a sidecar has nothing
 // left to drain and a short drain keeps teardown quick.
-const localDrain = "1s"
+const localDrain = "200ms"
 
 // ProxyArgs is the sidecar's command line for a workload: its identity
 // (node id, IP, labels) and trellisd's xDS address (empty: the bridge's).
