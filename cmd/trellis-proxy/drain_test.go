@@ -45,7 +45,8 @@ func injectedDrain(t *testing.T, proxyConfig string) string {
 
 // TestSIGTERMDrainsInFlightRequests: the proxy, given the drain time the
 // injector derived from the pod's terminationDrainDuration, lets a request
-// in flight at SIGTERM finish, then exits.
+// in flight at SIGTERM finish and serves new outbound requests while it
+// drains, then exits.
 func TestSIGTERMDrainsInFlightRequests(t *testing.T) {
 	drain := injectedDrain(t, "terminationDrainDuration: 4s")
 	if drain != "4s" {
@@ -161,6 +162,11 @@ spec:
 	case err := <-proxyDone:
 		t.Fatalf("proxy exited with a request in flight (drain %s): %v", drain, err)
 	case <-time.After(500 * time.Millisecond):
+	}
+	// The app keeps calling out while it finishes: a new outbound request
+	// started during the drain is served.
+	if body, err := get("/fast"); err != nil || body != "report /fast" {
+		t.Errorf("new outbound request during the drain: got %q, %v; want report /fast", body, err)
 	}
 	close(release)
 	select {

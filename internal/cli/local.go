@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"sigs.k8s.io/yaml"
 
 	"github.com/trellis-mesh/trellis/internal/local"
 )
@@ -21,7 +22,7 @@ func newLocalCmd() *cobra.Command {
 		Use:   "local",
 		Short: "Run your own workloads in a local mesh on this machine (no Kubernetes)",
 	}
-	cmd.AddCommand(newLocalUpCmd(), newLocalDownCmd(), newLocalStatusCmd(), newLocalExecCmd())
+	cmd.AddCommand(newLocalUpCmd(), newLocalDownCmd(), newLocalStatusCmd(), newLocalExecCmd(), newLocalFromPodCmd())
 	return cmd
 }
 
@@ -205,5 +206,54 @@ func newLocalExecCmd() *cobra.Command {
 	}
 	lf.add(cmd)
 	cmd.Flags().IntVar(&uid, "uid", 65534, "user to run as (1337 runs as the proxy: not intercepted)")
+	return cmd
+}
+
+// newLocalFromPodCmd is `trellis local from-pod`: an injected pod as a
+// local workload, run the way a kubelet runs it.
+func newLocalFromPodCmd() *cobra.Command {
+	var in, out string
+	cmd := &cobra.Command{
+		Use:   "from-pod -f INJECTED.yaml",
+		Short: "Write a workloads spec that runs injected pods (trellis kube-inject output) as a kubelet would",
+		Long: "from-pod reads Kubernetes YAML that trellis kube-inject produced and writes a spec for\n" +
+			"`trellis local up -f`: each Pod, Job or Deployment pod template becomes a workload whose\n" +
+			"istio-init flags install the interception rules, whose istio-proxy runs with the pod's own\n" +
+			"arguments and is waited for (native sidecar startup probe, or the fallback postStart hook)\n" +
+			"before the app starts; a Job's workload ends when its app exits, its proxy stopped then.\n" +
+			"Services become services. The app container's command runs on this host.",
+		Example: "  trellis kube-inject -f job.yaml | trellis local from-pod -f - > workloads.yaml\n" +
+			"  sudo trellis local up -f workloads.yaml",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if in == "" {
+				return fmt.Errorf("-f: required, the injected YAML (or - for stdin)")
+			}
+			r := cmd.InOrStdin()
+			if in != "-" {
+				f, err := os.Open(in)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				r = f
+			}
+			spec, err := local.FromPod(r)
+			if err != nil {
+				return fmt.Errorf("%s: %w", in, err)
+			}
+			b, err := yaml.Marshal(spec)
+			if err != nil {
+				return err
+			}
+			if out == "" {
+				_, err = cmd.OutOrStdout().Write(b)
+				return err
+			}
+			return os.WriteFile(out, b, 0o644)
+		},
+	}
+	cmd.Flags().StringVarP(&in, "filename", "f", "", "injected Kubernetes YAML, or - for stdin")
+	cmd.Flags().StringVarP(&out, "output", "o", "", "write the spec to this file instead of stdout")
 	return cmd
 }

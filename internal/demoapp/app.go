@@ -147,13 +147,16 @@ func (a *App) Validate() error {
 	return nil
 }
 
-// Serve answers on l until ctx ends.
+// Serve answers on l until ctx ends, then lets the requests in flight
+// finish (for up to 2 s) and returns.
 func (a *App) Serve(ctx context.Context, l net.Listener) error {
 	if err := a.Validate(); err != nil {
 		return err
 	}
 	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	shut := make(chan struct{})
 	go func() {
+		defer close(shut)
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
@@ -162,6 +165,9 @@ func (a *App) Serve(ctx context.Context, l net.Listener) error {
 	if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
+	// Serve returns as soon as the shutdown starts: let the requests in
+	// flight finish (up to 2 s) before the process may exit.
+	<-shut
 	return nil
 }
 

@@ -14,13 +14,25 @@ import (
 	"time"
 )
 
+// localDrain is the shutdown drain of a local mesh's sidecars: the mesh
+// stops its apps before their sidecars (Down), so a sidecar has nothing
+// left to drain and a short drain keeps teardown quick.
+const localDrain = "200ms"
+
 // ProxyArgs is the sidecar's command line for a workload: its identity
 // (node id, IP, labels) and trellisd's xDS address (empty: the bridge's).
+// A workload from an injected pod keeps the pod's own proxy arguments
+// (drain duration, concurrency, log level); its identity and trellisd's
+// address follow them and win, as the downward API would fill them in.
 func ProxyArgs(bin, xds string, p *Plan, w PlacedWorkload) []string {
 	if xds == "" {
 		xds = p.XDSAddress()
 	}
-	return []string{bin,
+	argv := []string{bin, "--drain-duration", localDrain}
+	if w.Pod != nil {
+		argv = append([]string{bin}, w.Pod.ProxyArgs...)
+	}
+	return append(argv,
 		"--xds-address", xds,
 		"--node-id", w.NodeID(p.Options.DomainSuffix),
 		"--ip", w.IP.String(),
@@ -28,7 +40,7 @@ func ProxyArgs(bin, xds string, p *Plan, w PlacedWorkload) []string {
 		"--workload-name", w.Name,
 		"--namespace", w.Namespace,
 		"--labels", labelString(w.Labels),
-	}
+	)
 }
 
 // DashboardPort is where a local mesh's trellisd serves its dashboard (on

@@ -50,6 +50,10 @@ type Workload struct {
 	// user. Empty means a sidecar with no app (e.g. a client).
 	Command []string `json:"command,omitempty"`
 	Env     []string `json:"env,omitempty"`
+	// Pod, set by FromPod (`trellis local from-pod`), runs the workload's
+	// injected pod the way a kubelet would (see PodSteps); nil starts the
+	// sidecar and the app side by side.
+	Pod *PodSteps `json:"pod,omitempty"`
 }
 
 // LoadSpec reads a spec file, rejecting unknown fields.

@@ -75,6 +75,11 @@ type Mesh struct {
 	mu    sync.Mutex
 	procs []*exec.Cmd
 	done  map[*exec.Cmd]chan struct{}
+	roles map[*exec.Cmd]string
+	// pods are the runs of workloads with PodSteps (pod.go's runner);
+	// their processes end on purpose and do not count for Exited.
+	pods   map[string]*PodRun
+	inPods map[*exec.Cmd]bool
 }
 
 func (r *Runner) logf(format string, a ...any) {
@@ -120,7 +125,8 @@ func (r *Runner) Up(ctx context.Context) (*Mesh, error) {
 	if err := Cleanup(ctx, path, p.Options.Prefix, r.Log); err != nil {
 		return nil, fmt.Errorf("remove leftovers of an earlier run: %w", err)
 	}
-	m := &Mesh{Plan: p, r: r, state: &stateFile{path: path}, done: map[*exec.Cmd]chan struct{}{}}
+	m := &Mesh{Plan: p, r: r, state: &stateFile{path: path}, done: map[*exec.Cmd]chan struct{}{}, roles: map[*exec.Cmd]string{},
+		pods: map[string]*PodRun{}, inPods: map[*exec.Cmd]bool{}}
 	if err := m.state.update(func(s *State) {
 		s.Prefix, s.Intercept, s.HostIP, s.XDSAddress = p.Options.Prefix, r.Intercept, p.HostIP.String(), p.XDSAddress()
 	}); err != nil {
@@ -179,6 +185,9 @@ func (m *Mesh) up(ctx context.Context) error {
 	}
 	if r.ProxyCommand != nil {
 		for _, w := range p.Workloads {
+			if w.Pod != nil {
+				continue // started with its app, in order, below
+			}
 			argv := r.ProxyCommand(p, w)
 			uid := r.proxyUID()
 			var env []string
@@ -200,6 +209,12 @@ func (m *Mesh) up(ctx context.Context) error {
 	}
 	au, ag := r.appIDs()
 	for _, w := range p.Workloads {
+		if w.Pod != nil {
+			if _, err := m.StartPod(ctx, w.Name); err != nil {
+				return err
+			}
+			continue
+		}
 		if len(w.Command) == 0 {
 			continue
 		}
@@ -256,8 +271,15 @@ func (m *Mesh) addWorkload(ctx context.Context, w PlacedWorkload) error {
 	if r.Iptables != nil {
 		opts = *r.Iptables
 	}
+	if w.Pod != nil && r.IptablesCommand == nil {
+		return errors.New("a pod's init step needs the runner's IptablesCommand (trellis-proxy iptables)")
+	}
 	if r.IptablesCommand != nil {
-		argv := append(append([]string{"ip", "netns", "exec", w.Netns}, r.IptablesCommand...), IptablesFlags(opts)...)
+		flags := IptablesFlags(opts)
+		if w.Pod != nil {
+			flags = w.Pod.Iptables // istio-init's own flags
+		}
+		argv := append(append([]string{"ip", "netns", "exec", w.Netns}, r.IptablesCommand...), flags...)
 		out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("install interception rules (%s): %w: %s", strings.Join(argv, " "), err, strings.TrimSpace(string(out)))
@@ -320,6 +342,7 @@ func (m *Mesh) start(ctx context.Context, role string, w PlacedWorkload, uid, gi
 	m.mu.Lock()
 	m.procs = append(m.procs, cmd)
 	m.done[cmd] = done
+	m.roles[cmd] = role
 	m.mu.Unlock()
 	go func() {
 		cmd.Wait()
@@ -361,6 +384,9 @@ func (m *Mesh) Exited() (string, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, c := range m.procs {
+		if m.inPods[c] {
+			continue
+		}
 		select {
 		case <-m.done[c]:
 			return strings.Join(c.Args, " "), true
@@ -394,16 +420,22 @@ func (m *Mesh) HTTPClient(workload string) *http.Client {
 }
 
 // WaitReady waits until every app answers on its inbound ports and every
-// sidecar reports ready, or ctx ends.
+// sidecar reports ready, or ctx ends. A pod's proxy passed its gate before
+// its app started; a pod that ran to completion is not waited for.
 func (m *Mesh) WaitReady(ctx context.Context) error {
 	for _, w := range m.Plan.Workloads {
+		if w.Pod != nil {
+			if r := m.Pod(w.Name); r == nil || r.Ended() {
+				continue
+			}
+		}
 		var checks []string
 		if len(w.Command) > 0 {
 			for _, port := range w.InboundPorts {
 				checks = append(checks, "tcp:127.0.0.1:"+strconv.Itoa(int(port)))
 			}
 		}
-		if m.r.ProxyCommand != nil {
+		if m.r.ProxyCommand != nil && w.Pod == nil {
 			check := m.r.ProxyReady
 			if check == "" {
 				check = "istio"
@@ -495,30 +527,72 @@ func (m *Mesh) Exec(ctx context.Context, workload string, argv ...string) ([]byt
 	return out, nil
 }
 
-// Down stops every process and removes everything Up created.
+// Down stops every process and removes everything Up created: pods as
+// a kubelet stops them (PodRun.Stop), then the other apps before their
+// sidecars and trellisd, so the sidecars drain with nothing left to
+// serve.
 func (m *Mesh) Down(ctx context.Context) error {
 	m.mu.Lock()
-	procs := append([]*exec.Cmd(nil), m.procs...)
-	m.mu.Unlock()
-	for _, c := range procs {
-		syscall.Kill(-c.Process.Pid, syscall.SIGTERM)
+	var pods []*PodRun
+	for _, r := range m.pods {
+		pods = append(pods, r)
 	}
-	deadline := time.After(3 * time.Second)
-	for _, c := range procs {
+	m.mu.Unlock()
+	for _, r := range pods {
+		r.Stop()
+	}
+	m.mu.Lock()
+	var apps, rest []*exec.Cmd
+	for _, c := range m.procs {
 		select {
 		case <-m.done[c]:
+			continue // ended: its process group may be reused
+		default:
+		}
+		if m.roles[c] == "app" {
+			apps = append(apps, c)
+		} else {
+			rest = append(rest, c)
+		}
+	}
+	m.mu.Unlock()
+	m.terminate(apps, 3*time.Second)
+	m.terminate(rest, 3*time.Second)
+	return Cleanup(ctx, m.state.path, m.Plan.Options.Prefix, m.r.Log)
+}
+
+// terminate sends SIGTERM to the process groups of procs, waits up to
+// grace for them to end, then kills what is left.
+func (m *Mesh) terminate(procs []*exec.Cmd, grace time.Duration) {
+	m.mu.Lock()
+	done := make([]chan struct{}, len(procs))
+	for i, c := range procs {
+		done[i] = m.done[c]
+	}
+	m.mu.Unlock()
+	for i, c := range procs {
+		select {
+		case <-done[i]:
+			continue // ended: its process group id may be reused
+		default:
+		}
+		syscall.Kill(-c.Process.Pid, syscall.SIGTERM)
+	}
+	deadline := time.After(grace)
+	for i := range procs {
+		select {
+		case <-done[i]:
 		case <-deadline:
 		}
 	}
-	for _, c := range procs {
+	for i, c := range procs {
 		select {
-		case <-m.done[c]:
+		case <-done[i]:
 		default:
 			syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
-			<-m.done[c]
+			<-done[i]
 		}
 	}
-	return Cleanup(ctx, m.state.path, m.Plan.Options.Prefix, m.r.Log)
 }
 
 // ExecIn runs argv in a named namespace as uid (and gid uid), with the

@@ -48,6 +48,7 @@ type testCluster struct {
 type testListener struct {
 	Name      string
 	Direction string
+	Host      string // listening address; empty means 127.0.0.1
 	HCM       string // YAML of the HCM typed_config body after @type (indented 10 spaces)
 	TCP       string // YAML of the tcp_proxy body (indented 10 spaces)
 }
@@ -68,7 +69,7 @@ static_resources:
   - name: {{.Name}}
     traffic_direction: {{if .Direction}}{{.Direction}}{{else}}OUTBOUND{{end}}
     address:
-      socket_address: {address: 127.0.0.1, port_value: 0}
+      socket_address: {address: {{if .Host}}{{.Host}}{{else}}127.0.0.1{{end}}, port_value: 0}
     filter_chains:
     - filters:
 {{- if .HCM}}
@@ -146,6 +147,10 @@ type running struct {
 	cancel context.CancelFunc
 	done   chan error
 	log    *syncBuffer
+	// wait blocks until Serve has returned and gives its error.
+	wait    func() error
+	stopped chan struct{}
+	err     error
 }
 
 type syncBuffer struct {
@@ -168,6 +173,13 @@ func (s *syncBuffer) String() string {
 // startProxy runs a proxy from a rendered bootstrap until the test ends.
 func startProxy(t testing.TB, listeners []testListener, clusters []testCluster, tweak func(*Proxy)) *running {
 	t.Helper()
+	// A short shutdown drain: the tests end their proxies idle.
+	return startProxyDrain(t, listeners, clusters, tweak, 50*time.Millisecond)
+}
+
+// startProxyDrain is startProxy with the shutdown drain duration given.
+func startProxyDrain(t testing.TB, listeners []testListener, clusters []testCluster, tweak func(*Proxy), drain time.Duration) *running {
+	t.Helper()
 	var buf bytes.Buffer
 	if err := bootstrapTmpl.Execute(&buf, map[string]any{"Listeners": listeners, "Clusters": clusters}); err != nil {
 		t.Fatal(err)
@@ -188,7 +200,7 @@ func startProxy(t testing.TB, listeners []testListener, clusters []testCluster, 
 	r := &running{p: p, cancel: cancel, done: make(chan error, 1), log: logs}
 	ready := make(chan struct{})
 	go func() {
-		r.done <- p.Serve(ctx, Options{DrainDuration: time.Second, Ready: func(*Proxy) { close(ready) }})
+		r.done <- p.Serve(ctx, Options{DrainDuration: drain, Ready: func(*Proxy) { close(ready) }})
 	}()
 	select {
 	case <-ready:
@@ -197,9 +209,16 @@ func startProxy(t testing.TB, listeners []testListener, clusters []testCluster, 
 	case <-time.After(5 * time.Second):
 		t.Fatal("proxy not ready")
 	}
+	var once sync.Once
+	r.stopped = make(chan struct{})
+	r.wait = func() error {
+		once.Do(func() { r.err = <-r.done; close(r.stopped) })
+		<-r.stopped
+		return r.err
+	}
 	t.Cleanup(func() {
 		cancel()
-		<-r.done
+		r.wait()
 	})
 	return r
 }

@@ -43,9 +43,12 @@ type Options struct {
 	Node bootstrap.Options
 	// Concurrency sets GOMAXPROCS when positive.
 	Concurrency int
-	// DrainDuration is how long SIGTERM (ctx cancellation) lets in-flight
-	// requests finish before exit (default 5 s, Istio's
-	// terminationDrainDuration).
+	// DrainDuration is how long the proxy drains after SIGTERM (ctx
+	// cancellation) before it closes what is left and returns (default
+	// 5 s, Istio's terminationDrainDuration). While it drains, a sidecar's
+	// inbound responses close their connections and everything else,
+	// outbound above all, is served as before; a gateway drains all
+	// listeners.
 	DrainDuration time.Duration
 	// LogLevel is debug, info (default), warning or error.
 	LogLevel string
@@ -66,7 +69,8 @@ type Options struct {
 	// with xDS, after the first complete update).
 	Ready func(p *Proxy)
 	// InitialFetchTimeout bounds how long an LDS listener warms waiting
-	// for its RDS route configurations (default 15 s, Envoy's
+	// for its RDS route configurations, and how long readiness waits for
+	// the clusters the first config names (default 15 s, Envoy's
 	// initial_fetch_timeout).
 	InitialFetchTimeout time.Duration
 }
@@ -87,10 +91,11 @@ type Proxy struct {
 	routes    routeTables
 	static    []*listener.Listener
 	cc        listener.Compilers
-	draining  atomic.Bool
-	logger    *log.Logger
-	debug     bool
-	mu        sync.Mutex
+	// drainAll and drainInbound are the drains in force (drain.go).
+	drainAll, drainInbound atomic.Bool
+	logger                 *log.Logger
+	debug                  bool
+	mu                     sync.Mutex
 	// listener warming (warming.go), guarded by mu
 	warm        map[string]*warming
 	active      map[string]*listener.Listener
@@ -98,6 +103,10 @@ type Proxy struct {
 	ldsSeen     bool
 	warmTimeout time.Duration
 	initWarming atomic.Bool
+	// initDeadline (unix ns) ends the wait for the first clusters;
+	// initDone latches readiness (warming.go).
+	initDeadline atomic.Int64
+	initDone     atomic.Bool
 }
 
 // Routes returns the RDS route configurations the proxy holds.
@@ -160,7 +169,7 @@ func New(bs *bootstrapv3.Bootstrap, o Options) (*Proxy, error) {
 	}
 	p.HTTP = &httpconn.Manager{
 		Clusters: p.Clusters,
-		Draining: p.draining.Load,
+		Draining: p.drains,
 	}
 	p.TCP = &tcpproxy.Proxy{Clusters: p.Clusters}
 	tel := newTelemetry(p.Telemetry, interner, bs.GetNode())
@@ -218,7 +227,7 @@ func (p *Proxy) Apply(typeURL string, res map[string]*anypb.Any) error {
 }
 
 // Serve starts the listeners and the xDS client and blocks until ctx ends;
-// then it drains for DrainDuration and returns.
+// then it drains for DrainDuration (see shutdown) and returns.
 func (p *Proxy) Serve(ctx context.Context, o Options) error {
 	defer p.Clusters.Close()
 	ctx, quit := context.WithCancel(ctx)
@@ -285,14 +294,14 @@ func (p *Proxy) Serve(ctx context.Context, o Options) error {
 		Clusters:          p.Clusters,
 		Stats:             p.Stats,
 		Telemetry:         p.Telemetry,
-		Ready:             func() bool { return synced.Load() && !p.initWarming.Load() },
-		Drain:             func() { p.draining.Store(true) },
+		Ready:             func() bool { return p.initialized(synced.Load()) },
+		Drain:             p.startDrain,
 		Quit:              quit,
 		Version:           version.Version,
 		NodeID:            p.Bootstrap.GetNode().GetId(),
 	})
 	if err != nil {
-		p.Listeners.Shutdown(0)
+		p.Listeners.Close()
 		return err
 	}
 	p.Admin = ad
@@ -305,14 +314,6 @@ func (p *Proxy) Serve(ctx context.Context, o Options) error {
 	case err := <-errc:
 		return err
 	}
-	d := o.DrainDuration
-	if d <= 0 {
-		d = 5 * time.Second
-	}
-	p.draining.Store(true)
-	ad.SetDraining(true)
-	p.Listeners.Shutdown(d)
-	p.Clusters.CloseIdle()
-	p.sinks.Close()
+	p.shutdown(o.DrainDuration)
 	return nil
 }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"sort"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -81,6 +82,7 @@ func (p *Proxy) setListeners(ls []*listener.Listener) error {
 	}
 	if !p.ldsSeen {
 		p.ldsSeen = true
+		p.initDeadline.Store(time.Now().Add(p.warmTimeout).UnixNano())
 		p.initWarming.Store(len(p.warm) > 0)
 	}
 	return nil
@@ -170,4 +172,80 @@ func (p *Proxy) warmingState(name string) (proto.Message, bool) {
 		return old.Proto, true
 	}
 	return nil, true
+}
+
+// initialized reports whether the proxy has its first full config, what
+// /healthz/ready answers: synced is the xDS client's first clusters and
+// listeners; then no listener may still warm for its routes and every
+// cluster the serving listeners and their routes name must exist and be
+// warm (an EDS cluster has its first endpoints), as Envoy's init manager
+// warms clusters before listeners. The initial fetch timeout, counted
+// from the first listeners, bounds the wait for clusters. Once true it
+// stays true: readiness for traffic is about the first config only.
+func (p *Proxy) initialized(synced bool) bool {
+	if p.initDone.Load() {
+		return true
+	}
+	if !synced || p.initWarming.Load() {
+		return false
+	}
+	if p.XDS != nil {
+		if missing := p.unwarmedClusters(); len(missing) > 0 {
+			if time.Now().UnixNano() < p.initDeadline.Load() {
+				return false
+			}
+			p.logf("initial fetch timeout for clusters %v; ready without them", missing)
+		}
+	}
+	p.initDone.Store(true)
+	return true
+}
+
+// unwarmedClusters returns, sorted, the clusters named by the serving
+// listeners (tcp_proxy) and by their route configurations that are
+// missing or still wait for their endpoints.
+func (p *Proxy) unwarmedClusters() []string {
+	seen := map[string]bool{}
+	var out []string
+	check := func(name string) {
+		if seen[name] {
+			return
+		}
+		seen[name] = true
+		if c := p.Clusters.Get(name); c == nil || !c.Warm() {
+			out = append(out, name)
+		}
+	}
+	chain := func(c *listener.Chain) {
+		if c == nil {
+			return
+		}
+		if c.TCP != nil {
+			for _, n := range c.TCP.ClusterNames() {
+				check(n)
+			}
+		}
+		if c.HTTP == nil || c.HTTP.Routes == nil {
+			return
+		}
+		rc := c.HTTP.Routes.Load()
+		if rc == nil {
+			return
+		}
+		for _, vh := range rc.Hosts {
+			for _, r := range vh.Routes {
+				for _, wc := range r.Clusters {
+					check(wc.Name)
+				}
+			}
+		}
+	}
+	for _, l := range p.Listeners.Listeners() {
+		for _, c := range l.Chains {
+			chain(c)
+		}
+		chain(l.Default)
+	}
+	sort.Strings(out)
+	return out
 }

@@ -68,8 +68,9 @@ type Options struct {
 	Logging *Logging
 	// Ready reports whether the first configuration is applied; nil means ready.
 	Ready func() bool
-	// Drain starts draining listeners (POST /drain_listeners); may be nil.
-	Drain func()
+	// Drain starts draining listeners (POST /drain_listeners), only the
+	// inbound ones with ?inboundonly; may be nil.
+	Drain func(inboundOnly bool)
 	// Quit shuts the proxy down (POST /quitquitquit); may be nil.
 	Quit func()
 	// Version is reported by /server_info; NodeID too.
@@ -250,7 +251,26 @@ func (s *Server) mergedMux() http.Handler {
 	mux.HandleFunc("/stats/prometheus", s.handleMerged)
 	mux.Handle("/healthz/ready", s.readyMux())
 	mux.HandleFunc("/app-health/", s.handleAppHealth)
+	mux.HandleFunc("/quitquitquit", s.handleAgentQuit)
 	return mux
+}
+
+// handleAgentQuit is pilot-agent's /quitquitquit on the status port: a
+// Job's container (or its wrapper) POSTs it from inside the pod when the
+// work is done, and the proxy drains and exits as on SIGTERM. The status
+// port listens on every address, so only loopback callers may ask.
+func (s *Server) handleAgentQuit(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		http.Error(w, "This endpoint requires POST", http.StatusMethodNotAllowed)
+		return
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+		http.Error(w, "only requests from localhost may stop the proxy", http.StatusForbidden)
+		return
+	}
+	s.handleQuit(w, r)
 }
 
 // handleMerged writes the proxy's metrics, then the application's. A
@@ -674,7 +694,7 @@ func (s *Server) handleXDS(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleDrain(w http.ResponseWriter, r *http.Request) {
 	s.draining.Store(true)
 	if s.opts.Drain != nil {
-		s.opts.Drain()
+		s.opts.Drain(r.URL.Query().Has("inboundonly"))
 	}
 	io.WriteString(w, "OK\n")
 }

@@ -143,7 +143,7 @@ func startProxy(t *testing.T) *proxy {
 				return false
 			}
 		},
-		Drain:   func() { p.drained.Add(1) },
+		Drain:   func(bool) { p.drained.Add(1) },
 		Quit:    func() { p.quit.Add(1) },
 		Version: "trellis-test", NodeID: nodeID,
 	})

@@ -32,7 +32,7 @@ func Example() {
 		Stats:        store,
 		Telemetry:    rec,
 		Ready:        func() bool { return true }, // first config applied and not draining
-		Drain:        func() {},                   // start draining listeners
+		Drain:        func(bool) {},               // start draining listeners
 		Quit:         func() {},                   // cancel the proxy's context
 	})
 	if err != nil {

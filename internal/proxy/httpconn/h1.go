@@ -252,7 +252,7 @@ func (hc *h1Conn) serveOne() bool {
 	}
 	hc.chunked = false
 	hc.bodyCut = false
-	hc.closeAfter = req.Close || hc.retired || hc.m.draining()
+	hc.closeAfter = req.Close || hc.retired || hc.m.draining(hc.cfg)
 	ex.run()
 	ex.observe()
 	ex.release()
@@ -425,7 +425,9 @@ func (hc *h1Conn) writeHead(status int, reason []byte, h http1.Headers, n int64)
 			hc.closeAfter = true
 		}
 	}
-	if !hc.closeAfter && status != 101 && hc.closesForBody() {
+	if !hc.closeAfter && status != 101 && (hc.closesForBody() || hc.m.draining(hc.cfg)) {
+		// A drain that began while the request was in flight closes
+		// the connection after its response too.
 		hc.closeAfter = true
 	}
 	if hc.closeAfter && status != 101 {

@@ -72,7 +72,7 @@ func (m *Manager) serveH2Request(cfg *Config, info *ConnInfo, w http.ResponseWri
 	e.q.Headers = hdrs
 	e.h2 = true
 	e.start = m.now()
-	x.s = h2sink{w: w, rc: http.NewResponseController(w)}
+	x.s = h2sink{w: w, rc: http.NewResponseController(w), goAway: m.draining(cfg)}
 	e.sink = &x.s
 	e.q.Method = []byte(r.Method)
 	e.q.Authority = []byte(r.Host)
@@ -154,6 +154,10 @@ type h2sink struct {
 	w       http.ResponseWriter
 	rc      *http.ResponseController
 	aborted bool
+	// goAway ends the connection gracefully after this stream: the
+	// server library turns a "connection: close" response field into a
+	// GOAWAY and drops the field (HTTP/2 has no connection header).
+	goAway bool
 }
 
 func (s *h2sink) writeHead(status int, _ []byte, h http1.Headers, n int64) error {
@@ -168,6 +172,9 @@ func (s *h2sink) writeHead(status int, _ []byte, h http1.Headers, n int64) error
 	}
 	if n >= 0 {
 		hdr.Set("Content-Length", itoa(n))
+	}
+	if s.goAway {
+		hdr.Set("Connection", "close")
 	}
 	s.w.WriteHeader(status)
 	if trailersOnly {

@@ -96,9 +96,11 @@ type Manager struct {
 	// x-envoy-peer-metadata-id (Istio's metadata exchange); inbound ones
 	// read them into the Record and strip them before the application.
 	PeerMetadata, PeerMetadataID []byte
-	// Draining, when it returns true, makes HTTP/1.1 responses carry
-	// "connection: close" and HTTP/2 connections send GOAWAY.
-	Draining func() bool
+	// Draining reports whether the connection managers of one direction
+	// (inbound: the server side) drain: their HTTP/1.1 responses carry
+	// "connection: close" and their HTTP/2 responses start a graceful
+	// GOAWAY, while the listeners keep accepting. Nil never drains.
+	Draining func(inbound bool) bool
 
 	h2once sync.Once
 	h2srv  *http2.Server
@@ -126,7 +128,7 @@ func (m *Manager) sleep(d time.Duration) {
 	time.Sleep(d)
 }
 
-func (m *Manager) draining() bool { return m.Draining != nil && m.Draining() }
+func (m *Manager) draining(cfg *Config) bool { return m.Draining != nil && m.Draining(cfg.Inbound) }
 
 // Downstream buffers are small: a larger head is assembled across reads
 // (up to http1.MaxHeaderBytes) and bodies bypass them through the copy

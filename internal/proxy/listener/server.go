@@ -228,32 +228,6 @@ func (s *Server) drain(r *running) {
 	}()
 }
 
-// Shutdown stops every listener and waits until their connections end or
-// drain elapses, then closes what is left.
-func (s *Server) Shutdown(drain time.Duration) {
-	s.mu.Lock()
-	all := make([]*running, 0, len(s.running))
-	for _, r := range s.running {
-		all = append(all, r)
-	}
-	s.running = map[string]*running{}
-	empty := map[string]*running{}
-	s.byAddr.Store(&empty)
-	s.mu.Unlock()
-	old := s.DrainTime
-	s.DrainTime = drain
-	for _, r := range all {
-		s.drain(r)
-	}
-	s.DrainTime = old
-	done := make(chan struct{})
-	go func() { s.conns.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(drain + time.Second):
-	}
-}
-
 func (s *Server) accept(r *running) {
 	var delay time.Duration
 	for {
@@ -390,4 +364,37 @@ func (s *Server) handOff(dst netip.AddrPort) *Listener {
 		return r.cfg.Load()
 	}
 	return nil
+}
+
+// Close stops every listener and closes every connection at once: the end
+// of a drain, when what has not finished is cut (as Envoy's exit does).
+// It waits, at most a second, for the connections' goroutines to return.
+func (s *Server) Close() {
+	s.mu.Lock()
+	all := make([]*running, 0, len(s.running))
+	for _, r := range s.running {
+		all = append(all, r)
+	}
+	s.running = map[string]*running{}
+	empty := map[string]*running{}
+	s.byAddr.Store(&empty)
+	s.mu.Unlock()
+	for _, r := range all {
+		if r.ln != nil {
+			r.ln.Close()
+		}
+		r.cancel()
+		r.cfg.Load().retire(0)
+		r.mu.Lock()
+		for c := range r.conns {
+			c.Close()
+		}
+		r.mu.Unlock()
+	}
+	done := make(chan struct{})
+	go func() { s.conns.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(time.Second):
+	}
 }

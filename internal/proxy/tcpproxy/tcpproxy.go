@@ -356,3 +356,12 @@ func pump(dst net.Conn, src io.Reader, srcConn deadliner, idle time.Duration, la
 	}
 	return false
 }
+
+// ClusterNames returns the clusters c sends connections to.
+func (c *Config) ClusterNames() []string {
+	out := make([]string, len(c.clusters))
+	for i, w := range c.clusters {
+		out[i] = w.name
+	}
+	return out
+}
