@@ -203,7 +203,7 @@ func run(bin string, nProxies, nServices, nChanges, rate int, debugAddr string) 
 		}
 		prof.debugAddr = debugAddr
 	}
-	cmd := exec.Command(bin, "--config-dir", dir, "--xds-address", xdsAddr, "--debug-address", debugAddr, "--metrics-address", "")
+	cmd := exec.Command(bin, "--config-dir", dir, "--xds-address", xdsAddr, "--debug-address", debugAddr, "--metrics-address", "", "--ca-address", "")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start trellisd: %w", err)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/trellis-mesh/trellis/internal/kube/controlplane"
 	"github.com/trellis-mesh/trellis/internal/trellisd"
@@ -27,6 +28,14 @@ func main() {
 	fs.StringVar(&o.AccessLogEncoding, "access-log-encoding", "TEXT", "TEXT or JSON")
 	fs.DurationVar(&o.Debounce, "debounce", 0, "quiet period after a change before pushing (default 100ms)")
 	fs.DurationVar(&o.DebounceMax, "debounce-max", 0, "longest a push waits under a steady stream of changes (default 1s)")
+	fs.StringVar(&o.TrustDomain, "trust-domain", "cluster.local", "SPIFFE trust domain of workload identities (MeshConfig trustDomain overrides it)")
+	fs.StringVar(&o.CAAddress, "ca-address", ":15012", `address of Istio's certificate API (IstioCertificateService, TLS); "" disables the CA`)
+	fs.StringVar(&o.CADir, "ca-dir", "", "directory persisting the self-signed root (ca-cert.pem, ca-key.pem); default <user config dir>/trellis/ca; unused with --kube (Secret istio-ca-secret)")
+	fs.StringVar(&o.CACertsDir, "cacerts-dir", trellisd.DefaultCACertsDir, "Istio's plugged-in CA (ca-cert.pem, ca-key.pem, cert-chain.pem, root-cert.pem), used when it holds ca-key.pem")
+	fs.StringVar(&o.WorkloadCredentials, "workload-credentials", "", "local mode: file of per-workload credential hashes (written by trellis local up)")
+	fs.StringVar(&o.CARootFile, "ca-root-file", "", "write the trust bundle (PEM) to this file at start")
+	fs.DurationVar(&o.WorkloadCertTTL, "workload-cert-ttl", 24*time.Hour, "lifetime of a workload certificate whose request names none")
+	fs.DurationVar(&o.MaxWorkloadCertTTL, "max-workload-cert-ttl", 24*time.Hour, "longest lifetime a workload certificate request may get")
 	kf := controlplane.RegisterFlags(fs)
 	fs.Parse(os.Args[1:])
 	if fs.NArg() > 0 {

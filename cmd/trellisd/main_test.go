@@ -54,7 +54,7 @@ spec:
 	}
 	debug := freeAddr(t)
 	var stderr bytes.Buffer
-	cmd := trellisdCmd("--config-dir", dir, "--xds-address", "127.0.0.1:0", "--debug-address", debug, "--metrics-address", "")
+	cmd := trellisdCmd("--config-dir", dir, "--xds-address", "127.0.0.1:0", "--debug-address", debug, "--metrics-address", "", "--ca-address", "")
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -97,8 +97,9 @@ func TestBadFlagsExitNonZero(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"traffic policy", []string{"--outbound-traffic-policy", "SOMETIMES", "--xds-address", "127.0.0.1:0", "--debug-address", "", "--metrics-address", ""}, "want ALLOW_ANY or REGISTRY_ONLY"},
-		{"missing config dir", []string{"--config-dir", "/nonexistent/trellis", "--xds-address", "127.0.0.1:0", "--debug-address", "", "--metrics-address", ""}, "--config-dir"},
+		{"traffic policy", []string{"--outbound-traffic-policy", "SOMETIMES", "--xds-address", "127.0.0.1:0", "--debug-address", "", "--metrics-address", "", "--ca-address", ""}, "want ALLOW_ANY or REGISTRY_ONLY"},
+		{"missing config dir", []string{"--config-dir", "/nonexistent/trellis", "--xds-address", "127.0.0.1:0", "--debug-address", "", "--metrics-address", "", "--ca-address", ""}, "--config-dir"},
+		{"ca ttl above max", []string{"--ca-address", "127.0.0.1:0", "--workload-cert-ttl", "48h", "--xds-address", "127.0.0.1:0", "--debug-address", "", "--metrics-address", ""}, "--workload-cert-ttl"},
 		{"stray argument", []string{"extra"}, "unexpected arguments"},
 	}
 	for _, tc := range cases {

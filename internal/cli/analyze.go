@@ -36,8 +36,10 @@ security.istio.io resources, with any Kubernetes Services beside them) without a
 running control plane, as "istioctl analyze" does. Errors make the resources
 unusable; warnings point at likely mistakes (a subset no DestinationRule defines,
 weights not adding up to 100, a host that matches no Service or ServiceEntry).
-Directories are read recursively (*.yaml, *.yml, *.json). The exit status is
-non-zero when there are errors.`,
+Security resources (PeerAuthentication, AuthorizationPolicy,
+RequestAuthentication) that Trellis does not enforce yet are reported as
+errors naming the resource. Directories are read recursively (*.yaml, *.yml,
+*.json). The exit status is non-zero when there are errors.`,
 		Example: `  trellis analyze -f bookinfo/networking/
   trellis analyze -f virtual-service.yaml -f destination-rule.yaml --namespace istio-demo
   kubectl get vs,dr -A -o yaml | trellis analyze -f -`,
@@ -207,6 +209,11 @@ func analyzeFiles(inputs []string, namespace, domainSuffix string, stdin io.Read
 	snap := config.NewSnapshot(all)
 	hosts := validate.HostsFromConfig(snap, kube, domainSuffix)
 	a.result.Merge(validate.SnapshotWithOptions(snap, hosts, validate.SnapshotOptions{DomainSuffix: domainSuffix}))
+	// A resource Trellis would accept but not enforce is an error to the
+	// user: analyze must not answer "no issues" for a policy that does
+	// nothing.
+	a.result.Errors = append(a.result.Errors, a.result.NotEnforced...)
+	a.result.NotEnforced = nil
 	a.result.Sort()
 	return a, nil
 }

@@ -46,6 +46,7 @@ func TestAnalyzeGolden(t *testing.T) {
 		{"warnings", []string{"testdata/analyze/warnings"}, false},
 		{"json", []string{"-f", "testdata/analyze/json", "-o", "json"}, false},
 		{"namespace flag", []string{"-f", "testdata/analyze/nonamespace", "--namespace", "shop"}, false},
+		{"security not enforced", []string{"-f", "testdata/analyze/security"}, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

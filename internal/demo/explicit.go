@@ -91,7 +91,9 @@ func (d *demo) upExplicit(ctx context.Context) (func() bool, error) {
 	}
 	xds := fmt.Sprintf("127.0.0.1:%d", ports[0])
 	if err := e.start(ctx, "trellisd", "trellisd", []string{d.bins.Trellisd, "--config-dir", d.cfgDir, "--xds-address", xds,
-		"--debug-address", fmt.Sprintf("127.0.0.1:%d", ports[1]), "--metrics-address", fmt.Sprintf("127.0.0.1:%d", ports[2])}); err != nil {
+		"--debug-address", fmt.Sprintf("127.0.0.1:%d", ports[1]), "--metrics-address", fmt.Sprintf("127.0.0.1:%d", ports[2]),
+		// Without namespaces there are no per-workload credentials: no CA.
+		"--ca-address", ""}); err != nil {
 		return teardown, err
 	}
 	if err := waitDial(ctx, xds, e); err != nil {

@@ -304,6 +304,8 @@ func controlPlane(s *Settings) ([]runtime.Object, error) {
 				{APIGroups: []string{""}, Resources: []string{"services", "pods", "namespaces", "nodes", "endpoints", "configmaps"}, Verbs: []string{"get", "list", "watch"}},
 				{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get", "list", "watch"}},
 				{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
+				{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
+				{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"create", "update"}},
 				{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: []string{"get", "list", "watch"}},
 				{APIGroups: []string{"networking.istio.io", "security.istio.io", "telemetry.istio.io"}, Resources: []string{"*"}, Verbs: []string{"get", "list", "watch"}},
 				{APIGroups: []string{"networking.istio.io", "security.istio.io"}, Resources: []string{"*/status"}, Verbs: []string{"get", "update", "patch"}},

@@ -32,15 +32,19 @@ func ProxyArgs(bin, xds string, p *Plan, w PlacedWorkload) []string {
 }
 
 // TrellisdArgs is trellisd's command line for a local mesh: the config
-// directory it watches, and xDS, debug (8080) and metrics (15014) on the
-// bridge address only.
-func TrellisdArgs(bin, configDir, xdsAddress string) []string {
+// directory it watches, and xDS, debug (8080), metrics (15014) and the CA
+// (15012) on the bridge address only; the CA keeps its root in caDir,
+// authenticates proxies by the credentials file and publishes its trust
+// bundle for them.
+func TrellisdArgs(bin, configDir, xdsAddress, caDir string, c CA) []string {
 	host, _, err := net.SplitHostPort(xdsAddress)
 	if err != nil {
 		host = "127.0.0.1"
 	}
 	return []string{bin, "--config-dir", configDir, "--xds-address", xdsAddress,
-		"--debug-address", net.JoinHostPort(host, "8080"), "--metrics-address", net.JoinHostPort(host, "15014")}
+		"--debug-address", net.JoinHostPort(host, "8080"), "--metrics-address", net.JoinHostPort(host, "15014"),
+		"--ca-address", net.JoinHostPort(host, "15012"), "--ca-dir", caDir,
+		"--workload-credentials", c.CredentialsFile, "--ca-root-file", c.RootCertFile}
 }
 
 // labelString renders labels as "k1=v1,k2=v2", sorted.
@@ -58,7 +62,9 @@ func labelString(l map[string]string) string {
 // bridge address watching configDir (its log in the state dir), and a
 // trellis-proxy per workload.
 func (b Binaries) MeshRunner(plan *Plan, configDir, stateDir string, log io.Writer) *Runner {
+	caDir, caf := caFiles(stateDir, plan.Options.Prefix)
 	return &Runner{
+		CA:              &caf,
 		Plan:            plan,
 		ConfigDir:       configDir,
 		StateDir:        stateDir,
@@ -66,7 +72,7 @@ func (b Binaries) MeshRunner(plan *Plan, configDir, stateDir string, log io.Writ
 		IptablesCommand: []string{b.Proxy, "iptables"},
 		ProxyCommand:    func(p *Plan, w PlacedWorkload) []string { return ProxyArgs(b.Proxy, "", p, w) },
 		BeforeProcesses: func(ctx context.Context, m *Mesh) error {
-			argv := TrellisdArgs(b.Trellisd, configDir, plan.XDSAddress())
+			argv := TrellisdArgs(b.Trellisd, configDir, plan.XDSAddress(), caDir, caf)
 			if log != nil {
 				fmt.Fprintf(log, "starting trellisd: %s\n", strings.Join(argv, " "))
 			}

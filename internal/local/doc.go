@@ -5,6 +5,8 @@
 // app as an ordinary user. The workloads are registered with trellisd by
 // writing ServiceEntry/WorkloadEntry YAML into its config directory, and
 // mesh names resolve inside the namespaces through generated hosts files.
+// With Runner.CA each proxy also gets its own credential for trellisd's CA
+// (credential.go).
 //
 // Spec (what to run) -> Plan (pure: names, addresses, YAML, hosts files)
 // -> Up (namespaces, links, rules, processes; recorded in a state file)

@@ -45,6 +45,9 @@ func TestMain(m *testing.M) {
 			}
 			json.NewEncoder(os.Stdout).Encode(res)
 			os.Exit(0)
+		case "caclient":
+			caClient(os.Args[2], os.Args[3])
+			select {}
 		case "fakeproxy":
 			fakeProxy(os.Args[2])
 			os.Exit(1)

@@ -57,6 +57,9 @@ type Runner struct {
 	// config exist and before any sidecar or app starts: the place to start
 	// trellisd on the bridge address (and Track it).
 	BeforeProcesses func(ctx context.Context, m *Mesh) error
+	// CA, when set, gives each proxy its own credential for trellisd's CA
+	// (see CA).
+	CA *CA
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
 }
@@ -66,6 +69,8 @@ type Mesh struct {
 	Plan  *Plan
 	state *stateFile
 	r     *Runner
+
+	tokens map[string]string // workload -> CA token, until its proxy starts
 
 	mu    sync.Mutex
 	procs []*exec.Cmd
@@ -162,6 +167,11 @@ func (m *Mesh) up(ctx context.Context) error {
 			return fmt.Errorf("write mesh config: %w", err)
 		}
 	}
+	if r.CA != nil && r.ProxyCommand != nil {
+		if err := m.issueCredentials(); err != nil {
+			return err
+		}
+	}
 	if r.BeforeProcesses != nil {
 		if err := r.BeforeProcesses(ctx, m); err != nil {
 			return err
@@ -171,7 +181,19 @@ func (m *Mesh) up(ctx context.Context) error {
 		for _, w := range p.Workloads {
 			argv := r.ProxyCommand(p, w)
 			uid := r.proxyUID()
-			if _, err := m.start(ctx, "proxy", w, uid, uid, argv, nil); err != nil {
+			var env []string
+			var token *os.File
+			if r.CA != nil {
+				var err error
+				if env, token, err = m.proxyCredential(w); err != nil {
+					return err
+				}
+			}
+			_, err := m.start(ctx, "proxy", w, uid, uid, argv, env, token)
+			if token != nil {
+				token.Close()
+			}
+			if err != nil {
 				return err
 			}
 		}
@@ -181,7 +203,7 @@ func (m *Mesh) up(ctx context.Context) error {
 		if len(w.Command) == 0 {
 			continue
 		}
-		if _, err := m.start(ctx, "app", w, au, ag, w.Command, w.Env); err != nil {
+		if _, err := m.start(ctx, "app", w, au, ag, w.Command, w.Env, nil); err != nil {
 			return err
 		}
 	}
@@ -262,8 +284,9 @@ func IptablesFlags(o iptables.Options) []string {
 	return f
 }
 
-// start runs argv inside w's namespace as uid:gid, logging to the state dir.
-func (m *Mesh) start(ctx context.Context, role string, w PlacedWorkload, uid, gid int, argv, env []string) (*exec.Cmd, error) {
+// start runs argv inside w's namespace as uid:gid, logging to the state
+// dir. A non-nil fd3 is the process's descriptor 3.
+func (m *Mesh) start(ctx context.Context, role string, w PlacedWorkload, uid, gid int, argv, env []string, fd3 *os.File) (*exec.Cmd, error) {
 	logDir := m.LogDir()
 	if err := m.TrackFile(logDir); err != nil {
 		return nil, err
@@ -285,6 +308,9 @@ func (m *Mesh) start(ctx context.Context, role string, w PlacedWorkload, uid, gi
 	cmd.Stdout, cmd.Stderr = lf, lf
 	cmd.Env = append(append(os.Environ(), "POD_NAME="+w.Name, "POD_NAMESPACE="+w.Namespace, "INSTANCE_IP="+w.IP.String(), "HOSTNAME="+w.Name), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if fd3 != nil {
+		cmd.ExtraFiles = []*os.File{fd3}
+	}
 	m.r.logf("starting %s of %s as uid %d: %s", role, w.Name, uid, strings.Join(argv, " "))
 	if err := cmd.Start(); err != nil {
 		lf.Close()

@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/trellis-mesh/trellis/internal/config/validate"
 	"github.com/trellis-mesh/trellis/internal/registry"
 	"github.com/trellis-mesh/trellis/internal/xds/server"
 )
@@ -71,6 +72,18 @@ type ConfigzResponse struct {
 	Resources []ConfigzResource   `json:"resources"`
 	Errors    map[string][]string `json:"errors,omitempty"`   // file -> problems keeping it out
 	Warnings  map[string][]string `json:"warnings,omitempty"` // file -> warnings about served content
+	// NotEnforced lists, as error-level findings, the served resources
+	// whose kind Trellis does not enforce yet (from files and Kubernetes
+	// alike).
+	NotEnforced []ConfigzFinding `json:"notEnforced,omitempty"`
+}
+
+// ConfigzFinding is one finding about a served resource.
+type ConfigzFinding struct {
+	Level    string `json:"level"` // "Error"
+	Resource string `json:"resource"`
+	Source   string `json:"source,omitempty"`
+	Message  string `json:"message"`
 }
 
 func (s *Server) configz(w http.ResponseWriter, r *http.Request) {
@@ -84,6 +97,9 @@ func (s *Server) configz(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		resp.Resources = append(resp.Resources, cr)
+		if is, ok := validate.NotEnforced(res); ok {
+			resp.NotEnforced = append(resp.NotEnforced, ConfigzFinding{Level: "Error", Resource: is.Resource, Source: is.Source, Message: is.Message})
+		}
 	}
 	if s.watcher != nil {
 		resp.Errors = issueStrings(s.watcher.Errors())

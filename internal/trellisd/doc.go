@@ -16,6 +16,11 @@
 // (the xDS one connected proxy is given) and /debug/pprof/; Prometheus
 // /metrics on Options.MetricsAddress (:15014).
 //
+// The CA (internal/ca) is served on Options.CAAddress (:15012): Istio's
+// IstioCertificateService over TLS, with the root from a plugged-in cacerts
+// directory or Secret, or a self-signed root persisted in CADir or the
+// istio-ca-secret Secret; see docs/security.md.
+//
 // Other sources plug in through Options: Store (a store other sources also
 // write), ConfigSources (started with the store), Registries (merged after
 // the ServiceEntry registry) and Credentials (gateway TLS secrets). Each

@@ -50,7 +50,9 @@ func startTrellisd(t *testing.T, o Options) *Server {
 	if o.Debounce == 0 {
 		o.Debounce = 20 * time.Millisecond
 	}
-	o.Logf = t.Logf
+	if o.Logf == nil {
+		o.Logf = t.Logf
+	}
 	ready := make(chan *Server, 1)
 	o.Ready = func(s *Server) { ready <- s }
 	ctx, cancel := context.WithCancel(context.Background())

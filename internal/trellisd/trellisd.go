@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/trellis-mesh/trellis/internal/ca"
 	"github.com/trellis-mesh/trellis/internal/config"
 	"github.com/trellis-mesh/trellis/internal/config/file"
 	"github.com/trellis-mesh/trellis/internal/registry"
@@ -71,6 +72,46 @@ type Options struct {
 	// triggers a push. Nil means none are known: gateways still reference
 	// them over SDS.
 	Credentials CredentialSource
+	// TrustDomain is the SPIFFE trust domain of workload identities
+	// (MeshConfig trustDomain); empty means "cluster.local".
+	TrustDomain string
+	// CAAddress serves Istio's certificate API
+	// (istio.v1.auth.IstioCertificateService) over TLS; empty disables the
+	// CA (the flag defaults to ":15012"). See docs/security.md.
+	CAAddress string
+	// CADir persists the self-signed root (ca-cert.pem, ca-key.pem,
+	// root-cert.pem) when CAStore is nil; empty means
+	// <user config dir>/trellis/ca.
+	CADir string
+	// CACertsDir holds Istio's plugged-in CA (ca-cert.pem, ca-key.pem,
+	// cert-chain.pem, root-cert.pem), used instead of the self-signed root
+	// when it has ca-key.pem; consulted when CAPlugged is nil. Empty means
+	// /etc/cacerts.
+	CACertsDir string
+	// CAStore and CAPlugged, when set, replace CADir and CACertsDir (in
+	// Kubernetes: the istio-ca-secret and cacerts Secrets).
+	CAStore, CAPlugged ca.Store
+	// CAAuth authenticates certificate requests (Kubernetes: TokenReview);
+	// nil means the WorkloadCredentials file.
+	CAAuth ca.Authenticator
+	// WorkloadCredentials is the local-mode credentials file written by
+	// `trellis local up` (sha256 of each workload's token, its namespace
+	// and service account); used when CAAuth is nil.
+	WorkloadCredentials string
+	// CARootFile, when set, receives the trust bundle (PEM) at start, for
+	// local-mode proxies to read.
+	CARootFile string
+	// WorkloadCertTTL is the lifetime of a workload certificate whose
+	// request names none; zero means 24h. MaxWorkloadCertTTL caps what a
+	// request may ask for; zero means 24h.
+	WorkloadCertTTL, MaxWorkloadCertTTL time.Duration
+	// SystemNamespace is the control plane's namespace, named in the CA
+	// port's certificate as istiod.<ns>.svc; empty means "trellis-system".
+	SystemNamespace string
+	// RootPublishers are started once the CA is loaded, with its trust
+	// bundle, and run until ctx ends (Kubernetes: the istio-ca-root-cert
+	// ConfigMap in every namespace). An error is logged.
+	RootPublishers []func(ctx context.Context, rootsPEM []byte) error
 	// Logf receives operational messages; nil means log.Printf.
 	Logf func(format string, args ...any)
 	// Ready, when set, is called once every listener is bound, with the
@@ -96,8 +137,8 @@ type Server struct {
 	reg     *prometheus.Registry
 	version atomic.Uint64
 
-	xdsAddr, debugAddr, metricsAddr net.Addr
-	configVersion                   prometheus.Gauge
+	xdsAddr, debugAddr, metricsAddr, caAddr net.Addr
+	configVersion                           prometheus.Gauge
 }
 
 // XDSAddr is the bound ADS address ("127.0.0.1:41234").
@@ -173,6 +214,9 @@ func run(ctx context.Context, o Options, tr translator) error {
 	if o.Logf == nil {
 		o.Logf = log.Printf
 	}
+	if o.MaxWorkloadCertTTL > 0 && o.WorkloadCertTTL > o.MaxWorkloadCertTTL {
+		return fmt.Errorf("--workload-cert-ttl %s is longer than --max-workload-cert-ttl %s", o.WorkloadCertTTL, o.MaxWorkloadCertTTL)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -214,12 +258,28 @@ func run(ctx context.Context, o Options, tr translator) error {
 			return fmt.Errorf("debug address: %w", err)
 		}
 	}
+	var caLis net.Listener
+	if o.CAAddress != "" {
+		if caLis, err = net.Listen("tcp", o.CAAddress); err != nil {
+			return fmt.Errorf("ca address: %w", err)
+		}
+		defer caLis.Close()
+		s.caAddr = caLis.Addr()
+	}
 	if o.MetricsAddress != "" {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
 		if s.metricsAddr, err = serveHTTP(o.MetricsAddress, mux); err != nil {
 			return fmt.Errorf("metrics address: %w", err)
 		}
+	}
+
+	if caLis != nil {
+		g, err := s.startCA(ctx, caLis)
+		if err != nil {
+			return fmt.Errorf("ca: %w", err)
+		}
+		defer g.Stop()
 	}
 
 	// Sources: the directory is loaded before the first state is built, so
@@ -270,7 +330,7 @@ func run(ctx context.Context, o Options, tr translator) error {
 	s.ads.Register(g)
 	errc := make(chan error, 1)
 	go func() { errc <- g.Serve(xdsLis) }()
-	o.Logf("trellisd: xDS on %s, debug on %q, metrics on %q", s.XDSAddr(), s.DebugAddr(), s.MetricsAddr())
+	o.Logf("trellisd: xDS on %s, debug on %q, metrics on %q, CA on %q", s.XDSAddr(), s.DebugAddr(), s.MetricsAddr(), s.CAAddr())
 	if o.Ready != nil {
 		o.Ready(s)
 	}

@@ -259,6 +259,11 @@ func (s *Server) validate(_ context.Context, req *admissionv1.AdmissionRequest) 
 		for _, is := range v.Errors {
 			msgs = append(msgs, issueText(is))
 		}
+		// Fail closed: a user must not believe a policy is in force when
+		// Trellis would ignore it.
+		for _, is := range v.NotEnforced {
+			msgs = append(msgs, issueText(is))
+		}
 		for _, is := range v.Warnings {
 			warnings = append(warnings, issueText(is))
 		}

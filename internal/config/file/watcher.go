@@ -47,6 +47,7 @@ type Watcher struct {
 	errs     map[string][]validate.Issue   // display path -> errors of the latest read
 	warns    map[string][]validate.Issue   // display path -> warnings of the served content
 	cross    map[string][]validate.Issue   // display path -> cross-resource warnings (validate.Snapshot)
+	unenf    map[string][]validate.Issue   // display path -> served resources not enforced yet
 	content  map[string][]byte             // abs path -> last bytes read
 	inStore  map[string]bool               // abs path -> has a source in the store
 	defines  map[string][]*config.Resource // abs path -> resources it serves
@@ -68,7 +69,7 @@ func New(dir string, store *config.Store, opts Options) *Watcher {
 	}
 	return &Watcher{
 		dir: dir, store: store, opts: opts,
-		errs: map[string][]validate.Issue{}, warns: map[string][]validate.Issue{}, cross: map[string][]validate.Issue{},
+		errs: map[string][]validate.Issue{}, warns: map[string][]validate.Issue{}, cross: map[string][]validate.Issue{}, unenf: map[string][]validate.Issue{},
 		content: map[string][]byte{}, inStore: map[string]bool{}, defines: map[string][]*config.Resource{},
 		synced: make(chan struct{}),
 	}
@@ -108,6 +109,19 @@ func (w *Watcher) Warnings() map[string][]validate.Issue {
 	}
 	for k, v := range w.cross {
 		out[k] = append(out[k], v...)
+	}
+	return out
+}
+
+// NotEnforced returns, per file, the error-level findings about served
+// resources whose kind Trellis does not enforce yet (validate.NotEnforced).
+// The resources are served; nothing acts on them. The map is a copy.
+func (w *Watcher) NotEnforced() map[string][]validate.Issue {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make(map[string][]validate.Issue, len(w.unenf))
+	for k, v := range w.unenf {
+		out[k] = append([]validate.Issue(nil), v...)
 	}
 	return out
 }
@@ -304,6 +318,7 @@ func (w *Watcher) apply(files []string, roots []string) {
 		delete(w.content, p)
 		delete(w.errs, w.display(p))
 		delete(w.warns, w.display(p))
+		delete(w.unenf, w.display(p))
 		w.opts.Logf("config: %s removed", w.display(p))
 	}
 	w.mu.Unlock()
@@ -455,6 +470,14 @@ func (w *Watcher) read(p string) (config.Change, bool) {
 		}
 	} else {
 		delete(w.warns, name)
+	}
+	if len(res.NotEnforced) > 0 {
+		w.unenf[name] = res.NotEnforced
+		for _, e := range res.NotEnforced {
+			w.opts.Logf("config: error: %s", e.String())
+		}
+	} else {
+		delete(w.unenf, name)
 	}
 	w.inStore[p] = true
 	w.defines[p] = parsed.Resources

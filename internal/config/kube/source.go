@@ -229,6 +229,11 @@ func (s *Source) convert(ctx context.Context, kind string, obj any) *item {
 				}
 			} else {
 				it.res = r
+				for _, is := range v.NotEnforced {
+					if s.opts.Log != nil {
+						s.opts.Log.Error("security resource accepted but not enforced", "kind", kind, "namespace", u.GetNamespace(), "name", u.GetName(), "finding", withoutSource(is))
+					}
+				}
 			}
 		default:
 			it.problems = []string{fmt.Sprintf("got %d resources from one object, want 1", len(res.Resources))}

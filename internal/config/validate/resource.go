@@ -56,6 +56,9 @@ func Resource(r *config.Resource) Result {
 	} else if !ok {
 		c.errorf("kind", "%s", fmt.Sprintf("unknown kind %q", r.Kind))
 	}
+	if is, ok := NotEnforced(r); ok {
+		c.res.NotEnforced = append(c.res.NotEnforced, is)
+	}
 	return c.res
 }
 

@@ -16,9 +16,17 @@ type Path = config.Path
 
 // Result holds what validation found. A resource with any Errors must be
 // rejected; Warnings are reported but do not block it.
+//
+// NotEnforced are error-level findings about resources that are valid but
+// whose kind Trellis does not enforce yet (see NotEnforced): every surface
+// reports them as errors (`trellis analyze` fails, the validating webhook
+// denies), while the file watcher and the Kubernetes source keep the
+// resource and the rest of the config serving, so the finding stays
+// visible in the log and /debug/configz.
 type Result struct {
-	Errors   []Issue
-	Warnings []Issue
+	Errors      []Issue
+	Warnings    []Issue
+	NotEnforced []Issue
 }
 
 // OK reports whether there are no errors.
@@ -28,6 +36,7 @@ func (r Result) OK() bool { return len(r.Errors) == 0 }
 func (r *Result) Merge(o Result) {
 	r.Errors = append(r.Errors, o.Errors...)
 	r.Warnings = append(r.Warnings, o.Warnings...)
+	r.NotEnforced = append(r.NotEnforced, o.NotEnforced...)
 }
 
 // Sort orders issues by source, resource, field and message, for stable
@@ -35,6 +44,7 @@ func (r *Result) Merge(o Result) {
 func (r *Result) Sort() {
 	sortIssues(r.Errors)
 	sortIssues(r.Warnings)
+	sortIssues(r.NotEnforced)
 }
 
 func sortIssues(is []Issue) {

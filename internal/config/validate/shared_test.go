@@ -3,6 +3,7 @@ package validate
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/trellis-mesh/trellis/internal/config"
@@ -57,9 +58,30 @@ func TestSharedFilesValid(t *testing.T) {
 		for _, e := range res.Errors {
 			t.Errorf("%s", e.String())
 		}
+		// The only finding allowed is "not enforced yet", once per security
+		// resource.
+		for _, e := range res.NotEnforced {
+			if _, ok := notEnforced[kindOf(e.Resource)]; !ok || !strings.HasPrefix(e.Message, "not enforced yet") {
+				t.Errorf("unexpected finding %s", e.String())
+			}
+		}
+		want := 0
+		for _, r := range pr.Resources {
+			if _, ok := notEnforced[r.Kind]; ok {
+				want++
+			}
+		}
+		if len(res.NotEnforced) != want {
+			t.Errorf("%s: got %d not-enforced findings, want %d (one per security resource)", rel, len(res.NotEnforced), want)
+		}
 		n += len(pr.Resources)
 	}
 	if n < 50 {
 		t.Errorf("validated %d resources, want at least 50", n)
 	}
+}
+
+func kindOf(resource string) string {
+	k, _, _ := strings.Cut(resource, " ")
+	return k
 }

@@ -6,7 +6,10 @@ import (
 	"log"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 
+	"github.com/trellis-mesh/trellis/internal/ca"
 	"github.com/trellis-mesh/trellis/internal/config"
 	configkube "github.com/trellis-mesh/trellis/internal/config/kube"
 	"github.com/trellis-mesh/trellis/internal/inject"
@@ -104,6 +107,28 @@ func Wire(ctx context.Context, ko Options, o *trellisd.Options) (*Wired, error) 
 		return nil, fmt.Errorf("remote clusters: %w", err)
 	}
 	o.Registries = append(o.Registries, w.Registry, w.Remote)
+	// The CA, as istiod's: the root in the istio-ca-secret Secret (or a
+	// plugged-in cacerts Secret), callers authenticated by TokenReview.
+	o.SystemNamespace = ko.Namespace
+	if o.CAStore == nil {
+		o.CAStore = ca.Secret{Client: c.Kube, Namespace: ko.Namespace, Name: ca.SelfSignedSecret}
+	}
+	if o.CAPlugged == nil {
+		dir := o.CACertsDir
+		if dir == "" {
+			dir = trellisd.DefaultCACertsDir
+		}
+		// A mounted cacerts volume wins; otherwise read the Secret itself.
+		if _, err := os.Stat(filepath.Join(dir, ca.CAKeyFile)); err != nil {
+			o.CAPlugged = ca.Secret{Client: c.Kube, Namespace: ko.Namespace, Name: ca.PluggedSecret}
+		}
+	}
+	if o.CAAuth == nil {
+		o.CAAuth = ca.TokenReview{Client: c.Kube}
+	}
+	o.RootPublishers = append(o.RootPublishers, func(ctx context.Context, roots []byte) error {
+		return ca.PublishRoots(ctx, c.Kube, roots, func(format string, args ...any) { ko.Log.Warn(fmt.Sprintf(format, args...)) })
+	})
 	if o.Credentials == nil {
 		o.Credentials = w.Credentials
 	}

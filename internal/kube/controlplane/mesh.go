@@ -29,7 +29,7 @@ type MeshConfig struct {
 
 // ApplyMeshConfig reads the mesh config file (--mesh-config) and sets the
 // trellisd options it governs (access log file and encoding, outbound
-// traffic policy). Unknown keys are errors naming the file.
+// traffic policy, trust domain). Unknown keys are errors naming the file.
 func ApplyMeshConfig(path string, o *trellisd.Options) (*MeshConfig, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -38,6 +38,9 @@ func ApplyMeshConfig(path string, o *trellisd.Options) (*MeshConfig, error) {
 	m := &MeshConfig{}
 	if err := yaml.UnmarshalStrict(b, m); err != nil {
 		return nil, fmt.Errorf("mesh config %s: %w", path, err)
+	}
+	if m.TrustDomain != "" {
+		o.TrustDomain = m.TrustDomain
 	}
 	o.AccessLogFile = m.AccessLogFile
 	o.AccessLogEncoding = m.AccessLogEncoding

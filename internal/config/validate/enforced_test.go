@@ -1,0 +1,52 @@
+package validate
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestNotEnforcedFinding: each security kind Trellis does not enforce yet
+// is valid (no errors) and carries exactly one error-level finding naming
+// the resource; other kinds carry none.
+func TestNotEnforcedFinding(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want string // resource named by the finding; "" for none
+	}{
+		{"strict peer authentication", obj("security.istio.io/v1", "PeerAuthentication", "mtls: {mode: STRICT}"), "PeerAuthentication ns/r"},
+		{"allow nothing", obj("security.istio.io/v1", "AuthorizationPolicy", "{}"), "AuthorizationPolicy ns/r"},
+		{"jwt", obj("security.istio.io/v1beta1", "RequestAuthentication", "jwtRules:\n- issuer: me\n  jwksUri: https://example.com/jwks.json"), "RequestAuthentication ns/r"},
+		{"virtual service", vs("hosts: [a]\nhttp:\n- route:\n  - destination: {host: a}\n"), ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			res := check(t, tc.yaml)
+			for _, e := range res.Errors {
+				t.Errorf("got error %s, want none", e)
+			}
+			if tc.want == "" {
+				if len(res.NotEnforced) != 0 {
+					t.Errorf("got findings %v, want none", res.NotEnforced)
+				}
+				return
+			}
+			if len(res.NotEnforced) != 1 {
+				t.Fatalf("got %d findings %v, want 1", len(res.NotEnforced), res.NotEnforced)
+			}
+			f := res.NotEnforced[0]
+			if f.Resource != tc.want || f.Source != "in.yaml#1" || !strings.HasPrefix(f.Message, "not enforced yet") {
+				t.Errorf("got finding %q (resource %q, source %q), want one naming %s starting \"not enforced yet\"", f.String(), f.Resource, f.Source, tc.want)
+			}
+		})
+	}
+}
+
+// TestNotEnforcedDoesNotHideErrors: an invalid security resource is still
+// rejected with its field error.
+func TestNotEnforcedDoesNotHideErrors(t *testing.T) {
+	res := check(t, obj("security.istio.io/v1", "PeerAuthentication", "portLevelMtls:\n  8080: {mode: DISABLE}"))
+	if len(res.Errors) == 0 || res.Errors[0].Field != "spec.portLevelMtls" {
+		t.Errorf("got errors %v, want one at spec.portLevelMtls", res.Errors)
+	}
+}
