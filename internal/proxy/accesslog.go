@@ -3,6 +3,7 @@ package proxy
 import (
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
@@ -52,6 +53,7 @@ func (o logs) Request(r *httpconn.Record) {
 		e.UpstreamDuration = r.UpstreamDuration
 	}
 	e.Details = details(r)
+	e.UpstreamTransportFailureReason = r.TransportFailure
 	hdrs := r.RequestHeaders
 	e.RequestHeader = func(name string) (string, bool) {
 		v, ok := hdrs.Get(name)
@@ -82,6 +84,10 @@ func details(r *httpconn.Record) string {
 		return "upstream_response_timeout"
 	case f&httpconn.FlagUO != 0:
 		return "upstream_reset_before_response_started{overflow}"
+	case f&httpconn.FlagUF != 0 && r.TransportFailure != "":
+		// Envoy puts the transport failure into the details, spaces
+		// replaced.
+		return "upstream_reset_before_response_started{connection_failure|" + strings.ReplaceAll(r.TransportFailure, " ", "_") + "}"
 	case f&httpconn.FlagUF != 0:
 		return "upstream_reset_before_response_started{connection_failure}"
 	case f&httpconn.FlagUC != 0:

@@ -14,13 +14,16 @@
 //	  -> tcpproxy (weighted clusters, idle timeout, half-close)
 //	  -> cluster.Manager.Get -> (*cluster.Cluster).TryRequest / Pick /
 //	     Report (PROXY-CONTROL: load balancing, breakers, outlier detection)
-//	  -> pool (upstream keep-alive / multiplexed connections, keyed by
-//	     host address)
+//	  -> upstream attempt: cluster.Conn / H2Conn -> the host's pool.Endpoint
+//	     (idle keep-alive and multiplexed connections kept on each host;
+//	     new ones dialled within max_connections, TLS origination,
+//	     pending queue bounded by max_pending_requests)
 //	  -> Observers: accesslog (when configured) and telemetry (Istio
 //	     metrics, with x-envoy-peer-metadata exchange between sidecars)
 //
 // Config flow: xdsclient hands each type's complete resource set to
-// (*Proxy).Apply: CDS/EDS go to the cluster manager, LDS and RDS are
+// (*Proxy).Apply: CDS/EDS go to the cluster manager, SDS to the secret
+// store TLS termination reads (decoded once), LDS and RDS are
 // compiled here (listener.Compile, route.Compile) and swapped in whole; an
 // error NACKs the update and the last good config keeps serving. An LDS
 // listener whose RDS route configurations have not all arrived warms

@@ -23,7 +23,6 @@ import (
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster"
 	"github.com/trellis-mesh/trellis/internal/proxy/httpconn"
 	"github.com/trellis-mesh/trellis/internal/proxy/listener"
-	"github.com/trellis-mesh/trellis/internal/proxy/pool"
 	"github.com/trellis-mesh/trellis/internal/proxy/stats"
 	"github.com/trellis-mesh/trellis/internal/proxy/tcpproxy"
 	"github.com/trellis-mesh/trellis/internal/proxy/telemetry"
@@ -160,7 +159,6 @@ func New(bs *bootstrapv3.Bootstrap, o Options) (*Proxy, error) {
 	}
 	p.HTTP = &httpconn.Manager{
 		Clusters: p.Clusters,
-		Pool:     pool.New(pool.Options{}),
 		Draining: p.draining.Load,
 	}
 	p.TCP = &tcpproxy.Proxy{Clusters: p.Clusters}
@@ -202,12 +200,10 @@ func (p *Proxy) Apply(typeURL string, res map[string]*anypb.Any) error {
 		p.routesArrived()
 		return nil
 	case xdsclient.SecretType:
-		// tlsterm validates strictly first, so the cluster manager never
-		// takes an update the listeners NACK.
-		if err := p.Secrets.ApplyAny(res); err != nil {
-			return err
-		}
-		return p.Clusters.ApplySecrets(res)
+		// Secrets are decoded and parsed once, into the store TLS
+		// termination reads; upstream TLS takes its certificates from
+		// files (SDS-based upstream TLS is refused at CDS).
+		return p.Secrets.ApplyAny(res)
 	case xdsclient.ListenerType:
 		ls, err := compileListeners(res, p.cc)
 		if err != nil {
@@ -315,7 +311,7 @@ func (p *Proxy) Serve(ctx context.Context, o Options) error {
 	p.draining.Store(true)
 	ad.SetDraining(true)
 	p.Listeners.Shutdown(d)
-	p.HTTP.Pool.CloseIdle("")
+	p.Clusters.CloseIdle()
 	p.sinks.Close()
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/trellis-mesh/trellis/internal/proxy/healthcheck"
 	"github.com/trellis-mesh/trellis/internal/proxy/lb"
 	"github.com/trellis-mesh/trellis/internal/proxy/outlier"
+	"github.com/trellis-mesh/trellis/internal/proxy/pool"
 	"github.com/trellis-mesh/trellis/internal/proxy/stats"
 	"github.com/trellis-mesh/trellis/internal/proxy/telemetry"
 )
@@ -93,6 +95,29 @@ func newBreaker(max uint32, overflow *stats.Counter, open *stats.Gauge) *breaker
 	return b
 }
 
+// takeOK takes a slot without counting an overflow; the caller frees it
+// with release.
+func (b *breaker) takeOK() bool {
+	if n := b.cur.Add(1); n > b.max {
+		b.cur.Add(-1)
+		return false
+	}
+	return true
+}
+
+// force takes a slot even past the limit.
+func (b *breaker) force() {
+	if b.cur.Add(1) >= b.max {
+		b.open.Set(1)
+	}
+}
+
+// overflowed counts one overflow.
+func (b *breaker) overflowed() {
+	b.overflow.Inc()
+	b.open.Set(1)
+}
+
 func (b *breaker) try() (func(), bool) {
 	if n := b.cur.Add(1); n > b.max {
 		b.cur.Add(-1)
@@ -162,6 +187,13 @@ type Cluster struct {
 	updatedAt atomic.Int64 // unix nanos of the last host update
 
 	cx, pending, rq, retry *breaker
+
+	dialer    pool.Dialer
+	waiting   pendingQueue
+	releaseCx func() // frees a connection slot and wakes the pending queue
+	h2once    sync.Once
+	h2        *http.Transport
+	now       func() time.Time
 
 	origMu   sync.Mutex
 	origDst  atomic.Pointer[map[string]*Host]
@@ -258,15 +290,17 @@ func (c *Cluster) originalDstHost(addr string) *Host {
 
 const maxOriginalDstHosts = 4096
 
-// TryConnection takes a connection slot (max_connections). On success the
+// TryConnection takes a connection slot (max_connections) for a
+// connection the caller opens itself (the TCP proxy). On success the
 // caller must call release when the connection closes; on overflow
-// upstream_cx_overflow counts and ok is false.
-func (c *Cluster) TryConnection() (release func(), ok bool) { return c.cx.try() }
-
-// TryPending takes a pending-request slot (max_pending_requests) while a
-// request waits for a connection; overflow counts upstream_rq_pending_overflow
-// (the data path answers 503 UO).
-func (c *Cluster) TryPending() (release func(), ok bool) { return c.pending.try() }
+// upstream_cx_overflow counts and ok is false. HTTP connections take
+// theirs in Conn and H2Conn.
+func (c *Cluster) TryConnection() (release func(), ok bool) {
+	if _, ok := c.cx.try(); !ok {
+		return nil, false
+	}
+	return c.releaseCx, true
+}
 
 // TryRequest takes an active-request slot (max_requests); overflow counts
 // upstream_rq_pending_overflow as Envoy does for HTTP/1 and the data path
@@ -341,6 +375,18 @@ func (c *Cluster) setHosts(hosts []*Host, cla *endpointv3.ClusterLoadAssignment,
 	if c.hc != nil {
 		c.hc.SetHosts(hosts)
 	}
+	if old := c.bal.Load(); old != nil {
+		// Hosts that left keep no connections.
+		kept := make(map[*Host]bool, len(hosts))
+		for _, h := range hosts {
+			kept[h] = true
+		}
+		for _, h := range old.Hosts() {
+			if !kept[h] {
+				h.Conns.Close()
+			}
+		}
+	}
 	b := lb.New(c.LB, hosts)
 	c.bal.Store(b)
 	c.cla.Store(cla)
@@ -362,17 +408,3 @@ func (c *Cluster) LastUpdated() time.Time {
 
 // AddedAt returns when this compiled cluster was published.
 func (c *Cluster) AddedAt() time.Time { return c.added }
-
-// Dialer returns a net.Dialer honouring ConnectTimeout and UpstreamBindSource.
-func (c *Cluster) Dialer() *net.Dialer {
-	d := &net.Dialer{Timeout: c.ConnectTimeout}
-	if c.TCPKeepalive != nil {
-		d.KeepAliveConfig = *c.TCPKeepalive
-	}
-	if c.UpstreamBindSource != "" {
-		if ip := net.ParseIP(c.UpstreamBindSource); ip != nil {
-			d.LocalAddr = &net.TCPAddr{IP: ip}
-		}
-	}
-	return d
-}

@@ -16,6 +16,7 @@ import (
 	"github.com/trellis-mesh/trellis/internal/proxy/healthcheck"
 	"github.com/trellis-mesh/trellis/internal/proxy/lb"
 	"github.com/trellis-mesh/trellis/internal/proxy/outlier"
+	"github.com/trellis-mesh/trellis/internal/proxy/pool"
 	"github.com/trellis-mesh/trellis/internal/proxy/telemetry"
 )
 
@@ -51,20 +52,14 @@ func u32(v *wrapperspb.UInt32Value, def uint32) uint32 {
 // without runtime state (no goroutines started). It is exported for fuzzing
 // and for tools; the Manager is the normal way in.
 func Compile(pc *clusterv3.Cluster) (*Cluster, error) {
-	c, err := compile(pc, "", compileOptions{UpstreamTLS: true})
+	c, err := compile(pc, "")
 	if err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
-// compileOptions are what the data path supports.
-type compileOptions struct {
-	UpstreamTLS bool
-	secrets     *secretStore
-}
-
-func compile(pc *clusterv3.Cluster, prefix string, opts compileOptions) (*Cluster, error) {
+func compile(pc *clusterv3.Cluster, prefix string) (*Cluster, error) {
 	fe := &fieldErrors{prefix: prefix}
 	if pc == nil {
 		return nil, errors.New(prefix + "cluster: must not be null")
@@ -123,14 +118,12 @@ func compile(pc *clusterv3.Cluster, prefix string, opts compileOptions) (*Cluste
 		switch {
 		case ts.GetName() != tlsTransportSocket:
 			fe.add("transport_socket", "transport socket %q is not supported; use %s or raw_buffer", ts.GetName(), tlsTransportSocket)
-		case !opts.UpstreamTLS:
-			fe.add("transport_socket", "upstream TLS is not supported by this proxy's data path yet; remove the DestinationRule tls settings or use plaintext")
 		default:
-			c.TLS = compileUpstreamTLS(ts, fe, opts.secrets)
+			c.TLS = compileUpstreamTLS(ts, fe)
 		}
 	}
 	if len(pc.GetTransportSocketMatches()) > 0 {
-		fe.add("transport_socket_matches", "not supported yet (upstream TLS)")
+		fe.add("transport_socket_matches", "not supported (ISTIO_MUTUAL mesh TLS is not implemented); use transport_socket")
 	}
 	if pc.GetLbSubsetConfig() != nil && len(pc.GetLbSubsetConfig().GetSubsetSelectors()) > 0 {
 		fe.add("lb_subset_config", "subset load balancing is not supported; use one cluster per subset")
@@ -174,6 +167,7 @@ func compile(pc *clusterv3.Cluster, prefix string, opts compileOptions) (*Cluste
 	if err := fe.err(); err != nil {
 		return nil, err
 	}
+	c.dialer = pool.Dialer{Timeout: c.ConnectTimeout, Bind: c.UpstreamBindSource, KeepAlive: c.TCPKeepalive, TLS: c.TLS}
 	return c, nil
 }
 
@@ -312,7 +306,7 @@ func compileProtocol(pc *clusterv3.Cluster, c *Cluster, fe *fieldErrors) {
 		case po.GetUseDownstreamProtocolConfig() != nil:
 			c.UseDownstreamProtocol = true
 		case po.GetAutoConfig() != nil:
-			fe.add(path+".auto_config", "ALPN auto protocol selection needs upstream TLS, which is not supported yet")
+			fe.add(path+".auto_config", "ALPN auto protocol selection is not supported; use explicit_http_config or use_downstream_protocol_config")
 		}
 		if cp := po.GetCommonHttpProtocolOptions(); cp != nil {
 			c.IdleTimeout = dur(cp.GetIdleTimeout(), c.IdleTimeout)

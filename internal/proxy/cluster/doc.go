@@ -13,11 +13,21 @@
 // package lb), and after the attempt Cluster.Report (stats, per-host
 // counters, outlier detection).
 //
+// Connections: a cluster hands the data path its upstream connections
+// (Cluster.Conn for HTTP/1.1, Cluster.H2Conn for HTTP/2): an idle one kept
+// on the picked host (package pool), else a new one dialled with the
+// cluster's Dialer within max_connections; at that limit requests wait in
+// the cluster's pending queue, bounded by max_pending_requests (overflow:
+// ErrPendingOverflow, the data path's 503 UO); a host without any
+// connection still gets one. Release hands a connection back to its host;
+// hosts that leave the cluster close theirs.
+//
 // Supported discovery types: EDS, STATIC, STRICT_DNS (and LOGICAL_DNS,
 // resolved the same way), ORIGINAL_DST. Upstream TLS (transport_socket
-// envoy.transport_sockets.tls) compiles into Cluster.TLS when the data path
-// says it dials it (Options.UpstreamTLS); certificates and roots named over
-// SDS come from Manager.ApplySecrets and are read at handshake time. Fields
-// that would change behaviour but are not implemented are rejected with the
-// field path, never ignored.
+// envoy.transport_sockets.tls, DestinationRule tls SIMPLE/MUTUAL) compiles
+// into Cluster.TLS from files or inline data: trusted CA, exact DNS SAN
+// matchers, SNI, client certificate. Certificates named over SDS
+// (credentialName) and ISTIO_MUTUAL are rejected. Fields that would change
+// behaviour but are not implemented are rejected with the field path,
+// never ignored.
 package cluster

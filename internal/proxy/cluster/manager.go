@@ -13,7 +13,6 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
@@ -37,9 +36,6 @@ type Options struct {
 	Rand     func() uint64
 	// Logf receives background errors (DNS failures); nil discards them.
 	Logf func(format string, args ...any)
-	// UpstreamTLS says the data path dials Cluster.TLS; without it clusters
-	// with a TLS transport socket are rejected (never silently plaintext).
-	UpstreamTLS bool
 }
 
 // Manager owns every cluster of the proxy. Reads (Get, Names) are
@@ -55,7 +51,6 @@ type Manager struct {
 	clas     map[string]*endpointv3.ClusterLoadAssignment // last EDS assignment by service name
 	stats    map[string]*Stats
 	clusters atomic.Pointer[map[string]*Cluster]
-	secrets  secretStore
 }
 
 // NewManager returns an empty manager; Close stops its background work.
@@ -226,7 +221,7 @@ func (m *Manager) compileSet(list []*clusterv3.Cluster, prev map[string]*Cluster
 			next[pc.GetName()] = old
 			continue
 		}
-		c, err := compile(pc, prefix, compileOptions{UpstreamTLS: m.opts.UpstreamTLS, secrets: &m.secrets})
+		c, err := compile(pc, prefix)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -256,11 +251,16 @@ func (m *Manager) activate(c *Cluster, now time.Time) {
 	s.UpdateSuccess.Inc()
 	c.interner = m.opts.Interner
 	c.added = now
+	c.now = m.opts.Now
 	if c.Service != nil {
 		c.Service = m.opts.Interner.Service(*c.Service)
 	}
 	c.LB.Rand = m.opts.Rand
 	c.cx = newBreaker(c.Breakers.MaxConnections, s.UpstreamCxOverflow, s.cbCxOpen)
+	c.releaseCx = func() {
+		c.cx.release()
+		c.waiting.wake()
+	}
 	c.pending = newBreaker(c.Breakers.MaxPendingRequests, s.UpstreamRqPendingOverflow, s.cbPendingOpen)
 	c.rq = newBreaker(c.Breakers.MaxRequests, s.UpstreamRqPendingOverflow, s.cbRqOpen)
 	c.retry = newBreaker(c.Breakers.MaxRetries, s.UpstreamRqRetryOverflow, s.cbRetryOpen)
@@ -274,7 +274,9 @@ func (m *Manager) activate(c *Cluster, now time.Time) {
 		go c.outlier.Run(ctx)
 	}
 	if c.hcConfig != nil {
-		c.hc = healthcheck.New(c.Name, *c.hcConfig, healthcheck.NewStats(s.scope), c.refresh)
+		cfg := *c.hcConfig
+		cfg.Dial = c.dialer.DialContext // health checks use the transport socket too
+		c.hc = healthcheck.New(c.Name, cfg, healthcheck.NewStats(s.scope), c.refresh)
 	}
 	switch c.Type {
 	case TypeStatic:
@@ -304,6 +306,14 @@ func (m *Manager) activate(c *Cluster, now time.Time) {
 func (c *Cluster) stopBackground() {
 	if c.stop != nil {
 		c.stop()
+	}
+	c.closeConns()
+}
+
+// CloseIdle closes the idle upstream connections of every cluster.
+func (m *Manager) CloseIdle() {
+	for _, c := range *m.clusters.Load() {
+		c.CloseIdle()
 	}
 }
 
@@ -441,37 +451,4 @@ func (m *Manager) ApplyEndpoints(resources map[string]*anypb.Any) error {
 		list = append(list, &c)
 	}
 	return m.UpdateEndpoints(list)
-}
-
-// ApplySecrets replaces the SDS secrets upstream TLS reads (client
-// certificates and validation roots named by clusters'
-// UpstreamTlsContext). Every secret is validated first; an error rejects
-// the update and keeps the previous secrets. Clusters read secrets at
-// handshake time, so new connections use rotated secrets at once.
-func (m *Manager) ApplySecrets(resources map[string]*anypb.Any) error {
-	next := make(map[string]*parsedSecret, len(resources))
-	var errs []error
-	names := make([]string, 0, len(resources))
-	for n := range resources {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		var sec tlsv3.Secret
-		if err := resources[n].UnmarshalTo(&sec); err != nil {
-			errs = append(errs, fmt.Errorf("secret %q: decode: %w", n, err))
-			continue
-		}
-		ps, err := parseSecret(&sec)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("secret %q: %w", n, err))
-			continue
-		}
-		next[n] = ps
-	}
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	m.secrets.m.Store(&next)
-	return nil
 }

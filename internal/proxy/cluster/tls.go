@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"sync/atomic"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
@@ -18,7 +17,7 @@ const tlsTransportSocket = "envoy.transport_sockets.tls"
 // compileUpstreamTLS turns an UpstreamTlsContext (DestinationRule tls
 // SIMPLE/MUTUAL) into a client tls.Config. Like Envoy, a context without a
 // validation context does not verify the server.
-func compileUpstreamTLS(ts *corev3.TransportSocket, fe *fieldErrors, secrets *secretStore) *tls.Config {
+func compileUpstreamTLS(ts *corev3.TransportSocket, fe *fieldErrors) *tls.Config {
 	const p = "transport_socket"
 	var uc tlsv3.UpstreamTlsContext
 	if ts.GetTypedConfig() == nil || ts.GetTypedConfig().UnmarshalTo(&uc) != nil {
@@ -49,52 +48,36 @@ func compileUpstreamTLS(ts *corev3.TransportSocket, fe *fieldErrors, secrets *se
 		}
 		cfg.Certificates = append(cfg.Certificates, pair)
 	}
-	// A client certificate from SDS is read at handshake time, so that the
-	// cluster can be accepted before its secret arrives and rotations apply
-	// to new connections at once.
-	if sc := ctc.GetTlsCertificateSdsSecretConfigs(); len(sc) > 0 {
-		name := sc[0].GetName()
-		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-			ps := secrets.get(name)
-			if ps == nil || ps.cert == nil {
-				return nil, fmt.Errorf("client certificate secret %q not received yet", name)
-			}
-			return ps.cert, nil
-		}
+	// SDS secrets for upstream TLS (DestinationRule tls.credentialName)
+	// are not served to sidecars: refuse them rather than fail every
+	// handshake later.
+	const ctcPath = p + ".typed_config.common_tls_context"
+	if len(ctc.GetTlsCertificateSdsSecretConfigs()) > 0 {
+		fe.add(ctcPath+".tls_certificate_sds_secret_configs", "client certificates from SDS (DestinationRule tls.credentialName) are not supported for upstream TLS; use clientCertificate and privateKey files")
+	}
+	if ctc.GetValidationContextSdsSecretConfig() != nil || ctc.GetCombinedValidationContext() != nil {
+		fe.add(ctcPath+".validation_context_sds_secret_config", "validation contexts from SDS (DestinationRule tls.credentialName) are not supported for upstream TLS; use caCertificates")
+	}
+	if ctc.GetTlsCertificateProviderInstance() != nil || ctc.GetTlsCertificateCertificateProviderInstance() != nil || ctc.GetValidationContextCertificateProviderInstance() != nil {
+		fe.add(ctcPath, "certificate provider instances (ISTIO_MUTUAL) are not supported for upstream TLS")
 	}
 	vc := ctc.GetValidationContext()
-	sdsCA := ctc.GetValidationContextSdsSecretConfig().GetName()
-	if cv := ctc.GetCombinedValidationContext(); cv != nil {
-		vc = cv.GetDefaultValidationContext()
-		sdsCA = cv.GetValidationContextSdsSecretConfig().GetName()
-	}
-	if vc == nil && sdsCA == "" {
+	if vc == nil {
 		cfg.InsecureSkipVerify = true // Envoy verifies nothing without a validation context
 		return cfg
 	}
-	var roots func() (*x509.CertPool, error)
-	if sdsCA != "" {
-		roots = func() (*x509.CertPool, error) {
-			ps := secrets.get(sdsCA)
-			if ps == nil || ps.roots == nil {
-				return nil, fmt.Errorf("validation secret %q not received yet", sdsCA)
-			}
-			return ps.roots, nil
-		}
-	} else if vc.GetTrustedCa() != nil {
+	var roots *x509.CertPool // nil: the system roots
+	if vc.GetTrustedCa() != nil {
 		pem, err := dataSource(vc.GetTrustedCa())
 		if err != nil {
-			fe.add(p+".typed_config.common_tls_context.validation_context.trusted_ca", "%v", err)
+			fe.add(ctcPath+".validation_context.trusted_ca", "%v", err)
 			return nil
 		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			fe.add(p+".typed_config.common_tls_context.validation_context.trusted_ca", "no PEM certificates found")
+		roots = x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			fe.add(ctcPath+".validation_context.trusted_ca", "no PEM certificates found")
 			return nil
 		}
-		roots = func() (*x509.CertPool, error) { return pool, nil }
-	} else {
-		roots = func() (*x509.CertPool, error) { return nil, nil } // system roots
 	}
 	var sans []string
 	for i, m := range vc.GetMatchTypedSubjectAltNames() {
@@ -104,24 +87,20 @@ func compileUpstreamTLS(ts *corev3.TransportSocket, fe *fieldErrors, secrets *se
 		}
 		sans = append(sans, m.GetMatcher().GetExact())
 	}
-	// Verify ourselves: the roots may come from SDS, and SAN matchers
-	// replace the host name check as in Envoy.
+	// Verify ourselves: SAN matchers replace the host name check as in
+	// Envoy.
 	serverName := cfg.ServerName
 	cfg.InsecureSkipVerify = true
 	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
 		if len(cs.PeerCertificates) == 0 {
 			return errors.New("upstream presented no certificate")
 		}
-		pool, err := roots()
-		if err != nil {
-			return err
-		}
 		inter := x509.NewCertPool()
 		for _, c := range cs.PeerCertificates[1:] {
 			inter.AddCert(c)
 		}
 		leaf := cs.PeerCertificates[0]
-		opts := x509.VerifyOptions{Roots: pool, Intermediates: inter}
+		opts := x509.VerifyOptions{Roots: roots, Intermediates: inter}
 		if len(sans) == 0 {
 			opts.DNSName = serverName
 		}
@@ -145,22 +124,6 @@ func compileUpstreamTLS(ts *corev3.TransportSocket, fe *fieldErrors, secrets *se
 type parsedSecret struct {
 	cert  *tls.Certificate
 	roots *x509.CertPool
-}
-
-// secretStore holds the SDS secrets, swapped atomically.
-type secretStore struct {
-	m atomic.Pointer[map[string]*parsedSecret]
-}
-
-func (s *secretStore) get(name string) *parsedSecret {
-	if s == nil {
-		return nil
-	}
-	m := s.m.Load()
-	if m == nil {
-		return nil
-	}
-	return (*m)[name]
 }
 
 // parseSecret validates an SDS secret: a tls_certificate (PEM chain and

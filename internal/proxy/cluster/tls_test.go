@@ -10,12 +10,15 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,6 +27,7 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 func tlsSocket(t *testing.T, uc *tlsv3.UpstreamTlsContext) *corev3.TransportSocket {
@@ -64,7 +68,7 @@ func TestUpstreamTLS(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			m := NewManager(Options{UpstreamTLS: true})
+			m := NewManager(Options{})
 			defer m.Close()
 			c := staticCluster("tls", lbEndpoint("127.0.0.1", 1, nil))
 			c.TransportSocket = tlsSocket(t, tt.ctx)
@@ -82,25 +86,14 @@ func TestUpstreamTLS(t *testing.T) {
 			if cl.TLS == nil {
 				t.Fatal("got no TLS config")
 			}
-			raw, err := cl.Dialer().DialContext(context.Background(), "tcp", srv.Listener.Addr().String())
-			if err != nil {
-				t.Fatal(err)
+			conn, err := cl.DialContext(context.Background(), srv.Listener.Addr().String())
+			if err == nil {
+				conn.Close()
 			}
-			conn := tls.Client(raw, cl.TLS.Clone())
-			err = conn.Handshake()
-			conn.Close()
 			if tt.wantDial == "" && err != nil || tt.wantDial != "" && (err == nil || !strings.Contains(err.Error(), tt.wantDial)) {
 				t.Errorf("got handshake error %v, want %q", err, tt.wantDial)
 			}
 		})
-	}
-	// Without data-path support the cluster is rejected, never plaintext.
-	m := NewManager(Options{})
-	defer m.Close()
-	c := staticCluster("tls", lbEndpoint("127.0.0.1", 1, nil))
-	c.TransportSocket = tlsSocket(t, &tlsv3.UpstreamTlsContext{})
-	if err := m.UpdateClusters([]*clusterv3.Cluster{c}); err == nil || !strings.Contains(err.Error(), "upstream TLS is not supported by this proxy's data path") {
-		t.Errorf("got %v, want a rejection", err)
 	}
 }
 
@@ -121,18 +114,10 @@ func selfSigned(t *testing.T, host string) (certPEM, keyPEM []byte) {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
 }
 
-func secretAny(t *testing.T, s *tlsv3.Secret) *anypb.Any {
-	t.Helper()
-	a, err := anypb.New(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a
-}
-
-// TestUpstreamTLSFromSDS: a DestinationRule with credentialName — the CA
-// and the client certificate come over SDS, after the cluster.
-func TestUpstreamTLSFromSDS(t *testing.T) {
+// TestUpstreamMutualTLSFromFiles: DestinationRule tls MUTUAL with
+// clientCertificate/privateKey files; the server requires the client
+// certificate.
+func TestUpstreamMutualTLSFromFiles(t *testing.T) {
 	serverCert, serverKey := selfSigned(t, "db.example.com")
 	clientCert, clientKey := selfSigned(t, "client")
 	pair, _ := tls.X509KeyPair(serverCert, serverKey)
@@ -142,56 +127,66 @@ func TestUpstreamTLSFromSDS(t *testing.T) {
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{pair}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: clientPool}
 	srv.StartTLS()
 	defer srv.Close()
+	dir := t.TempDir()
+	file := func(name string, b []byte) *corev3.DataSource {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, b, 0o600)
+		return &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: p}}
+	}
+	vc := &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{TrustedCa: file("ca.pem", serverCert)}}
+	for _, tt := range []struct {
+		name    string
+		certs   []*tlsv3.TlsCertificate
+		wantErr string
+	}{
+		{"with the client certificate", []*tlsv3.TlsCertificate{{CertificateChain: file("cert.pem", clientCert), PrivateKey: file("key.pem", clientKey)}}, ""},
+		{"without it the server refuses", nil, "certificate required"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			m := NewManager(Options{})
+			defer m.Close()
+			c := staticCluster("mtls", lbEndpoint("127.0.0.1", 1, nil))
+			c.TransportSocket = tlsSocket(t, &tlsv3.UpstreamTlsContext{Sni: "db.example.com",
+				CommonTlsContext: &tlsv3.CommonTlsContext{TlsCertificates: tt.certs, ValidationContextType: vc}})
+			if err := m.UpdateClusters([]*clusterv3.Cluster{c}); err != nil {
+				t.Fatal(err)
+			}
+			conn, err := m.Get("mtls").DialContext(context.Background(), srv.Listener.Addr().String())
+			if err == nil {
+				// TLS 1.3 reports a rejected client certificate on the first read.
+				conn.Write([]byte("GET / HTTP/1.0\r\n\r\n"))
+				_, err = conn.Read(make([]byte, 1))
+				conn.Close()
+			}
+			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Errorf("got %v, want %q", err, tt.wantErr)
+			}
+		})
+	}
+}
 
-	m := NewManager(Options{UpstreamTLS: true})
+// TestUpstreamTLSFromSDSRejected: DestinationRule tls.credentialName makes
+// translation reference SDS secrets that sidecars are not sent; the
+// cluster is NACKed with the field and the fix, never dialled plaintext.
+func TestUpstreamTLSFromSDSRejected(t *testing.T) {
+	m := NewManager(Options{})
 	defer m.Close()
 	c := staticCluster("mtls", lbEndpoint("127.0.0.1", 1, nil))
 	c.TransportSocket = tlsSocket(t, &tlsv3.UpstreamTlsContext{Sni: "db.example.com", CommonTlsContext: &tlsv3.CommonTlsContext{
 		TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{{Name: "kubernetes://db-cred"}},
 		ValidationContextType: &tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig{
 			ValidationContextSdsSecretConfig: &tlsv3.SdsSecretConfig{Name: "kubernetes://db-cred-cacert"}}}})
-	if err := m.UpdateClusters([]*clusterv3.Cluster{c}); err != nil {
-		t.Fatal(err)
-	}
-	handshake := func() error {
-		cl := m.Get("mtls")
-		raw, err := cl.Dialer().DialContext(context.Background(), "tcp", srv.Listener.Addr().String())
-		if err != nil {
-			t.Fatal(err)
+	err := m.UpdateClusters([]*clusterv3.Cluster{c})
+	for _, want := range []string{
+		"transport_socket.typed_config.common_tls_context.tls_certificate_sds_secret_configs: client certificates from SDS (DestinationRule tls.credentialName) are not supported",
+		"transport_socket.typed_config.common_tls_context.validation_context_sds_secret_config: validation contexts from SDS",
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("got %v, want a rejection containing %q", err, want)
 		}
-		conn := tls.Client(raw, cl.TLS.Clone())
-		defer conn.Close()
-		if err := conn.Handshake(); err != nil {
-			return err
-		}
-		// TLS 1.3 reports a rejected client certificate on the first read.
-		conn.Write([]byte("GET / HTTP/1.0\r\n\r\n"))
-		_, err = conn.Read(make([]byte, 1))
-		return err
 	}
-	if err := handshake(); err == nil || !strings.Contains(err.Error(), "not received yet") {
-		t.Fatalf("before SDS: got %v, want a missing secret error", err)
-	}
-	if err := m.ApplySecrets(map[string]*anypb.Any{
-		"kubernetes://db-cred": secretAny(t, &tlsv3.Secret{Name: "kubernetes://db-cred", Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
-			CertificateChain: &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: clientCert}},
-			PrivateKey:       &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: clientKey}}}}}),
-		"kubernetes://db-cred-cacert": secretAny(t, &tlsv3.Secret{Name: "kubernetes://db-cred-cacert", Type: &tlsv3.Secret_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
-			TrustedCa: &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: serverCert}}}}}),
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if err := handshake(); err != nil {
-		t.Fatalf("after SDS: got %v, want a mutual TLS connection", err)
-	}
-	bad := map[string]*anypb.Any{"x": secretAny(t, &tlsv3.Secret{Name: "x", Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
-		CertificateChain: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: "nope"}},
-		PrivateKey:       &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: "nope"}}}}})}
-	if err := m.ApplySecrets(bad); err == nil || !strings.Contains(err.Error(), `secret "x": tls_certificate: invalid certificate or key`) {
-		t.Errorf("got %v, want the bad secret rejected", err)
-	}
-	if err := handshake(); err != nil {
-		t.Errorf("after a rejected SDS update: got %v, want the last good secrets kept", err)
+	if m.Get("mtls") != nil {
+		t.Error("the rejected cluster was installed")
 	}
 }
 
@@ -208,5 +203,40 @@ func TestDNSLookupFamily(t *testing.T) {
 	hs := m.Get("d").Hosts()
 	if len(hs) != 1 || hs[0].Address != "192.0.2.1:443" {
 		t.Errorf("got %v, want only the IPv4 address", hs)
+	}
+}
+
+// TestHealthCheckOverUpstreamTLS: as in Envoy, active health checks of a
+// cluster with a TLS transport socket speak TLS to the host.
+func TestHealthCheckOverUpstreamTLS(t *testing.T) {
+	var checked atomic.Bool
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" && r.TLS != nil && r.Header.Get("User-Agent") == "Envoy/HC" {
+			checked.Store(true)
+		}
+	}))
+	defer srv.Close()
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644)
+	host, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	p, _ := strconv.Atoi(port)
+	m := NewManager(Options{})
+	defer m.Close()
+	c := staticCluster("tls-hc", lbEndpoint(host, uint32(p), nil))
+	c.TransportSocket = tlsSocket(t, &tlsv3.UpstreamTlsContext{Sni: "example.com", CommonTlsContext: &tlsv3.CommonTlsContext{
+		ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+			TrustedCa: &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: caFile}}}}}})
+	c.HealthChecks = []*corev3.HealthCheck{{Interval: durationpb.New(20 * time.Millisecond), Timeout: durationpb.New(time.Second),
+		HealthChecker: &corev3.HealthCheck_HttpHealthCheck_{HttpHealthCheck: &corev3.HealthCheck_HttpHealthCheck{Path: "/healthz"}}}}
+	if err := m.UpdateClusters([]*clusterv3.Cluster{c}); err != nil {
+		t.Fatal(err)
+	}
+	h := m.Get("tls-hc").Hosts()[0]
+	deadline := time.Now().Add(5 * time.Second)
+	for !(checked.Load() && h.Healthy()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no passing health check over TLS (checked %v, healthy %v: %s)", checked.Load(), h.Healthy(), h.HealthFlags())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

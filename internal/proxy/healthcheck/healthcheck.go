@@ -38,6 +38,9 @@ type Config struct {
 	HealthyThreshold   uint32
 	HTTP               *HTTP
 	TCP                *TCP
+	// Dial connects to a host as the cluster's data path does (bind
+	// source, TLS origination); nil dials plain TCP.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
 }
 
 // Stats are Envoy's cluster.NAME.health_check.* counters.
@@ -101,6 +104,9 @@ func New(cluster string, cfg Config, st *Stats, onChange func()) *Checker {
 		st = NewStats(stats.NewStore().Scope("cluster", cluster))
 	}
 	tr := &http.Transport{DisableKeepAlives: true, Proxy: nil}
+	if cfg.Dial != nil {
+		tr.DialContext = func(ctx context.Context, _, addr string) (net.Conn, error) { return cfg.Dial(ctx, addr) }
+	}
 	return &Checker{cfg: cfg, cluster: cluster, onChange: onChange, st: st,
 		client: &http.Client{Transport: tr, Timeout: cfg.Timeout,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
@@ -251,8 +257,12 @@ func (c *Checker) checkHTTP(ctx context.Context, addr string) error {
 }
 
 func (c *Checker) checkTCP(ctx context.Context, addr string) error {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	dial := c.cfg.Dial
+	if dial == nil {
+		var d net.Dialer
+		dial = func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }
+	}
+	conn, err := dial(ctx, addr)
 	if err != nil {
 		return netError{fmt.Errorf("health check %s: %w", addr, err)}
 	}

@@ -2,10 +2,8 @@ package httpconn
 
 import (
 	"bytes"
-	"context"
 	"io"
 	"net"
-	"net/http"
 	"strconv"
 	"sync"
 	"time"
@@ -13,7 +11,6 @@ import (
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster"
 	"github.com/trellis-mesh/trellis/internal/proxy/http1"
 	"github.com/trellis-mesh/trellis/internal/proxy/lb"
-	"github.com/trellis-mesh/trellis/internal/proxy/pool"
 	"github.com/trellis-mesh/trellis/internal/proxy/route"
 )
 
@@ -70,16 +67,9 @@ type exchange struct {
 	normBuf []byte
 	lbctx   lb.Context
 
-	// upstream HTTP/1.1 response
-	uc     *pool.Conn
-	resp   http1.Response
-	ubody  http1.Body
+	// up is the current upstream attempt.
+	up     attempt
 	outHdr http1.Headers
-
-	// upstream HTTP/2 response
-	h2resp   *http.Response
-	h2cancel context.CancelFunc
-	h2body   *countingBody
 
 	h1   *h1Conn // the downstream HTTP/1.1 connection (nil for HTTP/2)
 	cbuf *[]byte
@@ -98,8 +88,7 @@ func (e *exchange) reset() {
 	e.replay, e.buffered, e.bodyTaken = e.replay[:0], false, false
 	e.tried = e.tried[:0]
 	e.lbctx = lb.Context{}
-	e.uc = nil
-	e.h2resp, e.h2cancel, e.h2body = nil, nil, nil
+	e.up.conn, e.up.h2resp, e.up.h2cancel, e.up.h2body = nil, nil, nil, nil
 	e.tmoBuf2, e.cntBuf2 = nil, nil
 	e.rec = Record{GRPCStatus: -1}
 	e.headsSent = false
@@ -384,12 +373,5 @@ func (e *exchange) release() {
 	if e.cbuf != nil {
 		copyBufs.Put(e.cbuf)
 		e.cbuf = nil
-	}
-}
-
-func (e *exchange) cancelH2() {
-	if e.h2cancel != nil {
-		e.h2cancel()
-		e.h2cancel = nil
 	}
 }

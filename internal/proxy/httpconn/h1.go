@@ -392,7 +392,7 @@ func (hc *h1Conn) abort() {
 // tunnel splices an upgraded connection (WebSocket) in both directions
 // until both sides are done, with half-close.
 func (hc *h1Conn) tunnel(uc *pool.Conn, ex *exchange) {
-	defer hc.m.Pool.Discard(uc)
+	defer ex.up.discard()
 	hc.broken = true // the downstream connection ends with the tunnel
 	if err := hc.bw.Flush(); err != nil {
 		return

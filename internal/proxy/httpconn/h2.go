@@ -109,10 +109,7 @@ func (m *Manager) serveH2Request(cfg *Config, info *ConnInfo, w http.ResponseWri
 	}
 	defer func() {
 		if v := recover(); v != nil {
-			if e.uc != nil {
-				m.Pool.Discard(e.uc)
-				e.uc = nil
-			}
+			e.up.discard()
 			e.observe()
 			e.release()
 			panic(v)

@@ -12,7 +12,6 @@ import (
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster"
 	"github.com/trellis-mesh/trellis/internal/proxy/http1"
 	"github.com/trellis-mesh/trellis/internal/proxy/lb"
-	"github.com/trellis-mesh/trellis/internal/proxy/pool"
 	"github.com/trellis-mesh/trellis/internal/proxy/route"
 	"golang.org/x/net/http2"
 )
@@ -63,6 +62,10 @@ type Record struct {
 	Inbound bool
 	// PeerMetadata is the caller's x-envoy-peer-metadata (inbound only).
 	PeerMetadata []byte
+	// TransportFailure is why the upstream connection failed at the
+	// transport (TLS) layer, Envoy's %UPSTREAM_TRANSPORT_FAILURE_REASON%;
+	// empty otherwise.
+	TransportFailure string
 }
 
 // ConnInfo describes the downstream connection.
@@ -80,7 +83,6 @@ type ConnInfo struct {
 // fields are set once before use.
 type Manager struct {
 	Clusters Clusters
-	Pool     *pool.Pool
 	// Telemetry observes every request (nil: none).
 	Telemetry Observer
 	// Rand returns uniform random numbers (fault sampling, weighted

@@ -260,18 +260,18 @@ func (e *exchange) forward(r *route.Route, wc *route.WeightedCluster, cl *cluste
 		}
 		host.StartRequest()
 		sent := e.m.now()
-		var res outcome
-		var status int
-		if cl.HTTP2 {
-			res, status = e.attemptH2(cl, host, tryDeadline)
-		} else {
-			res, status = e.attemptH1(cl, host, tryDeadline)
-		}
+		res, status := e.up.send(e, cl, host, tryDeadline)
 		host.EndRequest()
 		release()
 		if retryRelease != nil {
 			retryRelease()
 			retryRelease = nil
+		}
+		if res == overflowed {
+			// max_connections and max_pending_requests reached: the
+			// request never reached the host.
+			e.localReply(503, bodyOverflow, FlagUO, nil)
+			return
 		}
 		e.tried = append(e.tried, host)
 		cl.Report(host, reportOf(res, status))
@@ -281,7 +281,7 @@ func (e *exchange) forward(r *route.Route, wc *route.WeightedCluster, cl *cluste
 		retry := false
 		switch res {
 		case okResponse:
-			retry = rs.enabled && rs.policy.RetryStatus(status, e.upstreamGRPCStatus())
+			retry = rs.enabled && rs.policy.RetryStatus(status, e.up.grpcStatus())
 		case connectFailed:
 			retry = rs.enabled && rs.policy.RetryConnectFailure()
 		case timedOut:
@@ -294,7 +294,7 @@ func (e *exchange) forward(r *route.Route, wc *route.WeightedCluster, cl *cluste
 				retryRelease = rel
 				rs.left--
 				if res == okResponse {
-					e.abandonResponse()
+					e.up.abandon()
 				}
 				if d := rs.policy.BackOff(attempt, e.m.rand()); d > 0 {
 					if !deadline.IsZero() && e.m.now().Add(d).After(deadline) {
@@ -310,7 +310,12 @@ func (e *exchange) forward(r *route.Route, wc *route.WeightedCluster, cl *cluste
 		}
 		switch res {
 		case connectFailed:
-			e.localReply(503, bodyConnFail, FlagUF, nil)
+			body := bodyConnFail
+			if e.up.failure != "" {
+				e.rec.TransportFailure = e.up.failure
+				body += ", transport failure reason: " + e.up.failure
+			}
+			e.localReply(503, body, FlagUF, nil)
 		case timedOut:
 			e.localReply(504, bodyTimeout, FlagUT, nil)
 		case resetBeforeResponse:

@@ -8,34 +8,20 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/trellis-mesh/trellis/internal/proxy/cluster"
 	"github.com/trellis-mesh/trellis/internal/proxy/http1"
-	"github.com/trellis-mesh/trellis/internal/proxy/lb"
 	"github.com/trellis-mesh/trellis/internal/proxy/pool"
 	"github.com/trellis-mesh/trellis/internal/proxy/route"
 )
 
-// attemptH1 sends the request on a pooled HTTP/1.1 connection and reads
-// the response head. On okResponse e.uc holds the connection and
-// e.resp/e.ubody the response.
-func (e *exchange) attemptH1(cl *cluster.Cluster, host *lb.Host, deadline time.Time) (outcome, int) {
+// sendH1 sends the request on an HTTP/1.1 connection to the host and
+// reads the response head. On okResponse a.conn holds the connection and
+// a.resp/a.body the response.
+func (a *attempt) sendH1(e *exchange, deadline time.Time) (outcome, int) {
 	fresh := false
 	for {
-		var c *pool.Conn
-		var err error
-		if fresh {
-			c, err = e.m.Pool.Dial(host.Address, cl.UpstreamBindSource, cl.ConnectTimeout)
-		} else {
-			c, err = e.m.Pool.Get(host.Address, cl.UpstreamBindSource, cl.ConnectTimeout)
-		}
+		c, err := a.cl.Conn(a.host, fresh, deadline)
 		if err != nil {
-			return connectFailed, 0
-		}
-		if !c.Reused {
-			host.CxTotal.Add(1)
-			if s := cl.Stats; s != nil && s.UpstreamCxTotal != nil {
-				s.UpstreamCxTotal.Inc()
-			}
+			return a.connError(err)
 		}
 		if !deadline.IsZero() {
 			c.SetDeadline(deadline)
@@ -43,13 +29,13 @@ func (e *exchange) attemptH1(cl *cluster.Cluster, host *lb.Host, deadline time.T
 		c.Requests++
 		err = e.writeRequestH1(c)
 		if err == nil {
-			err = e.readResponseH1(c)
+			err = a.readResponseH1(c, e.headReq)
 		}
 		if err == nil {
-			e.uc = c
-			return okResponse, e.resp.Status
+			a.conn = c
+			return okResponse, a.resp.Status
 		}
-		e.m.Pool.Discard(c)
+		c.Close()
 		if isTimeout(err) {
 			return timedOut, 0
 		}
@@ -154,68 +140,29 @@ func methodNeedsLength(m []byte) bool {
 	return s == "POST" || s == "PUT" || s == "PATCH"
 }
 
-func (e *exchange) readResponseH1(c *pool.Conn) error {
+func (a *attempt) readResponseH1(c *pool.Conn, headReq bool) error {
 	for {
-		if err := http1.ReadResponse(c.BR, &e.resp); err != nil {
+		if err := http1.ReadResponse(c.BR, &a.resp); err != nil {
 			return err
 		}
-		if e.resp.Status >= 200 || e.resp.Status == 101 {
+		if a.resp.Status >= 200 || a.resp.Status == 101 {
 			break
 		}
 		// Skip 100 Continue and other informational responses.
 	}
-	e.ubody.ForResponse(c.BR, &e.resp, e.headReq)
+	a.body.ForResponse(c.BR, &a.resp, headReq)
 	return nil
-}
-
-// upstreamGRPCStatus returns the grpc-status of a response head, or -1.
-func (e *exchange) upstreamGRPCStatus() int {
-	var v []byte
-	var ok bool
-	if e.h2resp != nil {
-		if s := e.h2resp.Header.Get("grpc-status"); s != "" {
-			v, ok = []byte(s), true
-		}
-	} else {
-		v, ok = e.resp.Headers.Get("grpc-status")
-	}
-	if !ok {
-		return -1
-	}
-	n, err := strconv.Atoi(string(v))
-	if err != nil {
-		return -1
-	}
-	return n
-}
-
-// abandonResponse drops a response that is being retried.
-func (e *exchange) abandonResponse() {
-	if e.h2resp != nil {
-		e.h2resp.Body.Close()
-		e.h2resp = nil
-		e.cancelH2()
-		return
-	}
-	if e.uc != nil {
-		if !e.resp.Close && e.ubody.Discard(maxReplayBody) && !e.ubody.UntilEOF() {
-			e.m.Pool.Put(e.uc)
-		} else {
-			e.m.Pool.Discard(e.uc)
-		}
-		e.uc = nil
-	}
 }
 
 // respond streams the upstream response downstream.
 func (e *exchange) respond(r *route.Route, wc *route.WeightedCluster, corsHdrs [][2]string, sent time.Time) {
-	if e.h2resp != nil {
+	if e.up.h2resp != nil {
 		e.respondH2Upstream(r, wc, corsHdrs, sent)
 		return
 	}
-	resp := &e.resp
+	resp := &e.up.resp
 	e.rec.Status = resp.Status
-	if gs := e.upstreamGRPCStatus(); gs >= 0 {
+	if gs := e.up.grpcStatus(); gs >= 0 {
 		e.rec.GRPCStatus = gs
 	}
 	out := e.outHdr[:0]
@@ -248,26 +195,23 @@ func (e *exchange) respond(r *route.Route, wc *route.WeightedCluster, corsHdrs [
 	e.headsSent = true
 	if err := e.sink.writeHead(resp.Status, resp.Reason, out, n); err != nil {
 		e.rec.Flags |= FlagDC
-		e.m.Pool.Discard(e.uc)
-		e.uc = nil
+		e.up.discard()
 		return
 	}
 	if resp.Status == 101 && e.h1 != nil {
-		uc := e.uc
-		e.uc = nil
-		e.h1.tunnel(uc, e)
+		e.h1.tunnel(e.up.conn, e)
 		return
 	}
 	if n == -2 || (!resp.BodyAllowed(e.headReq)) {
 		e.sink.finish(nil)
-		e.finishUpstream(true)
+		e.up.finish(true, e.requestSent())
 		return
 	}
-	ok := e.copyBody(&e.ubody, e.uc.BR)
+	ok := e.copyBody(&e.up.body, e.up.conn.BR)
 	if ok {
-		e.sink.finish(e.ubody.Trailers)
+		e.sink.finish(e.up.body.Trailers)
 	}
-	e.finishUpstream(ok)
+	e.up.finish(ok, e.requestSent())
 }
 
 var (
@@ -332,24 +276,11 @@ func (e *exchange) copyBody(src io.Reader, ubr interface{ Buffered() int }) bool
 	}
 }
 
-// finishUpstream returns or closes the upstream connection.
-func (e *exchange) finishUpstream(ok bool) {
-	if e.uc == nil {
-		return
+// requestSent reports whether the whole request went upstream.
+func (e *exchange) requestSent() bool {
+	if e.body == nil || e.buffered {
+		return true
 	}
-	maxed := false
-	if cl := e.rec.Cluster; cl != nil && cl.MaxRequestsPerConnection > 0 && e.uc.Requests >= int(cl.MaxRequestsPerConnection) {
-		maxed = true // max_requests_per_connection reached
-	}
-	if ok && !maxed && e.ubody.Done() && !e.resp.Close && !e.ubody.UntilEOF() && (e.body == nil || e.buffered || e.bodyFullySent()) {
-		e.m.Pool.Put(e.uc)
-	} else {
-		e.m.Pool.Discard(e.uc)
-	}
-	e.uc = nil
-}
-
-func (e *exchange) bodyFullySent() bool {
 	if b, ok := e.body.(*http1.Body); ok {
 		return b.Done()
 	}

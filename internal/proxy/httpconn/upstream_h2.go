@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -15,45 +14,54 @@ import (
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster"
 	"github.com/trellis-mesh/trellis/internal/proxy/http1"
 	"github.com/trellis-mesh/trellis/internal/proxy/lb"
-	"github.com/trellis-mesh/trellis/internal/proxy/pool"
 	"github.com/trellis-mesh/trellis/internal/proxy/route"
 )
 
-// attemptH2 sends the request over the shared HTTP/2 transport (h2c).
-func (e *exchange) attemptH2(cl *cluster.Cluster, host *lb.Host, deadline time.Time) (outcome, int) {
-	ctx := context.Background()
-	if cl.UpstreamBindSource != "" || cl.ConnectTimeout > 0 {
-		// The transport dials with the request's context.
-		ctx = pool.WithDialOptions(ctx, &pool.DialOptions{Bind: cl.UpstreamBindSource, ConnectTimeout: cl.ConnectTimeout})
+// sendH2 sends the request as a stream on an HTTP/2 connection to the
+// host (h2c, or HTTP/2 over the cluster's TLS).
+func (a *attempt) sendH2(e *exchange, deadline time.Time) (outcome, int) {
+	scheme := "http"
+	if a.cl.TLS != nil {
+		scheme = "https"
 	}
-	var cancel context.CancelFunc
-	if !deadline.IsZero() {
-		ctx, cancel = context.WithDeadline(ctx, deadline)
-	} else {
-		ctx, cancel = context.WithCancel(ctx)
-	}
-	req, err := e.buildH2Request(ctx, host.Address)
-	if err != nil {
-		cancel()
-		return resetBeforeResponse, 0
-	}
-	resp, err := e.m.Pool.H2().RoundTrip(req)
-	if err != nil {
-		cancel()
-		var oe *net.OpError
-		switch {
-		case errors.As(err, &oe) && oe.Op == "dial":
-			return connectFailed, 0
-		case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
-			return timedOut, 0
+	for again := true; ; again = false {
+		var ctx context.Context
+		var cancel context.CancelFunc
+		if !deadline.IsZero() {
+			ctx, cancel = context.WithDeadline(context.Background(), deadline)
+		} else {
+			ctx, cancel = context.WithCancel(context.Background())
 		}
-		return resetBeforeResponse, 0
+		req, err := e.buildH2Request(ctx, scheme, a.host.Address)
+		if err != nil {
+			cancel()
+			return resetBeforeResponse, 0
+		}
+		cc, reused, err := a.cl.H2Conn(a.host, deadline)
+		if err != nil {
+			cancel()
+			return a.connError(err)
+		}
+		resp, err := cc.RoundTrip(req)
+		if err != nil {
+			cancel()
+			if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
+				return timedOut, 0
+			}
+			if again && reused && cc.Err() != nil && (e.body == nil || e.buffered) {
+				// The server shut down (GOAWAY) or closed a connection
+				// kept open before taking the stream: try once on a fresh
+				// one, as for an HTTP/1.1 keep-alive connection.
+				continue
+			}
+			return resetBeforeResponse, 0
+		}
+		a.h2resp, a.h2cancel = resp, cancel
+		return okResponse, resp.StatusCode
 	}
-	e.h2resp, e.h2cancel = resp, cancel
-	return okResponse, resp.StatusCode
 }
 
-func (e *exchange) buildH2Request(ctx context.Context, addr string) (*http.Request, error) {
+func (e *exchange) buildH2Request(ctx context.Context, scheme, addr string) (*http.Request, error) {
 	p := string(e.path)
 	if p == "" {
 		p = "/"
@@ -62,7 +70,7 @@ func (e *exchange) buildH2Request(ctx context.Context, addr string) (*http.Reque
 	if err != nil {
 		return nil, err
 	}
-	u.Scheme, u.Host = "http", addr
+	u.Scheme, u.Host = scheme, addr
 	// All values go into one string and one []string backing array: a few
 	// allocations per request instead of two per header.
 	size := 0
@@ -112,8 +120,8 @@ func (e *exchange) buildH2Request(ctx context.Context, addr string) (*http.Reque
 	case e.body != nil:
 		e.bodyTaken = true
 		e.foldH2Body()
-		e.h2body = &countingBody{r: e.body}
-		req.Body = e.h2body
+		e.up.h2body = &countingBody{r: e.body}
+		req.Body = e.up.h2body
 		req.ContentLength = e.bodyLen
 		if req.ContentLength == 0 {
 			req.ContentLength = -1
@@ -141,21 +149,17 @@ func (c *countingBody) Read(p []byte) (int, error) {
 // foldH2Body adds the bytes counted for the last HTTP/2 attempt to the
 // record.
 func (e *exchange) foldH2Body() {
-	if e.h2body != nil {
-		e.rec.BytesReceived += e.h2body.n.Load()
-		e.h2body = nil
+	if b := e.up.h2body; b != nil {
+		e.rec.BytesReceived += b.n.Load()
+		e.up.h2body = nil
 	}
 }
 
 func (c *countingBody) Close() error { return nil }
 
 func (e *exchange) respondH2Upstream(r *route.Route, wc *route.WeightedCluster, corsHdrs [][2]string, sent time.Time) {
-	resp := e.h2resp
-	defer func() {
-		resp.Body.Close()
-		e.cancelH2()
-		e.h2resp = nil
-	}()
+	resp := e.up.h2resp
+	defer e.up.discard()
 	e.rec.Status = resp.StatusCode
 	out := e.outHdr[:0]
 	for k, vs := range resp.Header {
@@ -277,25 +281,20 @@ func (e *exchange) sendMirror(cl *cluster.Cluster) {
 		return
 	}
 	deadline := e.m.now().Add(route.DefaultTimeout)
-	var res outcome
-	var status int
-	if cl.HTTP2 {
-		res, status = e.attemptH2(cl, host, deadline)
-	} else {
-		res, status = e.attemptH1(cl, host, deadline)
+	res, status := e.up.send(e, cl, host, deadline)
+	if res == overflowed {
+		return
 	}
 	cl.Report(host, reportOf(res, status))
 	if res != okResponse {
 		return
 	}
-	if e.h2resp != nil {
-		io.Copy(io.Discard, e.h2resp.Body)
-		e.h2resp.Body.Close()
-		e.cancelH2()
+	if e.up.h2resp != nil {
+		io.Copy(io.Discard, e.up.h2resp.Body)
+		e.up.discard()
 		return
 	}
-	ok := e.ubody.Discard(1 << 30)
-	e.finishUpstream(ok)
+	e.up.finish(e.up.body.Discard(1<<30), true)
 }
 
 // discardSink swallows a response (mirrors).

@@ -8,5 +8,6 @@
 // calls Pick once per attempt. Pick only reads an immutable, precompiled
 // view swapped atomically on health changes (Refresh); the round-robin pick
 // is one atomic add and a slice index. Randomness is injected (Config.Rand)
-// so tests can assert distributions with a seeded source.
+// so tests can assert distributions with a seeded source. Each Host also
+// carries its upstream connections (Host.Conns, package pool).
 package lb

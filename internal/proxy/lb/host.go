@@ -4,6 +4,8 @@ import (
 	"sync/atomic"
 
 	"github.com/cespare/xxhash/v2"
+
+	"github.com/trellis-mesh/trellis/internal/proxy/pool"
 	"github.com/trellis-mesh/trellis/internal/proxy/telemetry"
 )
 
@@ -68,6 +70,10 @@ type Host struct {
 	hcFailed atomic.Bool
 	ejected  atomic.Bool
 	active   atomic.Int64
+
+	// Conns holds the host's upstream connections (idle HTTP/1.1
+	// keep-alive connections, HTTP/2 connections).
+	Conns pool.Endpoint
 
 	// Per-host counters shown by the admin /clusters page.
 	RqTotal   atomic.Uint64

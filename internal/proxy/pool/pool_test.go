@@ -1,6 +1,7 @@
 package pool
 
 import (
+	"context"
 	"net"
 	"sync"
 	"testing"
@@ -50,92 +51,89 @@ func (s *server) accepted() []net.Conn {
 	return append([]net.Conn(nil), s.conns...)
 }
 
+func dial(t *testing.T, d *Dialer, addr string, now time.Time, closed *int) *Conn {
+	t.Helper()
+	nc, err := d.DialContext(context.Background(), addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return NewConn(nc, now, func() { *closed++ })
+}
+
 func TestReuseAndStaleDetection(t *testing.T) {
 	s := newServer(t)
 	now := time.Unix(1000, 0)
-	p := New(Options{Now: func() time.Time { return now }})
 	addr := s.ln.Addr().String()
-
-	c1, err := p.Get(addr, "", time.Second)
-	if err != nil {
-		t.Fatal(err)
+	var e Endpoint
+	closed := 0
+	if c := e.Take(now, time.Hour, 0); c != nil {
+		t.Fatal("got a connection from an empty endpoint")
 	}
-	if c1.Reused {
-		t.Error("got a reused connection from an empty pool")
-	}
-	p.Put(c1)
-	c2, err := p.Get(addr, "", time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c1 := dial(t, &Dialer{Timeout: time.Second}, addr, now, &closed)
+	e.Put(c1, now)
+	c2 := e.Take(now, time.Hour, 0)
 	if c2 != c1 || !c2.Reused {
 		t.Fatalf("got a different connection, want the idle one reused")
 	}
-	p.Put(c2)
-	if n := p.IdleCount(addr); n != 1 {
+	e.Put(c2, now)
+	if n := e.IdleCount(); n != 1 {
 		t.Fatalf("got %d idle, want 1", n)
 	}
 
-	// The server closes the idle connection; after a while idle, Get
-	// notices and dials anew.
+	// The server closes the idle connection; after a while idle, Take
+	// notices, closes it (freeing its slot) and finds nothing.
 	for i := 0; i < 100 && len(s.accepted()) == 0; i++ {
 		time.Sleep(5 * time.Millisecond)
 	}
 	s.closeAll()
 	time.Sleep(20 * time.Millisecond)
-	now = now.Add(2 * aliveCheckAfter)
-	c3, err := p.Get(addr, "", time.Second)
-	if err != nil {
-		t.Fatal(err)
+	if c := e.Take(now.Add(2*aliveCheckAfter), time.Hour, 0); c != nil {
+		t.Errorf("got the closed idle connection back, want none")
 	}
-	if c3 == c1 || c3.Reused {
-		t.Errorf("got the closed idle connection back, want a fresh one")
+	if closed != 1 {
+		t.Errorf("got %d close callbacks, want 1", closed)
 	}
-	p.Discard(c3)
 }
 
-func TestIdleTimeoutAndLimit(t *testing.T) {
+func TestIdleTimeoutMaxAgeAndClose(t *testing.T) {
 	s := newServer(t)
 	now := time.Unix(1000, 0)
-	p := New(Options{Now: func() time.Time { return now }, MaxIdlePerHost: 2, IdleTimeout: time.Minute})
 	addr := s.ln.Addr().String()
-	var cs []*Conn
-	for i := 0; i < 3; i++ {
-		c, err := p.Dial(addr, "", time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cs = append(cs, c)
+	var e Endpoint
+	closed := 0
+	d := &Dialer{}
+	e.Put(dial(t, d, addr, now, &closed), now)
+	if c := e.Take(now.Add(2*time.Minute), time.Minute, 0); c != nil {
+		t.Error("got a connection idle past the idle timeout, want none")
 	}
-	for _, c := range cs {
-		p.Put(c)
+	e.Put(dial(t, d, addr, now, &closed), now.Add(time.Hour))
+	if c := e.Take(now.Add(time.Hour), 2*time.Hour, 30*time.Minute); c != nil {
+		t.Error("got a connection older than max_connection_duration, want none")
 	}
-	if n := p.IdleCount(addr); n != 2 {
-		t.Errorf("got %d idle, want the limit 2", n)
+	e.Put(dial(t, d, addr, now, &closed), now)
+	e.Close()
+	if n := e.IdleCount(); n != 0 {
+		t.Errorf("got %d idle after Close, want 0", n)
 	}
-	now = now.Add(2 * time.Minute)
-	c, err := p.Get(addr, "", time.Second)
-	if err != nil {
-		t.Fatal(err)
+	late := dial(t, d, addr, now, &closed)
+	e.Put(late, now)
+	if n := e.IdleCount(); n != 0 {
+		t.Errorf("a closed endpoint kept a connection handed back later")
 	}
-	if c.Reused {
-		t.Error("got a connection idle past the idle timeout, want a fresh one")
+	if closed != 4 {
+		t.Errorf("got %d connections closed, want all 4", closed)
 	}
 }
 
 func TestBindSource(t *testing.T) {
 	s := newServer(t)
-	p := New(Options{})
-	c, err := p.Get(s.ln.Addr().String(), "127.0.0.6", time.Second)
+	d := &Dialer{Bind: "127.0.0.6", Timeout: time.Second}
+	c, err := d.DialContext(context.Background(), s.ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.Discard(c)
+	defer c.Close()
 	if ip := c.LocalAddr().(*net.TCPAddr).IP.String(); ip != "127.0.0.6" {
 		t.Errorf("got source %s, want 127.0.0.6 (inbound passthrough)", ip)
-	}
-	p.Put(c)
-	if n := p.IdleCount(s.ln.Addr().String()); n != 0 {
-		t.Errorf("got %d idle under the plain address, want bound connections pooled apart", n)
 	}
 }

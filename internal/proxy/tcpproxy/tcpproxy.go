@@ -268,20 +268,18 @@ func (p *Proxy) Serve(ctx context.Context, cfg *Config, c net.Conn, br *bufio.Re
 	}
 }
 
+// dial connects with the cluster's connect timeout, bind source and TLS
+// origination.
 func (p *Proxy) dial(ctx context.Context, cl *cluster.Cluster, addr string) (net.Conn, error) {
-	if cl.ConnectTimeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, cl.ConnectTimeout)
-		defer cancel()
-	}
 	if p.Dial != nil {
+		if cl.ConnectTimeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, cl.ConnectTimeout)
+			defer cancel()
+		}
 		return p.Dial(ctx, "tcp", addr)
 	}
-	d := cl.Dialer()
-	if d == nil {
-		d = &net.Dialer{}
-	}
-	return d.DialContext(ctx, "tcp", addr)
+	return cl.DialContext(ctx, addr)
 }
 
 // splice copies both ways until both directions finished, passing a

@@ -1,0 +1,250 @@
+package cluster
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+// acceptAll accepts connections until the test ends.
+func acceptAll(t *testing.T) (string, uint32) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+		}
+	}()
+	host, p, _ := net.SplitHostPort(ln.Addr().String())
+	n, _ := strconv.Atoi(p)
+	return host, uint32(n)
+}
+
+// TestPendingQueue is Envoy's HTTP/1.1 pool under circuit breakers: at
+// max_connections a request waits for a connection in the pending queue
+// (bounded by max_pending_requests; past it ErrPendingOverflow at once,
+// counted as upstream_rq_pending_overflow), and gets the first connection
+// handed back; a waiter whose deadline passes gives up.
+func TestPendingQueue(t *testing.T) {
+	addr, port := acceptAll(t)
+	m := NewManager(Options{})
+	defer m.Close()
+	pc := staticCluster("be", lbEndpoint(addr, port, nil))
+	pc.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
+		MaxConnections: wrapperspb.UInt32(1), MaxPendingRequests: wrapperspb.UInt32(1)}}}
+	if err := m.UpdateClusters([]*clusterv3.Cluster{pc}); err != nil {
+		t.Fatal(err)
+	}
+	cl := m.Get("be")
+	h := cl.Hosts()[0]
+
+	first, err := cl.Conn(h, false, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error, 1)
+	var second any
+	go func() {
+		c, err := cl.Conn(h, false, time.Now().Add(10*time.Second))
+		second = c
+		got <- err
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for cl.Stats.UpstreamRqPendingActive.Value() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the second request never queued")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := cl.Conn(h, false, time.Time{}); !errors.Is(err, ErrPendingOverflow) {
+		t.Fatalf("third request: got %v, want ErrPendingOverflow", err)
+	}
+	if n := cl.Stats.UpstreamRqPendingOverflow.Value(); n != 1 {
+		t.Errorf("upstream_rq_pending_overflow: got %d, want 1", n)
+	}
+	cl.Release(h, first)
+	select {
+	case err := <-got:
+		if err != nil || second != first {
+			t.Fatalf("queued request: got %v (same connection %v), want the released connection", err, second == first)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the queued request was not handed the released connection")
+	}
+	if _, err := cl.Conn(h, false, time.Now().Add(20*time.Millisecond)); !errors.Is(err, ErrPendingTimeout) {
+		t.Errorf("waiting past the deadline: got %v, want ErrPendingTimeout", err)
+	}
+	first.Close()
+	c, err := cl.Conn(h, false, time.Time{})
+	if err != nil || c.Reused {
+		t.Fatalf("after the connection closed: got %v (reused %v), want a new connection", err, c != nil && c.Reused)
+	}
+	c.Close()
+	if n := cl.Stats.UpstreamCxActive.Value(); n != 0 {
+		t.Errorf("upstream_cx_active: got %d, want 0", n)
+	}
+	if n, want := cl.Stats.UpstreamCxTotal.Value(), uint64(2); n != want {
+		t.Errorf("upstream_cx_total: got %d, want %d", n, want)
+	}
+}
+
+// TestH2ConnClosesAfterHostLeaves: an HTTP/2 connection busy when its
+// host leaves the cluster finishes its stream, then closes (it is kept for
+// no one), freeing its connection slot.
+func TestH2ConnClosesAfterHostLeaves(t *testing.T) {
+	entered, release := make(chan struct{}), make(chan struct{})
+	var closed atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(entered)
+		<-release
+		io.WriteString(w, "done")
+	}))
+	srv.Config.Protocols = new(http.Protocols)
+	srv.Config.Protocols.SetUnencryptedHTTP2(true)
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateClosed {
+			closed.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	host, p, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	port, _ := strconv.Atoi(p)
+	m := NewManager(Options{})
+	defer m.Close()
+	pc := staticCluster("h2", lbEndpoint(host, uint32(port), nil))
+	pc.Http2ProtocolOptions = &corev3.Http2ProtocolOptions{}
+	if err := m.UpdateClusters([]*clusterv3.Cluster{pc}); err != nil {
+		t.Fatal(err)
+	}
+	cl := m.Get("h2")
+	h := cl.Hosts()[0]
+	cc, _, err := cl.H2Conn(h, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 1)
+	go func() {
+		req, _ := http.NewRequest("GET", "http://"+srv.Listener.Addr().String()+"/", nil)
+		resp, err := cc.RoundTrip(req)
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		got <- string(b)
+	}()
+	<-entered
+	// The cluster changes: its hosts are replaced.
+	next := staticCluster("h2", lbEndpoint("127.0.0.1", 1, nil))
+	next.Http2ProtocolOptions = &corev3.Http2ProtocolOptions{}
+	if err := m.UpdateClusters([]*clusterv3.Cluster{next}); err != nil {
+		t.Fatal(err)
+	}
+	if closed.Load() != 0 {
+		t.Fatal("the busy connection was closed under its stream")
+	}
+	close(release)
+	if s := <-got; s != "done" {
+		t.Fatalf("the stream in flight: got %q, want its answer", s)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for closed.Load() == 0 || cl.Stats.UpstreamCxActive.Value() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the connection of the departed host stayed open (closed %d, upstream_cx_active %d)", closed.Load(), cl.Stats.UpstreamCxActive.Value())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestPendingQueueAcrossHosts: the connection slots are the cluster's.
+// A host without connections still gets one when other hosts hold every
+// slot (as in Envoy: otherwise its request would wait with nothing to
+// wait for), and a TCP proxy connection freeing its slot wakes the queue.
+func TestPendingQueueAcrossHosts(t *testing.T) {
+	addrA, portA := acceptAll(t)
+	_, portB := acceptAll(t)
+	m := NewManager(Options{})
+	defer m.Close()
+	pc := staticCluster("be", lbEndpoint(addrA, portA, nil), lbEndpoint(addrA, portB, nil))
+	pc.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
+		MaxConnections: wrapperspb.UInt32(1), MaxPendingRequests: wrapperspb.UInt32(1)}}}
+	if err := m.UpdateClusters([]*clusterv3.Cluster{pc}); err != nil {
+		t.Fatal(err)
+	}
+	cl := m.Get("be")
+	a, b := cl.Hosts()[0], cl.Hosts()[1]
+	ca, err := cl.Conn(a, false, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl.Release(a, ca) // idle on a, holding the only slot
+	done := make(chan error, 1)
+	go func() {
+		cb, err := cl.Conn(b, false, time.Time{})
+		if err == nil {
+			cb.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("host b: got %v, want a connection", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("host b's request waited for a slot only host a's idle connection holds")
+	}
+	a.Conns.CloseIdle()
+
+	// A TCP proxy connection (to host a) holds the slot; host a's HTTP
+	// request waits, and gets a connection when the TCP one ends.
+	release, ok := cl.TryConnection()
+	if !ok {
+		t.Fatal("no slot for the TCP connection")
+	}
+	a.CxActive.Add(1)
+	go func() {
+		c, err := cl.Conn(a, false, time.Time{})
+		if err == nil {
+			c.Close()
+		}
+		done <- err
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for cl.Stats.UpstreamRqPendingActive.Value() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the HTTP request never queued")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	a.CxActive.Add(-1)
+	release()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("after the TCP connection ended: got %v, want a connection", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the queued request was not woken when the TCP connection freed its slot")
+	}
+}
