@@ -22,6 +22,7 @@ import (
 	"github.com/trellis-mesh/trellis/internal/proxy/bootstrap"
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster"
 	"github.com/trellis-mesh/trellis/internal/proxy/httpconn"
+	"github.com/trellis-mesh/trellis/internal/proxy/identity"
 	"github.com/trellis-mesh/trellis/internal/proxy/listener"
 	"github.com/trellis-mesh/trellis/internal/proxy/stats"
 	"github.com/trellis-mesh/trellis/internal/proxy/tcpproxy"
@@ -68,6 +69,11 @@ type Options struct {
 	// for its RDS route configurations (default 15 s, Envoy's
 	// initial_fetch_timeout).
 	InitialFetchTimeout time.Duration
+	// Identity, when set, makes the proxy obtain and renew its workload
+	// certificate from the CA and serve it to itself as the SDS secrets
+	// `default` and `ROOTCA` (its Sink is the proxy's secret store). Nil
+	// means no CA: only secrets sent over xDS exist.
+	Identity *identity.Options
 }
 
 // Proxy is a running proxy: what the admin endpoints and tests look at.
@@ -79,6 +85,7 @@ type Proxy struct {
 	Secrets   *tlsterm.Store
 	Telemetry *telemetry.Recorder
 	XDS       *xdsclient.Client
+	Identity  *identity.Agent // nil without Options.Identity
 	Admin     *admin.Server
 	HTTP      *httpconn.Manager
 	TCP       *tcpproxy.Proxy
@@ -175,6 +182,25 @@ func New(bs *bootstrapv3.Bootstrap, o Options) (*Proxy, error) {
 	if p.debug {
 		p.Listeners.Logf = p.logf
 	}
+	if o.Identity != nil {
+		opts := *o.Identity
+		opts.Sink = p.Secrets
+		md := bs.GetNode().GetMetadata().GetFields()
+		if opts.Namespace == "" {
+			opts.Namespace = md["NAMESPACE"].GetStringValue()
+		}
+		if opts.ServiceAccount == "" {
+			opts.ServiceAccount = md["SERVICE_ACCOUNT"].GetStringValue()
+		}
+		if opts.Logf == nil {
+			opts.Logf = p.logf
+		}
+		a, err := identity.New(opts)
+		if err != nil {
+			return nil, fmt.Errorf("workload identity: %w", err)
+		}
+		p.Identity = a
+	}
 	for i, l := range bs.GetStaticResources().GetListeners() {
 		c, err := listener.Compile(l, p.cc)
 		if err != nil {
@@ -227,6 +253,9 @@ func (p *Proxy) Serve(ctx context.Context, o Options) error {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
 	errc := make(chan error, 1)
+	if p.Identity != nil {
+		go p.Identity.Run(ctx)
+	}
 	dump := &admin.XDSDump{Bootstrap: p.Bootstrap, Started: started, Warming: p.warmingState}
 	var synced atomic.Bool
 	synced.Store(p.Bootstrap.GetDynamicResources().GetAdsConfig() == nil)
