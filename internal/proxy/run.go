@@ -160,7 +160,7 @@ func New(bs *bootstrapv3.Bootstrap, o Options) (*Proxy, error) {
 	}
 	interner := &telemetry.Interner{}
 	p.Telemetry = telemetry.NewRecorder(interner)
-	p.Clusters = cluster.NewManager(cluster.Options{Stats: p.Stats, Interner: interner, Logf: p.logf})
+	p.Clusters = cluster.NewManager(cluster.Options{Stats: p.Stats, Interner: interner, Logf: p.logf, Secrets: p.Secrets})
 	if err := p.Clusters.AddStatic(bs.GetStaticResources().GetClusters()); err != nil {
 		return nil, fmt.Errorf("bootstrap: %w", err)
 	}
@@ -227,8 +227,7 @@ func (p *Proxy) Apply(typeURL string, res map[string]*anypb.Any) error {
 		return nil
 	case xdsclient.SecretType:
 		// Secrets are decoded and parsed once, into the store TLS
-		// termination reads; upstream TLS takes its certificates from
-		// files (SDS-based upstream TLS is refused at CDS).
+		// termination and upstream TLS read at handshake time.
 		return p.Secrets.ApplyAny(res)
 	case xdsclient.ListenerType:
 		ls, err := compileListeners(res, p.cc)

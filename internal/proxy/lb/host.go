@@ -66,6 +66,10 @@ type Host struct {
 	// filter_metadata["istio"].service_account), for mutual TLS identity
 	// checks later; empty when unknown.
 	ServiceAccount string
+	// TransportMatch is the endpoint's filter_metadata
+	// ["envoy.transport_socket_match"] (e.g. tlsMode: istio), which picks
+	// its transport socket among the cluster's transport_socket_matches.
+	TransportMatch map[string]string
 
 	hcFailed atomic.Bool
 	ejected  atomic.Bool

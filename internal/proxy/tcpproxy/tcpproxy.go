@@ -242,7 +242,7 @@ func (p *Proxy) Serve(ctx context.Context, cfg *Config, c net.Conn, br *bufio.Re
 			return
 		}
 		rec.Host = h
-		up, err = p.dial(ctx, cl, h.Address)
+		up, err = p.dial(ctx, cl, h)
 		if err == nil {
 			h.CxTotal.Add(1)
 			h.CxActive.Add(1)
@@ -270,16 +270,16 @@ func (p *Proxy) Serve(ctx context.Context, cfg *Config, c net.Conn, br *bufio.Re
 
 // dial connects with the cluster's connect timeout, bind source and TLS
 // origination.
-func (p *Proxy) dial(ctx context.Context, cl *cluster.Cluster, addr string) (net.Conn, error) {
+func (p *Proxy) dial(ctx context.Context, cl *cluster.Cluster, h *cluster.Host) (net.Conn, error) {
 	if p.Dial != nil {
 		if cl.ConnectTimeout > 0 {
 			var cancel context.CancelFunc
 			ctx, cancel = context.WithTimeout(ctx, cl.ConnectTimeout)
 			defer cancel()
 		}
-		return p.Dial(ctx, "tcp", addr)
+		return p.Dial(ctx, "tcp", h.Address)
 	}
-	return cl.DialContext(ctx, addr)
+	return cl.DialHost(ctx, h)
 }
 
 // splice copies both ways until both directions finished, passing a

@@ -72,6 +72,7 @@ type caPlane struct {
 	opts   trellisd.Options
 	cancel context.CancelFunc
 	done   chan error
+	server *trellisd.Server // the running one
 }
 
 func (c *caPlane) start() {
@@ -83,7 +84,7 @@ func (c *caPlane) start() {
 	o.Ready = func(s *trellisd.Server) { ready <- s }
 	go func() { c.done <- trellisd.Run(ctx, o) }()
 	select {
-	case <-ready:
+	case c.server = <-ready:
 	case err := <-c.done:
 		c.t.Fatalf("trellisd: %v", err)
 	case <-time.After(20 * time.Second):
