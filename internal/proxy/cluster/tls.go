@@ -18,7 +18,7 @@ const tlsTransportSocket = "envoy.transport_sockets.tls"
 type noSecrets struct{}
 
 func (noSecrets) Certificate(string) *tls.Certificate { return nil }
-func (noSecrets) Roots(string) *x509.CertPool        { return nil }
+func (noSecrets) Roots(string) *x509.CertPool         { return nil }
 
 // SecretSource answers SDS secrets by name at handshake time (the proxy's
 // secret store: xDS secrets and the workload certificate `default` and
