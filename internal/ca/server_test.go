@@ -307,3 +307,25 @@ func TestSelfSignedRootRace(t *testing.T) {
 		t.Errorf("got %v, want an error saying the directory holds no ca-cert.pem", err)
 	}
 }
+
+// trellisd's own certificate is renewed once half its lifetime has passed.
+func TestServingCertRenewsAtHalfLife(t *testing.T) {
+	s, _ := localCA(t, t.TempDir())
+	now := time.Now()
+	c := &ServingCerts{Authority: s.Authority, DNSNames: []string{"trellisd"}, TTL: 10 * time.Hour, Now: func() time.Time { return now }}
+	first, err := c.GetCertificate(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := first.Leaf.Verify(x509.VerifyOptions{DNSName: "trellisd", Roots: s.Authority.Roots()}); err != nil {
+		t.Fatalf("serving certificate: %v", err)
+	}
+	now = now.Add(4 * time.Hour)
+	if again, _ := c.GetCertificate(nil); again != first {
+		t.Error("renewed before half its lifetime")
+	}
+	now = now.Add(2 * time.Hour)
+	if again, _ := c.GetCertificate(nil); again == first || !again.Leaf.NotAfter.After(first.Leaf.NotAfter) {
+		t.Error("not renewed after half its lifetime")
+	}
+}

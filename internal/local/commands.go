@@ -101,9 +101,32 @@ func (b Binaries) MeshRunner(plan *Plan, configDir, stateDir string, log io.Writ
 			if err := m.Track("trellisd", "trellisd", cmd); err != nil {
 				return err
 			}
-			return waitTCP(ctx, plan.XDSAddress(), m)
+			if err := waitTCP(ctx, plan.XDSAddress(), m); err != nil {
+				return err
+			}
+			// The proxies read the trust bundle as they start.
+			return waitFile(ctx, caf.RootCertFile, m)
 		},
 		Log: log,
+	}
+}
+
+// waitFile waits until trellisd has written path.
+func waitFile(ctx context.Context, path string, m *Mesh) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		if fi, err := os.Stat(path); err == nil && fi.Size() > 0 {
+			return nil
+		}
+		if name, exited := m.Exited(); exited {
+			return fmt.Errorf("trellisd exited before writing %s: %s (see its log in %s)", path, name, StateDir(m.r.StateDir))
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("trellisd did not write its trust bundle %s: %w", path, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }
 

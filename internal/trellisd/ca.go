@@ -44,7 +44,8 @@ func (o *Options) caStores() (plugged, self ca.Store, err error) {
 
 // servingNames are the DNS SANs of trellisd's certificate on the CA port:
 // Istio's istiod.<ns>.svc names, so Istio-configured proxies verify it,
-// and "trellisd", the name local-mode proxies verify.
+// the installed Service's trellisd.<ns>.svc names, and "trellisd", the
+// name local-mode proxies verify.
 func (o *Options) servingNames() []string {
 	ns := o.SystemNamespace
 	if ns == "" {
@@ -54,7 +55,8 @@ func (o *Options) servingNames() []string {
 	if suffix == "" {
 		suffix = "cluster.local"
 	}
-	return []string{"istiod." + ns + ".svc", "istiod." + ns + ".svc." + suffix, "trellisd", "localhost"}
+	return []string{"istiod." + ns + ".svc", "istiod." + ns + ".svc." + suffix,
+		"trellisd." + ns + ".svc", "trellisd." + ns + ".svc." + suffix, "trellisd", "localhost"}
 }
 
 // startCA loads (or creates) the CA and serves Istio's certificate API on

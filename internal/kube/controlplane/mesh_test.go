@@ -30,6 +30,13 @@ func TestApplyMeshConfigFromInstall(t *testing.T) {
 	if o.AccessLogFile != "/dev/stdout" || o.AccessLogEncoding != "JSON" || o.OutboundTrafficPolicy != "REGISTRY_ONLY" {
 		t.Errorf("got %q %q %q, want /dev/stdout JSON REGISTRY_ONLY", o.AccessLogFile, o.AccessLogEncoding, o.OutboundTrafficPolicy)
 	}
+	if o.TrustDomain != "cluster.local" {
+		t.Errorf("trust domain: got %q, want install's cluster.local", o.TrustDomain)
+	}
+	os.WriteFile(p, []byte("trustDomain: example.org\n"), 0o644)
+	if _, err := ApplyMeshConfig(p, &o); err != nil || o.TrustDomain != "example.org" {
+		t.Errorf("trustDomain example.org: got %q, %v", o.TrustDomain, err)
+	}
 	os.WriteFile(p, []byte("accessLogFile: x\nbogus: 1\n"), 0o644)
 	if _, err := ApplyMeshConfig(p, &o); err == nil || !strings.Contains(err.Error(), "bogus") {
 		t.Errorf("unknown key: got %v, want an error naming bogus", err)
