@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -170,6 +171,7 @@ func New(bs *bootstrapv3.Bootstrap, o Options) (*Proxy, error) {
 	}
 	p.TCP = &tcpproxy.Proxy{Clusters: p.Clusters}
 	tel := newTelemetry(p.Telemetry, interner, bs.GetNode())
+	tel.ownCert = func() *tls.Certificate { return p.Secrets.Certificate(identity.CertSecret) }
 	p.HTTP.Telemetry = tel
 	p.TCP.Telemetry = tel
 	p.HTTP.PeerMetadata, p.HTTP.PeerMetadataID = tel.peerHeader, tel.peerID

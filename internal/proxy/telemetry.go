@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -23,6 +25,18 @@ type telemetryObserver struct {
 
 	mu    sync.RWMutex
 	peers map[string]*telemetry.Peer
+
+	// ownCert returns the proxy's workload certificate (nil without one);
+	// its SPIFFE ID is destination_principal on mutual TLS connections.
+	ownCert func() *tls.Certificate
+	own     atomic.Pointer[ownIdentity]
+}
+
+// ownIdentity caches the proxy's peer with its principal for one
+// certificate.
+type ownIdentity struct {
+	cert *tls.Certificate
+	peer *telemetry.Peer
 }
 
 func newTelemetry(rec *telemetry.Recorder, in *telemetry.Interner, node *corev3.Node) *telemetryObserver {
@@ -63,6 +77,49 @@ func (t *telemetryObserver) peer(v []byte) *telemetry.Peer {
 	return p
 }
 
+// selfMTLS is the proxy's own peer with the principal of its current
+// workload certificate.
+func (t *telemetryObserver) selfMTLS() *telemetry.Peer {
+	if t.ownCert == nil {
+		return t.self
+	}
+	c := t.ownCert()
+	if c == nil {
+		return t.self
+	}
+	if o := t.own.Load(); o != nil && o.cert == c {
+		return o.peer
+	}
+	p := telemetry.Peer{}
+	if t.self != nil {
+		p = *t.self
+	}
+	if c.Leaf != nil {
+		for _, u := range c.Leaf.URIs {
+			if u.Scheme == "spiffe" {
+				p.Principal = u.String()
+			}
+		}
+	}
+	o := &ownIdentity{cert: c, peer: t.in.Peer(p)}
+	t.own.Store(o)
+	return o.peer
+}
+
+// withPrincipal is p (nil: unknown) with the principal of its mTLS
+// certificate.
+func (t *telemetryObserver) withPrincipal(p *telemetry.Peer, principal string) *telemetry.Peer {
+	if principal == "" {
+		return p
+	}
+	v := telemetry.Peer{}
+	if p != nil {
+		v = *p
+	}
+	v.Principal = principal
+	return t.in.Peer(v)
+}
+
 // Request implements httpconn.Observer.
 func (t *telemetryObserver) Request(r *httpconn.Record) {
 	k := telemetry.Key{Protocol: "http"}
@@ -77,6 +134,11 @@ func (t *telemetryObserver) Request(r *httpconn.Record) {
 		k.Destination = t.self
 		k.Source = t.peer(r.PeerMetadata)
 		k.Security = "none"
+		if r.MutualTLS {
+			k.Security = "mutual_tls"
+			k.Source = t.withPrincipal(k.Source, r.PeerPrincipal)
+			k.Destination = t.selfMTLS()
+		}
 	} else {
 		k.Reporter = telemetry.Source
 		k.Source = t.self
@@ -107,6 +169,11 @@ func (t *telemetryObserver) Meter(r *tcpproxy.Record) tcpproxy.Meter {
 	}
 	if r.Inbound {
 		k.Reporter, k.Destination, k.Security = telemetry.Destination, t.self, "none"
+		if r.MutualTLS {
+			k.Security = "mutual_tls"
+			k.Source = t.withPrincipal(nil, r.PeerPrincipal)
+			k.Destination = t.selfMTLS()
+		}
 	} else {
 		k.Reporter, k.Source, k.Security = telemetry.Source, t.self, "unknown"
 		if r.Host != nil {

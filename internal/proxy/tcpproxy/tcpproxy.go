@@ -3,6 +3,7 @@ package tcpproxy
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -35,6 +36,10 @@ type Record struct {
 	StatPrefix    string
 	// Inbound is set for the server side's proxy.
 	Inbound bool
+	// MutualTLS reports a downstream client certificate the listener
+	// verified; PeerPrincipal is its SPIFFE ID (URI SAN), if any.
+	MutualTLS     bool
+	PeerPrincipal string
 }
 
 // Observer receives finished connections (access logs).
@@ -194,6 +199,9 @@ const DefaultFlushInterval = 5 * time.Second
 // from c. It closes c before returning.
 func (p *Proxy) Serve(ctx context.Context, cfg *Config, c net.Conn, br *bufio.Reader, originalDst string) {
 	rec := Record{Start: p.now(), Downstream: c.RemoteAddr(), Local: c.LocalAddr(), StatPrefix: cfg.StatPrefix, Inbound: cfg.Inbound}
+	if tc, ok := c.(*tls.Conn); ok {
+		rec.MutualTLS, rec.PeerPrincipal = PeerIdentity(tc.ConnectionState())
+	}
 	var cnt counts
 	if cfg.Stats != nil {
 		cfg.Stats.DownstreamCxTotal.Inc()
@@ -355,4 +363,18 @@ func pump(dst net.Conn, src io.Reader, srcConn deadliner, idle time.Duration, la
 		dst.Close()
 	}
 	return false
+}
+
+// PeerIdentity reports whether the TLS peer presented a verified
+// certificate (mutual TLS) and its SPIFFE ID, the first spiffe:// URI SAN.
+func PeerIdentity(cs tls.ConnectionState) (mutual bool, principal string) {
+	if len(cs.PeerCertificates) == 0 {
+		return false, ""
+	}
+	for _, u := range cs.PeerCertificates[0].URIs {
+		if u.Scheme == "spiffe" {
+			return true, u.String()
+		}
+	}
+	return true, ""
 }

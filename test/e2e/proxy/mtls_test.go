@@ -62,7 +62,9 @@ spec:
 // Under PeerAuthentication STRICT the client's sidecar reaches reviews
 // over mesh mTLS (auto mTLS: the endpoint has tlsMode istio), while a
 // plaintext client connecting straight to reviews' sidecar is refused;
-// switched to PERMISSIVE, both get through.
+// switched to PERMISSIVE, both get through. Reviews' sidecar labels the
+// mTLS requests connection_security_policy="mutual_tls" with the source
+// and destination principals of the two certificates.
 func TestPeerAuthenticationThroughSidecars(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "config")
@@ -86,7 +88,7 @@ func TestPeerAuthenticationThroughSidecars(t *testing.T) {
 	t.Cleanup(plane.stop)
 	td := plane.server
 
-	sidecar := func(name, sa, ip, token, rebind string) string {
+	sidecar := func(name, sa, ip, token, rebind, prom string) string {
 		admin := freePort(t)
 		rd, wr, err := os.Pipe()
 		if err != nil {
@@ -96,16 +98,17 @@ func TestPeerAuthenticationThroughSidecars(t *testing.T) {
 		wr.Close()
 		cmd := exec.Command(proxyBin, "--xds-address", td.XDSAddr(), "--ip", ip, "--pod-name", name, "--namespace", "shop",
 			"--service-account", sa, "--labels", "app="+name, "--admin-address", admin,
-			"--ready-address", "", "--prometheus-address", "", "--merged-address", "", "--rebind", rebind, "--drain-duration", "1s", "--log-level", "debug")
+			"--ready-address", "", "--prometheus-address", prom, "--merged-address", "", "--rebind", rebind, "--drain-duration", "1s", "--log-level", "debug")
 		cmd.Env = append(os.Environ(), "CA_ADDR="+caAddr, "TRELLIS_CA_TOKEN_FD=3", "TRELLIS_CA_ROOT_CERT="+root)
 		cmd.ExtraFiles = []*os.File{rd}
 		startProxyCmd(t, cmd)
 		rd.Close()
 		return admin
 	}
-	reviewsAdmin := sidecar("reviews", "reviews", "127.0.0.1", reviews, fmt.Sprintf("0.0.0.0:80=%s,0.0.0.0:15001=%s,0.0.0.0:15006=%s", freePort(t), freePort(t), inbound))
+	reviewsProm := freePort(t)
+	reviewsAdmin := sidecar("reviews", "reviews", "127.0.0.1", reviews, fmt.Sprintf("0.0.0.0:80=%s,0.0.0.0:15001=%s,0.0.0.0:15006=%s", freePort(t), freePort(t), inbound), reviewsProm)
 	outbound := freePort(t)
-	frontAdmin := sidecar("front", "front", "127.0.0.2", front, fmt.Sprintf("0.0.0.0:80=%s,0.0.0.0:15001=%s,0.0.0.0:15006=%s", outbound, freePort(t), freePort(t)))
+	frontAdmin := sidecar("front", "front", "127.0.0.2", front, fmt.Sprintf("0.0.0.0:80=%s,0.0.0.0:15001=%s,0.0.0.0:15006=%s", outbound, freePort(t), freePort(t)), "")
 
 	get := func(addr string) error {
 		req, _ := http.NewRequest("GET", "http://"+addr+"/", nil)
@@ -164,6 +167,16 @@ func TestPeerAuthenticationThroughSidecars(t *testing.T) {
 		if err := meshed(); err != nil {
 			t.Fatalf("STRICT: meshed client: %v", err)
 		}
+	}
+
+	// Reviews' sidecar reports the six mTLS requests as Istio does, with
+	// both identities from the certificates.
+	if err := wantProm(reviewsProm, map[string]string{"reporter": "destination", "response_code": "200",
+		"connection_security_policy": "mutual_tls",
+		"source_principal":           "spiffe://cluster.local/ns/shop/sa/front",
+		"destination_principal":      "spiffe://cluster.local/ns/shop/sa/reviews",
+	}, map[string]float64{"istio_requests_total": 6}); err != nil {
+		t.Errorf("STRICT: metrics: %v", err)
 	}
 
 	writeConfig(t, cfg, "peer.yaml", peerAuthentication, map[string]string{"MODE": "PERMISSIVE"})
