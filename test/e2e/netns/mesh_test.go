@@ -1,6 +1,7 @@
 package netns
 
 import (
+	"os"
 	"context"
 	"fmt"
 	"io"
@@ -34,6 +35,15 @@ func twoTier() *local.Spec {
 
 func startMesh(tb testing.TB, prefix string, x int) *local.Mesh {
 	tb.Helper()
+	m, _ := startMeshWith(tb, prefix, x, nil)
+	return m
+}
+
+// startMeshWith is startMesh with extra Istio resources in trellisd's
+// config directory from the start (file name -> YAML); it also returns
+// that directory.
+func startMeshWith(tb testing.TB, prefix string, x int, files map[string]string) (*local.Mesh, string) {
+	tb.Helper()
 	bins, err := local.FindBinaries(binDir)
 	if err != nil {
 		tb.Fatal(err)
@@ -54,6 +64,11 @@ func startMesh(tb testing.TB, prefix string, x int) *local.Mesh {
 	if err := mkdir(cfg); err != nil {
 		tb.Fatal(err)
 	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(cfg, name), []byte(body), 0o644); err != nil {
+			tb.Fatal(err)
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	m, err := r.Up(ctx)
@@ -68,7 +83,7 @@ func startMesh(tb testing.TB, prefix string, x int) *local.Mesh {
 	if err := m.WaitReady(ctx); err != nil {
 		tb.Fatal(err)
 	}
-	return m
+	return m, cfg
 }
 
 // interceptedClient dials from inside a workload's namespace as root: the
