@@ -1,13 +1,13 @@
 package netns
 
 import (
-	"os"
 	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -59,6 +59,12 @@ func startMeshWith(tb testing.TB, prefix string, x int, files map[string]string)
 		tb.Fatal(err)
 	}
 	state := tb.TempDir()
+	// The sidecars (uid 1337) read the published trust bundle under it.
+	for _, d := range []string{filepath.Dir(state), state} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			tb.Fatal(err)
+		}
+	}
 	cfg := filepath.Join(state, "config")
 	r := bins.MeshRunner(plan, cfg, state, nil)
 	if err := mkdir(cfg); err != nil {

@@ -63,6 +63,22 @@ func TestPeerAuthenticationInTheLocalMesh(t *testing.T) {
 				return
 			}
 		}
+		for _, f := range []string{"front.proxy.log", "bill-v1.proxy.log", "trellisd.log"} {
+			b, _ := os.ReadFile(filepath.Join(m.LogDir(), f))
+			if len(b) > 6000 {
+				b = b[len(b)-6000:]
+			}
+			t.Logf("%s:\n%s", f, b)
+		}
+		if resp, err := m.HTTPClient("front").Get("http://127.0.0.1:15000/clusters"); err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			for _, l := range strings.Split(string(b), "\n") {
+				if strings.Contains(l, "bill-service") && (strings.Contains(l, "cx_connect_fail") || strings.Contains(l, "rq_error")) {
+					t.Log(l)
+				}
+			}
+		}
 		t.Fatalf("%s: %v", what, err)
 	}
 
