@@ -158,7 +158,9 @@ func TestCallByNameThroughBothSidecars(t *testing.T) {
 // end's namespace to bill-service: "direct" goes namespace -> bridge -> app
 // with no sidecar and no rules (the floor), "intercepted" goes through real
 // interception and both sidecars: iptables -> sidecar (15001) -> bridge ->
-// iptables -> server sidecar (15006) -> app. Keep-alive, 16 in flight.
+// iptables -> server sidecar (15006) -> app, over mesh mTLS between the
+// sidecars (auto mTLS); "intercepted-plaintext" is the same with a
+// DestinationRule tls DISABLE. Keep-alive, 16 in flight.
 func BenchmarkTwoHopIntercepted(b *testing.B) {
 	if binDir == "" {
 		b.Skip("needs root and the built binaries")
@@ -171,6 +173,16 @@ func BenchmarkTwoHopIntercepted(b *testing.B) {
 	b.Run("intercepted", func(b *testing.B) {
 		m := startMesh(b, "t6b", 251)
 		// The in-process client resolves with the host's /etc/hosts: use the VIP.
+		benchGet(b, interceptedClient(m, "front"), "http://"+m.Plan.Services[0].VIP.String()+":9999/")
+	})
+	b.Run("intercepted-plaintext", func(b *testing.B) {
+		m, _ := startMeshWith(b, "t6d", 245, map[string]string{"plaintext.yaml": `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: bill-service, namespace: istio-demo}
+spec:
+  host: bill-service.istio-demo.svc.cluster.local
+  trafficPolicy: {tls: {mode: DISABLE}}
+`})
 		benchGet(b, interceptedClient(m, "front"), "http://"+m.Plan.Services[0].VIP.String()+":9999/")
 	})
 }
