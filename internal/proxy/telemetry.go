@@ -8,7 +8,9 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 
+	"github.com/trellis-mesh/trellis/internal/proxy/cluster"
 	"github.com/trellis-mesh/trellis/internal/proxy/httpconn"
+	"github.com/trellis-mesh/trellis/internal/proxy/lb"
 	"github.com/trellis-mesh/trellis/internal/proxy/tcpproxy"
 	"github.com/trellis-mesh/trellis/internal/proxy/telemetry"
 )
@@ -120,6 +122,18 @@ func (t *telemetryObserver) withPrincipal(p *telemetry.Peer, principal string) *
 	return t.in.Peer(v)
 }
 
+// sourceMTLS labels a source-side call to a host reached over mesh mTLS
+// with both principals, as Istio: the proxy's own and the one the host's
+// certificate presented.
+func (t *telemetryObserver) sourceMTLS(k *telemetry.Key, cl *cluster.Cluster, h *lb.Host) {
+	p := h.MTLSPrincipal.Load()
+	if p == nil || cl == nil || !cl.HostTLS(h) {
+		return
+	}
+	k.Destination = t.withPrincipal(k.Destination, *p)
+	k.Source = t.selfMTLS()
+}
+
 // Request implements httpconn.Observer.
 func (t *telemetryObserver) Request(r *httpconn.Record) {
 	k := telemetry.Key{Protocol: "http"}
@@ -144,6 +158,7 @@ func (t *telemetryObserver) Request(r *httpconn.Record) {
 		k.Source = t.self
 		if r.Host != nil {
 			k.Destination = r.Host.Peer
+			t.sourceMTLS(&k, r.Cluster, r.Host)
 		}
 		k.Security = "unknown"
 	}
@@ -178,6 +193,7 @@ func (t *telemetryObserver) Meter(r *tcpproxy.Record) tcpproxy.Meter {
 		k.Reporter, k.Source, k.Security = telemetry.Source, t.self, "unknown"
 		if r.Host != nil {
 			k.Destination = r.Host.Peer
+			t.sourceMTLS(&k, r.Cluster, r.Host)
 		}
 	}
 	return tcpMeter{t.rec.TCPConn(&k)}

@@ -158,6 +158,7 @@ func (c *Cluster) dialH1(h *Host, deadline time.Time) (*pool.Conn, error) {
 		c.releaseCx()
 		return nil, err
 	}
+	notePeer(h, nc)
 	c.opened(h)
 	return pool.NewConn(nc, c.now(), func() { c.closed(h) }), nil
 }
@@ -329,7 +330,11 @@ func (c *Cluster) h2transport() *http.Transport {
 				if d.TLS == nil {
 					return nil, fmt.Errorf("host %s has no TLS transport socket", addr)
 				}
-				return h2Dialer(d).DialContext(ctx, addr)
+				conn, err := h2Dialer(d).DialContext(ctx, addr)
+				if err == nil {
+					notePeer(c.hostAt(addr), conn)
+				}
+				return conn, err
 			}
 			p.SetHTTP2(true)
 		}

@@ -115,7 +115,42 @@ func (c *Cluster) HostTLS(h *Host) bool { return c.dialerFor(h).TLS != nil }
 // DialHost connects to h with the cluster's connect timeout, bind source,
 // keep-alive and the host's transport socket (what the TCP proxy uses).
 func (c *Cluster) DialHost(ctx context.Context, h *Host) (net.Conn, error) {
-	return c.dialerFor(h).DialContext(ctx, h.Address)
+	conn, err := c.dialerFor(h).DialContext(ctx, h.Address)
+	if err == nil {
+		notePeer(h, conn)
+	}
+	return conn, err
+}
+
+// notePeer records the SPIFFE ID a new TLS connection to h presented.
+func notePeer(h *Host, conn net.Conn) {
+	tc, ok := conn.(*tls.Conn)
+	if !ok || h == nil {
+		return
+	}
+	cs := tc.ConnectionState()
+	if len(cs.PeerCertificates) == 0 {
+		return
+	}
+	for _, u := range cs.PeerCertificates[0].URIs {
+		if u.Scheme == "spiffe" {
+			if p := h.MTLSPrincipal.Load(); p == nil || *p != u.String() {
+				id := u.String()
+				h.MTLSPrincipal.Store(&id)
+			}
+			return
+		}
+	}
+}
+
+// hostAt is the host with address addr, or nil.
+func (c *Cluster) hostAt(addr string) *Host {
+	for _, h := range c.Hosts() {
+		if h.Address == addr {
+			return h
+		}
+	}
+	return nil
 }
 
 // dialerForAddr is dialerFor for the host at addr (HTTP/2 connections are
@@ -124,10 +159,8 @@ func (c *Cluster) dialerForAddr(addr string) *pool.Dialer {
 	if len(c.sockets) == 0 {
 		return &c.dialer
 	}
-	for _, h := range c.Hosts() {
-		if h.Address == addr {
-			return c.dialerFor(h)
-		}
+	if h := c.hostAt(addr); h != nil {
+		return c.dialerFor(h)
 	}
 	return &c.dialer
 }

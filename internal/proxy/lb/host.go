@@ -70,6 +70,10 @@ type Host struct {
 	// ["envoy.transport_socket_match"] (e.g. tlsMode: istio), which picks
 	// its transport socket among the cluster's transport_socket_matches.
 	TransportMatch map[string]string
+	// MTLSPrincipal is the SPIFFE ID the host's last mutual TLS
+	// connection presented (verified), for source-side telemetry; nil
+	// before one.
+	MTLSPrincipal atomic.Pointer[string]
 
 	hcFailed atomic.Bool
 	ejected  atomic.Bool

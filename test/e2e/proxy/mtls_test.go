@@ -64,7 +64,8 @@ spec:
 // plaintext client connecting straight to reviews' sidecar is refused;
 // switched to PERMISSIVE, both get through. Reviews' sidecar labels the
 // mTLS requests connection_security_policy="mutual_tls" with the source
-// and destination principals of the two certificates.
+// and destination principals of the two certificates; front's sidecar
+// reports the same principals on the source side.
 func TestPeerAuthenticationThroughSidecars(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "config")
@@ -107,8 +108,8 @@ func TestPeerAuthenticationThroughSidecars(t *testing.T) {
 	}
 	reviewsProm := freePort(t)
 	reviewsAdmin := sidecar("reviews", "reviews", "127.0.0.1", reviews, fmt.Sprintf("0.0.0.0:80=%s,0.0.0.0:15001=%s,0.0.0.0:15006=%s", freePort(t), freePort(t), inbound), reviewsProm)
-	outbound := freePort(t)
-	frontAdmin := sidecar("front", "front", "127.0.0.2", front, fmt.Sprintf("0.0.0.0:80=%s,0.0.0.0:15001=%s,0.0.0.0:15006=%s", outbound, freePort(t), freePort(t)), "")
+	outbound, frontProm := freePort(t), freePort(t)
+	frontAdmin := sidecar("front", "front", "127.0.0.2", front, fmt.Sprintf("0.0.0.0:80=%s,0.0.0.0:15001=%s,0.0.0.0:15006=%s", outbound, freePort(t), freePort(t)), frontProm)
 
 	get := func(addr string) error {
 		req, _ := http.NewRequest("GET", "http://"+addr+"/", nil)
@@ -177,6 +178,14 @@ func TestPeerAuthenticationThroughSidecars(t *testing.T) {
 		"destination_principal":      "spiffe://cluster.local/ns/shop/sa/reviews",
 	}, map[string]float64{"istio_requests_total": 6}); err != nil {
 		t.Errorf("STRICT: metrics: %v", err)
+	}
+	// So does front's, on the source side (the policy is not known there).
+	if err := wantProm(frontProm, map[string]string{"reporter": "source", "response_code": "200",
+		"connection_security_policy": "unknown",
+		"source_principal":           "spiffe://cluster.local/ns/shop/sa/front",
+		"destination_principal":      "spiffe://cluster.local/ns/shop/sa/reviews",
+	}, map[string]float64{"istio_requests_total": 6}); err != nil {
+		t.Errorf("STRICT: source metrics: %v", err)
 	}
 
 	writeConfig(t, cfg, "peer.yaml", peerAuthentication, map[string]string{"MODE": "PERMISSIVE"})
