@@ -34,11 +34,15 @@ func rootCommand() *cobra.Command {
 	if v := os.Getenv("TRELLIS_XDS_ADDRESS"); v != "" {
 		env.XDSAddress = v
 	}
+	if env.ServiceAccount == "" {
+		env.ServiceAccount = os.Getenv("TRELLIS_SERVICE_ACCOUNT") // local mode
+	}
 	var (
 		o        proxy.Options
 		labels   []string
 		metadata []string
 		rebind   []string
+		ca       caFlags
 	)
 	o.Node = env
 	cmd := &cobra.Command{
@@ -92,6 +96,9 @@ func rootCommand() *cobra.Command {
 			default:
 				return fmt.Errorf("--log-level: %q is not one of trace, debug, info, warning, error, critical, off", o.LogLevel)
 			}
+			if o.Identity, err = ca.options(o.Node); err != nil {
+				return err
+			}
 			return proxy.Run(cmd.Context(), o)
 		},
 	}
@@ -119,6 +126,7 @@ func rootCommand() *cobra.Command {
 	f.DurationVar(&o.DrainDuration, "drain-duration", 5*time.Second, "how long SIGTERM lets in-flight requests finish")
 	f.StringVar(&o.LogLevel, "log-level", "info", "log level: trace, debug, info, warning, error, critical, off")
 	f.StringSliceVar(&rebind, "rebind", nil, "bind a configured listener address elsewhere, from=to (e.g. 0.0.0.0:15006=127.0.0.1:25006); lets several proxies share one host without interception")
+	ca.register(f)
 	cmd.AddCommand(iptablesCommand(), waitCommand())
 	return cmd
 }

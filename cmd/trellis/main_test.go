@@ -18,13 +18,14 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// `trellis analyze` on a STRICT PeerAuthentication exits non-zero and says
-// the policy is not enforced, naming it; the same directory without it is
+// `trellis analyze` on an allow-nothing AuthorizationPolicy exits non-zero
+// and says the policy is not enforced, naming it; a STRICT
+// PeerAuthentication (enforced) and a directory without the policy are
 // clean.
 func TestAnalyzeFailsOnUnenforcedSecurity(t *testing.T) {
 	dir := t.TempDir()
-	pa := "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: istio-system}\nspec: {mtls: {mode: STRICT}}\n"
-	if err := os.WriteFile(filepath.Join(dir, "pa.yaml"), []byte(pa), 0o644); err != nil {
+	ap := "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: allow-nothing, namespace: istio-system}\nspec: {}\n"
+	if err := os.WriteFile(filepath.Join(dir, "ap.yaml"), []byte(ap), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	run := func() (string, int) {
@@ -44,10 +45,12 @@ func TestAnalyzeFailsOnUnenforcedSecurity(t *testing.T) {
 	if code == 0 {
 		t.Errorf("exit status: got 0, want non-zero; output:\n%s", out)
 	}
-	if !strings.Contains(out, "Error (PeerAuthentication istio-system/default") || !strings.Contains(out, "not enforced yet") {
-		t.Errorf("output: got\n%s\nwant an Error naming PeerAuthentication istio-system/default as not enforced yet", out)
+	if !strings.Contains(out, "Error (AuthorizationPolicy istio-system/allow-nothing") || !strings.Contains(out, "not enforced yet") {
+		t.Errorf("output: got\n%s\nwant an Error naming AuthorizationPolicy istio-system/allow-nothing as not enforced yet", out)
 	}
-	os.Remove(filepath.Join(dir, "pa.yaml"))
+	os.Remove(filepath.Join(dir, "ap.yaml"))
+	pa := "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: istio-system}\nspec: {mtls: {mode: STRICT}}\n"
+	os.WriteFile(filepath.Join(dir, "pa.yaml"), []byte(pa), 0o644)
 	os.WriteFile(filepath.Join(dir, "se.yaml"), []byte("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: a, namespace: default}\nspec: {hosts: [a.example.com], ports: [{number: 80, name: http, protocol: HTTP}], resolution: DNS}\n"), 0o644)
 	if out, code := run(); code != 0 {
 		t.Errorf("clean directory: exit %d, want 0; output:\n%s", code, out)

@@ -188,7 +188,13 @@ func (p *Plan) MeshConfig() ([]byte, error) {
 		docs = append(docs, string(doc))
 	}
 	for _, w := range p.Workloads {
-		spec := map[string]any{"address": w.IP.String(), "labels": w.Labels}
+		// Every local workload runs with a sidecar: label it as the
+		// injector labels pods, so clients use mesh mTLS to it.
+		labels := map[string]string{"security.istio.io/tlsMode": "istio"}
+		for k, v := range w.Labels {
+			labels[k] = v
+		}
+		spec := map[string]any{"address": w.IP.String(), "labels": labels}
 		if len(w.EntryPorts) > 0 {
 			spec["ports"] = w.EntryPorts
 		}

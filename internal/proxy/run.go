@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +24,7 @@ import (
 	"github.com/trellis-mesh/trellis/internal/proxy/bootstrap"
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster"
 	"github.com/trellis-mesh/trellis/internal/proxy/httpconn"
+	"github.com/trellis-mesh/trellis/internal/proxy/identity"
 	"github.com/trellis-mesh/trellis/internal/proxy/listener"
 	"github.com/trellis-mesh/trellis/internal/proxy/stats"
 	"github.com/trellis-mesh/trellis/internal/proxy/tcpproxy"
@@ -73,6 +75,11 @@ type Options struct {
 	// the clusters the first config names (default 15 s, Envoy's
 	// initial_fetch_timeout).
 	InitialFetchTimeout time.Duration
+	// Identity, when set, makes the proxy obtain and renew its workload
+	// certificate from the CA and serve it to itself as the SDS secrets
+	// `default` and `ROOTCA` (its Sink is the proxy's secret store). Nil
+	// means no CA: only secrets sent over xDS exist.
+	Identity *identity.Options
 }
 
 // Proxy is a running proxy: what the admin endpoints and tests look at.
@@ -84,6 +91,7 @@ type Proxy struct {
 	Secrets   *tlsterm.Store
 	Telemetry *telemetry.Recorder
 	XDS       *xdsclient.Client
+	Identity  *identity.Agent // nil without Options.Identity
 	Admin     *admin.Server
 	HTTP      *httpconn.Manager
 	TCP       *tcpproxy.Proxy
@@ -163,7 +171,7 @@ func New(bs *bootstrapv3.Bootstrap, o Options) (*Proxy, error) {
 	}
 	interner := &telemetry.Interner{}
 	p.Telemetry = telemetry.NewRecorder(interner)
-	p.Clusters = cluster.NewManager(cluster.Options{Stats: p.Stats, Interner: interner, Logf: p.logf})
+	p.Clusters = cluster.NewManager(cluster.Options{Stats: p.Stats, Interner: interner, Logf: p.logf, Secrets: p.Secrets})
 	if err := p.Clusters.AddStatic(bs.GetStaticResources().GetClusters()); err != nil {
 		return nil, fmt.Errorf("bootstrap: %w", err)
 	}
@@ -173,6 +181,7 @@ func New(bs *bootstrapv3.Bootstrap, o Options) (*Proxy, error) {
 	}
 	p.TCP = &tcpproxy.Proxy{Clusters: p.Clusters}
 	tel := newTelemetry(p.Telemetry, interner, bs.GetNode())
+	tel.ownCert = func() *tls.Certificate { return p.Secrets.Certificate(identity.CertSecret) }
 	p.HTTP.Telemetry = tel
 	p.TCP.Telemetry = tel
 	p.HTTP.PeerMetadata, p.HTTP.PeerMetadataID = tel.peerHeader, tel.peerID
@@ -184,6 +193,25 @@ func New(bs *bootstrapv3.Bootstrap, o Options) (*Proxy, error) {
 	p.Listeners = &listener.Server{HTTP: p.HTTP, TCP: p.TCP, Rebind: o.Rebind, DrainTime: o.DrainDuration}
 	if p.debug {
 		p.Listeners.Logf = p.logf
+	}
+	if o.Identity != nil {
+		opts := *o.Identity
+		opts.Sink = p.Secrets
+		md := bs.GetNode().GetMetadata().GetFields()
+		if opts.Namespace == "" {
+			opts.Namespace = md["NAMESPACE"].GetStringValue()
+		}
+		if opts.ServiceAccount == "" {
+			opts.ServiceAccount = md["SERVICE_ACCOUNT"].GetStringValue()
+		}
+		if opts.Logf == nil {
+			opts.Logf = p.logf
+		}
+		a, err := identity.New(opts)
+		if err != nil {
+			return nil, fmt.Errorf("workload identity: %w", err)
+		}
+		p.Identity = a
 	}
 	for i, l := range bs.GetStaticResources().GetListeners() {
 		c, err := listener.Compile(l, p.cc)
@@ -211,8 +239,7 @@ func (p *Proxy) Apply(typeURL string, res map[string]*anypb.Any) error {
 		return nil
 	case resourcev3.SecretType:
 		// Secrets are decoded and parsed once, into the store TLS
-		// termination reads; upstream TLS takes its certificates from
-		// files (SDS-based upstream TLS is refused at CDS).
+		// termination and upstream TLS read at handshake time.
 		return p.Secrets.ApplyAny(res)
 	case resourcev3.ListenerType:
 		ls, err := compileListeners(res, p.cc)
@@ -237,6 +264,9 @@ func (p *Proxy) Serve(ctx context.Context, o Options) error {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
 	errc := make(chan error, 1)
+	if p.Identity != nil {
+		go p.Identity.Run(ctx)
+	}
 	dump := &admin.XDSDump{Bootstrap: p.Bootstrap, Started: started, Warming: p.warmingState}
 	var synced atomic.Bool
 	synced.Store(p.Bootstrap.GetDynamicResources().GetAdsConfig() == nil)

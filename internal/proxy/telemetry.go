@@ -1,12 +1,16 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 
+	"github.com/trellis-mesh/trellis/internal/proxy/cluster"
 	"github.com/trellis-mesh/trellis/internal/proxy/httpconn"
+	"github.com/trellis-mesh/trellis/internal/proxy/lb"
 	"github.com/trellis-mesh/trellis/internal/proxy/tcpproxy"
 	"github.com/trellis-mesh/trellis/internal/proxy/telemetry"
 )
@@ -23,6 +27,18 @@ type telemetryObserver struct {
 
 	mu    sync.RWMutex
 	peers map[string]*telemetry.Peer
+
+	// ownCert returns the proxy's workload certificate (nil without one);
+	// its SPIFFE ID is destination_principal on mutual TLS connections.
+	ownCert func() *tls.Certificate
+	own     atomic.Pointer[ownIdentity]
+}
+
+// ownIdentity caches the proxy's peer with its principal for one
+// certificate.
+type ownIdentity struct {
+	cert *tls.Certificate
+	peer *telemetry.Peer
 }
 
 func newTelemetry(rec *telemetry.Recorder, in *telemetry.Interner, node *corev3.Node) *telemetryObserver {
@@ -63,6 +79,61 @@ func (t *telemetryObserver) peer(v []byte) *telemetry.Peer {
 	return p
 }
 
+// selfMTLS is the proxy's own peer with the principal of its current
+// workload certificate.
+func (t *telemetryObserver) selfMTLS() *telemetry.Peer {
+	if t.ownCert == nil {
+		return t.self
+	}
+	c := t.ownCert()
+	if c == nil {
+		return t.self
+	}
+	if o := t.own.Load(); o != nil && o.cert == c {
+		return o.peer
+	}
+	p := telemetry.Peer{}
+	if t.self != nil {
+		p = *t.self
+	}
+	if c.Leaf != nil {
+		for _, u := range c.Leaf.URIs {
+			if u.Scheme == "spiffe" {
+				p.Principal = u.String()
+			}
+		}
+	}
+	o := &ownIdentity{cert: c, peer: t.in.Peer(p)}
+	t.own.Store(o)
+	return o.peer
+}
+
+// withPrincipal is p (nil: unknown) with the principal of its mTLS
+// certificate.
+func (t *telemetryObserver) withPrincipal(p *telemetry.Peer, principal string) *telemetry.Peer {
+	if principal == "" {
+		return p
+	}
+	v := telemetry.Peer{}
+	if p != nil {
+		v = *p
+	}
+	v.Principal = principal
+	return t.in.Peer(v)
+}
+
+// sourceMTLS labels a source-side call to a host reached over mesh mTLS
+// with both principals, as Istio: the proxy's own and the one the host's
+// certificate presented.
+func (t *telemetryObserver) sourceMTLS(k *telemetry.Key, cl *cluster.Cluster, h *lb.Host) {
+	p := h.MTLSPrincipal.Load()
+	if p == nil || cl == nil || !cl.HostTLS(h) {
+		return
+	}
+	k.Destination = t.withPrincipal(k.Destination, *p)
+	k.Source = t.selfMTLS()
+}
+
 // Request implements httpconn.Observer.
 func (t *telemetryObserver) Request(r *httpconn.Record) {
 	k := telemetry.Key{Protocol: "http"}
@@ -77,11 +148,17 @@ func (t *telemetryObserver) Request(r *httpconn.Record) {
 		k.Destination = t.self
 		k.Source = t.peer(r.PeerMetadata)
 		k.Security = "none"
+		if r.MutualTLS {
+			k.Security = "mutual_tls"
+			k.Source = t.withPrincipal(k.Source, r.PeerPrincipal)
+			k.Destination = t.selfMTLS()
+		}
 	} else {
 		k.Reporter = telemetry.Source
 		k.Source = t.self
 		if r.Host != nil {
 			k.Destination = r.Host.Peer
+			t.sourceMTLS(&k, r.Cluster, r.Host)
 		}
 		k.Security = "unknown"
 	}
@@ -107,10 +184,16 @@ func (t *telemetryObserver) Meter(r *tcpproxy.Record) tcpproxy.Meter {
 	}
 	if r.Inbound {
 		k.Reporter, k.Destination, k.Security = telemetry.Destination, t.self, "none"
+		if r.MutualTLS {
+			k.Security = "mutual_tls"
+			k.Source = t.withPrincipal(nil, r.PeerPrincipal)
+			k.Destination = t.selfMTLS()
+		}
 	} else {
 		k.Reporter, k.Source, k.Security = telemetry.Source, t.self, "unknown"
 		if r.Host != nil {
 			k.Destination = r.Host.Peer
+			t.sourceMTLS(&k, r.Cluster, r.Host)
 		}
 	}
 	return tcpMeter{t.rec.TCPConn(&k)}

@@ -41,13 +41,11 @@ func TestSecurityKindsReportedNotEnforced(t *testing.T) {
 	dir := t.TempDir()
 	writeGreeter(t, dir, 90, 10, "9001", "9002")
 	writeAtomic(t, filepath.Join(dir, "strict.yaml"), `apiVersion: security.istio.io/v1
-kind: PeerAuthentication
+kind: AuthorizationPolicy
 metadata:
-  name: default
+  name: allow-nothing
   namespace: istio-system
-spec:
-  mtls:
-    mode: STRICT
+spec: {}
 ---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -60,7 +58,7 @@ spec:
 	rec := &logRecorder{t: t}
 	s := startTrellisd(t, Options{ConfigDir: dir, Logf: rec.logf})
 
-	const want = "PeerAuthentication istio-system/default: not enforced yet"
+	const want = "AuthorizationPolicy istio-system/allow-nothing: not enforced yet"
 	if !rec.has("config: error: strict.yaml#1 " + want) {
 		t.Errorf("log: no error line containing %q", want)
 	}
@@ -70,8 +68,8 @@ spec:
 		t.Fatalf("configz notEnforced: got %+v, want one finding", cz.NotEnforced)
 	}
 	f := cz.NotEnforced[0]
-	if f.Level != "Error" || f.Resource != "PeerAuthentication istio-system/default" || !strings.HasPrefix(f.Message, "not enforced yet") {
-		t.Errorf("configz finding: got %+v, want an Error naming PeerAuthentication istio-system/default", f)
+	if f.Level != "Error" || f.Resource != "AuthorizationPolicy istio-system/allow-nothing" || !strings.HasPrefix(f.Message, "not enforced yet") {
+		t.Errorf("configz finding: got %+v, want an Error naming AuthorizationPolicy istio-system/allow-nothing", f)
 	}
 	if len(cz.Errors) != 0 {
 		t.Errorf("configz errors: got %v, want none (the file is served)", cz.Errors)
@@ -80,7 +78,7 @@ spec:
 	for _, r := range cz.Resources {
 		served[r.Kind+" "+r.Namespace+"/"+r.Name] = true
 	}
-	for _, k := range []string{"PeerAuthentication istio-system/default", "DestinationRule default/other", "VirtualService default/greeter"} {
+	for _, k := range []string{"AuthorizationPolicy istio-system/allow-nothing", "DestinationRule default/other", "VirtualService default/greeter"} {
 		if !served[k] {
 			t.Errorf("configz resources: %s not served; got %v", k, served)
 		}

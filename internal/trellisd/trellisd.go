@@ -203,6 +203,7 @@ func (o *Options) mesh() (translate.MeshOptions, error) {
 		return m, fmt.Errorf("access log encoding: got %q, want TEXT or JSON", o.AccessLogEncoding)
 	}
 	m.AccessLogFile = o.AccessLogFile
+	m.TrustDomain = o.trustDomain()
 	return m, nil
 }
 

@@ -259,17 +259,27 @@ func TestAPIServerCallsWebhooks(t *testing.T) {
 		t.Errorf("valid VirtualService refused: %v", err)
 	}
 
-	// A valid STRICT PeerAuthentication is refused while Trellis does not
-	// enforce it: a user must not believe mTLS is on when it is not.
+	// A valid STRICT PeerAuthentication is accepted (it is enforced); an
+	// allow-nothing AuthorizationPolicy is refused while Trellis does not
+	// enforce it: a user must not believe a policy is on when it is not.
 	pa := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
 		"metadata": map[string]any{"name": "default", "namespace": "wh-plain"},
 		"spec":     map[string]any{"mtls": map[string]any{"mode": "STRICT"}},
 	}}
 	par := schema.GroupVersionResource{Group: "security.istio.io", Version: "v1", Resource: "peerauthentications"}
-	_, err = c.Dynamic.Resource(par).Namespace("wh-plain").Create(ctx, pa, metav1.CreateOptions{})
-	if err == nil || !strings.Contains(err.Error(), "PeerAuthentication wh-plain/default: not enforced yet") || !strings.Contains(err.Error(), "validation.trellis.io") {
-		t.Errorf("STRICT PeerAuthentication: got error %v, want a refusal saying PeerAuthentication wh-plain/default is not enforced yet", err)
+	if _, err = c.Dynamic.Resource(par).Namespace("wh-plain").Create(ctx, pa, metav1.CreateOptions{}); err != nil {
+		t.Errorf("STRICT PeerAuthentication refused: %v", err)
+	}
+	ap := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+		"metadata": map[string]any{"name": "allow-nothing", "namespace": "wh-plain"},
+		"spec":     map[string]any{},
+	}}
+	apr := schema.GroupVersionResource{Group: "security.istio.io", Version: "v1", Resource: "authorizationpolicies"}
+	_, err = c.Dynamic.Resource(apr).Namespace("wh-plain").Create(ctx, ap, metav1.CreateOptions{})
+	if err == nil || !strings.Contains(err.Error(), "AuthorizationPolicy wh-plain/allow-nothing: not enforced yet") || !strings.Contains(err.Error(), "validation.trellis.io") {
+		t.Errorf("allow-nothing AuthorizationPolicy: got error %v, want a refusal saying AuthorizationPolicy wh-plain/allow-nothing is not enforced yet", err)
 	}
 }
 

@@ -7,7 +7,6 @@ import "github.com/trellis-mesh/trellis/internal/config"
 // its enforcement lands end to end; every surface (analyze, the webhook,
 // trellisd's log and /debug/configz) follows.
 var notEnforced = map[string]string{
-	config.KindPeerAuthentication:    "not enforced yet: Trellis does not apply PeerAuthentication, so workloads keep accepting plaintext and mTLS as if this resource did not exist",
 	config.KindAuthorizationPolicy:   "not enforced yet: Trellis does not apply AuthorizationPolicy, so every request is allowed as if this resource did not exist",
 	config.KindRequestAuthentication: "not enforced yet: Trellis does not apply RequestAuthentication, so tokens are not checked and requests carry no request principal",
 }

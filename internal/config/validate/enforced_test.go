@@ -14,7 +14,7 @@ func TestNotEnforcedFinding(t *testing.T) {
 		yaml string
 		want string // resource named by the finding; "" for none
 	}{
-		{"strict peer authentication", obj("security.istio.io/v1", "PeerAuthentication", "mtls: {mode: STRICT}"), "PeerAuthentication ns/r"},
+		{"strict peer authentication (enforced)", obj("security.istio.io/v1", "PeerAuthentication", "mtls: {mode: STRICT}"), ""},
 		{"allow nothing", obj("security.istio.io/v1", "AuthorizationPolicy", "{}"), "AuthorizationPolicy ns/r"},
 		{"jwt", obj("security.istio.io/v1beta1", "RequestAuthentication", "jwtRules:\n- issuer: me\n  jwksUri: https://example.com/jwks.json"), "RequestAuthentication ns/r"},
 		{"virtual service", vs("hosts: [a]\nhttp:\n- route:\n  - destination: {host: a}\n"), ""},

@@ -189,6 +189,7 @@ type Cluster struct {
 	cx, pending, rq, retry *breaker
 
 	dialer    pool.Dialer
+	sockets   []socketMatch // transport_socket_matches; empty: every host uses dialer
 	waiting   pendingQueue
 	releaseCx func() // frees a connection slot and wakes the pending queue
 	h2once    sync.Once

@@ -52,14 +52,14 @@ func u32(v *wrapperspb.UInt32Value, def uint32) uint32 {
 // without runtime state (no goroutines started). It is exported for fuzzing
 // and for tools; the Manager is the normal way in.
 func Compile(pc *clusterv3.Cluster) (*Cluster, error) {
-	c, err := compile(pc, "")
+	c, err := compile(pc, "", noSecrets{})
 	if err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
-func compile(pc *clusterv3.Cluster, prefix string) (*Cluster, error) {
+func compile(pc *clusterv3.Cluster, prefix string, secrets SecretSource) (*Cluster, error) {
 	fe := &fieldErrors{prefix: prefix}
 	if pc == nil {
 		return nil, errors.New(prefix + "cluster: must not be null")
@@ -114,17 +114,8 @@ func compile(pc *clusterv3.Cluster, prefix string) (*Cluster, error) {
 		cfg := compileHealthCheck(hcs[0], fe)
 		c.hcConfig = &cfg
 	}
-	if ts := pc.GetTransportSocket(); ts != nil && ts.GetName() != "envoy.transport_sockets.raw_buffer" {
-		switch {
-		case ts.GetName() != tlsTransportSocket:
-			fe.add("transport_socket", "transport socket %q is not supported; use %s or raw_buffer", ts.GetName(), tlsTransportSocket)
-		default:
-			c.TLS = compileUpstreamTLS(ts, fe)
-		}
-	}
-	if len(pc.GetTransportSocketMatches()) > 0 {
-		fe.add("transport_socket_matches", "not supported (ISTIO_MUTUAL mesh TLS is not implemented); use transport_socket")
-	}
+	c.TLS = compileTransport(pc.GetTransportSocket(), "transport_socket", secrets, fe)
+	c.sockets = compileSocketMatches(pc, secrets, fe)
 	if pc.GetLbSubsetConfig() != nil && len(pc.GetLbSubsetConfig().GetSubsetSelectors()) > 0 {
 		fe.add("lb_subset_config", "subset load balancing is not supported; use one cluster per subset")
 	}
@@ -168,6 +159,10 @@ func compile(pc *clusterv3.Cluster, prefix string) (*Cluster, error) {
 		return nil, err
 	}
 	c.dialer = pool.Dialer{Timeout: c.ConnectTimeout, Bind: c.UpstreamBindSource, KeepAlive: c.TCPKeepalive, TLS: c.TLS}
+	for i := range c.sockets {
+		c.sockets[i].dialer = c.dialer
+		c.sockets[i].dialer.TLS = c.sockets[i].tls
+	}
 	return c, nil
 }
 

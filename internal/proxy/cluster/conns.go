@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"slices"
@@ -151,12 +152,13 @@ func (c *Cluster) dialH1(h *Host, deadline time.Time) (*pool.Conn, error) {
 		defer cancel()
 	}
 	h.CxActive.Add(1) // a connection being made counts as one
-	nc, err := c.dialer.DialContext(ctx, h.Address)
+	nc, err := c.dialerFor(h).DialContext(ctx, h.Address)
 	if err != nil {
 		h.CxActive.Add(-1)
 		c.releaseCx()
 		return nil, err
 	}
+	notePeer(h, nc)
 	c.opened(h)
 	return pool.NewConn(nc, c.now(), func() { c.closed(h) }), nil
 }
@@ -262,7 +264,7 @@ func (c *Cluster) dialH2(h *Host, deadline time.Time) (*http.ClientConn, error) 
 		defer cancel()
 	}
 	scheme := "http"
-	if c.TLS != nil {
+	if c.HostTLS(h) {
 		scheme = "https"
 	}
 	h.CxActive.Add(1) // a connection being made counts as one
@@ -302,20 +304,44 @@ func (c *Cluster) h2transport() *http.Transport {
 	c.h2once.Do(func() {
 		t := &http.Transport{DisableCompression: true, ForceAttemptHTTP2: true}
 		var p http.Protocols
-		if c.TLS != nil {
-			d := c.dialer
-			d.TLS = c.TLS.Clone()
-			if len(d.TLS.NextProtos) == 0 {
-				d.TLS.NextProtos = []string{"h2"}
-			} else if !slices.Contains(d.TLS.NextProtos, "h2") {
-				d.TLS.NextProtos = append(d.TLS.NextProtos, "h2")
+		if c.TLS != nil || len(c.sockets) > 0 {
+			// Each host's own TLS config (transport socket matches) with
+			// h2 offered; connections are made by address.
+			withH2 := map[*pool.Dialer]*pool.Dialer{}
+			var mu sync.Mutex
+			h2Dialer := func(d *pool.Dialer) *pool.Dialer {
+				mu.Lock()
+				defer mu.Unlock()
+				if h2, ok := withH2[d]; ok {
+					return h2
+				}
+				h2 := *d
+				h2.TLS = d.TLS.Clone()
+				if len(h2.TLS.NextProtos) == 0 {
+					h2.TLS.NextProtos = []string{"h2"}
+				} else if !slices.Contains(h2.TLS.NextProtos, "h2") {
+					h2.TLS.NextProtos = append(h2.TLS.NextProtos, "h2")
+				}
+				withH2[d] = &h2
+				return &h2
 			}
-			t.TLSClientConfig = d.TLS
-			t.DialTLSContext = func(ctx context.Context, _, addr string) (net.Conn, error) { return d.DialContext(ctx, addr) }
+			t.DialTLSContext = func(ctx context.Context, _, addr string) (net.Conn, error) {
+				d := c.dialerForAddr(addr)
+				if d.TLS == nil {
+					return nil, fmt.Errorf("host %s has no TLS transport socket", addr)
+				}
+				conn, err := h2Dialer(d).DialContext(ctx, addr)
+				if err == nil {
+					notePeer(c.hostAt(addr), conn)
+				}
+				return conn, err
+			}
 			p.SetHTTP2(true)
-		} else {
-			d := c.dialer
-			t.DialContext = func(ctx context.Context, _, addr string) (net.Conn, error) { return d.DialContext(ctx, addr) }
+		}
+		if c.TLS == nil {
+			t.DialContext = func(ctx context.Context, _, addr string) (net.Conn, error) {
+				return c.dialerForAddr(addr).DialContext(ctx, addr)
+			}
 			p.SetUnencryptedHTTP2(true)
 		}
 		t.Protocols = &p

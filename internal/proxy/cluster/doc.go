@@ -25,9 +25,14 @@
 // Supported discovery types: EDS, STATIC, STRICT_DNS (and LOGICAL_DNS,
 // resolved the same way), ORIGINAL_DST. Upstream TLS (transport_socket
 // envoy.transport_sockets.tls, DestinationRule tls SIMPLE/MUTUAL) compiles
-// into Cluster.TLS from files or inline data: trusted CA, exact DNS SAN
-// matchers, SNI, client certificate. Certificates named over SDS
-// (credentialName) and ISTIO_MUTUAL are rejected. Fields that would change
+// into Cluster.TLS from files or inline data: trusted CA, exact DNS or URI
+// SAN matchers, SNI, client certificate; mesh mTLS (ISTIO_MUTUAL, auto
+// mTLS) names the proxy's own SDS secrets `default` and `ROOTCA`, read
+// from Options.Secrets at each handshake. transport_socket_matches pick
+// each host's transport by its endpoint metadata
+// (envoy.transport_socket_match, e.g. tlsMode: istio); a match that needs
+// `default` is passed over while the proxy has none. Other SDS names
+// (credentialName) are rejected. Fields that would change
 // behaviour but are not implemented are rejected with the field path,
 // never ignored.
 package cluster

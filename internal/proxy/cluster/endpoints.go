@@ -99,6 +99,7 @@ func compileEndpoints(cla *endpointv3.ClusterLoadAssignment, cluster, path strin
 				}
 			}
 			h.ServiceAccount = str(e.GetMetadata().GetFilterMetadata()["istio"].GetFields()["service_account"])
+			h.TransportMatch = matchMetadata(e.GetMetadata())
 			hosts = append(hosts, h)
 		}
 	}

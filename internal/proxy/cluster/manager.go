@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"sort"
@@ -36,6 +37,10 @@ type Options struct {
 	Rand     func() uint64
 	// Logf receives background errors (DNS failures); nil discards them.
 	Logf func(format string, args ...any)
+	// Secrets answers the SDS secrets upstream TLS contexts name (the
+	// workload certificate `default` and `ROOTCA` for mesh mTLS); nil
+	// means the proxy holds none.
+	Secrets SecretSource
 }
 
 // Manager owns every cluster of the proxy. Reads (Get, Names) are
@@ -71,6 +76,9 @@ func NewManager(opts Options) *Manager {
 	}
 	if opts.Logf == nil {
 		opts.Logf = func(string, ...any) {}
+	}
+	if opts.Secrets == nil {
+		opts.Secrets = noSecrets{}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Manager{opts: opts, ctx: ctx, stop: cancel,
@@ -221,7 +229,7 @@ func (m *Manager) compileSet(list []*clusterv3.Cluster, prev map[string]*Cluster
 			next[pc.GetName()] = old
 			continue
 		}
-		c, err := compile(pc, prefix)
+		c, err := compile(pc, prefix, m.opts.Secrets)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -409,7 +417,8 @@ func reuseHosts(old, fresh []*Host) []*Host {
 	}
 	for i, h := range fresh {
 		if o := byAddr[h.Address]; o != nil && o.Weight == h.Weight && o.Priority == h.Priority &&
-			o.Locality == h.Locality && o.LocalityWeight == h.LocalityWeight && o.EDSHealth == h.EDSHealth && o.Peer == h.Peer && o.ServiceAccount == h.ServiceAccount {
+			o.Locality == h.Locality && o.LocalityWeight == h.LocalityWeight && o.EDSHealth == h.EDSHealth && o.Peer == h.Peer && o.ServiceAccount == h.ServiceAccount &&
+			maps.Equal(o.TransportMatch, h.TransportMatch) {
 			fresh[i] = o
 		}
 	}

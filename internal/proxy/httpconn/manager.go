@@ -60,6 +60,10 @@ type Record struct {
 	StatPrefix string
 	// Inbound is set for the server side's proxy (reporter destination).
 	Inbound bool
+	// MutualTLS and PeerPrincipal are the downstream connection's (see
+	// ConnInfo).
+	MutualTLS     bool
+	PeerPrincipal string
 	// PeerMetadata is the caller's x-envoy-peer-metadata (inbound only).
 	PeerMetadata []byte
 	// TransportFailure is why the upstream connection failed at the
@@ -77,6 +81,11 @@ type ConnInfo struct {
 	// TLS reports that the listener terminated TLS on the connection: the
 	// request's scheme (and so x-forwarded-proto at the edge) is https.
 	TLS bool
+	// MutualTLS reports that the client presented a certificate the
+	// listener verified; PeerPrincipal is its SPIFFE ID (URI SAN), empty
+	// when it has none.
+	MutualTLS     bool
+	PeerPrincipal string
 }
 
 // Manager serves HTTP connections for every listener of one proxy. Its

@@ -19,7 +19,7 @@ import (
 // host (h2c, or HTTP/2 over the cluster's TLS).
 func (a *attempt) sendH2(rt *router, deadline time.Time) (outcome, int) {
 	scheme := "http"
-	if a.cl.TLS != nil {
+	if a.cl.HostTLS(a.host) {
 		scheme = "https"
 	}
 	for again := true; ; again = false {

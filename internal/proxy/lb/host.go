@@ -66,6 +66,14 @@ type Host struct {
 	// filter_metadata["istio"].service_account), for mutual TLS identity
 	// checks later; empty when unknown.
 	ServiceAccount string
+	// TransportMatch is the endpoint's filter_metadata
+	// ["envoy.transport_socket_match"] (e.g. tlsMode: istio), which picks
+	// its transport socket among the cluster's transport_socket_matches.
+	TransportMatch map[string]string
+	// MTLSPrincipal is the SPIFFE ID the host's last mutual TLS
+	// connection presented (verified), for source-side telemetry; nil
+	// before one.
+	MTLSPrincipal atomic.Pointer[string]
 
 	hcFailed atomic.Bool
 	ejected  atomic.Bool

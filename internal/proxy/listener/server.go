@@ -2,6 +2,7 @@ package listener
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -340,7 +341,11 @@ func (s *Server) serve(r *running, c net.Conn) {
 	defer done()
 	switch {
 	case chain.HTTP != nil:
-		s.HTTP.ServeConn(ctx, chain.HTTP, c, br, httpconn.ConnInfo{OriginalDst: origDst, TLS: chain.TLS != nil})
+		info := httpconn.ConnInfo{OriginalDst: origDst, TLS: chain.TLS != nil}
+		if tc, ok := c.(*tls.Conn); ok {
+			info.MutualTLS, info.PeerPrincipal = tcpproxy.PeerIdentity(tc.ConnectionState())
+		}
+		s.HTTP.ServeConn(ctx, chain.HTTP, c, br, info)
 	case chain.TCP != nil:
 		s.TCP.Serve(ctx, chain.TCP, c, br, origDst)
 	}

@@ -3,6 +3,7 @@ package tcpproxy
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -35,6 +36,10 @@ type Record struct {
 	StatPrefix    string
 	// Inbound is set for the server side's proxy.
 	Inbound bool
+	// MutualTLS reports a downstream client certificate the listener
+	// verified; PeerPrincipal is its SPIFFE ID (URI SAN), if any.
+	MutualTLS     bool
+	PeerPrincipal string
 }
 
 // Observer receives finished connections (access logs).
@@ -194,6 +199,9 @@ const DefaultFlushInterval = 5 * time.Second
 // from c. It closes c before returning.
 func (p *Proxy) Serve(ctx context.Context, cfg *Config, c net.Conn, br *bufio.Reader, originalDst string) {
 	rec := Record{Start: p.now(), Downstream: c.RemoteAddr(), Local: c.LocalAddr(), StatPrefix: cfg.StatPrefix, Inbound: cfg.Inbound}
+	if tc, ok := c.(*tls.Conn); ok {
+		rec.MutualTLS, rec.PeerPrincipal = PeerIdentity(tc.ConnectionState())
+	}
 	var cnt counts
 	if cfg.Stats != nil {
 		cfg.Stats.DownstreamCxTotal.Inc()
@@ -242,7 +250,7 @@ func (p *Proxy) Serve(ctx context.Context, cfg *Config, c net.Conn, br *bufio.Re
 			return
 		}
 		rec.Host = h
-		up, err = p.dial(ctx, cl, h.Address)
+		up, err = p.dial(ctx, cl, h)
 		if err == nil {
 			h.CxTotal.Add(1)
 			h.CxActive.Add(1)
@@ -270,16 +278,16 @@ func (p *Proxy) Serve(ctx context.Context, cfg *Config, c net.Conn, br *bufio.Re
 
 // dial connects with the cluster's connect timeout, bind source and TLS
 // origination.
-func (p *Proxy) dial(ctx context.Context, cl *cluster.Cluster, addr string) (net.Conn, error) {
+func (p *Proxy) dial(ctx context.Context, cl *cluster.Cluster, h *cluster.Host) (net.Conn, error) {
 	if p.Dial != nil {
 		if cl.ConnectTimeout > 0 {
 			var cancel context.CancelFunc
 			ctx, cancel = context.WithTimeout(ctx, cl.ConnectTimeout)
 			defer cancel()
 		}
-		return p.Dial(ctx, "tcp", addr)
+		return p.Dial(ctx, "tcp", h.Address)
 	}
-	return cl.DialContext(ctx, addr)
+	return cl.DialHost(ctx, h)
 }
 
 // splice copies both ways until both directions finished, passing a
@@ -364,4 +372,18 @@ func (c *Config) ClusterNames() []string {
 		out[i] = w.name
 	}
 	return out
+}
+
+// PeerIdentity reports whether the TLS peer presented a verified
+// certificate (mutual TLS) and its SPIFFE ID, the first spiffe:// URI SAN.
+func PeerIdentity(cs tls.ConnectionState) (mutual bool, principal string) {
+	if len(cs.PeerCertificates) == 0 {
+		return false, ""
+	}
+	for _, u := range cs.PeerCertificates[0].URIs {
+		if u.Scheme == "spiffe" {
+			return true, u.String()
+		}
+	}
+	return true, ""
 }

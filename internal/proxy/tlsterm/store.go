@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"sync/atomic"
 
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
@@ -23,11 +24,17 @@ type secret struct {
 	peer  *peerChecks // SAN, hash and SPKI checks carried by the secret; nil for none
 }
 
-// Store holds the current SDS secrets by name. Reads are lock-free; Apply
-// replaces the whole set at once. The zero Store is empty and ready to use.
-// A Store is safe for concurrent use.
+// Store holds the current SDS secrets by name: those xDS sends (Apply) and
+// the proxy's own (SetLocal: the workload certificate `default` and trust
+// bundle `ROOTCA` the proxy obtains from the CA, which Envoy would get
+// from pilot-agent's SDS). Reads are lock-free; each update publishes the
+// whole set at once. The zero Store is empty and ready to use. A Store is
+// safe for concurrent use.
 type Store struct {
 	m atomic.Pointer[map[string]*secret]
+
+	mu         sync.Mutex // serialises updates of xds and local
+	xds, local map[string]*secret
 }
 
 // NewStore returns an empty Store.
@@ -56,8 +63,48 @@ func (s *Store) Apply(secrets map[string]*tlsv3.Secret) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	s.m.Store(&next)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.xds = next
+	s.publish()
 	return nil
+}
+
+// SetLocal validates the proxy's own secrets and, only if all are valid,
+// replaces them. A local secret wins over an xDS one of the same name, as
+// pilot-agent's SDS answers Envoy for `default` and `ROOTCA` whatever the
+// control plane sends.
+func (s *Store) SetLocal(secrets map[string]*tlsv3.Secret) error {
+	next := make(map[string]*secret, len(secrets))
+	var errs []error
+	for n, sec := range secrets {
+		p, err := parseSecret(sec)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("secret %q: %w", n, err))
+			continue
+		}
+		next[n] = p
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.local = next
+	s.publish()
+	return nil
+}
+
+// publish stores the union of the xDS and local secrets; s.mu is held.
+func (s *Store) publish() {
+	all := make(map[string]*secret, len(s.xds)+len(s.local))
+	for n, sec := range s.xds {
+		all[n] = sec
+	}
+	for n, sec := range s.local {
+		all[n] = sec
+	}
+	s.m.Store(&all)
 }
 
 // ApplyAny decodes xDS Secret resources (as the xDS client delivers them)

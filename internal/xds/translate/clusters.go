@@ -132,7 +132,7 @@ func (s *scope) buildCluster(svc *registry.Service, port registry.Port, subset s
 	applyLB(c, pol.lb, s.shared.leastRequest)
 	applyPool(c, pol.pool, port.Protocol)
 	applyOutlier(c, pol.od)
-	applyUpstreamTLS(c, svc, pol.tls)
+	s.applyClusterTLS(c, svc, port.Number, subset, pol.tls)
 	return c
 }
 

@@ -132,11 +132,13 @@ func lbEndpoint(ep *registry.Endpoint) *endpointv3.LbEndpoint {
 	if ep.ServiceAccount != "" {
 		fields["service_account"] = structpb.NewStringValue(ep.ServiceAccount)
 	}
+	md := istioMetadata(fields)
+	endpointTLSMode(md, ep)
 	return &endpointv3.LbEndpoint{
 		HostIdentifier:      &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: socketAddress(ep.Address, ep.Port)}},
 		HealthStatus:        health,
 		LoadBalancingWeight: u32v(weight),
-		Metadata:            istioMetadata(fields),
+		Metadata:            md,
 	}
 }
 

@@ -93,16 +93,16 @@ func (s *scope) sidecarInbound() ([]*listenerv3.Listener, []*clusterv3.Cluster) 
 	if ing := s.sidecarIngress(); ing != nil {
 		ports = ing
 	}
+	peers := s.peerAuthentication()
 	for _, p := range ports {
 		name := InboundClusterName(p.port)
-		match := &listenerv3.FilterChainMatch{DestinationPort: u32v(p.port)}
 		var f *listenerv3.Filter
 		if p.protocol.IsHTTP() {
 			f = s.hcm(hcmOptions{statPrefix: "inbound_0.0.0.0_" + u32(p.port), inline: inboundRouteConfig(p.port), inbound: true})
 		} else {
 			f = s.tcpProxy(name, []weightedName{{name: name}})
 		}
-		l.FilterChains = append(l.FilterChains, filterChain(name, match, f))
+		l.FilterChains = append(l.FilterChains, inboundChains(name, p.port, p.protocol.IsHTTP(), peers.forPort(p.port), f)...)
 		c := staticCluster(name, p.addr, p.target)
 		if len(p.services) > 0 {
 			c.Metadata = istioMetadata(map[string]*structpb.Value{"services": servicesMetaValue(p.services)})

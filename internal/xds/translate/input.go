@@ -44,6 +44,12 @@ type MeshOptions struct {
 	AccessLogFile string
 	// AccessLogEncoding is "TEXT" (zero value) or "JSON".
 	AccessLogEncoding string
+	// TrustDomain is MeshConfig trustDomain, the SPIFFE trust domain of
+	// workload identities; zero value means "cluster.local".
+	TrustDomain string
+	// DisableAutoMTLS is MeshConfig enableAutoMtls: false. By default
+	// clients use mesh mTLS to endpoints with a sidecar (tlsMode: istio).
+	DisableAutoMTLS bool
 }
 
 // DefaultMesh returns Istio's default mesh options.

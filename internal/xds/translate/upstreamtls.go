@@ -17,8 +17,8 @@ const TLSTransportSocket = "envoy.transport_sockets.tls"
 // DestinationRule tls of mode SIMPLE or MUTUAL: SNI from tls.sni (else the
 // host of a DNS/external service), CA and client certificate from files or
 // from the SDS secrets of credentialName, SAN checks from
-// subjectAltNames. ISTIO_MUTUAL (mesh certificates) is not emitted yet;
-// DISABLE and no tls mean plaintext.
+// subjectAltNames. ISTIO_MUTUAL and auto mTLS are applyClusterTLS's
+// (mtls.go); DISABLE means plaintext.
 func applyUpstreamTLS(c *clusterv3.Cluster, svc *registry.Service, t *networking.ClientTLSSettings) {
 	if t == nil || (t.GetMode() != networking.ClientTLSSettings_SIMPLE && t.GetMode() != networking.ClientTLSSettings_MUTUAL) {
 		return

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -34,6 +35,15 @@ func twoTier() *local.Spec {
 
 func startMesh(tb testing.TB, prefix string, x int) *local.Mesh {
 	tb.Helper()
+	m, _ := startMeshWith(tb, prefix, x, nil)
+	return m
+}
+
+// startMeshWith is startMesh with extra Istio resources in trellisd's
+// config directory from the start (file name -> YAML); it also returns
+// that directory.
+func startMeshWith(tb testing.TB, prefix string, x int, files map[string]string) (*local.Mesh, string) {
+	tb.Helper()
 	bins, err := local.FindBinaries(binDir)
 	if err != nil {
 		tb.Fatal(err)
@@ -49,10 +59,21 @@ func startMesh(tb testing.TB, prefix string, x int) *local.Mesh {
 		tb.Fatal(err)
 	}
 	state := tb.TempDir()
+	// The sidecars (uid 1337) read the published trust bundle under it.
+	for _, d := range []string{filepath.Dir(state), state} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			tb.Fatal(err)
+		}
+	}
 	cfg := filepath.Join(state, "config")
 	r := bins.MeshRunner(plan, cfg, state, nil)
 	if err := mkdir(cfg); err != nil {
 		tb.Fatal(err)
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(cfg, name), []byte(body), 0o644); err != nil {
+			tb.Fatal(err)
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -68,7 +89,7 @@ func startMesh(tb testing.TB, prefix string, x int) *local.Mesh {
 	if err := m.WaitReady(ctx); err != nil {
 		tb.Fatal(err)
 	}
-	return m
+	return m, cfg
 }
 
 // interceptedClient dials from inside a workload's namespace as root: the
@@ -137,7 +158,9 @@ func TestCallByNameThroughBothSidecars(t *testing.T) {
 // end's namespace to bill-service: "direct" goes namespace -> bridge -> app
 // with no sidecar and no rules (the floor), "intercepted" goes through real
 // interception and both sidecars: iptables -> sidecar (15001) -> bridge ->
-// iptables -> server sidecar (15006) -> app. Keep-alive, 16 in flight.
+// iptables -> server sidecar (15006) -> app, over mesh mTLS between the
+// sidecars (auto mTLS); "intercepted-plaintext" is the same with a
+// DestinationRule tls DISABLE. Keep-alive, 16 in flight.
 func BenchmarkTwoHopIntercepted(b *testing.B) {
 	if binDir == "" {
 		b.Skip("needs root and the built binaries")
@@ -150,6 +173,16 @@ func BenchmarkTwoHopIntercepted(b *testing.B) {
 	b.Run("intercepted", func(b *testing.B) {
 		m := startMesh(b, "t6b", 251)
 		// The in-process client resolves with the host's /etc/hosts: use the VIP.
+		benchGet(b, interceptedClient(m, "front"), "http://"+m.Plan.Services[0].VIP.String()+":9999/")
+	})
+	b.Run("intercepted-plaintext", func(b *testing.B) {
+		m, _ := startMeshWith(b, "t6d", 245, map[string]string{"plaintext.yaml": `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: bill-service, namespace: istio-demo}
+spec:
+  host: bill-service.istio-demo.svc.cluster.local
+  trafficPolicy: {tls: {mode: DISABLE}}
+`})
 		benchGet(b, interceptedClient(m, "front"), "http://"+m.Plan.Services[0].VIP.String()+":9999/")
 	})
 }

@@ -112,7 +112,13 @@ func (l *lockedBuf) String() string {
 // with SIGTERM (the drain path) and fails the test if it does not exit.
 func startProxy(t *testing.T, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(proxyBin, args...)
+	return startProxyCmd(t, exec.Command(proxyBin, args...))
+}
+
+// startProxyCmd is startProxy for a prepared command (environment,
+// inherited descriptors).
+func startProxyCmd(t *testing.T, cmd *exec.Cmd) *proc {
+	t.Helper()
 	out := &lockedBuf{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
