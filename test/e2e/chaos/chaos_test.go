@@ -31,7 +31,9 @@ func split(h, a string, wa int, b string) string {
 }
 
 // baseConfig: subsets v1 and v2, traffic split evenly.
-func baseConfig() string { return dr("v1", "v1", "v2", "v2") + "---\n" + vs(split(host, "v1", 50, "v2")) }
+func baseConfig() string {
+	return dr("v1", "v1", "v2", "v2") + "---\n" + vs(split(host, "v1", 50, "v2"))
+}
 
 // edit is the i-th VirtualService edit of the churn case: weights, then a
 // header match in front of the split, then timeouts and retries.
