@@ -118,13 +118,28 @@ func (d *delta) push() error {
 	}
 	prev := c.snap
 	c.snap = snap
+	c.subscribeNewEndpoints(prev, snap)
+	type removal struct {
+		w  *watch
+		rm []string
+	}
+	var later []removal // see order.go
 	for _, t := range c.typesInOrder() {
 		w := c.watches[t]
 		ch, rm := w.diff(prev.Resources[t], snap.Resources[t])
+		if len(rm) > 0 && deferRemoval(t) {
+			later = append(later, removal{w, rm})
+			rm = nil
+		}
 		if len(ch) == 0 && len(rm) == 0 {
 			continue
 		}
 		if err := d.send(w, ch, rm, changed); err != nil {
+			return err
+		}
+	}
+	for _, r := range later {
+		if err := d.send(r.w, nil, r.rm, changed); err != nil {
 			return err
 		}
 	}

@@ -80,12 +80,31 @@ func (s *sotw) push() error {
 	}
 	prev := c.snap
 	c.snap = snap
+	c.subscribeNewEndpoints(prev, snap)
+	var later []*watch // see order.go
 	for _, t := range c.typesInOrder() {
 		w := c.watches[t]
 		ch, rm := w.diff(prev.Resources[t], snap.Resources[t])
 		if len(ch) == 0 && len(rm) == 0 {
 			continue
 		}
+		if len(rm) > 0 && deferRemoval(t) {
+			later = append(later, w)
+			if len(ch) == 0 {
+				continue
+			}
+			// Add now, remove at the end.
+			rs := withRemoved(w.selected(snap.Resources[t]), w.selected(prev.Resources[t]), rm)
+			if err := s.sendList(w, rs, changed); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := s.send(w, changed); err != nil {
+			return err
+		}
+	}
+	for _, w := range later {
 		if err := s.send(w, changed); err != nil {
 			return err
 		}
@@ -95,8 +114,12 @@ func (s *sotw) push() error {
 }
 
 func (s *sotw) send(w *watch, changed time.Time) error {
+	return s.sendList(w, w.selected(s.c.snap.Resources[w.typeURL]), changed)
+}
+
+// sendList sends rs as the whole of w's type.
+func (s *sotw) sendList(w *watch, rs []*Resource, changed time.Time) error {
 	c := s.c
-	rs := w.selected(c.snap.Resources[w.typeURL])
 	version := c.snap.Version
 	nonce := contentNonce(w.typeURL, version, rs, nil)
 	err := c.s.shared.send(s.stream, version, nonce, func() proto.Message {

@@ -1,0 +1,205 @@
+package chaos
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// dr is the bill service's DestinationRule with subsets name -> version.
+func dr(subsets ...string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: bill-service, namespace: %s}\nspec:\n  host: %s\n  subsets:\n", namespace, host)
+	for i := 0; i+1 < len(subsets); i += 2 {
+		fmt.Fprintf(&b, "  - name: %s\n    labels: {version: %s}\n", subsets[i], subsets[i+1])
+	}
+	return b.String()
+}
+
+// vs is the bill service's VirtualService with these http routes (YAML
+// list items indented by two spaces).
+func vs(routes string) string {
+	return fmt.Sprintf("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: bill-service, namespace: %s}\nspec:\n  hosts: [bill-service]\n  http:\n%s", namespace, routes)
+}
+
+// split routes to two subsets (of host) by weight.
+func split(h, a string, wa int, b string) string {
+	return fmt.Sprintf("  - route:\n    - destination: {host: %s, subset: %s}\n      weight: %d\n    - destination: {host: %s, subset: %s}\n      weight: %d\n", h, a, wa, h, b, 100-wa)
+}
+
+// baseConfig: subsets v1 and v2, traffic split evenly.
+func baseConfig() string {
+	return dr("v1", "v1", "v2", "v2") + "---\n" + vs(split(host, "v1", 50, "v2"))
+}
+
+// edit is the i-th VirtualService edit of the churn case: weights, then a
+// header match in front of the split, then timeouts and retries.
+func edit(i int) string {
+	w := (i * 37) % 101
+	switch i % 3 {
+	case 0:
+		return vs(split(host, "v1", w, "v2"))
+	case 1:
+		return vs(fmt.Sprintf("  - match:\n    - headers:\n        x-chaos: {exact: c%d}\n    route:\n    - destination: {host: %s, subset: v2}\n", i, host) + split(host, "v1", w, "v2"))
+	default:
+		return vs(fmt.Sprintf("  - timeout: %ds\n    retries: {attempts: %d, perTryTimeout: 2s}\n    route:\n    - destination: {host: %s, subset: v1}\n      weight: %d\n    - destination: {host: %s, subset: v2}\n      weight: %d\n",
+			3+i%5, 1+i%3, host, w, host, 100-w))
+	}
+}
+
+// TestChaos runs the cases in order on one mesh, each with its own load
+// window. Cases whose disruption the mesh promises to hide must lose no
+// request.
+func TestChaos(t *testing.T) {
+	requireMesh(t)
+	d := caseDurations()
+	ms := startMesh(t)
+	ms.apply("bill", baseConfig())
+	front, _ := ms.m.Workload("front")
+	url := "http://" + ms.m.Plan.Services[0].VIP.String() + ":9999/"
+	ms.waitAnswers(front.Netns, url, "this is bill-service-v1", "this is bill-service-v2")
+	t.Logf("load: %d rps of HTTP/1.1 GET %s from %s through both sidecars; windows %s/%s/%s", *rps, url, front.Netns, d.before, d.during, d.after)
+
+	run := func(name string, zeroLoss bool, disrupt func(t *testing.T, l *load)) {
+		t.Run(name, func(t *testing.T) {
+			rss0, flags0 := ms.rssReport(), ms.flags()
+			l := startLoad(front.Netns, url, *rps)
+			time.Sleep(d.before)
+			l.setPhase(during)
+			disrupt(t, l)
+			l.setPhase(after)
+			time.Sleep(d.after)
+			s := summarize(l.finish())
+			flags, proxyBad := flagDelta(flags0, ms.flags())
+			t.Logf("%s: %s\n  client sidecar (code flags): %s\n  RSS before: %s\n  RSS after:  %s", name, s, flags, rss0, ms.rssReport())
+			if zeroLoss && (s.failed > 0 || proxyBad > 0) {
+				t.Errorf("%s lost requests: %d failed at the client, %d non-200 at the client sidecar; want 0", name, s.failed, proxyBad)
+			}
+		})
+	}
+
+	run("virtualservice-edits", true, func(t *testing.T, l *load) {
+		every := d.during / time.Duration(d.edits)
+		for i := range d.edits {
+			ms.apply("bill", dr("v1", "v1", "v2", "v2")+"---\n"+edit(i))
+			time.Sleep(every)
+		}
+	})
+
+	run("trellisd-killed", true, func(t *testing.T, l *load) {
+		ms.signal(ms.trellisd, syscall.SIGKILL)
+		time.Sleep(d.down)
+		ms.restartTrellisd()
+		// Resync: a change made after the restart reaches the proxies.
+		t0 := time.Now()
+		ms.apply("bill", dr("v1", "v1", "v2", "v2")+"---\n"+vs(split(host, "v2", 100, "v1")))
+		ms.waitOnly(l.client, url, "this is bill-service-v2")
+		t.Logf("trellisd down %s; after its restart a route change took effect in %s", d.down, time.Since(t0).Round(time.Millisecond))
+		ms.apply("bill", baseConfig())
+	})
+
+	run("subsets-and-new-service", true, func(t *testing.T, l *load) {
+		n := d.edits / 2
+		every := d.during / time.Duration(2*n+1)
+		for i := range n {
+			// The route and the subsets it names change in one write: the
+			// proxy must get the new clusters before the route that uses them
+			// and drop the old ones only after.
+			a, b := fmt.Sprintf("a%d", i), fmt.Sprintf("b%d", i)
+			ms.apply("bill", dr(a, "v1", b, "v2")+"---\n"+vs(split(host, a, (i*29)%101, b)))
+			time.Sleep(every)
+		}
+		// A new service, and the route moved onto it in the same write.
+		newHost := "bill-new." + namespace + ".svc.cluster.local"
+		ms.apply("bill", fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: bill-new, namespace: %s}
+spec:
+  hosts: [%s]
+  addresses: [10.%d.1.200]
+  ports: [{number: 9999, name: http, protocol: HTTP, targetPort: 80}]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  workloadSelector: {labels: {service: bill-service, version: v2}}
+---
+`, namespace, newHost, subnetX)+vs(fmt.Sprintf("  - route:\n    - destination: {host: %s}\n", newHost)))
+		ms.waitOnly(l.client, url, "this is bill-service-v2")
+		time.Sleep(d.during / time.Duration(2*n+1) * time.Duration(n))
+		ms.apply("bill", baseConfig())
+	})
+
+	run("endpoint-drained", true, func(t *testing.T, l *load) {
+		// As a scale-down does: the endpoint leaves the registry, then the
+		// sidecar is told to stop (it drains), then the app.
+		ms.deregister("bill-v1b")
+		time.Sleep(d.during / 4)
+		ms.signal(ms.process("proxy", "bill-v1b").PID, syscall.SIGTERM)
+		ms.signal(ms.process("app", "bill-v1b").PID, syscall.SIGTERM)
+		time.Sleep(d.during / 2)
+	})
+
+	run("endpoint-killed", false, func(t *testing.T, l *load) {
+		// No warning: the sidecar and the app die, the endpoint stays
+		// registered; what fails is what retries and outlier detection do
+		// not hide.
+		ms.signal(ms.process("proxy", "bill-v1c").PID, syscall.SIGKILL)
+		ms.signal(ms.process("app", "bill-v1c").PID, syscall.SIGKILL)
+		time.Sleep(d.during)
+	})
+}
+
+// waitAnswers waits until the service has answered with each of want.
+func (ms *mesh) waitAnswers(ns, url string, want ...string) {
+	ms.t.Helper()
+	l := startLoad(ns, url, 50)
+	defer l.finish()
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		l.mu.Lock()
+		seen := map[string]bool{}
+		for _, r := range l.results {
+			if r.code == http.StatusOK {
+				seen[r.answer] = true
+			}
+		}
+		l.mu.Unlock()
+		ok := true
+		for _, w := range want {
+			ok = ok && seen[w]
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			ms.t.Fatalf("%s: after 60s the answers seen are %v; want %q", url, seen, want)
+		}
+	}
+}
+
+// waitOnly waits until 20 calls in a row answer want.
+func (ms *mesh) waitOnly(c *http.Client, url, want string) {
+	ms.t.Helper()
+	var last string
+	for deadline, streak := time.Now().Add(60*time.Second), 0; streak < 20; {
+		if time.Now().After(deadline) {
+			ms.t.Fatalf("%s: no 20 answers in a row %q within 60s; last %q", url, want, last)
+		}
+		resp, err := c.Get(url)
+		if err != nil {
+			last, streak = err.Error(), 0
+			continue
+		}
+		var b [64]byte
+		n, _ := resp.Body.Read(b[:])
+		resp.Body.Close()
+		last = strings.TrimSpace(string(b[:n]))
+		if resp.StatusCode == http.StatusOK && last == want {
+			streak++
+		} else {
+			streak = 0
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
