@@ -175,6 +175,7 @@ func New(bs *bootstrapv3.Bootstrap, o Options) (*Proxy, error) {
 	p.Listeners = &listener.Server{HTTP: p.HTTP, TCP: p.TCP, Rebind: o.Rebind, DrainTime: o.DrainDuration}
 	if p.debug {
 		p.Listeners.Logf = p.logf
+		p.HTTP.Debugf = p.logf
 	}
 	for i, l := range bs.GetStaticResources().GetListeners() {
 		c, err := listener.Compile(l, p.cc)

@@ -6,10 +6,12 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster"
+	"github.com/trellis-mesh/trellis/internal/proxy/filter"
 	"github.com/trellis-mesh/trellis/internal/proxy/http1"
 	"github.com/trellis-mesh/trellis/internal/proxy/lb"
 	"github.com/trellis-mesh/trellis/internal/proxy/route"
@@ -66,6 +68,9 @@ type Record struct {
 	// transport (TLS) layer, Envoy's %UPSTREAM_TRANSPORT_FAILURE_REASON%;
 	// empty otherwise.
 	TransportFailure string
+	// Details is the response code details a filter set (an RBAC
+	// denial's rbac_access_denied_matched_policy[NAME]); empty otherwise.
+	Details string
 }
 
 // ConnInfo describes the downstream connection.
@@ -77,6 +82,9 @@ type ConnInfo struct {
 	// TLS reports that the listener terminated TLS on the connection: the
 	// request's scheme (and so x-forwarded-proto at the edge) is https.
 	TLS bool
+	// Conn is the connection as HTTP filters see it; ServeConn fills in
+	// the addresses it leaves unset.
+	Conn filter.Conn
 }
 
 // Manager serves HTTP connections for every listener of one proxy. Its
@@ -99,6 +107,8 @@ type Manager struct {
 	// Draining, when it returns true, makes HTTP/1.1 responses carry
 	// "connection: close" and HTTP/2 connections send GOAWAY.
 	Draining func() bool
+	// Debugf, when set, receives the debug log (RBAC decisions).
+	Debugf func(format string, args ...any)
 
 	h2once sync.Once
 	h2srv  *http2.Server
@@ -160,6 +170,12 @@ func (m *Manager) ServeConn(ctx context.Context, cfg *Config, c net.Conn, br *bu
 	if info.Local == nil {
 		info.Local = c.LocalAddr()
 	}
+	if !info.Conn.Remote.IsValid() {
+		info.Conn.Remote = netAddrPort(info.Remote)
+	}
+	if !info.Conn.Local.IsValid() {
+		info.Conn.Local = netAddrPort(info.Local)
+	}
 	if cfg.StreamIdleTimeout > 0 {
 		c.SetReadDeadline(m.now().Add(cfg.StreamIdleTimeout))
 	}
@@ -178,3 +194,11 @@ func (m *Manager) ServeConn(ctx context.Context, cfg *Config, c net.Conn, br *bu
 
 // the scratch exchange used by route selection helpers.
 var _ = route.Request{}
+
+// netAddrPort converts a TCP address; the zero AddrPort otherwise.
+func netAddrPort(a net.Addr) netip.AddrPort {
+	if t, ok := a.(*net.TCPAddr); ok {
+		return t.AddrPort()
+	}
+	return netip.AddrPort{}
+}
