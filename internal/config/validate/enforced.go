@@ -1,6 +1,12 @@
 package validate
 
-import "github.com/trellis-mesh/trellis/internal/config"
+import (
+	"strings"
+
+	security "istio.io/api/security/v1beta1"
+
+	"github.com/trellis-mesh/trellis/internal/config"
+)
 
 // notEnforced lists the kinds Trellis parses and validates but does not
 // enforce yet, with what that means for the user. Delete a kind's line when
@@ -8,17 +14,69 @@ import "github.com/trellis-mesh/trellis/internal/config"
 // trellisd's log and /debug/configz) follows.
 var notEnforced = map[string]string{
 	config.KindPeerAuthentication:    "not enforced yet: Trellis does not apply PeerAuthentication, so workloads keep accepting plaintext and mTLS as if this resource did not exist",
-	config.KindAuthorizationPolicy:   "not enforced yet: Trellis does not apply AuthorizationPolicy, so every request is allowed as if this resource did not exist",
 	config.KindRequestAuthentication: "not enforced yet: Trellis does not apply RequestAuthentication, so tokens are not checked and requests carry no request principal",
 }
 
-// NotEnforced returns the error-level finding for a resource whose kind
-// Trellis does not enforce yet, naming the resource ("Kind ns/name"), or
-// false when its kind is enforced.
+// tcpNotEnforced is what Trellis does not enforce of every ALLOW or DENY
+// AuthorizationPolicy: it applies RBAC to HTTP requests only.
+const tcpNotEnforced = "not enforced yet on TCP: Trellis enforces this policy on HTTP requests at sidecars (inbound) and gateways, but connections to TCP ports, TLS passthrough and the inbound passthrough are allowed as if it did not exist"
+
+// NotEnforced returns the error-level finding for a resource Trellis does
+// not (fully) enforce yet, naming the resource ("Kind ns/name") and saying
+// exactly what is not enforced, or false when all of it is.
 func NotEnforced(r *config.Resource) (Issue, bool) {
 	msg, ok := notEnforced[r.Kind]
+	if ap, isAP := r.Spec.(*security.AuthorizationPolicy); isAP && r.Kind == config.KindAuthorizationPolicy {
+		msg, ok = authorizationNotEnforced(ap)
+	}
 	if !ok {
 		return Issue{}, false
 	}
 	return Issue{Source: r.Source, Resource: r.Display(), Message: msg}, true
+}
+
+// identityKeys are the when keys that match the peer's certificate.
+var identityKeys = map[string]bool{"source.principal": true, "source.namespace": true, "source.serviceAccount": true, "source.trustDomain": true}
+
+// authorizationNotEnforced lists what of an AuthorizationPolicy Trellis
+// does not enforce (CUSTOM is rejected by validation instead).
+func authorizationNotEnforced(ap *security.AuthorizationPolicy) (string, bool) {
+	var parts []string
+	if ap.GetAction() == security.AuthorizationPolicy_ALLOW || ap.GetAction() == security.AuthorizationPolicy_DENY {
+		parts = append(parts, tcpNotEnforced)
+	}
+	if ap.GetTargetRef() != nil || len(ap.GetTargetRefs()) > 0 {
+		parts = append(parts, "targetRef(s) are not supported yet: the policy applies to no workload; use selector")
+	}
+	jwt, identity := false, false
+	for _, rule := range ap.GetRules() {
+		for _, f := range rule.GetFrom() {
+			s := f.GetSource()
+			if len(s.GetRequestPrincipals())+len(s.GetNotRequestPrincipals()) > 0 {
+				jwt = true
+			}
+			if len(s.GetPrincipals())+len(s.GetNotPrincipals())+len(s.GetNamespaces())+len(s.GetNotNamespaces())+
+				len(s.GetServiceAccounts())+len(s.GetNotServiceAccounts())+len(s.GetTrustDomains())+len(s.GetNotTrustDomains()) > 0 {
+				identity = true
+			}
+		}
+		for _, w := range rule.GetWhen() {
+			if strings.HasPrefix(w.GetKey(), "request.auth.") {
+				jwt = true
+			}
+			if identityKeys[w.GetKey()] {
+				identity = true
+			}
+		}
+	}
+	if jwt {
+		parts = append(parts, "requestPrincipals and request.auth.* are not enforced yet (no RequestAuthentication): an ALLOW rule using them allows nothing, a DENY or AUDIT rule ignores them and matches on its other fields")
+	}
+	if identity {
+		parts = append(parts, "principals, namespaces, serviceAccounts, trustDomains and source.principal/namespace only match TLS peers that presented a client certificate (gateway MUTUAL listeners): sidecar inbound traffic is plaintext until mutual TLS lands, so there they never match")
+	}
+	if len(parts) == 0 {
+		return "", false
+	}
+	return strings.Join(parts, "; "), true
 }

@@ -50,3 +50,50 @@ func TestNotEnforcedDoesNotHideErrors(t *testing.T) {
 		t.Errorf("got errors %v, want one at spec.portLevelMtls", res.Errors)
 	}
 }
+
+// TestAuthorizationPolicyFindings: an AuthorizationPolicy's finding says
+// exactly what is not enforced; CUSTOM is rejected, never ignored.
+func TestAuthorizationPolicyFindings(t *testing.T) {
+	tests := []struct {
+		name string
+		spec string
+		want []string // substrings of the finding; nil for none
+	}{
+		{"allow nothing", "{}", []string{"not enforced yet on TCP", "enforces this policy on HTTP requests at sidecars (inbound) and gateways"}},
+		{"audit by path", "action: AUDIT\nrules:\n- to: [{operation: {paths: [/x]}}]", nil},
+		{"jwt principal", "rules:\n- from: [{source: {requestPrincipals: [\"*\"]}}]", []string{"requestPrincipals and request.auth.* are not enforced yet", "an ALLOW rule using them allows nothing"}},
+		{"jwt claim", "action: AUDIT\nrules:\n- when: [{key: \"request.auth.claims[group]\", values: [admin]}]", []string{"request.auth.* are not enforced yet"}},
+		{"namespaces", "rules:\n- from: [{source: {namespaces: [foo]}}]", []string{"only match TLS peers that presented a client certificate"}},
+		{"source.principal", "action: DENY\nrules:\n- when: [{key: source.principal, values: [a/b]}]", []string{"only match TLS peers"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			res := check(t, obj("security.istio.io/v1", "AuthorizationPolicy", tc.spec))
+			for _, e := range res.Errors {
+				t.Errorf("got error %s, want none", e)
+			}
+			if tc.want == nil {
+				if len(res.NotEnforced) != 0 {
+					t.Errorf("got findings %v, want none", res.NotEnforced)
+				}
+				return
+			}
+			if len(res.NotEnforced) != 1 {
+				t.Fatalf("got findings %v, want one", res.NotEnforced)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(res.NotEnforced[0].Message, w) {
+					t.Errorf("finding %q lacks %q", res.NotEnforced[0].Message, w)
+				}
+			}
+		})
+	}
+	res := check(t, obj("security.istio.io/v1", "AuthorizationPolicy", "action: CUSTOM\nprovider: {name: ext}\nrules: [{}]"))
+	found := false
+	for _, e := range res.Errors {
+		found = found || (e.Field == "spec.action" && strings.Contains(e.Message, "CUSTOM is not supported by Trellis yet"))
+	}
+	if !found {
+		t.Errorf("CUSTOM: got errors %v, want one at spec.action", res.Errors)
+	}
+}

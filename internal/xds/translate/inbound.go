@@ -93,12 +93,13 @@ func (s *scope) sidecarInbound() ([]*listenerv3.Listener, []*clusterv3.Cluster) 
 	if ing := s.sidecarIngress(); ing != nil {
 		ports = ing
 	}
+	authz := s.rbacFilters()
 	for _, p := range ports {
 		name := InboundClusterName(p.port)
 		match := &listenerv3.FilterChainMatch{DestinationPort: u32v(p.port)}
 		var f *listenerv3.Filter
 		if p.protocol.IsHTTP() {
-			f = s.hcm(hcmOptions{statPrefix: "inbound_0.0.0.0_" + u32(p.port), inline: inboundRouteConfig(p.port), inbound: true})
+			f = s.hcm(hcmOptions{statPrefix: "inbound_0.0.0.0_" + u32(p.port), inline: inboundRouteConfig(p.port), inbound: true, authz: authz})
 		} else {
 			f = s.tcpProxy(name, []weightedName{{name: name}})
 		}
