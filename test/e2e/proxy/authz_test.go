@@ -176,3 +176,4 @@ func TestAuthorizationPolicyAtGateway(t *testing.T) {
 		return nil
 	})
 }
+
