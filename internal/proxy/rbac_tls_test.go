@@ -116,7 +116,9 @@ filter_chains:
 	get := func(uri, sni string) (int, string) {
 		der, key := leaf(time.Now().UnixNano(), "", uri, x509.ExtKeyUsageClientAuth)
 		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "app.example", Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}},
-			DialContext: func(ctx context.Context, n, _ string) (net.Conn, error) { return (&net.Dialer{}).DialContext(ctx, n, addr) }}
+			DialContext: func(ctx context.Context, n, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, n, addr)
+			}}
 		if sni != "" {
 			tr.TLSClientConfig.ServerName, tr.TLSClientConfig.InsecureSkipVerify = sni, true
 		}

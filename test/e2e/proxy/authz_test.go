@@ -176,4 +176,3 @@ func TestAuthorizationPolicyAtGateway(t *testing.T) {
 		return nil
 	})
 }
-
