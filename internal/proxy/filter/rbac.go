@@ -4,10 +4,12 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	rbacconfigv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
+	netrbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 )
 
@@ -326,31 +328,36 @@ func pathOnly(p []byte) []byte {
 	return p
 }
 
-func (n *rbacNode) match(s Stream) bool {
+// match evaluates the node; http is false for a connection, where
+// header and path rules never match (as in Envoy's network filter).
+func (n *rbacNode) match(s Stream, http bool) bool {
 	switch n.kind {
 	case rbacAny:
 		return true
 	case rbacAnd:
 		for i := range n.children {
-			if !n.children[i].match(s) {
+			if !n.children[i].match(s, http) {
 				return false
 			}
 		}
 		return true
 	case rbacOr:
 		for i := range n.children {
-			if n.children[i].match(s) {
+			if n.children[i].match(s, http) {
 				return true
 			}
 		}
 		return false
 	case rbacNot:
-		return !n.children[0].match(s)
+		return !n.children[0].match(s, http)
 	case rbacHeader:
+		if !http {
+			return false
+		}
 		v, ok := RequestHeader(s, n.header.Name)
 		return n.header.Match(v, ok)
 	case rbacPath:
-		return n.str.Match(pathOnly(s.Path()))
+		return http && n.str.Match(pathOnly(s.Path()))
 	case rbacDstIP:
 		return n.prefix.Contains(s.Conn().Local.Addr().Unmap())
 	case rbacDstPort:
@@ -389,19 +396,23 @@ func RequestHeader(s Stream, name string) ([]byte, bool) {
 // Evaluate returns whether the rules let the request through and the
 // policy that decided (nil when none matched).
 func (r *RBACRules) Evaluate(s Stream) (allowed bool, decided *RBACPolicy) {
+	return r.evaluate(s, true)
+}
+
+func (r *RBACRules) evaluate(s Stream, http bool) (allowed bool, decided *RBACPolicy) {
 	for i := range r.Policies {
 		p := &r.Policies[i]
-		if p.matches(s) {
+		if p.matches(s, http) {
 			return r.Action != RBACDeny, p
 		}
 	}
 	return r.Action != RBACAllow, nil
 }
 
-func (p *RBACPolicy) matches(s Stream) bool {
+func (p *RBACPolicy) matches(s Stream, http bool) bool {
 	ok := false
 	for i := range p.permissions {
-		if p.permissions[i].match(s) {
+		if p.permissions[i].match(s, http) {
 			ok = true
 			break
 		}
@@ -410,7 +421,7 @@ func (p *RBACPolicy) matches(s Stream) bool {
 		return false
 	}
 	for i := range p.principals {
-		if p.principals[i].match(s) {
+		if p.principals[i].match(s, http) {
 			return true
 		}
 	}
@@ -450,4 +461,49 @@ func (f rbacFilter) Decode(s Stream, perRoute any) Status {
 	}
 	s.Deny(details)
 	return Stop
+}
+
+// CompileNetworkRBAC compiles envoy.filters.network.rbac's config into
+// the rules a connection is checked against once, before the terminal
+// filter (Envoy's ONE_TIME_ON_FIRST_BYTE); nil rules check nothing.
+func CompileNetworkRBAC(c *netrbacv3.RBAC, path string) (*RBACRules, error) {
+	switch {
+	case c.GetMatcher() != nil || c.GetShadowMatcher() != nil:
+		return nil, fmt.Errorf("%s: matcher and shadow_matcher are not supported by trellis-proxy; use rules", path)
+	case c.GetShadowRules() != nil:
+		return nil, fmt.Errorf("%s.shadow_rules: not supported by trellis-proxy's network RBAC filter", path)
+	case c.GetEnforcementType() != netrbacv3.RBAC_ONE_TIME_ON_FIRST_BYTE:
+		return nil, fmt.Errorf("%s.enforcement_type: only ONE_TIME_ON_FIRST_BYTE is supported", path)
+	case c.GetDelayDeny() != nil:
+		return nil, fmt.Errorf("%s.delay_deny: not supported", path)
+	}
+	if c.GetRules() == nil {
+		return nil, nil
+	}
+	return CompileRBACRules(c.GetRules(), path+".rules")
+}
+
+// connStream is a connection as the network RBAC filter sees it: no
+// request, so header and path rules never match.
+type connStream struct{ c *Conn }
+
+func (s connStream) Header(string) ([]byte, bool)    { return nil, false }
+func (s connStream) Method() []byte                  { return nil }
+func (s connStream) Forwarding() bool                { return false }
+func (s connStream) Rand() uint64                    { return 0 }
+func (s connStream) Delay(time.Duration)             {}
+func (s connStream) Abort(int, int, string)          {}
+func (s connStream) Reply(int)                       {}
+func (s connStream) SetResponseHeader(_, _ []byte)   {}
+func (s connStream) Forward()                        {}
+func (s connStream) Path() []byte                    { return nil }
+func (s connStream) Conn() *Conn                     { return s.c }
+func (s connStream) RemoteIP() netip.Addr            { return s.c.Remote.Addr() }
+func (s connStream) Deny(string)                     {}
+func (s connStream) LogRBAC(bool, bool, *RBACPolicy) {}
+
+// EvaluateConn checks a connection: whether the rules let it through and
+// the policy that decided (nil when none matched).
+func (r *RBACRules) EvaluateConn(c *Conn) (allowed bool, decided *RBACPolicy) {
+	return r.evaluate(connStream{c}, false)
 }

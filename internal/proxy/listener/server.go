@@ -370,6 +370,16 @@ func (s *Server) serve(r *running, c net.Conn) {
 			fc.PeerCertificate, fc.PeerPrincipal = true, peerPrincipal(cs.PeerCertificates[0])
 		}
 	}
+	for _, rules := range chain.RBAC {
+		if allowed, p := rules.EvaluateConn(&fc); !allowed {
+			policy := "none"
+			if p != nil {
+				policy = p.Name
+			}
+			s.logf("listener %q chain %q: rbac: connection from %s to %s closed: enforced denied, rbac_access_denied_matched_policy[%s]", l.Name, chain.Name, fc.Remote, fc.Local, policy)
+			return
+		}
+	}
 	ctx, done := l.track(r.ctx, c)
 	defer done()
 	switch {
