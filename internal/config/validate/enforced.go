@@ -17,10 +17,6 @@ var notEnforced = map[string]string{
 	config.KindRequestAuthentication: "not enforced yet: Trellis does not apply RequestAuthentication, so tokens are not checked and requests carry no request principal",
 }
 
-// tcpNotEnforced is what Trellis does not enforce of every ALLOW or DENY
-// AuthorizationPolicy: it applies RBAC to HTTP requests only.
-const tcpNotEnforced = "not enforced yet on TCP: Trellis enforces this policy on HTTP requests at sidecars (inbound) and gateways, but connections to TCP ports, TLS passthrough and the inbound passthrough are allowed as if it did not exist"
-
 // NotEnforced returns the error-level finding for a resource Trellis does
 // not (fully) enforce yet, naming the resource ("Kind ns/name") and saying
 // exactly what is not enforced, or false when all of it is.
@@ -42,11 +38,8 @@ var identityKeys = map[string]bool{"source.principal": true, "source.namespace":
 // does not enforce (CUSTOM is rejected by validation instead).
 func authorizationNotEnforced(ap *security.AuthorizationPolicy) (string, bool) {
 	var parts []string
-	if ap.GetAction() == security.AuthorizationPolicy_ALLOW || ap.GetAction() == security.AuthorizationPolicy_DENY {
-		parts = append(parts, tcpNotEnforced)
-	}
 	if ap.GetTargetRef() != nil || len(ap.GetTargetRefs()) > 0 {
-		parts = append(parts, "targetRef(s) are not supported yet: the policy applies to no workload; use selector")
+		parts = append(parts, "not enforced yet: targetRef(s): the policy applies to no workload; use selector")
 	}
 	jwt, identity := false, false
 	for _, rule := range ap.GetRules() {
@@ -70,10 +63,10 @@ func authorizationNotEnforced(ap *security.AuthorizationPolicy) (string, bool) {
 		}
 	}
 	if jwt {
-		parts = append(parts, "requestPrincipals and request.auth.* are not enforced yet (no RequestAuthentication): an ALLOW rule using them allows nothing, a DENY or AUDIT rule ignores them and matches on its other fields")
+		parts = append(parts, "not enforced yet: requestPrincipals and request.auth.* (no RequestAuthentication): an ALLOW rule using them allows nothing, a DENY or AUDIT rule ignores them and matches on its other fields")
 	}
 	if identity {
-		parts = append(parts, "principals, namespaces, serviceAccounts, trustDomains and source.principal/namespace only match TLS peers that presented a client certificate (gateway MUTUAL listeners): sidecar inbound traffic is plaintext until mutual TLS lands, so there they never match")
+		parts = append(parts, "not enforced yet for plaintext peers: principals, namespaces, serviceAccounts, trustDomains and source.principal/namespace only match TLS peers that presented a client certificate (gateway MUTUAL listeners); sidecar inbound traffic is plaintext until mutual TLS lands, so there they never match (an ALLOW rule on them denies, a DENY rule on their not* forms denies)")
 	}
 	if len(parts) == 0 {
 		return "", false

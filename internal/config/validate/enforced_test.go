@@ -15,7 +15,7 @@ func TestNotEnforcedFinding(t *testing.T) {
 		want string // resource named by the finding; "" for none
 	}{
 		{"strict peer authentication", obj("security.istio.io/v1", "PeerAuthentication", "mtls: {mode: STRICT}"), "PeerAuthentication ns/r"},
-		{"allow nothing", obj("security.istio.io/v1", "AuthorizationPolicy", "{}"), "AuthorizationPolicy ns/r"},
+		{"allow nothing is enforced", obj("security.istio.io/v1", "AuthorizationPolicy", "{}"), ""},
 		{"jwt", obj("security.istio.io/v1beta1", "RequestAuthentication", "jwtRules:\n- issuer: me\n  jwksUri: https://example.com/jwks.json"), "RequestAuthentication ns/r"},
 		{"virtual service", vs("hosts: [a]\nhttp:\n- route:\n  - destination: {host: a}\n"), ""},
 	}
@@ -59,11 +59,13 @@ func TestAuthorizationPolicyFindings(t *testing.T) {
 		spec string
 		want []string // substrings of the finding; nil for none
 	}{
-		{"allow nothing", "{}", []string{"not enforced yet on TCP", "enforces this policy on HTTP requests at sidecars (inbound) and gateways"}},
+		{"allow nothing", "{}", nil},
+		{"deny by ip block", "action: DENY\nrules:\n- from: [{source: {ipBlocks: [10.0.0.0/8]}}]", nil},
+		{"target ref", "targetRef: {group: gateway.networking.k8s.io, kind: Gateway, name: gw}\nrules: [{}]", []string{"not enforced yet: targetRef(s)"}},
 		{"audit by path", "action: AUDIT\nrules:\n- to: [{operation: {paths: [/x]}}]", nil},
-		{"jwt principal", "rules:\n- from: [{source: {requestPrincipals: [\"*\"]}}]", []string{"requestPrincipals and request.auth.* are not enforced yet", "an ALLOW rule using them allows nothing"}},
-		{"jwt claim", "action: AUDIT\nrules:\n- when: [{key: \"request.auth.claims[group]\", values: [admin]}]", []string{"request.auth.* are not enforced yet"}},
-		{"namespaces", "rules:\n- from: [{source: {namespaces: [foo]}}]", []string{"only match TLS peers that presented a client certificate"}},
+		{"jwt principal", "rules:\n- from: [{source: {requestPrincipals: [\"*\"]}}]", []string{"not enforced yet: requestPrincipals and request.auth.*", "an ALLOW rule using them allows nothing"}},
+		{"jwt claim", "action: AUDIT\nrules:\n- when: [{key: \"request.auth.claims[group]\", values: [admin]}]", []string{"not enforced yet: requestPrincipals and request.auth.*"}},
+		{"namespaces", "rules:\n- from: [{source: {namespaces: [foo]}}]", []string{"not enforced yet for plaintext peers", "only match TLS peers that presented a client certificate"}},
 		{"source.principal", "action: DENY\nrules:\n- when: [{key: source.principal, values: [a/b]}]", []string{"only match TLS peers"}},
 	}
 	for _, tc := range tests {

@@ -8,11 +8,14 @@ import (
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	rbacconfigv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	netrbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	security "istio.io/api/security/v1beta1"
 
@@ -26,6 +29,11 @@ const (
 	RBACAuditFilter = "envoy.filters.http.rbac.audit"
 	RBACDenyFilter  = "envoy.filters.http.rbac.deny"
 	RBACFilter      = "envoy.filters.http.rbac"
+	// NetworkRBACFilterName is the network filter's name; the deny and
+	// allow stat prefixes tell its two instances apart.
+	NetworkRBACFilterName = "envoy.filters.network.rbac"
+	NetworkRBACDenyFilter = "rbac_deny"
+	NetworkRBACFilter     = "rbac"
 )
 
 // defaultTrustDomain is Istio's default trust domain, which serviceAccounts
@@ -66,16 +74,19 @@ func (s *scope) authorizationPolicies() []*config.Resource {
 	return out
 }
 
-// rbacFilters translates the policies that apply to the proxy into RBAC
-// HTTP filters, nil when none applies. Istio's evaluation order follows
-// from the filter order: a DENY policy that matches denies; with no ALLOW
-// policy the request is allowed; else an ALLOW policy must match. An
-// ALLOW policy without rules (spec: {}) contributes no policy, so it
-// allows nothing.
-func (s *scope) rbacFilters() []*hcmv3.HttpFilter {
+// rbacSets translates the policies that apply to the proxy into RBAC
+// rule sets by action, for HTTP chains or (tcp) for TCP ones. Istio's
+// evaluation order follows from the order of the filters holding them: a
+// DENY policy that matches denies; with no ALLOW policy the request is
+// allowed; else an ALLOW policy must match. An ALLOW policy without
+// rules (spec: {}) contributes no policy, so it allows nothing.
+func (s *scope) rbacSets(tcp bool) map[security.AuthorizationPolicy_Action]*rbacconfigv3.RBAC {
 	byAction := map[security.AuthorizationPolicy_Action]*rbacconfigv3.RBAC{}
 	for _, r := range s.authorizationPolicies() {
 		ap := r.Spec.(*security.AuthorizationPolicy)
+		if tcp && ap.GetAction() == security.AuthorizationPolicy_AUDIT {
+			continue
+		}
 		set := byAction[ap.GetAction()]
 		if set == nil {
 			set = &rbacconfigv3.RBAC{Policies: map[string]*rbacconfigv3.Policy{}}
@@ -88,25 +99,112 @@ func (s *scope) rbacFilters() []*hcmv3.HttpFilter {
 			byAction[ap.GetAction()] = set
 		}
 		for i, rule := range ap.GetRules() {
-			p := s.rbacPolicy(rule, ap.GetAction() != security.AuthorizationPolicy_ALLOW)
+			broad := ap.GetAction() != security.AuthorizationPolicy_ALLOW
+			if tcp {
+				if rule = tcpRule(rule, broad); rule == nil {
+					continue
+				}
+			}
+			p := s.rbacPolicy(rule, broad)
 			if p == nil {
 				continue
 			}
 			set.Policies[fmt.Sprintf("ns[%s]-policy[%s]-rule[%d]", nsOf(r), r.Name, i)] = p
 		}
 	}
+	return byAction
+}
+
+// rbacOrder is the order of the RBAC filters and their names.
+var rbacOrder = []struct {
+	action      security.AuthorizationPolicy_Action
+	http, netwk string
+}{
+	{security.AuthorizationPolicy_AUDIT, RBACAuditFilter, ""},
+	{security.AuthorizationPolicy_DENY, RBACDenyFilter, NetworkRBACDenyFilter},
+	{security.AuthorizationPolicy_ALLOW, RBACFilter, NetworkRBACFilter},
+}
+
+// keep reports whether a rule set becomes a filter: a DENY or AUDIT set
+// without policies does nothing, an ALLOW set without them denies all.
+func keep(action security.AuthorizationPolicy_Action, set *rbacconfigv3.RBAC) bool {
+	return set != nil && (action == security.AuthorizationPolicy_ALLOW || len(set.Policies) > 0)
+}
+
+// rbacFilters returns the RBAC HTTP filters of the policies that apply to
+// the proxy, nil when none applies.
+func (s *scope) rbacFilters() []*hcmv3.HttpFilter {
+	sets := s.rbacSets(false)
 	var out []*hcmv3.HttpFilter
-	for _, f := range []struct {
-		action security.AuthorizationPolicy_Action
-		name   string
-	}{{security.AuthorizationPolicy_AUDIT, RBACAuditFilter}, {security.AuthorizationPolicy_DENY, RBACDenyFilter}, {security.AuthorizationPolicy_ALLOW, RBACFilter}} {
-		set := byAction[f.action]
-		if set == nil || (f.action != security.AuthorizationPolicy_ALLOW && len(set.Policies) == 0) {
-			continue
+	for _, f := range rbacOrder {
+		if set := sets[f.action]; keep(f.action, set) {
+			out = append(out, &hcmv3.HttpFilter{Name: f.http, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&rbacv3.RBAC{Rules: set})}})
 		}
-		out = append(out, &hcmv3.HttpFilter{Name: f.name, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&rbacv3.RBAC{Rules: set})}})
 	}
 	return out
+}
+
+// networkRBACFilters returns the RBAC network filters that go before a
+// TCP chain's tcp_proxy, nil when no policy applies.
+func (s *scope) networkRBACFilters(statPrefix string) []*listenerv3.Filter {
+	sets := s.rbacSets(true)
+	var out []*listenerv3.Filter
+	for _, f := range rbacOrder {
+		if set := sets[f.action]; f.netwk != "" && keep(f.action, set) {
+			out = append(out, &listenerv3.Filter{Name: NetworkRBACFilterName, ConfigType: &listenerv3.Filter_TypedConfig{
+				TypedConfig: mustAny(&netrbacv3.RBAC{Rules: set, StatPrefix: f.netwk + "." + statPrefix})}})
+		}
+	}
+	return out
+}
+
+// tcpRule is a rule as Istio applies it to TCP traffic: HTTP-only fields
+// (hosts, methods, paths, requestPrincipals, request.* conditions and
+// their not* forms) cannot match a connection, so an ALLOW rule with one
+// is left out (nil) and a DENY rule drops them, matching more.
+func tcpRule(rule *security.Rule, broad bool) *security.Rule {
+	httpOnly := false
+	for _, to := range rule.GetTo() {
+		o := to.GetOperation()
+		if len(o.GetHosts())+len(o.GetNotHosts())+len(o.GetMethods())+len(o.GetNotMethods())+len(o.GetPaths())+len(o.GetNotPaths()) > 0 {
+			httpOnly = true
+		}
+	}
+	for _, f := range rule.GetFrom() {
+		if len(f.GetSource().GetRequestPrincipals())+len(f.GetSource().GetNotRequestPrincipals()) > 0 {
+			httpOnly = true
+		}
+	}
+	for _, w := range rule.GetWhen() {
+		if strings.HasPrefix(w.GetKey(), "request.") {
+			httpOnly = true
+		}
+	}
+	if !httpOnly {
+		return rule
+	}
+	if !broad {
+		return nil
+	}
+	r := proto.Clone(rule).(*security.Rule)
+	for _, to := range r.GetTo() {
+		if o := to.GetOperation(); o != nil {
+			o.Hosts, o.NotHosts, o.Methods, o.NotMethods, o.Paths, o.NotPaths = nil, nil, nil, nil, nil, nil
+		}
+	}
+	for _, f := range r.GetFrom() {
+		if src := f.GetSource(); src != nil {
+			src.RequestPrincipals, src.NotRequestPrincipals = nil, nil
+		}
+	}
+	var when []*security.Condition
+	for _, w := range r.GetWhen() {
+		if !strings.HasPrefix(w.GetKey(), "request.") {
+			when = append(when, w)
+		}
+	}
+	r.When = when
+	return r
 }
 
 // rbacPolicy translates one rule: it matches when one of its from entries
