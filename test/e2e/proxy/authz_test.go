@@ -3,6 +3,7 @@ package proxy
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -175,4 +176,90 @@ func TestAuthorizationPolicyAtGateway(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestAuthorizationPolicyTCPAtGateway is Istio's "authorization for TCP
+// traffic" task at a gateway's TCP server: an ALLOW policy whose only
+// rule uses an HTTP-only field (methods) admits no TCP connection, one on
+// the port admits them, and a DENY on the client's ipBlocks closes them.
+func TestAuthorizationPolicyTCPAtGateway(t *testing.T) {
+	dir := t.TempDir()
+	echo := tcpEcho(t)
+	writeConfig(t, dir, "tcp.yaml", `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: tcp-echo, namespace: default}
+spec:
+  hosts: [tcp-echo.default.svc.cluster.local]
+  addresses: [240.240.1.40]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 9000, name: tcp, protocol: TCP}]
+  workloadSelector: {labels: {app: tcp-echo}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: tcp-echo-1, namespace: default}
+spec:
+  address: 127.0.0.1
+  ports: {tcp: `+port(echo)+`}
+  labels: {app: tcp-echo}
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: tcp-gateway, namespace: default}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 31400, name: tcp, protocol: TCP}
+    hosts: ["*"]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: tcp-echo, namespace: default}
+spec:
+  hosts: ["*"]
+  gateways: [tcp-gateway]
+  tcp:
+  - match: [{port: 31400}]
+    route:
+    - destination: {host: tcp-echo, port: {number: 9000}}
+`, nil)
+	td := startTrellisd(t, dir, "")
+	gw := freePort(t)
+	startProxy(t, "--xds-address", td.XDSAddr(), "--type", "router", "--ip", "127.0.0.1",
+		"--pod-name", "istio-ingressgateway-5d8c", "--namespace", "istio-system", "--labels", "istio=ingressgateway",
+		"--admin-address", freePort(t), "--ready-address", "", "--prometheus-address", "", "--merged-address", "",
+		"--rebind", "0.0.0.0:31400="+gw, "--drain-duration", "1s")
+	echoed := func() error {
+		c, err := net.DialTimeout("tcp", gw, 2*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		if _, err := io.WriteString(c, "hello\n"); err != nil {
+			return err
+		}
+		b := make([]byte, 6)
+		if _, err := io.ReadFull(c, b); err != nil {
+			return fmt.Errorf("connection closed without the echo: %v", err)
+		}
+		return nil
+	}
+	closed := func() error {
+		if err := echoed(); err == nil {
+			return fmt.Errorf("got the echo, want the connection closed")
+		}
+		return nil
+	}
+	eventually(t, "tcp echo through the gateway", echoed)
+	policy := func(spec string) {
+		writeConfig(t, dir, "authz.yaml", "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: tcp-policy, namespace: istio-system}\nspec:\n  selector: {matchLabels: {istio: ingressgateway}}\n"+spec, nil)
+	}
+	policy("  action: ALLOW\n  rules:\n  - to: [{operation: {methods: [GET]}}]\n")
+	eventually(t, "ALLOW with only an HTTP field denies TCP", closed)
+	policy("  action: ALLOW\n  rules:\n  - to: [{operation: {methods: [GET]}}]\n  - to: [{operation: {ports: [\"31400\"]}}]\n")
+	eventually(t, "ALLOW on the port", echoed)
+	policy("  action: DENY\n  rules:\n  - from: [{source: {ipBlocks: [127.0.0.0/8]}}]\n")
+	eventually(t, "DENY on the client's ipBlocks", closed)
 }
