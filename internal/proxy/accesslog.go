@@ -74,6 +74,8 @@ func (o logs) Request(r *httpconn.Record) {
 func details(r *httpconn.Record) string {
 	f := r.Flags
 	switch {
+	case r.Details != "":
+		return r.Details
 	case f&httpconn.FlagFI != 0:
 		return "fault_filter_abort"
 	case f&httpconn.FlagNR != 0:

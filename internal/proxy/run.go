@@ -193,6 +193,7 @@ func New(bs *bootstrapv3.Bootstrap, o Options) (*Proxy, error) {
 	p.Listeners = &listener.Server{HTTP: p.HTTP, TCP: p.TCP, Rebind: o.Rebind, DrainTime: o.DrainDuration}
 	if p.debug {
 		p.Listeners.Logf = p.logf
+		p.HTTP.Debugf = p.logf
 	}
 	if o.Identity != nil {
 		opts := *o.Identity

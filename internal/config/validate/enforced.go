@@ -1,23 +1,74 @@
 package validate
 
-import "github.com/trellis-mesh/trellis/internal/config"
+import (
+	"strings"
+
+	security "istio.io/api/security/v1beta1"
+
+	"github.com/trellis-mesh/trellis/internal/config"
+)
 
 // notEnforced lists the kinds Trellis parses and validates but does not
 // enforce yet, with what that means for the user. Delete a kind's line when
 // its enforcement lands end to end; every surface (analyze, the webhook,
 // trellisd's log and /debug/configz) follows.
 var notEnforced = map[string]string{
-	config.KindAuthorizationPolicy:   "not enforced yet: Trellis does not apply AuthorizationPolicy, so every request is allowed as if this resource did not exist",
 	config.KindRequestAuthentication: "not enforced yet: Trellis does not apply RequestAuthentication, so tokens are not checked and requests carry no request principal",
 }
 
-// NotEnforced returns the error-level finding for a resource whose kind
-// Trellis does not enforce yet, naming the resource ("Kind ns/name"), or
-// false when its kind is enforced.
+// NotEnforced returns the error-level finding for a resource Trellis does
+// not (fully) enforce yet, naming the resource ("Kind ns/name") and saying
+// exactly what is not enforced, or false when all of it is.
 func NotEnforced(r *config.Resource) (Issue, bool) {
 	msg, ok := notEnforced[r.Kind]
+	if ap, isAP := r.Spec.(*security.AuthorizationPolicy); isAP && r.Kind == config.KindAuthorizationPolicy {
+		msg, ok = authorizationNotEnforced(ap)
+	}
 	if !ok {
 		return Issue{}, false
 	}
 	return Issue{Source: r.Source, Resource: r.Display(), Message: msg}, true
+}
+
+// identityKeys are the when keys that match the peer's certificate.
+var identityKeys = map[string]bool{"source.principal": true, "source.namespace": true, "source.serviceAccount": true, "source.trustDomain": true}
+
+// authorizationNotEnforced lists what of an AuthorizationPolicy Trellis
+// does not enforce (CUSTOM is rejected by validation instead).
+func authorizationNotEnforced(ap *security.AuthorizationPolicy) (string, bool) {
+	var parts []string
+	if ap.GetTargetRef() != nil || len(ap.GetTargetRefs()) > 0 {
+		parts = append(parts, "not enforced yet: targetRef(s): the policy applies to no workload; use selector")
+	}
+	jwt, identity := false, false
+	for _, rule := range ap.GetRules() {
+		for _, f := range rule.GetFrom() {
+			s := f.GetSource()
+			if len(s.GetRequestPrincipals())+len(s.GetNotRequestPrincipals()) > 0 {
+				jwt = true
+			}
+			if len(s.GetPrincipals())+len(s.GetNotPrincipals())+len(s.GetNamespaces())+len(s.GetNotNamespaces())+
+				len(s.GetServiceAccounts())+len(s.GetNotServiceAccounts())+len(s.GetTrustDomains())+len(s.GetNotTrustDomains()) > 0 {
+				identity = true
+			}
+		}
+		for _, w := range rule.GetWhen() {
+			if strings.HasPrefix(w.GetKey(), "request.auth.") {
+				jwt = true
+			}
+			if identityKeys[w.GetKey()] {
+				identity = true
+			}
+		}
+	}
+	if jwt {
+		parts = append(parts, "not enforced yet: requestPrincipals and request.auth.* (no RequestAuthentication): an ALLOW rule using them allows nothing, a DENY or AUDIT rule ignores them and matches on its other fields")
+	}
+	if identity {
+		parts = append(parts, "not enforced for plaintext peers: principals, namespaces, serviceAccounts, trustDomains and source.principal/namespace only match peers that presented a mesh certificate (auto mTLS between local-mode sidecars, gateway MUTUAL listeners); Kubernetes sidecars get no workload certificate yet, so there they never match (an ALLOW rule on them denies, a DENY rule on their not* forms denies)")
+	}
+	if len(parts) == 0 {
+		return "", false
+	}
+	return strings.Join(parts, "; "), true
 }

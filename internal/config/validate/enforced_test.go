@@ -15,7 +15,7 @@ func TestNotEnforcedFinding(t *testing.T) {
 		want string // resource named by the finding; "" for none
 	}{
 		{"strict peer authentication (enforced)", obj("security.istio.io/v1", "PeerAuthentication", "mtls: {mode: STRICT}"), ""},
-		{"allow nothing", obj("security.istio.io/v1", "AuthorizationPolicy", "{}"), "AuthorizationPolicy ns/r"},
+		{"allow nothing is enforced", obj("security.istio.io/v1", "AuthorizationPolicy", "{}"), ""},
 		{"jwt", obj("security.istio.io/v1beta1", "RequestAuthentication", "jwtRules:\n- issuer: me\n  jwksUri: https://example.com/jwks.json"), "RequestAuthentication ns/r"},
 		{"virtual service", vs("hosts: [a]\nhttp:\n- route:\n  - destination: {host: a}\n"), ""},
 	}
@@ -48,5 +48,54 @@ func TestNotEnforcedDoesNotHideErrors(t *testing.T) {
 	res := check(t, obj("security.istio.io/v1", "PeerAuthentication", "portLevelMtls:\n  8080: {mode: DISABLE}"))
 	if len(res.Errors) == 0 || res.Errors[0].Field != "spec.portLevelMtls" {
 		t.Errorf("got errors %v, want one at spec.portLevelMtls", res.Errors)
+	}
+}
+
+// TestAuthorizationPolicyFindings: an AuthorizationPolicy's finding says
+// exactly what is not enforced; CUSTOM is rejected, never ignored.
+func TestAuthorizationPolicyFindings(t *testing.T) {
+	tests := []struct {
+		name string
+		spec string
+		want []string // substrings of the finding; nil for none
+	}{
+		{"allow nothing", "{}", nil},
+		{"deny by ip block", "action: DENY\nrules:\n- from: [{source: {ipBlocks: [10.0.0.0/8]}}]", nil},
+		{"target ref", "targetRef: {group: gateway.networking.k8s.io, kind: Gateway, name: gw}\nrules: [{}]", []string{"not enforced yet: targetRef(s)"}},
+		{"audit by path", "action: AUDIT\nrules:\n- to: [{operation: {paths: [/x]}}]", nil},
+		{"jwt principal", "rules:\n- from: [{source: {requestPrincipals: [\"*\"]}}]", []string{"not enforced yet: requestPrincipals and request.auth.*", "an ALLOW rule using them allows nothing"}},
+		{"jwt claim", "action: AUDIT\nrules:\n- when: [{key: \"request.auth.claims[group]\", values: [admin]}]", []string{"not enforced yet: requestPrincipals and request.auth.*"}},
+		{"namespaces", "rules:\n- from: [{source: {namespaces: [foo]}}]", []string{"not enforced for plaintext peers", "only match peers that presented a mesh certificate"}},
+		{"source.principal", "action: DENY\nrules:\n- when: [{key: source.principal, values: [a/b]}]", []string{"only match peers that presented a mesh certificate"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			res := check(t, obj("security.istio.io/v1", "AuthorizationPolicy", tc.spec))
+			for _, e := range res.Errors {
+				t.Errorf("got error %s, want none", e)
+			}
+			if tc.want == nil {
+				if len(res.NotEnforced) != 0 {
+					t.Errorf("got findings %v, want none", res.NotEnforced)
+				}
+				return
+			}
+			if len(res.NotEnforced) != 1 {
+				t.Fatalf("got findings %v, want one", res.NotEnforced)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(res.NotEnforced[0].Message, w) {
+					t.Errorf("finding %q lacks %q", res.NotEnforced[0].Message, w)
+				}
+			}
+		})
+	}
+	res := check(t, obj("security.istio.io/v1", "AuthorizationPolicy", "action: CUSTOM\nprovider: {name: ext}\nrules: [{}]"))
+	found := false
+	for _, e := range res.Errors {
+		found = found || (e.Field == "spec.action" && strings.Contains(e.Message, "CUSTOM is not supported by Trellis yet"))
+	}
+	if !found {
+		t.Errorf("CUSTOM: got errors %v, want one at spec.action", res.Errors)
 	}
 }

@@ -98,6 +98,9 @@ func (c *checker) authorizationPolicy(ap *security.AuthorizationPolicy) {
 	c.selector(spec.Field("selector"), ap.GetSelector())
 	c.targetRefs(spec, ap.GetSelector(), ap.GetTargetRef(), ap.GetTargetRefs())
 	custom := ap.GetAction() == security.AuthorizationPolicy_CUSTOM
+	if custom {
+		c.errorf(spec.Field("action"), "CUSTOM is not supported by Trellis yet (no external authorization filter), and a policy is never ignored; use ALLOW or DENY rules")
+	}
 	if custom && ap.GetProvider().GetName() == "" {
 		c.errorf(spec.Field("provider").Field("name"), "missing; action CUSTOM needs provider.name (an extension provider in the mesh config)")
 	}

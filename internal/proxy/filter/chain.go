@@ -2,6 +2,7 @@ package filter
 
 import (
 	"fmt"
+	"net/netip"
 	"sort"
 	"time"
 
@@ -65,6 +66,38 @@ type Stream interface {
 	// Forward hands the request to the router; only the terminal filter
 	// calls it.
 	Forward()
+
+	// Path returns the request path, with the query.
+	Path() []byte
+	// Conn returns the downstream connection.
+	Conn() *Conn
+	// RemoteIP returns Envoy's downstream remote address: the
+	// x-forwarded-for entry xff_num_trusted_hops from the right (the
+	// connection's peer appended first when use_remote_address is set),
+	// or the connection's peer when there is none.
+	RemoteIP() netip.Addr
+	// Deny answers 403 "RBAC: access denied" (response flag RBAC) with
+	// details as the response code details, and debug-logs the denial.
+	Deny(details string)
+	// LogRBAC debug-logs an RBAC decision that does not deny: a shadow
+	// rule set's outcome, or the policy a LOG (Istio AUDIT) rule set
+	// matched. p is the policy that decided, nil when none matched.
+	LogRBAC(shadow, allowed bool, p *RBACPolicy)
+}
+
+// Conn is the downstream connection as filters see it.
+type Conn struct {
+	// Remote is the connection's peer (Envoy's direct remote address);
+	// Local is the address it was sent to (the original destination when
+	// the listener restores it).
+	Remote, Local netip.AddrPort
+	// SNI is the server name a TLS client asked for ("" otherwise).
+	SNI string
+	// PeerCertificate reports that the TLS client presented a certificate
+	// the listener's validation accepted; PeerPrincipal is its first URI
+	// SAN (the SPIFFE identity), else its first DNS SAN, else its subject.
+	PeerCertificate bool
+	PeerPrincipal   string
 }
 
 // Builder makes one kind of filter: it compiles an http_filters entry's

@@ -1,6 +1,8 @@
 package filter
 
 import (
+	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -167,6 +169,11 @@ type stream struct {
 	answered   int
 	forwarded  bool
 	resp       []string
+	path       string
+	conn       Conn
+	remote     netip.Addr
+	details    string
+	logged     []string
 }
 
 func (s *stream) Header(n string) ([]byte, bool) {
@@ -181,6 +188,22 @@ func (s *stream) Abort(status, _ int, _ string) { s.answered = status }
 func (s *stream) Reply(status int)              { s.answered = status }
 func (s *stream) SetResponseHeader(n, v []byte) { s.resp = append(s.resp, string(n)+": "+string(v)) }
 func (s *stream) Forward()                      { s.forwarded = true }
+func (s *stream) Path() []byte                  { return []byte(s.path) }
+func (s *stream) Conn() *Conn                   { return &s.conn }
+func (s *stream) RemoteIP() netip.Addr {
+	if s.remote.IsValid() {
+		return s.remote
+	}
+	return s.conn.Remote.Addr()
+}
+func (s *stream) Deny(details string) { s.answered, s.details = 403, details }
+func (s *stream) LogRBAC(shadow, allowed bool, p *RBACPolicy) {
+	name := "none"
+	if p != nil {
+		name = p.Name
+	}
+	s.logged = append(s.logged, fmt.Sprintf("shadow=%v allowed=%v %s", shadow, allowed, name))
+}
 
 func TestFaultFilterConfigIsTheDefault(t *testing.T) {
 	chain, err := chainOf(t, `{http_filters: [{name: f, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault, abort: {http_status: 503}}}, {name: envoy.filters.http.router}]}`)

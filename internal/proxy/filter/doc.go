@@ -1,7 +1,10 @@
 // Package filter holds trellis-proxy's HTTP filters and their registry:
-// fault injection (envoy.filters.http.fault), CORS (envoy.filters.http.cors)
-// and the router (envoy.filters.http.router, whose forwarding is package
-// httpconn's), plus the string matcher they and the route table share.
+// RBAC (envoy.filters.http.rbac, whose rules the network RBAC filter of
+// package listener also evaluates on connections), fault injection
+// (envoy.filters.http.fault), CORS (envoy.filters.http.cors) and the
+// router (envoy.filters.http.router, whose forwarding is package
+// httpconn's), plus the string and header matchers they and the route
+// table share.
 //
 // Flow: an HCM's http_filters -> CompileChain (once per listener update)
 // -> Chain held by httpconn.Config; a route's typed_per_filter_config ->

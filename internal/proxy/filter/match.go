@@ -107,3 +107,24 @@ func foldEq(b []byte, s string) bool {
 	}
 	return true
 }
+
+// MatchString is Match for a string.
+func (m *StringMatcher) MatchString(v string) bool {
+	if m.kind == 'r' {
+		return m.re.MatchString(v)
+	}
+	if m.ignoreCase {
+		return m.matchFold([]byte(v))
+	}
+	switch m.kind {
+	case 'e':
+		return v == m.value
+	case 'p':
+		return strings.HasPrefix(v, m.value)
+	case 's':
+		return strings.HasSuffix(v, m.value)
+	case 'c':
+		return strings.Contains(v, m.value)
+	}
+	return false
+}

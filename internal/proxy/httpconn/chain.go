@@ -1,6 +1,8 @@
 package httpconn
 
 import (
+	"bytes"
+	"net/netip"
 	"time"
 
 	"github.com/trellis-mesh/trellis/internal/proxy/filter"
@@ -82,3 +84,67 @@ func (fs *filterStream) SetResponseHeader(name, value []byte) {
 }
 
 func (fs *filterStream) Forward() { fs.e.rt.serve(fs.route) }
+
+func (fs *filterStream) Path() []byte { return fs.e.q.Path }
+
+func (fs *filterStream) Conn() *filter.Conn { return &fs.e.info.Conn }
+
+func (fs *filterStream) RemoteIP() netip.Addr {
+	peer := fs.e.info.Conn.Remote.Addr()
+	cfg := fs.e.cfg
+	xff, ok := fs.e.q.Headers.Get("x-forwarded-for")
+	if !ok {
+		return peer
+	}
+	// Envoy: the entry xff_num_trusted_hops from the right; with
+	// use_remote_address the peer was appended, so one further left.
+	skip := cfg.XffNumTrustedHops
+	if cfg.UseRemoteAddress && cfg.SkipXffAppend {
+		skip--
+		if skip < 0 {
+			return peer
+		}
+	}
+	for {
+		i := bytes.LastIndexByte(xff, ',')
+		entry := bytes.TrimSpace(xff[i+1:])
+		if skip == 0 {
+			if a, err := netip.ParseAddr(string(entry)); err == nil {
+				return a
+			}
+			return peer
+		}
+		if i < 0 {
+			return peer
+		}
+		skip--
+		xff = xff[:i]
+	}
+}
+
+func (fs *filterStream) Deny(details string) {
+	fs.e.rec.Details = details
+	if d := fs.e.m.Debugf; d != nil {
+		d("rbac: %s %s from %s: enforced denied, %s", fs.e.q.Method, fs.e.q.Path, fs.e.info.Conn.Remote, details)
+	}
+	fs.e.localReply(403, "RBAC: access denied", FlagRBAC, nil)
+}
+
+func (fs *filterStream) LogRBAC(shadow, allowed bool, p *filter.RBACPolicy) {
+	d := fs.e.m.Debugf
+	if d == nil {
+		return
+	}
+	policy := "none"
+	if p != nil {
+		policy = p.Name
+	}
+	kind, outcome := "audit", "logged"
+	if shadow {
+		kind, outcome = "shadow", "denied"
+		if allowed {
+			outcome = "allowed"
+		}
+	}
+	d("rbac: %s %s from %s: %s %s, matched policy %s", fs.e.q.Method, fs.e.q.Path, fs.e.info.Conn.Remote, kind, outcome, policy)
+}

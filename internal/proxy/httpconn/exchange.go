@@ -331,7 +331,7 @@ func (e *exchange) observe() {
 	r.RequestHeaders = e.q.Headers
 	r.StatPrefix = e.cfg.StatPrefix
 	r.Inbound = e.cfg.Inbound
-	r.MutualTLS, r.PeerPrincipal = e.info.MutualTLS, e.info.PeerPrincipal
+	r.MutualTLS, r.PeerPrincipal = e.info.Conn.PeerCertificate, e.info.Conn.PeerPrincipal
 	e.end()
 	if e.cfg.Log != nil {
 		e.cfg.Log.Request(r)

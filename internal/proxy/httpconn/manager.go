@@ -6,10 +6,12 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster"
+	"github.com/trellis-mesh/trellis/internal/proxy/filter"
 	"github.com/trellis-mesh/trellis/internal/proxy/http1"
 	"github.com/trellis-mesh/trellis/internal/proxy/lb"
 	"github.com/trellis-mesh/trellis/internal/proxy/route"
@@ -60,8 +62,8 @@ type Record struct {
 	StatPrefix string
 	// Inbound is set for the server side's proxy (reporter destination).
 	Inbound bool
-	// MutualTLS and PeerPrincipal are the downstream connection's (see
-	// ConnInfo).
+	// MutualTLS and PeerPrincipal are the downstream connection's client
+	// certificate (ConnInfo.Conn's PeerCertificate and PeerPrincipal).
 	MutualTLS     bool
 	PeerPrincipal string
 	// PeerMetadata is the caller's x-envoy-peer-metadata (inbound only).
@@ -70,6 +72,9 @@ type Record struct {
 	// transport (TLS) layer, Envoy's %UPSTREAM_TRANSPORT_FAILURE_REASON%;
 	// empty otherwise.
 	TransportFailure string
+	// Details is the response code details a filter set (an RBAC
+	// denial's rbac_access_denied_matched_policy[NAME]); empty otherwise.
+	Details string
 }
 
 // ConnInfo describes the downstream connection.
@@ -81,11 +86,9 @@ type ConnInfo struct {
 	// TLS reports that the listener terminated TLS on the connection: the
 	// request's scheme (and so x-forwarded-proto at the edge) is https.
 	TLS bool
-	// MutualTLS reports that the client presented a certificate the
-	// listener verified; PeerPrincipal is its SPIFFE ID (URI SAN), empty
-	// when it has none.
-	MutualTLS     bool
-	PeerPrincipal string
+	// Conn is the connection as HTTP filters see it; ServeConn fills in
+	// the addresses it leaves unset.
+	Conn filter.Conn
 }
 
 // Manager serves HTTP connections for every listener of one proxy. Its
@@ -110,6 +113,8 @@ type Manager struct {
 	// "connection: close" and their HTTP/2 responses start a graceful
 	// GOAWAY, while the listeners keep accepting. Nil never drains.
 	Draining func(inbound bool) bool
+	// Debugf, when set, receives the debug log (RBAC decisions).
+	Debugf func(format string, args ...any)
 
 	h2once sync.Once
 	h2srv  *http2.Server
@@ -171,6 +176,12 @@ func (m *Manager) ServeConn(ctx context.Context, cfg *Config, c net.Conn, br *bu
 	if info.Local == nil {
 		info.Local = c.LocalAddr()
 	}
+	if !info.Conn.Remote.IsValid() {
+		info.Conn.Remote = netAddrPort(info.Remote)
+	}
+	if !info.Conn.Local.IsValid() {
+		info.Conn.Local = netAddrPort(info.Local)
+	}
 	if cfg.StreamIdleTimeout > 0 {
 		c.SetReadDeadline(m.now().Add(cfg.StreamIdleTimeout))
 	}
@@ -189,3 +200,11 @@ func (m *Manager) ServeConn(ctx context.Context, cfg *Config, c net.Conn, br *bu
 
 // the scratch exchange used by route selection helpers.
 var _ = route.Request{}
+
+// netAddrPort converts a TCP address; the zero AddrPort otherwise.
+func netAddrPort(a net.Addr) netip.AddrPort {
+	if t, ok := a.(*net.TCPAddr); ok {
+		return t.AddrPort()
+	}
+	return netip.AddrPort{}
+}

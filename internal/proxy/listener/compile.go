@@ -11,8 +11,10 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	netrbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
 	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 
+	httpfilter "github.com/trellis-mesh/trellis/internal/proxy/filter"
 	"github.com/trellis-mesh/trellis/internal/proxy/httpconn"
 	"github.com/trellis-mesh/trellis/internal/proxy/stats"
 	"github.com/trellis-mesh/trellis/internal/proxy/tcpproxy"
@@ -23,6 +25,7 @@ import (
 const (
 	HCMFilter        = "envoy.filters.network.http_connection_manager"
 	TCPProxyFilter   = "envoy.filters.network.tcp_proxy"
+	RBACFilter       = "envoy.filters.network.rbac"
 	OriginalDstName  = "envoy.filters.listener.original_dst"
 	TLSInspectorName = "envoy.filters.listener.tls_inspector"
 	HTTPInspector    = "envoy.filters.listener.http_inspector"
@@ -74,6 +77,9 @@ type Chain struct {
 
 	HTTP *httpconn.Config
 	TCP  *tcpproxy.Config
+	// RBAC are the network RBAC filters before the terminal one, in
+	// order: a connection one of them denies is closed.
+	RBAC []*httpfilter.RBACRules
 	// TLS terminates downstream TLS before HTTP/TCP; nil for plain text.
 	TLS *tlsterm.Context
 }
@@ -240,6 +246,22 @@ func compileChain(fc *listenerv3.FilterChain, cc Compilers, path string, inbound
 				cfg.Stats = stats.NewTCPStats(cc.Stats, cfg.StatPrefix)
 			}
 			c.TCP = cfg
+		case RBACFilter:
+			var r netrbacv3.RBAC
+			if err := f.GetTypedConfig().UnmarshalTo(&r); err != nil {
+				return nil, fmt.Errorf("%s.typed_config: %w", fpath, err)
+			}
+			rules, err := httpfilter.CompileNetworkRBAC(&r, fpath+".typed_config")
+			if err != nil {
+				return nil, err
+			}
+			if last {
+				return nil, fmt.Errorf("%s: %q must be followed by a terminal filter (http_connection_manager or tcp_proxy)", fpath, f.GetName())
+			}
+			if rules != nil {
+				c.RBAC = append(c.RBAC, rules)
+			}
+			continue
 		default:
 			return nil, fmt.Errorf("%s.name: network filter %q is not supported", fpath, f.GetName())
 		}

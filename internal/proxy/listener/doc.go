@@ -9,7 +9,11 @@
 // destination IP, then server name, transport protocol and application
 // protocols).
 //
+// A filter chain's envoy.filters.network.rbac filters (before the
+// terminal one) are checked once per connection, after TLS: a denied
+// connection is closed.
+//
 // Flow: LDS -> Compile -> Server.Update (bind new sockets first, then swap;
-// removed listeners stop accepting and drain) -> accept -> match ->
-// httpconn.Manager.ServeConn or tcpproxy.Proxy.Serve.
+// removed listeners stop accepting and drain) -> accept -> match -> TLS ->
+// network RBAC -> httpconn.Manager.ServeConn or tcpproxy.Proxy.Serve.
 package listener

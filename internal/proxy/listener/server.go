@@ -2,7 +2,7 @@ package listener
 
 import (
 	"context"
-	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	httpfilter "github.com/trellis-mesh/trellis/internal/proxy/filter"
 	"github.com/trellis-mesh/trellis/internal/proxy/httpconn"
 	"github.com/trellis-mesh/trellis/internal/proxy/tcpproxy"
 )
@@ -324,6 +325,7 @@ func (s *Server) serve(r *running, c net.Conn) {
 			st.DownstreamCxLengthMs.Observe(float64(time.Since(start)) / float64(time.Millisecond))
 		}()
 	}
+	fc := httpfilter.Conn{Remote: netip.AddrPortFrom(f.SrcIP, uint16(f.SrcPort)), Local: netip.AddrPortFrom(f.DstIP, uint16(f.DstPort))}
 	if chain.TLS != nil {
 		hctx, cancel := context.WithTimeout(r.ctx, 10*time.Second)
 		tc, err := chain.TLS.HandshakeReader(hctx, c, br)
@@ -336,16 +338,27 @@ func (s *Server) serve(r *running, c net.Conn) {
 		tbr := httpconn.NewReader(tc)
 		defer httpconn.PutReader(tbr)
 		c, br = tc, tbr
+		cs := tc.ConnectionState()
+		fc.SNI = cs.ServerName
+		if len(cs.PeerCertificates) > 0 {
+			fc.PeerCertificate, fc.PeerPrincipal = true, peerPrincipal(cs.PeerCertificates[0])
+		}
+	}
+	for _, rules := range chain.RBAC {
+		if allowed, p := rules.EvaluateConn(&fc); !allowed {
+			policy := "none"
+			if p != nil {
+				policy = p.Name
+			}
+			s.logf("listener %q chain %q: rbac: connection from %s to %s closed: enforced denied, rbac_access_denied_matched_policy[%s]", l.Name, chain.Name, fc.Remote, fc.Local, policy)
+			return
+		}
 	}
 	ctx, done := l.track(r.ctx, c)
 	defer done()
 	switch {
 	case chain.HTTP != nil:
-		info := httpconn.ConnInfo{OriginalDst: origDst, TLS: chain.TLS != nil}
-		if tc, ok := c.(*tls.Conn); ok {
-			info.MutualTLS, info.PeerPrincipal = tcpproxy.PeerIdentity(tc.ConnectionState())
-		}
-		s.HTTP.ServeConn(ctx, chain.HTTP, c, br, info)
+		s.HTTP.ServeConn(ctx, chain.HTTP, c, br, httpconn.ConnInfo{OriginalDst: origDst, TLS: chain.TLS != nil, Conn: fc})
 	case chain.TCP != nil:
 		s.TCP.Serve(ctx, chain.TCP, c, br, origDst)
 	}
@@ -402,4 +415,17 @@ func (s *Server) Close() {
 	case <-done:
 	case <-time.After(time.Second):
 	}
+}
+
+// peerPrincipal is the identity RBAC's authenticated principal matches:
+// the certificate's first URI SAN (a SPIFFE ID), else its first DNS SAN,
+// else its subject, as Envoy takes it.
+func peerPrincipal(c *x509.Certificate) string {
+	if len(c.URIs) > 0 {
+		return c.URIs[0].String()
+	}
+	if len(c.DNSNames) > 0 {
+		return c.DNSNames[0]
+	}
+	return c.Subject.String()
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"hash/fnv"
-	"strconv"
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -14,80 +13,17 @@ import (
 	"github.com/trellis-mesh/trellis/internal/proxy/http1"
 )
 
-type headerMatcher struct {
-	name         string
-	kind         byte // 's'tring, 'p'resent, 'r'ange
-	sm           filter.StringMatcher
-	present      bool
-	lo, hi       int64
-	invert       bool
-	missingEmpty bool
-}
+// headerMatcher matches one request header, pseudo-headers included.
+type headerMatcher struct{ filter.HeaderMatcher }
 
 func compileHeaderMatcher(h *routev3.HeaderMatcher, path string) (headerMatcher, error) {
-	hm := headerMatcher{name: strings.ToLower(h.GetName()), invert: h.GetInvertMatch(), missingEmpty: h.GetTreatMissingHeaderAsEmpty()}
-	if hm.name == "" {
-		return hm, fmt.Errorf("%s.name: must not be empty", path)
-	}
-	var err error
-	switch m := h.GetHeaderMatchSpecifier().(type) {
-	case *routev3.HeaderMatcher_StringMatch:
-		hm.kind = 's'
-		hm.sm, err = filter.CompileStringMatcher(m.StringMatch, path+".string_match")
-	case *routev3.HeaderMatcher_ExactMatch:
-		hm.kind = 's'
-		hm.sm, err = filter.CompileStringMatcher(exact(m.ExactMatch), path+".exact_match")
-	case *routev3.HeaderMatcher_PrefixMatch:
-		hm.kind = 's'
-		hm.sm, err = filter.CompileStringMatcher(prefix(m.PrefixMatch), path+".prefix_match")
-	case *routev3.HeaderMatcher_SuffixMatch:
-		hm.kind = 's'
-		hm.sm, err = filter.CompileStringMatcher(suffix(m.SuffixMatch), path+".suffix_match")
-	case *routev3.HeaderMatcher_ContainsMatch:
-		hm.kind = 's'
-		hm.sm, err = filter.CompileStringMatcher(contains(m.ContainsMatch), path+".contains_match")
-	case *routev3.HeaderMatcher_SafeRegexMatch:
-		hm.kind = 's'
-		hm.sm, err = filter.CompileStringMatcher(regex(m.SafeRegexMatch.GetRegex()), path+".safe_regex_match")
-	case *routev3.HeaderMatcher_PresentMatch:
-		hm.kind, hm.present = 'p', m.PresentMatch
-	case *routev3.HeaderMatcher_RangeMatch:
-		hm.kind, hm.lo, hm.hi = 'r', m.RangeMatch.GetStart(), m.RangeMatch.GetEnd()
-	case nil:
-		hm.kind, hm.present = 'p', true
-	default:
-		return hm, fmt.Errorf("%s: unsupported header match %T", path, m)
-	}
-	return hm, err
+	hm, err := filter.CompileHeaderMatcher(h, path)
+	return headerMatcher{hm}, err
 }
 
 func (h *headerMatcher) match(q *Request) bool {
-	v, ok := q.header(h.name)
-	if !ok && h.missingEmpty {
-		v, ok = nil, true
-	}
-	var m bool
-	switch h.kind {
-	case 'p':
-		m = ok == h.present
-		if !ok {
-			// Envoy: a missing header never matches, even inverted, except
-			// for present_match which is the presence test itself.
-			return m != h.invert
-		}
-	case 's':
-		if !ok {
-			return false
-		}
-		m = h.sm.Match(v)
-	case 'r':
-		if !ok {
-			return false
-		}
-		n, err := strconv.ParseInt(string(v), 10, 64)
-		m = err == nil && n >= h.lo && n < h.hi
-	}
-	return m != h.invert
+	v, ok := q.header(h.Name)
+	return h.Match(v, ok)
 }
 
 type queryMatcher struct {

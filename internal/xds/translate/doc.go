@@ -16,7 +16,8 @@
 // and per-port listeners, route configurations by port), routes.go and
 // fault.go (VirtualService http routes), clusters.go and upstreamtls.go
 // (outbound clusters and DestinationRule traffic policy), endpoints.go
-// (EDS), inbound.go (15006 and inbound|PORT|| clusters), gateway.go
+// (EDS), inbound.go (15006 and inbound|PORT|| clusters), authz.go
+// (AuthorizationPolicy as HTTP and network RBAC filters), gateway.go
 // (router listeners, routes, secrets), grpc.go (proxyless gRPC API
 // listeners), listeners.go and convert.go (shared builders), proxy.go (node
 // parsing), outboundproxy.go (what outbound translation reads of a

@@ -69,6 +69,7 @@ func (s *scope) gatewayConfig() ([]*listenerv3.Listener, []*routev3.RouteConfigu
 	var listeners []*listenerv3.Listener
 	var routes []*routev3.RouteConfiguration
 	secrets := map[string]*tlsv3.Secret{}
+	authz := s.rbacFilters()
 	for _, k := range keys {
 		servers, port := byPort[k], k.port
 		addr, rdsSuffix := "0.0.0.0", ""
@@ -83,7 +84,7 @@ func (s *scope) gatewayConfig() ([]*listenerv3.Listener, []*routev3.RouteConfigu
 			case gs.terminatesTLS():
 				rcName := "https." + u32(port) + "." + gs.server.GetPort().GetName() + "." + gs.name + "." + gs.ns + rdsSuffix
 				match := &listenerv3.FilterChainMatch{ServerNames: sniNames(gs.server.GetHosts())}
-				fc := filterChain(rcName, match, s.hcm(hcmOptions{statPrefix: "outbound_" + name, rds: rcName, edge: true}))
+				fc := filterChain(rcName, match, s.hcm(hcmOptions{statPrefix: "outbound_" + name, rds: rcName, edge: true, authz: authz}))
 				fc.TransportSocket = s.downstreamTLS(gs, secrets)
 				l.FilterChains = append(l.FilterChains, fc)
 				routes = append(routes, s.gatewayRouteConfig(rcName, port, []gatewayServer{gs}))
@@ -99,7 +100,7 @@ func (s *scope) gatewayConfig() ([]*listenerv3.Listener, []*routev3.RouteConfigu
 		}
 		if len(plainHTTP) > 0 {
 			rcName := "http." + u32(port) + rdsSuffix
-			l.FilterChains = append(l.FilterChains, filterChain(rcName, nil, s.hcm(hcmOptions{statPrefix: "outbound_" + name, rds: rcName, edge: true})))
+			l.FilterChains = append(l.FilterChains, filterChain(rcName, nil, s.hcm(hcmOptions{statPrefix: "outbound_" + name, rds: rcName, edge: true, authz: authz})))
 			routes = append(routes, s.gatewayRouteConfig(rcName, port, plainHTTP))
 		}
 		if len(l.FilterChains) == 0 {
@@ -356,7 +357,7 @@ func (s *scope) gatewayTLSPassthrough(gs gatewayServer, port uint32) []*listener
 					continue
 				}
 				out = append(out, filterChain("sni:"+strings.Join(snis, ","), &listenerv3.FilterChainMatch{ServerNames: snis},
-					s.tcpProxy(dsts[0].name, dsts)))
+					append(s.networkRBACFilters(dsts[0].name), s.tcpProxy(dsts[0].name, dsts))...))
 			}
 		}
 	}
@@ -375,7 +376,7 @@ func (s *scope) gatewayTCP(gs gatewayServer, port uint32) *listenerv3.FilterChai
 				continue
 			}
 			if dsts := s.l4Destinations(vs, tr.GetRoute(), port); len(dsts) > 0 {
-				return filterChain("tcp."+u32(port), nil, s.tcpProxy(dsts[0].name, dsts))
+				return filterChain("tcp."+u32(port), nil, append(s.networkRBACFilters(dsts[0].name), s.tcpProxy(dsts[0].name, dsts))...)
 			}
 		}
 	}

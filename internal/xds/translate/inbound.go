@@ -94,15 +94,16 @@ func (s *scope) sidecarInbound() ([]*listenerv3.Listener, []*clusterv3.Cluster) 
 		ports = ing
 	}
 	peers := s.peerAuthentication()
+	authz := s.rbacFilters()
 	for _, p := range ports {
 		name := InboundClusterName(p.port)
-		var f *listenerv3.Filter
+		var fs []*listenerv3.Filter
 		if p.protocol.IsHTTP() {
-			f = s.hcm(hcmOptions{statPrefix: "inbound_0.0.0.0_" + u32(p.port), inline: inboundRouteConfig(p.port), inbound: true})
+			fs = []*listenerv3.Filter{s.hcm(hcmOptions{statPrefix: "inbound_0.0.0.0_" + u32(p.port), inline: inboundRouteConfig(p.port), inbound: true, authz: authz})}
 		} else {
-			f = s.tcpProxy(name, []weightedName{{name: name}})
+			fs = append(s.networkRBACFilters(name), s.tcpProxy(name, []weightedName{{name: name}}))
 		}
-		l.FilterChains = append(l.FilterChains, inboundChains(name, p.port, p.protocol.IsHTTP(), peers.forPort(p.port), f)...)
+		l.FilterChains = append(l.FilterChains, inboundChains(name, p.port, p.protocol.IsHTTP(), peers.forPort(p.port), fs...)...)
 		c := staticCluster(name, p.addr, p.target)
 		if len(p.services) > 0 {
 			c.Metadata = istioMetadata(map[string]*structpb.Value{"services": servicesMetaValue(p.services)})
@@ -113,7 +114,7 @@ func (s *scope) sidecarInbound() ([]*listenerv3.Listener, []*clusterv3.Cluster) 
 		clusters = append(clusters, c)
 	}
 	l.FilterChains = append(l.FilterChains, filterChain("virtualInbound-catchall", nil,
-		s.tcpProxy(InboundPassthroughCluster, []weightedName{{name: InboundPassthroughCluster}})))
+		append(s.networkRBACFilters(InboundPassthroughCluster), s.tcpProxy(InboundPassthroughCluster, []weightedName{{name: InboundPassthroughCluster}}))...))
 	clusters = append(clusters, &clusterv3.Cluster{
 		Name:                 InboundPassthroughCluster,
 		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST},

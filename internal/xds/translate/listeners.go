@@ -54,6 +54,8 @@ type hcmOptions struct {
 	inline     *routev3.RouteConfiguration // an inline route config
 	edge       bool                        // gateway: trust the client address, no internal headers from outside
 	inbound    bool                        // sidecar inbound: router only
+	// authz are the RBAC filters (AuthorizationPolicy), first in the chain.
+	authz []*hcmv3.HttpFilter
 }
 
 func (s *scope) hcm(o hcmOptions) *listenerv3.Filter {
@@ -72,6 +74,7 @@ func (s *scope) hcm(o hcmOptions) *listenerv3.Filter {
 	} else {
 		h.RouteSpecifier = &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{ConfigSource: adsSource(), RouteConfigName: o.rds}}
 	}
+	h.HttpFilters = append(h.HttpFilters, o.authz...)
 	if !o.inbound {
 		h.HttpFilters = append(h.HttpFilters,
 			&hcmv3.HttpFilter{Name: FaultFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&faultv3.HTTPFault{})}},

@@ -250,7 +250,7 @@ func (s *scope) peerAuthentication() peerPolicy {
 // STRICT only the mTLS chain (TLS with ALPN istio, client certificate
 // required and verified against the trust bundle), DISABLE only the
 // plaintext chain, PERMISSIVE both.
-func inboundChains(name string, port uint32, http bool, mode peerMode, f *listenerv3.Filter) []*listenerv3.FilterChain {
+func inboundChains(name string, port uint32, http bool, mode peerMode, fs ...*listenerv3.Filter) []*listenerv3.FilterChain {
 	var out []*listenerv3.FilterChain
 	if mode != peerDisable {
 		ctc := &tlsv3.CommonTlsContext{
@@ -262,12 +262,12 @@ func inboundChains(name string, port uint32, http bool, mode peerMode, f *listen
 			ctc.AlpnProtocols = []string{"h2", "http/1.1"}
 		}
 		dtc := &tlsv3.DownstreamTlsContext{RequireClientCertificate: wrapBool(true), CommonTlsContext: ctc}
-		fc := filterChain(name, &listenerv3.FilterChainMatch{DestinationPort: u32v(port), TransportProtocol: "tls", ApplicationProtocols: inboundMTLSALPN}, f)
+		fc := filterChain(name, &listenerv3.FilterChainMatch{DestinationPort: u32v(port), TransportProtocol: "tls", ApplicationProtocols: inboundMTLSALPN}, fs...)
 		fc.TransportSocket = &corev3.TransportSocket{Name: TLSTransportSocket, ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(dtc)}}
 		out = append(out, fc)
 	}
 	if mode != peerStrict {
-		out = append(out, filterChain(name, &listenerv3.FilterChainMatch{DestinationPort: u32v(port)}, f))
+		out = append(out, filterChain(name, &listenerv3.FilterChainMatch{DestinationPort: u32v(port)}, fs...))
 	}
 	return out
 }
