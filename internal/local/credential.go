@@ -48,7 +48,8 @@ func (w PlacedWorkload) ServiceAccountName() string {
 }
 
 // issueCredentials makes one token per workload and registers their
-// hashes. The tokens stay in memory until each proxy starts.
+// hashes. The tokens stay in this process's memory: a pod workload's
+// proxy starts again with each run of its pod.
 func (m *Mesh) issueCredentials() error {
 	c := m.r.CA
 	// The directory also holds the trust bundle the proxies read; the
@@ -92,7 +93,6 @@ func (m *Mesh) proxyCredential(w PlacedWorkload) ([]string, *os.File, error) {
 	if !ok {
 		return nil, nil, fmt.Errorf("no credential issued for %s", w.Name)
 	}
-	delete(m.tokens, w.Name)
 	rd, wr, err := os.Pipe()
 	if err != nil {
 		return nil, nil, err

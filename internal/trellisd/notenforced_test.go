@@ -41,11 +41,14 @@ func TestSecurityKindsReportedNotEnforced(t *testing.T) {
 	dir := t.TempDir()
 	writeGreeter(t, dir, 90, 10, "9001", "9002")
 	writeAtomic(t, filepath.Join(dir, "strict.yaml"), `apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
+kind: RequestAuthentication
 metadata:
-  name: allow-nothing
+  name: jwt
   namespace: istio-system
-spec: {}
+spec:
+  jwtRules:
+  - issuer: https://issuer.example.com
+    jwksUri: https://issuer.example.com/jwks
 ---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -58,7 +61,7 @@ spec:
 	rec := &logRecorder{t: t}
 	s := startTrellisd(t, Options{ConfigDir: dir, Logf: rec.logf})
 
-	const want = "AuthorizationPolicy istio-system/allow-nothing: not enforced yet"
+	const want = "RequestAuthentication istio-system/jwt: not enforced yet"
 	if !rec.has("config: error: strict.yaml#1 " + want) {
 		t.Errorf("log: no error line containing %q", want)
 	}
@@ -68,8 +71,8 @@ spec:
 		t.Fatalf("configz notEnforced: got %+v, want one finding", cz.NotEnforced)
 	}
 	f := cz.NotEnforced[0]
-	if f.Level != "Error" || f.Resource != "AuthorizationPolicy istio-system/allow-nothing" || !strings.HasPrefix(f.Message, "not enforced yet") {
-		t.Errorf("configz finding: got %+v, want an Error naming AuthorizationPolicy istio-system/allow-nothing", f)
+	if f.Level != "Error" || f.Resource != "RequestAuthentication istio-system/jwt" || !strings.HasPrefix(f.Message, "not enforced yet") {
+		t.Errorf("configz finding: got %+v, want an Error naming RequestAuthentication istio-system/jwt", f)
 	}
 	if len(cz.Errors) != 0 {
 		t.Errorf("configz errors: got %v, want none (the file is served)", cz.Errors)
@@ -78,7 +81,7 @@ spec:
 	for _, r := range cz.Resources {
 		served[r.Kind+" "+r.Namespace+"/"+r.Name] = true
 	}
-	for _, k := range []string{"AuthorizationPolicy istio-system/allow-nothing", "DestinationRule default/other", "VirtualService default/greeter"} {
+	for _, k := range []string{"RequestAuthentication istio-system/jwt", "DestinationRule default/other", "VirtualService default/greeter"} {
 		if !served[k] {
 			t.Errorf("configz resources: %s not served; got %v", k, served)
 		}

@@ -70,7 +70,8 @@ func TestValidateReview(t *testing.T) {
 		{"valid", "VirtualService", `{"apiVersion":"networking.istio.io/v1","kind":"VirtualService","metadata":{"name":"a","namespace":"n"},"spec":{"hosts":["a"],"http":[{"route":[{"destination":{"host":"a"}}]}]}}`, true, ""},
 		{"unknown field", "VirtualService", `{"apiVersion":"networking.istio.io/v1","kind":"VirtualService","metadata":{"name":"a","namespace":"n"},"spec":{"hostz":["a"]}}`, false, "spec.hostz"},
 		{"bad weight", "DestinationRule", `{"apiVersion":"networking.istio.io/v1beta1","kind":"DestinationRule","metadata":{"name":"d","namespace":"n"},"spec":{"host":"a","trafficPolicy":{"loadBalancer":{"simple":"FASTEST"}}}}`, false, "spec.trafficPolicy.loadBalancer.simple"},
-		{"security kind not enforced yet", "AuthorizationPolicy", `{"apiVersion":"security.istio.io/v1","kind":"AuthorizationPolicy","metadata":{"name":"deny","namespace":"n"},"spec":{}}`, false, "AuthorizationPolicy n/deny: not enforced yet"},
+		{"security kind not enforced yet", "RequestAuthentication", `{"apiVersion":"security.istio.io/v1","kind":"RequestAuthentication","metadata":{"name":"jwt","namespace":"n"},"spec":{"jwtRules":[{"issuer":"https://issuer.example.com","jwksUri":"https://issuer.example.com/jwks"}]}}`, false, "RequestAuthentication n/jwt: not enforced yet"},
+		{"allow-nothing is enforced", "AuthorizationPolicy", `{"apiVersion":"security.istio.io/v1","kind":"AuthorizationPolicy","metadata":{"name":"deny","namespace":"n"},"spec":{}}`, true, ""},
 		{"enforced security kind", "PeerAuthentication", `{"apiVersion":"security.istio.io/v1","kind":"PeerAuthentication","metadata":{"name":"default","namespace":"n"},"spec":{"mtls":{"mode":"STRICT"}}}`, true, ""},
 		{"kind trellis does not read", "EnvoyFilter", `{"apiVersion":"networking.istio.io/v1alpha3","kind":"EnvoyFilter","metadata":{"name":"e","namespace":"n"},"spec":{}}`, true, ""},
 	}

@@ -259,9 +259,10 @@ func TestAPIServerCallsWebhooks(t *testing.T) {
 		t.Errorf("valid VirtualService refused: %v", err)
 	}
 
-	// A valid STRICT PeerAuthentication is accepted (it is enforced); an
-	// allow-nothing AuthorizationPolicy is refused while Trellis does not
-	// enforce it: a user must not believe a policy is on when it is not.
+	// A valid STRICT PeerAuthentication and an allow-nothing
+	// AuthorizationPolicy are accepted (both are enforced); a
+	// RequestAuthentication is refused while Trellis does not check JWTs:
+	// a user must not believe a policy is on when it is not.
 	pa := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
 		"metadata": map[string]any{"name": "default", "namespace": "wh-plain"},
@@ -277,9 +278,19 @@ func TestAPIServerCallsWebhooks(t *testing.T) {
 		"spec":     map[string]any{},
 	}}
 	apr := schema.GroupVersionResource{Group: "security.istio.io", Version: "v1", Resource: "authorizationpolicies"}
-	_, err = c.Dynamic.Resource(apr).Namespace("wh-plain").Create(ctx, ap, metav1.CreateOptions{})
-	if err == nil || !strings.Contains(err.Error(), "AuthorizationPolicy wh-plain/allow-nothing: not enforced yet") || !strings.Contains(err.Error(), "validation.trellis.io") {
-		t.Errorf("allow-nothing AuthorizationPolicy: got error %v, want a refusal saying AuthorizationPolicy wh-plain/allow-nothing is not enforced yet", err)
+	if _, err = c.Dynamic.Resource(apr).Namespace("wh-plain").Create(ctx, ap, metav1.CreateOptions{}); err != nil {
+		t.Errorf("allow-nothing AuthorizationPolicy refused: %v", err)
+	}
+	ra := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "security.istio.io/v1", "kind": "RequestAuthentication",
+		"metadata": map[string]any{"name": "jwt", "namespace": "wh-plain"},
+		"spec": map[string]any{"jwtRules": []any{map[string]any{
+			"issuer": "https://issuer.example.com", "jwksUri": "https://issuer.example.com/jwks"}}},
+	}}
+	rar := schema.GroupVersionResource{Group: "security.istio.io", Version: "v1", Resource: "requestauthentications"}
+	_, err = c.Dynamic.Resource(rar).Namespace("wh-plain").Create(ctx, ra, metav1.CreateOptions{})
+	if err == nil || !strings.Contains(err.Error(), "RequestAuthentication wh-plain/jwt: not enforced yet") || !strings.Contains(err.Error(), "validation.trellis.io") {
+		t.Errorf("RequestAuthentication: got error %v, want a refusal saying RequestAuthentication wh-plain/jwt is not enforced yet", err)
 	}
 }
 
