@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/trellis-mesh/trellis/internal/local"
+
+	"github.com/trellis-mesh/trellis/test/e2e/meshbin"
 )
 
 const (
@@ -60,7 +62,7 @@ type mesh struct {
 
 func startMesh(t *testing.T) *mesh {
 	t.Helper()
-	bins, err := local.FindBinaries(binDir)
+	bins, err := local.FindBinaries(meshbin.Dir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,43 +15,19 @@ import (
 
 	"github.com/trellis-mesh/trellis/internal/demo"
 	"github.com/trellis-mesh/trellis/internal/local"
+
+	"github.com/trellis-mesh/trellis/test/e2e/meshbin"
 )
 
-var binDir string
-
-func TestMain(m *testing.M) {
-	code := func() int {
-		if os.Geteuid() != 0 {
-			return m.Run()
-		}
-		dir, err := os.MkdirTemp("", "trellis-e2e-dash-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
-		os.Chmod(dir, 0o755) // the proxy (uid 1337) and apps (65534) run from here
-		cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/trellis", "./cmd/trellisd", "./cmd/trellis-proxy")
-		cmd.Dir = "../../.."
-		if out, err := cmd.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "go build: %v: %s\n", err, out)
-			return 1
-		}
-		binDir = dir
-		return m.Run()
-	}()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(meshbin.Main(m)) }
 
 // webDir holds the UI's npm packages, playwright-core among them.
 const webDir = "../../../internal/dashboard/web"
 
 func requireBrowserMesh(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces, a bridge and iptables rules")
-	}
-	for _, bin := range []string{"ip", "iptables", "setpriv", "node", "/usr/bin/chromium"} {
+	meshbin.Require(t)
+	for _, bin := range []string{"node", "/usr/bin/chromium"} {
 		if _, err := exec.LookPath(bin); err != nil {
 			t.Fatalf("needs %s (scripts/setup.sh installs it): %v", bin, err)
 		}
@@ -118,7 +94,7 @@ func browse(t *testing.T, ctx context.Context, url, expect string) browserSummar
 // DestinationRule exists, then the aborts with their reason.
 func TestDashboardInBrowser(t *testing.T) {
 	requireBrowserMesh(t)
-	bins, err := local.FindBinaries(binDir)
+	bins, err := local.FindBinaries(meshbin.Dir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,8 @@ import (
 
 	"github.com/trellis-mesh/trellis/internal/demo"
 	"github.com/trellis-mesh/trellis/internal/local"
+
+	"github.com/trellis-mesh/trellis/test/e2e/meshbin"
 )
 
 // TestDemo runs `trellis demo` as a user would and checks its summary
@@ -27,7 +29,7 @@ func TestDemo(t *testing.T) {
 	before := hostNAT(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "trellis"), "demo", "--bin-dir", binDir,
+	cmd := exec.CommandContext(ctx, filepath.Join(meshbin.Dir(), "trellis"), "demo", "--bin-dir", meshbin.Dir(),
 		"--calls", "1000", "--prefix", prefix, "--state-dir", state, "--json", report,
 		"--subnet", "10.246.0.0/24", "--vip-subnet", "10.247.0.0/24")
 	var out bytes.Buffer
@@ -128,7 +130,7 @@ func TestDemoInterruptTearsDown(t *testing.T) {
 // lists the four apps.
 func startDemoUntilApps(t *testing.T, prefix, state, subnet, vips string) (*exec.Cmd, *bytes.Buffer) {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(binDir, "trellis"), "demo", "--bin-dir", binDir,
+	cmd := exec.Command(filepath.Join(meshbin.Dir(), "trellis"), "demo", "--bin-dir", meshbin.Dir(),
 		"--calls", "50", "--prefix", prefix, "--state-dir", state, "--subnet", subnet, "--vip-subnet", vips)
 	out := &bytes.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
@@ -164,7 +166,7 @@ func TestDemoCrashLeftoversRemoved(t *testing.T) {
 	if left := leftovers(t, prefix); len(left) == 0 {
 		t.Fatalf("got nothing to clean after a SIGKILL, want the crashed run's namespaces (the test would prove nothing)")
 	}
-	down := exec.Command(filepath.Join(binDir, "trellis"), "local", "down", "--prefix", prefix, "--state-dir", state)
+	down := exec.Command(filepath.Join(meshbin.Dir(), "trellis"), "local", "down", "--prefix", prefix, "--state-dir", state)
 	if o, err := down.CombinedOutput(); err != nil {
 		t.Fatalf("trellis local down: %v: %s", err, o)
 	}

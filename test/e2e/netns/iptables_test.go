@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/trellis-mesh/trellis/internal/local/netns"
+
+	"github.com/trellis-mesh/trellis/test/e2e/meshbin"
 )
 
 // TestProxyIptablesCommand drives `trellis-proxy iptables` as the init
@@ -23,7 +25,7 @@ func TestProxyIptablesCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { netns.Delete(context.Background(), ns) })
-	proxy := filepath.Join(binDir, "trellis-proxy")
+	proxy := filepath.Join(meshbin.Dir(), "trellis-proxy")
 	run := func(args ...string) string {
 		t.Helper()
 		out, err := exec.Command("ip", append([]string{"netns", "exec", ns, proxy, "iptables"}, args...)...).CombinedOutput()

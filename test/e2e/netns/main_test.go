@@ -1,66 +1,22 @@
 package netns
 
 import (
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
-)
 
-// binDir holds the binaries built once for all tests; empty when they
-// could not be built (buildErr says why).
-var (
-	binDir   string
-	buildErr error
+	"github.com/trellis-mesh/trellis/test/e2e/meshbin"
 )
 
 func TestMain(m *testing.M) {
-	code := func() int {
-		if os.Geteuid() != 0 {
-			return m.Run() // every test skips
-		}
-		dir, err := os.MkdirTemp("", "trellis-e2e-bin-")
-		if err != nil {
-			buildErr = err
-			return m.Run()
-		}
-		defer os.RemoveAll(dir)
-		os.Chmod(dir, 0o755) // the proxy (uid 1337) and apps (65534) run from here
-		root, err := filepath.Abs("../../..")
-		if err != nil {
-			buildErr = err
-			return m.Run()
-		}
-		cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/trellis", "./cmd/trellisd", "./cmd/trellis-proxy")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v: %s", err, out)
-			return m.Run()
-		}
-		binDir = dir
-		return m.Run()
-	}()
-	os.Exit(code)
+	os.Exit(meshbin.Main(m))
 }
 
 // requireMesh skips without root and fails when the binaries did not build.
-func requireMesh(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces, a bridge and iptables rules")
-	}
-	for _, bin := range []string{"ip", "iptables", "setpriv"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("needs %s (scripts/setup.sh installs it)", bin)
-		}
-	}
-	if buildErr != nil {
-		t.Fatalf("building the binaries: %v", buildErr)
-	}
-}
+func requireMesh(t *testing.T) { meshbin.Require(t) }
 
 var counters = regexp.MustCompile(`\[\d+:\d+\]`)
 
@@ -85,7 +41,7 @@ func hostNAT(t *testing.T) string {
 	return b.String()
 }
 
-// leftovers lists anything with the prefix or running from binDir.
+// leftovers lists anything with the prefix or running from meshbin.Dir().
 func leftovers(t *testing.T, prefix string) []string {
 	t.Helper()
 	var out []string
@@ -113,7 +69,7 @@ func leftovers(t *testing.T, prefix string) []string {
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, p := range procs {
 		b, err := os.ReadFile(p)
-		if err == nil && binDir != "" && strings.Contains(string(b), binDir) {
+		if err == nil && meshbin.Dir() != "" && strings.Contains(string(b), meshbin.Dir()) {
 			out = append(out, "process "+p+": "+strings.ReplaceAll(string(b), "\x00", " "))
 		}
 	}

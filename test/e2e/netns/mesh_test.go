@@ -15,6 +15,8 @@ import (
 
 	"github.com/trellis-mesh/trellis/internal/local"
 	"github.com/trellis-mesh/trellis/internal/local/netns"
+
+	"github.com/trellis-mesh/trellis/test/e2e/meshbin"
 )
 
 // twoTier is a front end and one bill-service server, each with a sidecar.
@@ -44,7 +46,7 @@ func startMesh(tb testing.TB, prefix string, x int) *local.Mesh {
 // that directory.
 func startMeshWith(tb testing.TB, prefix string, x int, files map[string]string) (*local.Mesh, string) {
 	tb.Helper()
-	bins, err := local.FindBinaries(binDir)
+	bins, err := local.FindBinaries(meshbin.Dir())
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -113,7 +115,7 @@ func TestCallByNameThroughBothSidecars(t *testing.T) {
 	m := startMesh(t, "t6m", 250)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	bins, _ := local.FindBinaries(binDir)
+	bins, _ := local.FindBinaries(meshbin.Dir())
 	var body []byte
 	var err error
 	for deadline := time.Now().Add(30 * time.Second); ; {
@@ -162,7 +164,7 @@ func TestCallByNameThroughBothSidecars(t *testing.T) {
 // sidecars (auto mTLS); "intercepted-plaintext" is the same with a
 // DestinationRule tls DISABLE. Keep-alive, 16 in flight.
 func BenchmarkTwoHopIntercepted(b *testing.B) {
-	if binDir == "" {
+	if meshbin.Dir() == "" {
 		b.Skip("needs root and the built binaries")
 	}
 	b.Run("direct", func(b *testing.B) {
@@ -221,7 +223,7 @@ func benchGet(b *testing.B, c *http.Client, url string) {
 // startPlain runs the same workloads without sidecars or rules.
 func startPlain(tb testing.TB, prefix string, x int) *local.Mesh {
 	tb.Helper()
-	bins, err := local.FindBinaries(binDir)
+	bins, err := local.FindBinaries(meshbin.Dir())
 	if err != nil {
 		tb.Fatal(err)
 	}

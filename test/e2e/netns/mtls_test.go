@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/trellis-mesh/trellis/internal/local"
+
+	"github.com/trellis-mesh/trellis/test/e2e/meshbin"
 )
 
 const strictMesh = `apiVersion: security.istio.io/v1
@@ -33,7 +35,7 @@ func TestPeerAuthenticationInTheLocalMesh(t *testing.T) {
 	m, cfg := startMeshWith(t, "t8s", 246, map[string]string{"mesh-mtls.yaml": fmt.Sprintf(strictMesh, "STRICT")})
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	bins, _ := local.FindBinaries(binDir)
+	bins, _ := local.FindBinaries(meshbin.Dir())
 	bill, _ := m.Workload("bill-v1")
 	meshed := func() error {
 		body, err := m.Exec(ctx, "front", bins.Trellis, "demoapp", "load", "--calls", "5", "http://bill-service:9999/")

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/trellis-mesh/trellis/internal/demo"
+
+	"github.com/trellis-mesh/trellis/test/e2e/meshbin"
 )
 
 // TestDemoWithoutRoot runs `trellis demo` as an ordinary user (uid 65534):
@@ -31,7 +33,7 @@ func TestDemoWithoutRoot(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
-		filepath.Join(binDir, "trellis"), "demo", "--bin-dir", binDir, "--calls", "1000", "--prefix", "t6u",
+		filepath.Join(meshbin.Dir(), "trellis"), "demo", "--bin-dir", meshbin.Dir(), "--calls", "1000", "--prefix", "t6u",
 		"--state-dir", filepath.Join(dir, "state"), "--json", report)
 	cmd.Dir = dir
 	var out bytes.Buffer

@@ -13,6 +13,8 @@ import (
 
 	"github.com/trellis-mesh/trellis/internal/local"
 	"github.com/trellis-mesh/trellis/internal/local/netns"
+
+	"github.com/trellis-mesh/trellis/test/e2e/meshbin"
 )
 
 // podManifests are what a user would kubectl apply: a backend and a slow
@@ -95,7 +97,7 @@ spec:
 // and brings the spec up.
 func podMesh(t *testing.T) (*local.Mesh, local.Binaries) {
 	t.Helper()
-	bins, err := local.FindBinaries(binDir)
+	bins, err := local.FindBinaries(meshbin.Dir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,58 +19,18 @@ import (
 	"github.com/trellis-mesh/trellis/internal/local"
 	"github.com/trellis-mesh/trellis/internal/local/netns"
 	"github.com/trellis-mesh/trellis/internal/shift"
+
+	"github.com/trellis-mesh/trellis/test/e2e/meshbin"
 )
 
-var (
-	binDir   string
-	buildErr error
-)
-
-func TestMain(m *testing.M) {
-	code := func() int {
-		if os.Geteuid() != 0 {
-			return m.Run() // every test skips
-		}
-		dir, err := os.MkdirTemp("", "trellis-e2e-shift-bin-")
-		if err != nil {
-			buildErr = err
-			return m.Run()
-		}
-		defer os.RemoveAll(dir)
-		os.Chmod(dir, 0o755) // the proxy (uid 1337) and apps (65534) run from here
-		root, err := filepath.Abs("../../..")
-		if err != nil {
-			buildErr = err
-			return m.Run()
-		}
-		cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/trellis", "./cmd/trellisd", "./cmd/trellis-proxy")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v: %s", err, out)
-			return m.Run()
-		}
-		binDir = dir
-		return m.Run()
-	}()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(meshbin.Main(m)) }
 
 func requireMesh(t *testing.T) string {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces, a bridge and iptables rules")
-	}
-	for _, bin := range []string{"ip", "iptables", "setpriv"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("needs %s (scripts/setup.sh installs it)", bin)
-		}
-	}
+	meshbin.Require(t)
 	prom, err := exec.LookPath("prometheus")
 	if err != nil {
 		t.Skip("skipping: prometheus is not installed (apt-get install --no-install-recommends prometheus, or scripts/setup.sh)")
-	}
-	if buildErr != nil {
-		t.Fatalf("building the binaries: %v", buildErr)
 	}
 	return prom
 }
@@ -212,7 +172,7 @@ func (l *load) run(ctx context.Context, client *http.Client, url string) {
 // burst worker above 15 req/s and back to primary below 10 req/s.
 func TestBurstWatcherOnLocalMesh(t *testing.T) {
 	promBin := requireMesh(t)
-	bins, err := local.FindBinaries(binDir)
+	bins, err := local.FindBinaries(meshbin.Dir())
 	if err != nil {
 		t.Fatal(err)
 	}
