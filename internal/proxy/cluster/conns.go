@@ -76,17 +76,11 @@ func (c *Cluster) DialContext(ctx context.Context, addr string) (net.Conn, error
 // (ErrPendingTimeout). The caller owns the connection until it gives it to
 // Release or closes it.
 func (c *Cluster) Conn(h *Host, fresh bool, deadline time.Time) (*pool.Conn, error) {
-	var pendingRelease func()
-	defer func() {
-		if pendingRelease != nil {
-			pendingRelease()
-			c.waiting.n.Add(-1)
-			c.Stats.UpstreamRqPendingActive.Dec()
-		}
-	}()
+	var q queued
+	defer c.leave(&q)
 	for {
 		var wake <-chan struct{}
-		if pendingRelease != nil {
+		if q.in() {
 			wake = c.waiting.signal()
 		}
 		if !fresh {
@@ -105,22 +99,47 @@ func (c *Cluster) Conn(h *Host, fresh bool, deadline time.Time) (*pool.Conn, err
 			c.cx.force()
 			return c.dialH1(h, deadline)
 		}
-		if pendingRelease == nil {
-			c.cx.overflowed()
-			rel, ok := c.pending.try()
-			if !ok {
+		if !q.in() {
+			if !c.join(&q) {
 				return nil, ErrPendingOverflow
 			}
-			pendingRelease = rel
-			c.waiting.n.Add(1)
-			c.Stats.UpstreamRqPendingTotal.Inc()
-			c.Stats.UpstreamRqPendingActive.Inc()
 			continue // look again now that a wake cannot be missed
 		}
 		if err := c.wait(wake, deadline); err != nil {
 			return nil, err
 		}
 		fresh = false
+	}
+}
+
+// queued is one request's place in the pending queue; the zero value has
+// none.
+type queued struct{ release func() }
+
+func (q *queued) in() bool { return q.release != nil }
+
+// join takes a place in the pending queue (max_connections was reached);
+// it reports false past max_pending_requests.
+func (c *Cluster) join(q *queued) bool {
+	c.cx.overflowed()
+	rel, ok := c.pending.try()
+	if !ok {
+		return false
+	}
+	q.release = rel
+	c.waiting.n.Add(1)
+	c.Stats.UpstreamRqPendingTotal.Inc()
+	c.Stats.UpstreamRqPendingActive.Inc()
+	return true
+}
+
+// leave gives q's place back, if it has one.
+func (c *Cluster) leave(q *queued) {
+	if q.release != nil {
+		q.release()
+		q.release = nil
+		c.waiting.n.Add(-1)
+		c.Stats.UpstreamRqPendingActive.Dec()
 	}
 }
 
@@ -199,17 +218,11 @@ func (c *Cluster) idleTimeout() time.Duration {
 // tells a connection the host already had from one dialled for this
 // request.
 func (c *Cluster) H2Conn(h *Host, deadline time.Time) (cc *http.ClientConn, reused bool, err error) {
-	var pendingRelease func()
-	defer func() {
-		if pendingRelease != nil {
-			pendingRelease()
-			c.waiting.n.Add(-1)
-			c.Stats.UpstreamRqPendingActive.Dec()
-		}
-	}()
+	var q queued
+	defer c.leave(&q)
 	for {
 		var wake <-chan struct{}
-		if pendingRelease != nil {
+		if q.in() {
 			wake = c.waiting.signal()
 		}
 		if cc := h.Conns.ReserveH2(); cc != nil {
@@ -237,16 +250,10 @@ func (c *Cluster) H2Conn(h *Host, deadline time.Time) (cc *http.ClientConn, reus
 			}
 			continue
 		}
-		if pendingRelease == nil {
-			c.cx.overflowed()
-			rel, ok := c.pending.try()
-			if !ok {
+		if !q.in() {
+			if !c.join(&q) {
 				return nil, false, ErrPendingOverflow
 			}
-			pendingRelease = rel
-			c.waiting.n.Add(1)
-			c.Stats.UpstreamRqPendingTotal.Inc()
-			c.Stats.UpstreamRqPendingActive.Inc()
 			continue
 		}
 		if err := c.wait(wake, deadline); err != nil {
