@@ -26,7 +26,6 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
-
 // scriptedADS is a control plane that sends whatever the test tells it,
 // well-formed or not, over SotW and Delta ADS, and records the proxy's
 // answers (ACK or NACK with its reason) per response nonce.
