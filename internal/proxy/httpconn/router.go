@@ -108,7 +108,7 @@ func (rt *router) serve(r *route.Route) {
 		e.localReply(r.Status, r.Body, 0, nil)
 		return
 	}
-	wc := r.PickCluster(e.m.rand())
+	wc := r.PickCluster()
 	if wc == nil {
 		e.localReply(503, "", FlagNC, nil)
 		return

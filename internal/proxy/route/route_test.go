@@ -269,13 +269,50 @@ virtual_hosts:
 		t.Fatal(err)
 	}
 	r := c.Select(&Request{Authority: []byte("x"), Path: []byte("/")})
-	got := map[string]int{}
-	// Every residue of the total weight once: an exact split.
-	for i := uint64(0); i < 100; i++ {
-		got[r.PickCluster(i).Name]++
+	// Any run of consecutive picks splits 90/10 to within a few requests,
+	// wherever it starts: windows of 100 and 1,000 over 20,000 picks.
+	picks := make([]string, 20000)
+	for i := range picks {
+		picks[i] = r.PickCluster().Name
 	}
-	if got["v1"] != 90 || got["v2"] != 10 {
-		t.Errorf("got %v, want v1:90 v2:10", got)
+	for _, w := range []struct{ size, slack int }{{10, 1}, {100, 2}, {1000, 2}} {
+		for start := 0; start+w.size <= len(picks); start += 7 {
+			v2 := 0
+			for _, name := range picks[start : start+w.size] {
+				if name == "v2" {
+					v2++
+				}
+			}
+			if want := w.size / 10; v2 < want-w.slack || v2 > want+w.slack {
+				t.Fatalf("picks %d..%d: %d of %d to v2, want %d ± %d", start, start+w.size, v2, w.size, want, w.slack)
+			}
+		}
+	}
+}
+
+func TestPickClusterUnevenWeights(t *testing.T) {
+	c, err := compileYAML(t, `
+virtual_hosts:
+- name: a
+  domains: ["*"]
+  routes:
+  - match: {prefix: /}
+    route:
+      weighted_clusters:
+        clusters: [{name: a, weight: 1}, {name: b, weight: 0}, {name: c, weight: 997}, {name: d, weight: 2}]
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := c.Select(&Request{Authority: []byte("x"), Path: []byte("/")})
+	got := map[string]int{}
+	for i := 0; i < 100000; i++ {
+		got[r.PickCluster().Name]++
+	}
+	// A weight of 0 is never picked; 1 and 2 in 1,000 get 100 and 200 of
+	// 100,000 to within two.
+	if got["b"] != 0 || got["a"] < 98 || got["a"] > 102 || got["d"] < 198 || got["d"] > 202 {
+		t.Errorf("got %v, want a≈100, b=0, d≈200", got)
 	}
 }
 
