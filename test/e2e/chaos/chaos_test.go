@@ -63,7 +63,7 @@ func TestChaos(t *testing.T) {
 	ms.waitAnswers(front.Netns, url, "this is bill-service-v1", "this is bill-service-v2")
 	t.Logf("load: %d rps of HTTP/1.1 GET %s from %s through both sidecars; windows %s/%s/%s", *rps, url, front.Netns, d.before, d.during, d.after)
 
-	run := func(name string, zeroLoss bool, disrupt func(t *testing.T, l *load)) {
+	run := func(name string, zeroLoss bool, disrupt func(t *testing.T, l *load)) (s summary) {
 		t.Run(name, func(t *testing.T) {
 			rss0, flags0 := ms.rssReport(), ms.flags()
 			l := startLoad(front.Netns, url, *rps)
@@ -72,13 +72,14 @@ func TestChaos(t *testing.T) {
 			disrupt(t, l)
 			l.setPhase(after)
 			time.Sleep(d.after)
-			s := summarize(l.finish())
+			s = summarize(l.finish())
 			flags, proxyBad := flagDelta(flags0, ms.flags())
 			t.Logf("%s: %s\n  client sidecar (code flags): %s\n  RSS before: %s\n  RSS after:  %s", name, s, flags, rss0, ms.rssReport())
 			if zeroLoss && (s.failed > 0 || proxyBad > 0) {
 				t.Errorf("%s lost requests: %d failed at the client, %d non-200 at the client sidecar; want 0", name, s.failed, proxyBad)
 			}
 		})
+		return s
 	}
 
 	run("virtualservice-edits", true, func(t *testing.T, l *load) {
@@ -129,6 +130,48 @@ spec:
 		ms.waitOnly(l.client, url, "this is bill-service-v2")
 		time.Sleep(d.during / time.Duration(2*n+1) * time.Duration(n))
 		ms.apply("bill", baseConfig())
+	})
+
+	var servers, serverNetns []string
+	for _, w := range ms.m.Plan.Workloads {
+		if w.Name != "front" {
+			servers, serverNetns = append(servers, w.Name), append(serverNetns, w.Netns)
+		}
+	}
+	run("packet-loss-1pct", true, func(t *testing.T, l *load) {
+		r0, err := tcpRetransmits(front.Netns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ms.packetLoss(append([]string{front.Netns}, serverNetns...), d.during)
+		r1, err := tcpRetransmits(front.Netns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("packet-loss-1pct: the client namespace retransmitted %d TCP segments", r1-r0)
+		if r1 == r0 {
+			t.Errorf("no TCP retransmission in %s while 1%% of its packets were dropped: the loss was not in effect", front.Netns)
+		}
+	})
+
+	const delay = 50 * time.Millisecond
+	s := run("delay-50ms", true, func(t *testing.T, l *load) { ms.delay(front.Netns, delay, d.during) })
+	// Every request crossed the delayed interface at least once: if the
+	// median did not slow down by the delay, the fault was not applied.
+	if s.p50[during] < delay {
+		t.Errorf("delay-50ms: p50 during the delay %s < %s: the delay was not in effect", s.p50[during], delay)
+	}
+
+	run("upstream-resets-2pct", true, func(t *testing.T, l *load) {
+		s0 := ms.serverRequests(servers)
+		ms.resets(serverNetns, d.during)
+		reset, bad := flagDelta(s0, ms.serverRequests(servers))
+		// What the servers' sidecars answered: the resets they saw, which the
+		// client sidecar's retries (503 is in Istio's default retry_on) hide.
+		t.Logf("upstream-resets-2pct: the servers' sidecars answered %s", reset)
+		if bad == 0 {
+			t.Errorf("the servers' sidecars saw no reset: the fault was not in effect")
+		}
 	})
 
 	run("endpoint-drained", true, func(t *testing.T, l *load) {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/trellis-mesh/trellis/internal/local"
+	"github.com/trellis-mesh/trellis/internal/local/netns"
 
 	"github.com/trellis-mesh/trellis/test/e2e/meshbin"
 )
@@ -223,18 +224,22 @@ func (ms *mesh) rssReport() string {
 
 // flags are the client sidecar's istio_requests_total (reporter=source)
 // for the bill service by "code flags", e.g. "200 -" or "503 UF".
-func (ms *mesh) flags() map[string]float64 {
+func (ms *mesh) flags() map[string]float64 { return ms.requests("front", "source") }
+
+// requests are a workload's sidecar's istio_requests_total as reporter
+// ("source" or "destination") by "code flags".
+func (ms *mesh) requests(workload, reporter string) map[string]float64 {
 	ms.t.Helper()
 	out := map[string]float64{}
-	resp, err := ms.m.HTTPClient("front").Get("http://127.0.0.1:15000/stats/prometheus")
+	resp, err := ms.m.HTTPClient(workload).Get("http://127.0.0.1:15000/stats/prometheus")
 	if err != nil {
-		ms.t.Errorf("front admin: %v", err)
+		ms.t.Errorf("%s admin: %v", workload, err)
 		return out
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	for _, l := range strings.Split(string(b), "\n") {
-		if !strings.HasPrefix(l, "istio_requests_total{") || !strings.Contains(l, `reporter="source"`) {
+		if !strings.HasPrefix(l, "istio_requests_total{") || !strings.Contains(l, `reporter="`+reporter+`"`) {
 			continue
 		}
 		i := strings.LastIndexByte(l, ' ')
@@ -270,4 +275,47 @@ func flagDelta(a, b map[string]float64) (string, int) {
 		}
 	}
 	return strings.Join(parts, ", "), bad
+}
+
+// serverRequests adds up what the servers' sidecars answered (reporter
+// destination) by "code flags".
+func (ms *mesh) serverRequests(servers []string) map[string]float64 {
+	out := map[string]float64{}
+	for _, w := range servers {
+		for k, v := range ms.requests(w, "destination") {
+			out[k] += v
+		}
+	}
+	return out
+}
+
+// tcpRetransmits is a namespace's count of retransmitted TCP segments
+// (/proc/net/snmp, which shows the reading thread's namespace).
+func tcpRetransmits(ns string) (int, error) {
+	var n int
+	err := netns.Do(ns, func() error {
+		b, err := os.ReadFile("/proc/thread-self/net/snmp")
+		if err != nil {
+			return err
+		}
+		var names []string
+		for _, l := range strings.Split(string(b), "\n") {
+			f := strings.Fields(l)
+			if len(f) == 0 || f[0] != "Tcp:" {
+				continue
+			}
+			if names == nil {
+				names = f
+				continue
+			}
+			for i := range f {
+				if i < len(names) && names[i] == "RetransSegs" {
+					n, err = strconv.Atoi(f[i])
+					return err
+				}
+			}
+		}
+		return fmt.Errorf("no Tcp RetransSegs in /proc/net/snmp")
+	})
+	return n, err
 }
