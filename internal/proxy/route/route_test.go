@@ -254,7 +254,10 @@ virtual_hosts:
 	}
 }
 
-func TestPickClusterDistribution(t *testing.T) {
+// weightedRoute compiles a catch-all route to these weighted clusters
+// (a YAML flow list of {name, weight}).
+func weightedRoute(t *testing.T, clusters string) *Route {
+	t.Helper()
 	c, err := compileYAML(t, `
 virtual_hosts:
 - name: a
@@ -263,12 +266,16 @@ virtual_hosts:
   - match: {prefix: /}
     route:
       weighted_clusters:
-        clusters: [{name: v1, weight: 90}, {name: v2, weight: 10}]
+        clusters: `+clusters+`
 `)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := c.Select(&Request{Authority: []byte("x"), Path: []byte("/")})
+	return c.Select(&Request{Authority: []byte("x"), Path: []byte("/")})
+}
+
+func TestPickClusterDistribution(t *testing.T) {
+	r := weightedRoute(t, "[{name: v1, weight: 90}, {name: v2, weight: 10}]")
 	// Any run of consecutive picks splits 90/10 to within a few requests,
 	// wherever it starts: windows of 100 and 1,000 over 20,000 picks.
 	picks := make([]string, 20000)
@@ -291,20 +298,7 @@ virtual_hosts:
 }
 
 func TestPickClusterUnevenWeights(t *testing.T) {
-	c, err := compileYAML(t, `
-virtual_hosts:
-- name: a
-  domains: ["*"]
-  routes:
-  - match: {prefix: /}
-    route:
-      weighted_clusters:
-        clusters: [{name: a, weight: 1}, {name: b, weight: 0}, {name: c, weight: 997}, {name: d, weight: 2}]
-`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := c.Select(&Request{Authority: []byte("x"), Path: []byte("/")})
+	r := weightedRoute(t, "[{name: a, weight: 1}, {name: b, weight: 0}, {name: c, weight: 997}, {name: d, weight: 2}]")
 	got := map[string]int{}
 	for i := 0; i < 100000; i++ {
 		got[r.PickCluster().Name]++
