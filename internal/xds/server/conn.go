@@ -112,7 +112,7 @@ func (w *watch) update(t *setTable, subscribe, unsubscribe []string) (added []st
 		if set == nil {
 			set = make(map[string]struct{}, w.names.len()+len(subscribe))
 			if w.names != nil {
-				for n := range w.names.m {
+				for n := range w.names.setOrNil() {
 					set[n] = struct{}{}
 				}
 			}
@@ -175,7 +175,7 @@ func (w *watch) setNames(t *setTable, names []string) bool {
 	}
 	var cur map[string]struct{}
 	if w.names != nil {
-		cur = w.names.m
+		cur = w.names.setOrNil()
 	}
 	if wild == w.wildcard && equalSets(set, cur) {
 		return false
@@ -201,7 +201,7 @@ func (w *watch) selected(list []*Resource) []*Resource {
 		}
 		return out
 	}
-	for n := range w.names.m {
+	for n := range w.names.setOrNil() {
 		if r := find(list, n); r != nil {
 			out = append(out, r)
 		}
@@ -222,7 +222,7 @@ func (w *watch) diff(prev, next []*Resource) (changed []*Resource, removed []str
 		return nil, nil
 	}
 	if !w.wildcard && w.names.len()*4 < len(next) {
-		for n := range w.names.m {
+		for n := range w.names.setOrNil() {
 			o, r := find(prev, n), find(next, n)
 			switch {
 			case r != nil && (o == nil || o.Version != r.Version):

@@ -27,3 +27,29 @@ func TestNewResource(t *testing.T) {
 		t.Errorf("versions: got %s, %s (equal content), %s (other content), want the first two equal and the third different", r.Version, same.Version, other.Version)
 	}
 }
+
+// An endpoint or route watch whose subscription is empty (a SotW request
+// naming nothing, or every name unsubscribed) wants nothing: selecting and
+// diffing over a non-empty snapshot must not touch its absent name set.
+func TestEmptySubscriptionWantsNothing(t *testing.T) {
+	var sets setTable
+	list := []*Resource{{Name: "a", Version: "1"}, {Name: "b", Version: "1"}}
+	next := []*Resource{{Name: "a", Version: "2"}, {Name: "c", Version: "1"}}
+	for _, typ := range []string{resourcev3.EndpointType, resourcev3.RouteType} {
+		w := newWatch(typ)
+		w.setNames(&sets, nil)
+		if w.wildcard {
+			t.Fatalf("%s: an empty subscription became a wildcard", typ)
+		}
+		if got := w.selected(list); len(got) != 0 {
+			t.Errorf("%s: selected %d resources, want none", typ, len(got))
+		}
+		if ch, rm := w.diff(list, next); len(ch)+len(rm) != 0 {
+			t.Errorf("%s: diff gave %d changed, %d removed; want none", typ, len(ch), len(rm))
+		}
+		w.update(&sets, nil, []string{"a"})
+		if got := w.selected(list); len(got) != 0 {
+			t.Errorf("%s: after unsubscribing: selected %d, want none", typ, len(got))
+		}
+	}
+}
