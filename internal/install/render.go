@@ -95,7 +95,7 @@ func Render(s *Settings) ([]Component, error) {
 		ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: nsLabels},
 	})
 	if s.Profile == "remote" || (!s.Components.Pilot.Enabled && s.Components.Base.Enabled) {
-		core = append(core, readerRBAC(ns)...)
+		core = append(core, ReaderRBAC(ns)...)
 	}
 	if err := add("Trellis core", "base", core...); err != nil {
 		return nil, err
@@ -592,9 +592,15 @@ func labelsJSON(l map[string]string) string {
 	return string(b)
 }
 
-// readerRBAC lets a primary cluster's trellisd read this (remote) cluster.
-func readerRBAC(ns string) []runtime.Object {
-	labels := map[string]string{"app": "trellis-reader"}
+// ReaderServiceAccount is the service account (and ClusterRole) a primary
+// cluster's trellisd reads a remote cluster as.
+const ReaderServiceAccount = "trellis-reader"
+
+// ReaderRBAC lets a primary cluster's trellisd read this (remote) cluster: the
+// service account `trellis create-remote-secret` makes a token for, its
+// ClusterRole and binding.
+func ReaderRBAC(ns string) []runtime.Object {
+	labels := map[string]string{"app": ReaderServiceAccount}
 	return []runtime.Object{
 		&corev1.ServiceAccount{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"}, ObjectMeta: meta("trellis-reader", ns, labels)},
 		&rbacv1.ClusterRole{
