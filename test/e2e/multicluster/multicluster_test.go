@@ -39,7 +39,7 @@ import (
 
 var binDir string
 
-// TestMain builds trellis and trellisd once; the tests run them as
+// TestMain builds trellis, trellisd and trellis-proxy once; the tests run them as
 // processes.
 func TestMain(m *testing.M) {
 	d, err := os.MkdirTemp("", "trellis-mc-bin-")
@@ -48,7 +48,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	_, self, _, _ := runtime.Caller(0)
-	cmd := exec.Command("go", "build", "-o", d+"/", "./cmd/trellis", "./cmd/trellisd")
+	cmd := exec.Command("go", "build", "-o", d+"/", "./cmd/trellis", "./cmd/trellisd", "./cmd/trellis-proxy")
 	cmd.Dir = filepath.Join(filepath.Dir(self), "../../..")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "go build: %v: %s\n", err, out)
