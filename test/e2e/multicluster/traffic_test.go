@@ -22,7 +22,7 @@ import (
 // worker serves "NAME" on IP:8080 inside a network namespace of its own
 // (a pod: the API server refuses loopback endpoint addresses), reached
 // from the host through a veth whose host side is GW (IP's /24, .1).
-func worker(t *testing.T, ctx context.Context, ns, ip, name string) {
+func worker(t *testing.T, ctx context.Context, ns, ip, name string) (stop func()) {
 	t.Helper()
 	_ = netns.Delete(ctx, ns)
 	if err := netns.Add(ctx, ns); err != nil {
@@ -51,6 +51,7 @@ func worker(t *testing.T, ctx context.Context, ns, ip, name string) {
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, name) })}
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
+	return func() { srv.Close() }
 }
 
 // sidecar runs trellis-proxy as frontend's sidecar in cluster clusterID
@@ -58,7 +59,7 @@ func worker(t *testing.T, ctx context.Context, ns, ip, name string) {
 // ISTIO_META_NETWORK), its outbound 8080 listener bound on a loopback port
 // instead of behind iptables. It returns the outbound, admin and
 // Prometheus addresses.
-func sidecar(t *testing.T, xds, clusterID, network string) (outbound, admin, prom string) {
+func sidecar(t *testing.T, xds, clusterID, network, labels string) (outbound, admin, prom string) {
 	t.Helper()
 	outbound, admin, prom = freeAddr(t), freeAddr(t), freeAddr(t)
 	rebind := fmt.Sprintf("0.0.0.0:8080=%s,0.0.0.0:15001=%s,0.0.0.0:15006=%s", outbound, freeAddr(t), freeAddr(t))
@@ -67,7 +68,7 @@ func sidecar(t *testing.T, xds, clusterID, network string) (outbound, admin, pro
 		t.Fatal(err)
 	}
 	cmd := exec.Command(filepath.Join(binDir, "trellis-proxy"), "--xds-address", xds, "--ip", "127.0.0.1", "--pod-name", "frontend-1",
-		"--namespace", appNS, "--labels", "app=frontend", "--admin-address", admin, "--ready-address", "", "--prometheus-address", prom,
+		"--namespace", appNS, "--labels", labels, "--admin-address", admin, "--ready-address", "", "--prometheus-address", prom,
 		"--merged-address", "", "--rebind", rebind, "--drain-duration", "1s")
 	cmd.Env = append(os.Environ(), "ISTIO_META_CLUSTER_ID="+clusterID, "ISTIO_META_NETWORK="+network, "CA_ADDR=")
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -83,6 +84,23 @@ func sidecar(t *testing.T, xds, clusterID, network string) (outbound, admin, pro
 		}
 	})
 	return outbound, admin, prom
+}
+
+// call sends one request for the worker to a sidecar's outbound listener
+// and returns the body (the answering worker's name).
+func call(outbound string) (string, error) {
+	req, _ := http.NewRequest("GET", "http://"+outbound+"/", nil)
+	req.Host = host + ":8080"
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		return "", fmt.Errorf("status %d: %s", resp.StatusCode, b)
+	}
+	return string(b), nil
 }
 
 // TestCrossClusterTraffic sends real requests from a trellis-proxy in
@@ -105,21 +123,8 @@ func TestCrossClusterTraffic(t *testing.T) {
 	runWorker(t, ctx, c2.env.Clients, "region2.zone1", map[string]string{"burst": burst})
 	kubectlApply(t, ctx, c1.env.Clients, createRemoteSecret(t, c2))
 
-	outbound, admin, prom := sidecar(t, c1.xds, "cluster1", "network1")
-	get := func() (string, error) {
-		req, _ := http.NewRequest("GET", "http://"+outbound+"/", nil)
-		req.Host = host + ":8080"
-		resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
-		if err != nil {
-			return "", err
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != 200 {
-			return "", fmt.Errorf("status %d: %s", resp.StatusCode, b)
-		}
-		return string(b), nil
-	}
+	outbound, admin, prom := sidecar(t, c1.xds, "cluster1", "network1", "app=frontend")
+	get := func() (string, error) { return call(outbound) }
 	seen := map[string]int{}
 	waitFor(t, "both clusters' workers answering through the sidecar", func() bool {
 		if b, err := get(); err == nil {
