@@ -198,4 +198,3 @@ func scrape(t *testing.T, prom string) map[string]int {
 	}
 	return out
 }
-
