@@ -80,6 +80,14 @@ type cluster struct {
 // values.global.network=NET) and starts trellisd for it.
 func startCluster(t *testing.T, ctx context.Context, name, network string) *cluster {
 	t.Helper()
+	return startClusterProfile(t, ctx, name, network, "minimal")
+}
+
+// startClusterProfile is startCluster with another profile; with
+// "remote" no trellisd runs (primary-remote: another cluster's trellisd
+// serves this one's proxies) and xds is empty.
+func startClusterProfile(t *testing.T, ctx context.Context, name, network, profile string) *cluster {
+	t.Helper()
 	env, err := kubetest.Start()
 	if err != nil {
 		if strings.Contains(err.Error(), kubetest.ErrNoBinaries.Error()) {
@@ -88,7 +96,7 @@ func startCluster(t *testing.T, ctx context.Context, name, network string) *clus
 		t.Fatal(err)
 	}
 	t.Cleanup(env.Stop)
-	s, err := install.Load(install.Options{Set: []string{"profile=minimal",
+	s, err := install.Load(install.Options{Set: []string{"profile=" + profile,
 		"values.global.multiCluster.clusterName=" + name, "values.global.network=" + network, "values.global.meshID=mesh1"}})
 	if err != nil {
 		t.Fatal(err)
@@ -106,6 +114,9 @@ func startCluster(t *testing.T, ctx context.Context, name, network string) *clus
 	}
 	if got := ns.Labels[install.LabelNetwork]; got != network {
 		t.Fatalf("%s: install labelled %s %s=%q, want %q", name, systemNS, install.LabelNetwork, got, network)
+	}
+	if profile == "remote" {
+		return &cluster{name: name, env: env}
 	}
 	c := &cluster{name: name, env: env, xds: freeAddr(t)}
 	logf, err := os.Create(filepath.Join(t.TempDir(), "trellisd-"+name+".log"))

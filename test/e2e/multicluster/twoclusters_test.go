@@ -148,3 +148,28 @@ func equal(a, b []endpoint) bool {
 	}
 	return true
 }
+
+// TestPrimaryRemote: cluster2 is installed with the remote profile (no
+// trellisd: its proxies use cluster1's, values.global.remotePilotAddress)
+// and joined to cluster1 by its remote secret. cluster1's trellisd then
+// serves both clusters' endpoints to proxies of either cluster.
+func TestPrimaryRemote(t *testing.T) {
+	ctx := kubetest.Context(t)
+	c1 := startCluster(t, ctx, "cluster1", "network1")
+	c2 := startClusterProfile(t, ctx, "cluster2", "network1", "remote")
+	runWorker(t, ctx, c1.env.Clients, "region1.zone1", map[string]string{"primary": "10.240.3.10"})
+	runWorker(t, ctx, c2.env.Clients, "region2.zone1", map[string]string{"burst": "10.241.3.10"})
+	// The remote profile made the reader service account already;
+	// create-remote-secret reuses it.
+	if _, err := c2.env.Clients.Kube.CoreV1().ServiceAccounts("trellis-system").Get(ctx, install.ReaderServiceAccount, metav1.GetOptions{}); err != nil {
+		t.Fatalf("remote profile's reader service account: %v", err)
+	}
+	kubectlApply(t, ctx, c1.env.Clients, createRemoteSecret(t, c2))
+	want := []endpoint{
+		{"10.240.3.10:8080", "cluster1", "network1", "region1/zone1"},
+		{"10.241.3.10:8080", "cluster2", "network1", "region2/zone1"},
+	}
+	for _, n := range []struct{ cluster, what string }{{"cluster1", "a cluster1 proxy"}, {"cluster2", "a cluster2 (remote) proxy"}} {
+		waitFor(t, "both endpoints for "+n.what, func() bool { return equal(eds(t, ctx, c1.xds, node(n.cluster, "network1")), want) })
+	}
+}
