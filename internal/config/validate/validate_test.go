@@ -105,6 +105,7 @@ func TestInvalidInputs(t *testing.T) {
 		{"abort without status", vs("hosts: [a]\nhttp:\n- fault:\n    abort:\n      percentage: {value: 5}\n  route:\n  - destination: {host: a}\n"), "spec.http[0].fault.abort.httpStatus", "missing"},
 		{"delay without fixedDelay", vs("hosts: [a]\nhttp:\n- fault:\n    delay:\n      percentage: {value: 5}\n  route:\n  - destination: {host: a}\n"), "spec.http[0].fault.delay.fixedDelay", "missing"},
 		{"mirror percentage above 100", vs("hosts: [a]\nhttp:\n- mirror: {host: b}\n  mirrorPercentage: {value: 101}\n  route:\n  - destination: {host: a}\n"), "spec.http[0].mirrorPercentage.value", "between 0 and 100"},
+		{"east-west gateway (AUTO_PASSTHROUGH)", obj("networking.istio.io/v1", "Gateway", "selector: {istio: eastwestgateway}\nservers:\n- port: {number: 15443, name: tls, protocol: TLS}\n  hosts: [\"*.local\"]\n  tls: {mode: AUTO_PASSTHROUGH}"), "spec.servers[0].tls.mode", "AUTO_PASSTHROUGH (an east-west gateway routing by SNI"},
 		{"route and redirect", vs("hosts: [a]\nhttp:\n- redirect: {uri: /x}\n  route:\n  - destination: {host: a}\n"), "spec.http[0]", "exclusive"},
 		{"rewrite with redirect", vs("hosts: [a]\nhttp:\n- redirect: {uri: /x}\n  rewrite: {uri: /y}\n"), "spec.http[0].rewrite", "cannot be used together with redirect"},
 		{"empty redirect", vs("hosts: [a]\nhttp:\n- redirect: {redirectCode: 301}\n"), "spec.http[0].redirect", "needs at least one of"},
