@@ -25,6 +25,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
@@ -241,6 +242,9 @@ func kubectlApply(t *testing.T, ctx context.Context, c *kube.Clients, b []byte) 
 		mapping, err := c.Mapper().RESTMapping(gvk.GroupKind(), gvk.Version)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if u.GetNamespace() == "" && mapping.Scope.Name() == meta.RESTScopeNameNamespace {
+			u.SetNamespace("default") // kubectl's default namespace
 		}
 		data, _ := u.MarshalJSON()
 		force := true

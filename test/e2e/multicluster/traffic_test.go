@@ -24,6 +24,17 @@ import (
 // from the host through a veth whose host side is GW (IP's /24, .1).
 func worker(t *testing.T, ctx context.Context, ns, ip, name string) (stop func()) {
 	t.Helper()
+	return workerPort(t, ctx, ns, ip, 8080, name)
+}
+
+// workerOn is worker on the seed's worker port, 8081.
+func workerOn(t *testing.T, ns, ip, name string) {
+	t.Helper()
+	workerPort(t, kubetest.Context(t), ns, ip, 8081, name)
+}
+
+func workerPort(t *testing.T, ctx context.Context, ns, ip string, port int, name string) (stop func()) {
+	t.Helper()
 	_ = netns.Delete(ctx, ns)
 	if err := netns.Add(ctx, ns); err != nil {
 		t.Fatal(err)
@@ -44,7 +55,7 @@ func worker(t *testing.T, ctx context.Context, ns, ip, name string) (stop func()
 			t.Fatal(err)
 		}
 	}
-	l, err := netns.Listen(ns, "tcp", ip+":8080")
+	l, err := netns.Listen(ns, "tcp", fmt.Sprintf("%s:%d", ip, port))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,14 +72,26 @@ func worker(t *testing.T, ctx context.Context, ns, ip, name string) (stop func()
 // Prometheus addresses.
 func sidecar(t *testing.T, xds, clusterID, network, labels string) (outbound, admin, prom string) {
 	t.Helper()
+	return sidecarIn(t, xds, clusterID, network, labels, appNS, 8080)
+}
+
+// seedSidecar is seed 004's frontend sidecar: namespace default, cluster1,
+// the worker-service port 80 bound on loopback.
+func seedSidecar(t *testing.T, xds string) (outbound, admin, prom string) {
+	t.Helper()
+	return sidecarIn(t, xds, "cluster1", "network1", "app=frontend", "default", 80)
+}
+
+func sidecarIn(t *testing.T, xds, clusterID, network, labels, ns string, port int) (outbound, admin, prom string) {
+	t.Helper()
 	outbound, admin, prom = freeAddr(t), freeAddr(t), freeAddr(t)
-	rebind := fmt.Sprintf("0.0.0.0:8080=%s,0.0.0.0:15001=%s,0.0.0.0:15006=%s", outbound, freeAddr(t), freeAddr(t))
+	rebind := fmt.Sprintf("0.0.0.0:%d=%s,0.0.0.0:15001=%s,0.0.0.0:15006=%s", port, outbound, freeAddr(t), freeAddr(t))
 	logf, err := os.Create(filepath.Join(t.TempDir(), "proxy.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(filepath.Join(binDir, "trellis-proxy"), "--xds-address", xds, "--ip", "127.0.0.1", "--pod-name", "frontend-1",
-		"--namespace", appNS, "--labels", labels, "--admin-address", admin, "--ready-address", "", "--prometheus-address", prom,
+		"--namespace", ns, "--labels", labels, "--admin-address", admin, "--ready-address", "", "--prometheus-address", prom,
 		"--merged-address", "", "--rebind", rebind, "--drain-duration", "1s")
 	cmd.Env = append(os.Environ(), "ISTIO_META_CLUSTER_ID="+clusterID, "ISTIO_META_NETWORK="+network, "CA_ADDR=")
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -88,9 +111,12 @@ func sidecar(t *testing.T, xds, clusterID, network, labels string) (outbound, ad
 
 // call sends one request for the worker to a sidecar's outbound listener
 // and returns the body (the answering worker's name).
-func call(outbound string) (string, error) {
+func call(outbound string) (string, error) { return callHost(outbound, host+":8080") }
+
+// callHost is call with another Host header.
+func callHost(outbound, hostHeader string) (string, error) {
 	req, _ := http.NewRequest("GET", "http://"+outbound+"/", nil)
-	req.Host = host + ":8080"
+	req.Host = hostHeader
 	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
 	if err != nil {
 		return "", err
