@@ -53,7 +53,17 @@ func resources() *field {
 }
 
 func gatewayField() *field {
-	return obj(map[string]*field{"name": str(), "enabled": boolean(), "namespace": str()})
+	return obj(map[string]*field{"name": checked(str(), notEastWest), "enabled": boolean(), "namespace": str()})
+}
+
+// notEastWest refuses Istio's east-west gateway: Trellis would install a
+// plain ingress gateway under that name, without the 15443
+// AUTO_PASSTHROUGH listener multi-network meshes need.
+func notEastWest(v any) error {
+	if v.(string) == "istio-eastwestgateway" {
+		return fmt.Errorf("east-west gateways (multi-network meshes) are not supported by Trellis yet; put the clusters on one network (see docs/multicluster.md)")
+	}
+	return nil
 }
 
 func gatewayValues() *field {
