@@ -383,7 +383,7 @@ func TestWarnings(t *testing.T) {
 		{"mirror percentage alone", vs("hosts: [a]\nhttp:\n- mirrorPercentage: {value: 5}\n  route:\n  - destination: {host: a}\n"), "spec.http[0].mirrorPercentage", "no effect"},
 		{"httpsRedirect on a tls server", obj("networking.istio.io/v1", "Gateway", "servers:\n- port: {number: 443, name: tls, protocol: TLS}\n  hosts: [\"*\"]\n  tls: {mode: PASSTHROUGH, httpsRedirect: true}"), "spec.servers[0].tls.httpsRedirect", "only has an effect on HTTP servers"},
 		{"workload selector with resolution NONE", obj("networking.istio.io/v1", "ServiceEntry", "hosts: [a.example.com]\nports: [{number: 80, name: http, protocol: HTTP}]\nresolution: NONE\nworkloadSelector: {labels: {app: a}}"), "spec.workloadSelector", "no effect with resolution NONE"},
-		{"workload entry reached through its network", obj("networking.istio.io/v1", "WorkloadEntry", "network: vpc-2\nlabels: {app: a}"), "spec.address", "through network \"vpc-2\""},
+		{"workload entry reached through its network", obj("networking.istio.io/v1", "WorkloadEntry", "network: vpc-2\nlabels: {app: a}"), "spec.address", "through network \"vpc-2\"'s east-west gateway, which Trellis does not have yet"},
 		{"mirror with directResponse", vs("hosts: [a]\nhttp:\n- directResponse: {status: 204}\n  mirror: {host: b}\n"), "spec.http[0]", "mirror acts on routed traffic"},
 		{"sidecar selector without labels", obj("networking.istio.io/v1", "Sidecar", "workloadSelector: {}\negress:\n- hosts: [\"./*\"]"), "spec.workloadSelector.labels", "applies to every workload"},
 		{"repeated egress host", obj("networking.istio.io/v1", "Sidecar", "egress:\n- hosts: [\"./*\", \"ns/a.example.com\"]"), "spec.egress[0].hosts[1]", "already selects in namespace \"ns\""},
