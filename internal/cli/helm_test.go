@@ -151,6 +151,11 @@ func TestHelmTemplateMatchesManifestGenerate(t *testing.T) {
 	if _, err := runHelm(t, helm, "template", "trellis", chartPath, "--set", "profile=prod"); err == nil || !strings.Contains(err.Error(), `profile: "prod" is not a Trellis profile`) {
 		t.Errorf("unknown profile: got %v, want the chart to refuse it", err)
 	}
+	for _, set := range []string{"global.network=network1", "global.multiCluster.clusterName=cluster1", "global.meshID=mesh1"} {
+		if _, err := runHelm(t, helm, "template", "trellis", chartPath, "--set", set); err == nil || !strings.Contains(err.Error(), "not templated by this chart") {
+			t.Errorf("--set %s: got %v, want the chart to refuse it", set, err)
+		}
+	}
 }
 
 // TestHelmInstallAgainstAPIServer installs the chart with the real helm

@@ -16,6 +16,7 @@ func Root() *cobra.Command {
 	}
 	root.AddCommand(
 		newAnalyzeCmd(),
+		newCreateRemoteSecretCmd(),
 		newDashboardCmd(),
 		newDemoCmd(),
 		newDemoappCmd(),

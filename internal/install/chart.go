@@ -128,7 +128,13 @@ func Chart() (map[string][]byte, error) {
 	profiles := Profiles()
 	files["templates/profile.yaml"] = []byte(header + fmt.Sprintf(
 		"{{- if not (has .Values.profile (list %s)) }}\n{{- fail (printf \"profile: %%q is not a Trellis profile; choose one of %s\" .Values.profile) }}\n{{- end }}\n",
-		quoteList(profiles), strings.Join(profiles, ", ")))
+		quoteList(profiles), strings.Join(profiles, ", ")) +
+		// The chart does not template the multi-cluster values; refuse
+		// them rather than render a single-cluster install.
+		"{{- $g := .Values.global | default dict }}\n" +
+		"{{- if or $g.multiCluster $g.network $g.meshID }}\n" +
+		"{{- fail \"global.multiCluster, global.network and global.meshID are not templated by this chart; install multi-cluster meshes with trellis install or trellis manifest generate (docs/multicluster.md)\" }}\n" +
+		"{{- end }}\n")
 
 	var values strings.Builder
 	values.WriteString("# Generated from internal/install; do not edit. The chart renders what\n" +

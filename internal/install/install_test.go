@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -149,6 +151,41 @@ func TestLoadValues(t *testing.T) {
 	}
 }
 
+// The multi-cluster values reach what trellisd and the proxies read: the
+// Deployment's --cluster-id, the injector's CLUSTER_ID/NETWORK/MESH_ID and
+// the system namespace's network label.
+func TestMultiClusterValues(t *testing.T) {
+	s := mustLoad(t, "profile=minimal", "values.global.multiCluster.clusterName=cluster2", "values.global.network=network2", "values.global.meshID=mesh1")
+	ic := InjectConfig(s)
+	if ic.ClusterID != "cluster2" || ic.Network != "network2" || ic.MeshID != "mesh1" {
+		t.Errorf("inject config: got cluster %q network %q mesh %q, want cluster2, network2, mesh1", ic.ClusterID, ic.Network, ic.MeshID)
+	}
+	comps, err := Render(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var args, nsLabel string
+	for _, o := range Objects(comps) {
+		switch {
+		case o.GetKind() == "Deployment" && o.GetName() == ControlPlaneName:
+			cs, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "containers")
+			a, _, _ := unstructured.NestedStringSlice(cs[0].(map[string]any), "args")
+			args = strings.Join(a, " ")
+		case o.GetKind() == "Namespace":
+			nsLabel = o.GetLabels()[LabelNetwork]
+		}
+	}
+	if !strings.Contains(args, "--cluster-id=cluster2") {
+		t.Errorf("trellisd args: got %q, want --cluster-id=cluster2", args)
+	}
+	if nsLabel != "network2" {
+		t.Errorf("system namespace %s label: got %q, want network2", LabelNetwork, nsLabel)
+	}
+	if d := InjectConfig(mustLoad(t, "profile=default")); d.ClusterID != "Kubernetes" || d.MeshID != "cluster.local" || d.Network != "" {
+		t.Errorf("defaults: got cluster %q mesh %q network %q, want Kubernetes, cluster.local and none", d.ClusterID, d.MeshID, d.Network)
+	}
+}
+
 func TestLoadRejects(t *testing.T) {
 	cases := []struct {
 		name string
@@ -168,6 +205,9 @@ func TestLoadRejects(t *testing.T) {
 		{"quantity", []string{"values.pilot.resources.requests.cpu=lots"}, `values.pilot.resources.requests.cpu: got "lots", want a Kubernetes quantity`},
 		{"native sidecars", []string{"values.pilot.env.ENABLE_NATIVE_SIDECARS=sometimes"}, `values.pilot.env.ENABLE_NATIVE_SIDECARS: got "sometimes", want one of auto, true, false`},
 		{"drain duration", []string{"meshConfig.defaultConfig.terminationDrainDuration=500ms"}, `meshConfig.defaultConfig.terminationDrainDuration: got "500ms", want seconds with an s suffix`},
+		{"east-west gateway", []string{"components.ingressGateways[1].name=istio-eastwestgateway", "components.ingressGateways[1].enabled=true"}, "components.ingressGateways[1].name: east-west gateways (multi-network meshes) are not supported"},
+		{"cluster name", []string{"values.global.multiCluster.clusterName=Cluster_1"}, `values.global.multiCluster.clusterName: got "Cluster_1", want lower-case letters`},
+		{"network", []string{"values.global.network=net 1"}, `values.global.network: got "net 1", want letters, digits`},
 		{"hold", []string{"meshConfig.defaultConfig.holdApplicationUntilProxyStarts=later"}, `meshConfig.defaultConfig.holdApplicationUntilProxyStarts: got "later", want true or false`},
 	}
 	for _, c := range cases {

@@ -84,12 +84,18 @@ func Render(s *Settings) ([]Component, error) {
 			core = append(core, c)
 		}
 	}
+	nsLabels := map[string]string{inject.LabelNSInjection: "disabled"}
+	if s.Values.Global.Network != "" {
+		// Istio's way of naming a cluster's network: trellisd reads it
+		// from its own namespace (and a primary from a remote's).
+		nsLabels[LabelNetwork] = s.Values.Global.Network
+	}
 	core = append(core, &corev1.Namespace{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"},
-		ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{inject.LabelNSInjection: "disabled"}},
+		ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: nsLabels},
 	})
 	if s.Profile == "remote" || (!s.Components.Pilot.Enabled && s.Components.Base.Enabled) {
-		core = append(core, readerRBAC(ns)...)
+		core = append(core, ReaderRBAC(ns)...)
 	}
 	if err := add("Trellis core", "base", core...); err != nil {
 		return nil, err
@@ -234,8 +240,9 @@ func InjectConfig(s *Settings) inject.Config {
 		RewriteAppHTTPProbe:       s.Values.SidecarInjectorWebhook.RewriteAppHTTPProbe,
 		Requests:                  p.Resources.Requests,
 		Limits:                    p.Resources.Limits,
-		ClusterID:                 "Kubernetes",
-		MeshID:                    "cluster.local",
+		ClusterID:                 ClusterName(s),
+		MeshID:                    firstNonEmpty(s.Values.Global.MeshID, "cluster.local"),
+		Network:                   s.Values.Global.Network,
 
 		NativeSidecars:                  s.Values.Pilot.Env.EnableNativeSidecars,
 		HoldApplicationUntilProxyStarts: s.MeshConfig.DefaultConfig.HoldApplicationUntilProxyStarts,
@@ -248,6 +255,15 @@ func InjectConfig(s *Settings) inject.Config {
 		c.DiscoveryAddress = s.Values.Global.RemotePilotAddress
 	}
 	return c
+}
+
+// LabelNetwork names a namespace's (or pod's) network, as in Istio.
+const LabelNetwork = "topology.istio.io/network"
+
+// ClusterName is this cluster's name in the mesh
+// (values.global.multiCluster.clusterName, default "Kubernetes").
+func ClusterName(s *Settings) string {
+	return firstNonEmpty(s.Values.Global.MultiCluster.ClusterName, "Kubernetes")
 }
 
 // MeshYAML is the mesh config trellisd reads from the "trellis" ConfigMap
@@ -377,6 +393,7 @@ func controlPlane(s *Settings) ([]runtime.Object, error) {
 								"--inject-config=/etc/trellis/inject/config",
 								"--webhook-cert-dir=/etc/trellis/webhook",
 								"--log-level=" + s.Values.Global.LogLevel,
+								"--cluster-id=" + ClusterName(s),
 							},
 							Env: []corev1.EnvVar{
 								{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
@@ -575,9 +592,15 @@ func labelsJSON(l map[string]string) string {
 	return string(b)
 }
 
-// readerRBAC lets a primary cluster's trellisd read this (remote) cluster.
-func readerRBAC(ns string) []runtime.Object {
-	labels := map[string]string{"app": "trellis-reader"}
+// ReaderServiceAccount is the service account (and ClusterRole) a primary
+// cluster's trellisd reads a remote cluster as.
+const ReaderServiceAccount = "trellis-reader"
+
+// ReaderRBAC lets a primary cluster's trellisd read this (remote) cluster: the
+// service account `trellis create-remote-secret` makes a token for, its
+// ClusterRole and binding.
+func ReaderRBAC(ns string) []runtime.Object {
+	labels := map[string]string{"app": ReaderServiceAccount}
 	return []runtime.Object{
 		&corev1.ServiceAccount{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"}, ObjectMeta: meta("trellis-reader", ns, labels)},
 		&rbacv1.ClusterRole{

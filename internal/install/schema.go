@@ -53,7 +53,17 @@ func resources() *field {
 }
 
 func gatewayField() *field {
-	return obj(map[string]*field{"name": str(), "enabled": boolean(), "namespace": str()})
+	return obj(map[string]*field{"name": checked(str(), notEastWest), "enabled": boolean(), "namespace": str()})
+}
+
+// notEastWest refuses Istio's east-west gateway: Trellis would install a
+// plain ingress gateway under that name, without the 15443
+// AUTO_PASSTHROUGH listener multi-network meshes need.
+func notEastWest(v any) error {
+	if v.(string) == "istio-eastwestgateway" {
+		return fmt.Errorf("east-west gateways (multi-network meshes) are not supported by Trellis yet; put the clusters on one network (see docs/multicluster.md)")
+	}
+	return nil
 }
 
 func gatewayValues() *field {
@@ -105,6 +115,12 @@ var specSchema = obj(map[string]*field{
 			"enableTracing":      boolean(),
 			"meshExpansion":      obj(map[string]*field{"enabled": boolean()}),
 			"remotePilotAddress": str(),
+			"multiCluster": obj(map[string]*field{
+				"clusterName": checked(str(), clusterName),
+				"enabled":     boolean(),
+			}),
+			"network": checked(str(), labelValue),
+			"meshID":  checked(str(), labelValue),
 			"proxy": obj(map[string]*field{
 				"includeIPRanges":      checked(str(), cidrList),
 				"excludeIPRanges":      checked(str(), cidrList),
@@ -297,6 +313,31 @@ func contains(l []string, s string) bool {
 	return false
 }
 
+// clusterName accepts what may name a cluster: a Secret data key and a
+// Secret name suffix (istio-remote-secret-NAME), so a DNS-1123 label.
+func clusterName(v any) error {
+	if v.(string) == "" {
+		return nil
+	}
+	return dnsLabel(v)
+}
+
+// labelValue accepts a Kubernetes label value (network and mesh names go
+// into topology.istio.io/network and proxy metadata).
+func labelValue(v any) error {
+	s := v.(string)
+	if len(s) > 63 {
+		return fmt.Errorf("got %q, want at most 63 characters (a label value)", s)
+	}
+	for i, c := range s {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || (c == '-' || c == '_' || c == '.') && i > 0 && i < len(s)-1
+		if !ok {
+			return fmt.Errorf("got %q, want letters, digits and '-', '_', '.' inside (a label value)", s)
+		}
+	}
+	return nil
+}
+
 func dnsLabel(v any) error {
 	s := v.(string)
 	if s == "" || len(s) > 63 {
@@ -423,7 +464,22 @@ type Global struct {
 	EnableTracing      bool    `json:"enableTracing"`
 	MeshExpansion      Enabled `json:"meshExpansion"`
 	RemotePilotAddress string  `json:"remotePilotAddress"`
-	Proxy              Proxy   `json:"proxy"`
+	// MultiCluster names this cluster on its endpoints, its proxies'
+	// CLUSTER_ID and remote secrets; empty means "Kubernetes".
+	MultiCluster MultiCluster `json:"multiCluster"`
+	// Network is this cluster's network (the system namespace's
+	// topology.istio.io/network label, the proxies' NETWORK); empty means
+	// the default network.
+	Network string `json:"network"`
+	// MeshID is the proxies' MESH_ID; empty means "cluster.local".
+	MeshID string `json:"meshID"`
+	Proxy  Proxy  `json:"proxy"`
+}
+
+// MultiCluster is values.global.multiCluster.
+type MultiCluster struct {
+	ClusterName string `json:"clusterName"`
+	Enabled     bool   `json:"enabled"`
 }
 
 // Proxy holds the sidecar defaults (pod annotations override them).

@@ -132,6 +132,9 @@ func (c *checker) serverTLS(p Path, t *networking.ServerTLSSettings, proto strin
 		}
 		if proto == "HTTPS" && t.GetMode() == networking.ServerTLSSettings_AUTO_PASSTHROUGH {
 			c.errorf(p.Field("mode"), "AUTO_PASSTHROUGH needs protocol TLS, not HTTPS")
+		} else if t.GetMode() == networking.ServerTLSSettings_AUTO_PASSTHROUGH {
+			c.errorf(p.Field("mode"), "AUTO_PASSTHROUGH (an east-west gateway routing by SNI outbound_.PORT_.SUBSET_.HOST) is not supported by Trellis yet: "+
+				"multi-network meshes are not (see docs/multicluster.md); use PASSTHROUGH with a VirtualService tls route, or put the clusters on one network")
 		}
 	case networking.ServerTLSSettings_ISTIO_MUTUAL:
 		if hasCert || t.GetServerCertificate() != "" || t.GetPrivateKey() != "" || t.GetCaCertificates() != "" {

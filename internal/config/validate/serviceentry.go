@@ -192,7 +192,7 @@ func (c *checker) workloadEntry(p Path, we *networking.WorkloadEntry, inServiceE
 		}
 	}
 	if !inServiceEntry && addr == "" && we.GetNetwork() != "" {
-		c.warnf(p.Field("address"), "unset, so the workload is reached through network %q's gateway", we.GetNetwork())
+		c.warnf(p.Field("address"), "unset: Istio reaches the workload through network %q's east-west gateway, which Trellis does not have yet, so it gets no endpoint (docs/multicluster.md)", we.GetNetwork())
 	}
 	for _, name := range sortedKeys(we.GetPorts()) {
 		c.checkPortName(p.Field("ports").Key(name), name)

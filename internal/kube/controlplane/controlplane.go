@@ -87,7 +87,7 @@ func Wire(ctx context.Context, ko Options, o *trellisd.Options) (*Wired, error) 
 	if o.DomainSuffix != "" && ko.DomainSuffix == "" {
 		ko.DomainSuffix = o.DomainSuffix
 	}
-	w.Registry = registrykube.New(c.Kube, registrykube.Options{DomainSuffix: ko.DomainSuffix, ClusterID: ko.ClusterID})
+	w.Registry = registrykube.New(c.Kube, registrykube.Options{DomainSuffix: ko.DomainSuffix, ClusterID: ko.ClusterID, SystemNamespace: ko.Namespace})
 	if err := w.Registry.Start(ctx); err != nil {
 		return nil, fmt.Errorf("kubernetes registry: %w", err)
 	}
@@ -102,7 +102,7 @@ func Wire(ctx context.Context, ko Options, o *trellisd.Options) (*Wired, error) 
 	if err := w.Credentials.Start(ctx); err != nil {
 		return nil, fmt.Errorf("gateway credentials: %w", err)
 	}
-	w.Remote = registrykube.NewClusters(c.Kube, ko.Namespace, registrykube.Options{DomainSuffix: ko.DomainSuffix})
+	w.Remote = registrykube.NewClusters(c.Kube, ko.Namespace, registrykube.Options{DomainSuffix: ko.DomainSuffix, SystemNamespace: ko.Namespace})
 	if err := w.Remote.Start(ctx); err != nil {
 		return nil, fmt.Errorf("remote clusters: %w", err)
 	}

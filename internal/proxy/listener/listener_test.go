@@ -113,6 +113,18 @@ func TestCompileErrors(t *testing.T) {
 		{name: "no chains", yaml: `{name: a, address: {socket_address: {address: 0.0.0.0, port_value: 1}}}`, want: "at least one filter chain"},
 		{name: "bad address", yaml: `{name: a, address: {socket_address: {address: localhost, port_value: 1}}, filter_chains: [{filters: []}]}`, want: `address: "localhost" is not an IP address`},
 		{name: "unknown network filter", yaml: `{name: a, address: {socket_address: {address: 0.0.0.0, port_value: 1}}, filter_chains: [{filters: [{name: envoy.filters.network.redis_proxy}]}]}`, want: `filter_chains[0].filters[0].name: network filter "envoy.filters.network.redis_proxy" is not supported`},
+		// Istio's east-west gateway (AUTO_PASSTHROUGH on 15443) picks the
+		// tcp_proxy cluster from the SNI with sni_cluster: not supported,
+		// so the listener is NACKed rather than served without it.
+		{name: "east-west gateway sni_cluster", yaml: `
+name: 0.0.0.0_15443
+address: {socket_address: {address: 0.0.0.0, port_value: 15443}}
+listener_filters: [{name: envoy.filters.listener.tls_inspector}]
+filter_chains:
+- filter_chain_match: {server_names: ["*.seed.svc.cluster.local"]}
+  filters:
+  - {name: envoy.filters.network.sni_cluster}
+  - {name: envoy.filters.network.tcp_proxy}`, want: `filter_chains[0].filters[0].name: network filter "envoy.filters.network.sni_cluster" is not supported`},
 		{name: "duplicate match", yaml: `
 name: a
 address: {socket_address: {address: 0.0.0.0, port_value: 1}}

@@ -23,9 +23,13 @@ type Options struct {
 	// ClusterID names this cluster on every endpoint; empty means
 	// "Kubernetes" (Istio's default).
 	ClusterID string
-	// Network is the endpoints' network when neither the pod nor its
-	// namespace carries topology.istio.io/network.
+	// Network is the endpoints' network when neither the pod, its
+	// namespace nor SystemNamespace carries topology.istio.io/network.
 	Network string
+	// SystemNamespace is the control plane's namespace in this cluster;
+	// its topology.istio.io/network label is the cluster's network (as
+	// Istio reads it). Empty means "trellis-system".
+	SystemNamespace string
 	// Coalesce is how long a burst of events is gathered into one rebuild;
 	// zero means 50ms.
 	Coalesce time.Duration
@@ -68,6 +72,9 @@ func New(client kubernetes.Interface, opts Options) *Registry {
 	}
 	if opts.Coalesce == 0 {
 		opts.Coalesce = 50 * time.Millisecond
+	}
+	if opts.SystemNamespace == "" {
+		opts.SystemNamespace = "trellis-system"
 	}
 	f := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(transform))
 	r := &Registry{
@@ -399,6 +406,9 @@ func (in *buildInput) endpoints(s *service, rs *registry.Service) ([]*registry.E
 // namespace.
 func (in *buildInput) workload(ns string, e sliceEndpoint, p *pod) *registry.Endpoint {
 	ep := &registry.Endpoint{Namespace: ns, Cluster: in.opts.ClusterID, Network: in.opts.Network}
+	if n := in.namespace(in.opts.SystemNamespace); n != nil && n.Labels[labelNetwork] != "" {
+		ep.Network = n.Labels[labelNetwork]
+	}
 	if n := in.namespace(ns); n != nil && n.Labels[labelNetwork] != "" {
 		ep.Network = n.Labels[labelNetwork]
 	}

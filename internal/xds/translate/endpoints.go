@@ -78,6 +78,12 @@ func (s *scope) loadAssignment(name string, svc *registry.Service, servicePort u
 		if ep.ServicePort != servicePort || !registry.Matches(subsetLabels, ep.Labels) {
 			continue
 		}
+		if !SameNetwork(s.proxy.Network, ep.Network) {
+			// Istio's split horizon with no gateway for the endpoint's
+			// network: the proxy cannot reach it, so it is left out.
+			// Trellis has no east-west gateway (see docs/multicluster.md).
+			continue
+		}
 		group := byLocality[ep.Locality]
 		if group == nil {
 			group = &endpointv3.LocalityLbEndpoints{Locality: locality(ep.Locality)}
@@ -110,6 +116,12 @@ func (s *scope) loadAssignment(name string, svc *registry.Service, servicePort u
 	return cla
 }
 
+// SameNetwork reports whether a proxy on network proxyNet reaches an
+// endpoint on network epNet directly: an empty network is everyone's.
+func SameNetwork(proxyNet, epNet string) bool {
+	return proxyNet == "" || epNet == "" || proxyNet == epNet
+}
+
 func lbEndpoint(ep *registry.Endpoint) *endpointv3.LbEndpoint {
 	health := corev3.HealthStatus_HEALTHY
 	if !ep.Healthy {
@@ -131,6 +143,12 @@ func lbEndpoint(ep *registry.Endpoint) *endpointv3.LbEndpoint {
 	}
 	if ep.ServiceAccount != "" {
 		fields["service_account"] = structpb.NewStringValue(ep.ServiceAccount)
+	}
+	if ep.Cluster != "" {
+		fields["cluster"] = structpb.NewStringValue(ep.Cluster)
+	}
+	if ep.Network != "" {
+		fields["network"] = structpb.NewStringValue(ep.Network)
 	}
 	md := istioMetadata(fields)
 	endpointTLSMode(md, ep)

@@ -28,6 +28,9 @@ type OutboundProxy struct {
 	Namespace string
 	// Locality orders endpoints for locality failover.
 	Locality string
+	// Network is the proxy's network (node metadata NETWORK): endpoints
+	// on another network are left out of its EDS.
+	Network string
 	// Labels are the proxy's labels whose keys are named by a selector that
 	// can apply to it: VirtualService sourceLabels; DestinationRule and
 	// Sidecar workloadSelectors in its namespace; Gateway selectors for a
@@ -45,7 +48,7 @@ func NewOutboundProxy(in Input) OutboundProxy {
 	if p == nil {
 		p = &Proxy{Type: SidecarProxy}
 	}
-	o := OutboundProxy{Type: p.Type, Generator: p.Generator, Namespace: p.Namespace, Locality: p.Locality}
+	o := OutboundProxy{Type: p.Type, Generator: p.Generator, Namespace: p.Namespace, Locality: p.Locality, Network: p.Network}
 	if o.Namespace == "" {
 		o.Namespace = "default"
 	}
@@ -104,7 +107,7 @@ func NewOutboundProxy(in Input) OutboundProxy {
 // Proxy is the Proxy that outbound translation reads: o's fields, every
 // other field zero.
 func (o OutboundProxy) Proxy() *Proxy {
-	return &Proxy{Type: o.Type, Generator: o.Generator, Namespace: o.Namespace, Locality: o.Locality, Labels: o.Labels}
+	return &Proxy{Type: o.Type, Generator: o.Generator, Namespace: o.Namespace, Locality: o.Locality, Network: o.Network, Labels: o.Labels}
 }
 
 // Key is a hash of every field of o in a canonical encoding (fields in

@@ -110,6 +110,7 @@ func TestOutboundProxyFieldsAreRead(t *testing.T) {
 		"Generator": {"bill-service", func(p *Proxy) { p.Generator = GeneratorGRPC }},
 		"Namespace": {"bill-service", func(p *Proxy) { p.Namespace = "other" }},
 		"Locality":  {"locality-failover", func(p *Proxy) { p.Locality = "eu-west/b" }},
+		"Network":   {"multi-network", func(p *Proxy) { p.Network = "network2" }},
 		"Labels":    {"match-conditions", func(p *Proxy) { p.Labels = map[string]string{"app": "other"} }},
 	}
 	rt := reflect.TypeOf(OutboundProxy{})

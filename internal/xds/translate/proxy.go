@@ -92,10 +92,19 @@ func ProxyFromNode(node *corev3.Node) (*Proxy, error) {
 	if loc := node.GetLocality(); loc != nil {
 		p.Locality = strings.TrimRight(loc.GetRegion()+"/"+loc.GetZone()+"/"+loc.GetSubZone(), "/")
 	}
+	if l := p.Labels[LocalityLabel]; p.Locality == "" && l != "" {
+		// As Istio: the pod's istio-locality label ("region.zone.subzone")
+		// when the node names no locality.
+		p.Locality = strings.TrimRight(strings.ReplaceAll(l, ".", "/"), "/")
+	}
 	if p.Namespace == "" {
 		return nil, fmt.Errorf("node.id %q: no namespace in the POD.NAMESPACE field nor in node.metadata.NAMESPACE", id)
 	}
 	return p, nil
 }
+
+// LocalityLabel is the pod label naming a workload's locality
+// ("region.zone.subzone"), Istio's istio-locality.
+const LocalityLabel = "istio-locality"
 
 const exampleNodeID = "sidecar~10.0.0.5~front-tomcat-v1.istio-demo~istio-demo.svc.cluster.local"

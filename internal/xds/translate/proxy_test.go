@@ -53,6 +53,12 @@ func TestProxyFromNode(t *testing.T) {
 			want: &Proxy{ID: "sidecar~10.0.0.9~client~default.svc.cluster.local", Type: SidecarProxy, IPs: []string{"10.0.0.9"},
 				Name: "client", Namespace: "apps", Generator: "grpc"},
 		},
+		{
+			name: "locality from the istio-locality label",
+			node: &corev3.Node{Id: "sidecar~10.0.0.9~front.apps~apps.svc.cluster.local", Metadata: md(map[string]any{"LABELS": map[string]any{"istio-locality": "region1.zone1"}})},
+			want: &Proxy{ID: "sidecar~10.0.0.9~front.apps~apps.svc.cluster.local", Type: SidecarProxy, IPs: []string{"10.0.0.9"},
+				Name: "front", Namespace: "apps", Labels: map[string]string{"istio-locality": "region1.zone1"}, Locality: "region1/zone1"},
+		},
 		{name: "nil node", node: nil, wantErr: "node: missing"},
 		{name: "too few fields", node: &corev3.Node{Id: "sidecar~10.0.0.5"}, wantErr: "got 2 '~'-separated fields, want 4"},
 		{name: "bad type", node: &corev3.Node{Id: "gateway~10.0.0.5~a.b~b.svc.cluster.local"}, wantErr: `type "gateway" is not one of`},

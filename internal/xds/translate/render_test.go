@@ -67,6 +67,8 @@ type proxySpec struct {
 	Labels      map[string]string `json:"labels"`
 	InstanceIPs string            `json:"instanceIPs"`
 	Generator   string            `json:"generator"`
+	Network     string            `json:"network"`
+	Cluster     string            `json:"cluster"`
 	Locality    struct {
 		Region  string `json:"region"`
 		Zone    string `json:"zone"`
@@ -95,6 +97,12 @@ func (p proxySpec) node() *corev3.Node {
 	}
 	if p.Generator != "" {
 		md["GENERATOR"] = structpb.NewStringValue(p.Generator)
+	}
+	if p.Network != "" {
+		md["NETWORK"] = structpb.NewStringValue(p.Network)
+	}
+	if p.Cluster != "" {
+		md["CLUSTER_ID"] = structpb.NewStringValue(p.Cluster)
 	}
 	n := &corev3.Node{Id: p.ID, Metadata: &structpb.Struct{Fields: md}}
 	if p.Locality.Region != "" {
