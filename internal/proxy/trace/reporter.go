@@ -114,7 +114,7 @@ func (g *Registry) Reporter(t Target) *Reporter {
 		sc := g.Stats.Scope("tracing", t.Kind.String())
 		r.sent, r.dropped, r.failed = sc.Counter("spans_sent"), sc.Counter("spans_dropped"), sc.Counter("reports_failed")
 	}
-	r.logf = g.Logf
+	r.logf, r.tgt = g.Logf, t
 	g.reps[t] = r
 	return r
 }
@@ -142,6 +142,7 @@ type Reporter struct {
 	done                  chan struct{}
 	closeOnce             sync.Once
 	failures              atomic.Uint64
+	tgt                   Target
 }
 
 // NewReporter starts a Reporter over exp (sizes as in Registry).
@@ -239,3 +240,6 @@ func (r *Reporter) Close() {
 		r.exp.Close()
 	})
 }
+
+// target is the Target the Reporter exports to (tests).
+func (r *Reporter) target() Target { return r.tgt }
