@@ -74,6 +74,7 @@ func (s *scope) hcm(o hcmOptions) *listenerv3.Filter {
 	} else {
 		h.RouteSpecifier = &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{ConfigSource: adsSource(), RouteConfigName: o.rds}}
 	}
+	h.Tracing = s.tracing(!o.inbound)
 	h.HttpFilters = append(h.HttpFilters, o.authz...)
 	if !o.inbound {
 		h.HttpFilters = append(h.HttpFilters,

@@ -111,6 +111,10 @@ func TestOutboundProxyFieldsAreRead(t *testing.T) {
 		"Namespace": {"bill-service", func(p *Proxy) { p.Namespace = "other" }},
 		"Locality":  {"locality-failover", func(p *Proxy) { p.Locality = "eu-west/b" }},
 		"Labels":    {"match-conditions", func(p *Proxy) { p.Labels = map[string]string{"app": "other"} }},
+		// Without a canonical-service label the workload name is the spans'
+		// istio.canonical_service.
+		"Name":    {"tracing-telemetry", func(p *Proxy) { p.Labels = map[string]string{"version": "v1"}; p.Name = "reviews-v1" }},
+		"Cluster": {"tracing-telemetry", func(p *Proxy) { p.Cluster = "east" }},
 	}
 	rt := reflect.TypeOf(OutboundProxy{})
 	for i := range rt.NumField() {
