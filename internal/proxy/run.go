@@ -29,8 +29,8 @@ import (
 	"github.com/trellis-mesh/trellis/internal/proxy/stats"
 	"github.com/trellis-mesh/trellis/internal/proxy/tcpproxy"
 	"github.com/trellis-mesh/trellis/internal/proxy/telemetry"
-	"github.com/trellis-mesh/trellis/internal/proxy/trace"
 	"github.com/trellis-mesh/trellis/internal/proxy/tlsterm"
+	"github.com/trellis-mesh/trellis/internal/proxy/trace"
 	"github.com/trellis-mesh/trellis/internal/proxy/xdsclient"
 	"github.com/trellis-mesh/trellis/internal/version"
 )

@@ -18,8 +18,8 @@ import (
 	"github.com/trellis-mesh/trellis/internal/proxy/httpconn"
 	"github.com/trellis-mesh/trellis/internal/proxy/stats"
 	"github.com/trellis-mesh/trellis/internal/proxy/tcpproxy"
-	"github.com/trellis-mesh/trellis/internal/proxy/trace"
 	"github.com/trellis-mesh/trellis/internal/proxy/tlsterm"
+	"github.com/trellis-mesh/trellis/internal/proxy/trace"
 )
 
 // Names of the network and listener filters trellis-proxy implements.
