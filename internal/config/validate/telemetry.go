@@ -4,12 +4,14 @@ import (
 	"sort"
 
 	telemetry "istio.io/api/telemetry/v1alpha1"
+
+	"github.com/trellis-mesh/trellis/internal/logexpr"
 )
 
 // telemetry checks a Telemetry (telemetry.istio.io v1 and v1alpha1).
-// Trellis implements the tracing section; the metrics and accessLogging
-// sections are rejected, naming the field, until the proxy implements
-// them, so that a Telemetry is never half applied.
+// Trellis implements the tracing and accessLogging sections; the metrics
+// section is rejected, naming the field, until the proxy implements it, so
+// that a Telemetry is never half applied.
 func (c *checker) telemetry(t *telemetry.Telemetry) {
 	spec := Path("spec")
 	c.selector(spec.Field("selector"), t.GetSelector())
@@ -80,8 +82,26 @@ func (c *checker) telemetry(t *telemetry.Telemetry) {
 	if len(t.GetMetrics()) > 0 {
 		c.errorf(spec.Field("metrics"), "not supported by Trellis yet: the proxy always reports Istio's standard metrics; remove the section")
 	}
-	if len(t.GetAccessLogging()) > 0 {
-		c.errorf(spec.Field("accessLogging"), "not supported by Trellis yet: access logs come from MeshConfig accessLogFile (trellisd --access-log-file); remove the section")
+	logModes := map[telemetry.WorkloadMode]bool{}
+	for i, al := range t.GetAccessLogging() {
+		p := spec.Field("accessLogging").Index(i)
+		mode := al.GetMatch().GetMode()
+		for _, m := range expandMode(mode) {
+			if logModes[m] {
+				c.errorf(p.Field("match").Field("mode"), "%v overlaps an earlier accessLogging entry; give each mode one entry", mode)
+			}
+			logModes[m] = true
+		}
+		for j, pr := range al.GetProviders() {
+			if pr.GetName() == "" {
+				c.errorf(p.Field("providers").Index(j).Field("name"), "missing; name \"envoy\" or a MeshConfig extensionProviders entry")
+			}
+		}
+		if f := al.GetFilter(); f != nil {
+			if _, err := logexpr.Parse(f.GetExpression()); err != nil {
+				c.errorf(p.Field("filter").Field("expression"), "%v", err)
+			}
+		}
 	}
 }
 

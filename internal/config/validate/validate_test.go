@@ -162,7 +162,8 @@ func TestInvalidInputs(t *testing.T) {
 		{"telemetry formatter tag", obj("telemetry.istio.io/v1", "Telemetry", "tracing:\n- customTags:\n    t: {formatter: {value: \"%REQ(x)%\"}}"), "spec.tracing[0].customTags[t].formatter", "not supported"},
 		{"telemetry overlapping modes", obj("telemetry.istio.io/v1alpha1", "Telemetry", "tracing:\n- randomSamplingPercentage: 10\n- match: {mode: CLIENT}\n  randomSamplingPercentage: 5"), "spec.tracing[1].match.mode", "overlaps"},
 		{"telemetry metrics section", obj("telemetry.istio.io/v1", "Telemetry", "metrics:\n- overrides:\n  - match: {metric: REQUEST_COUNT}\n    disabled: true"), "spec.metrics", "not supported by Trellis yet"},
-		{"telemetry access logging section", obj("telemetry.istio.io/v1", "Telemetry", "accessLogging:\n- providers: [{name: envoy}]"), "spec.accessLogging", "not supported by Trellis yet"},
+		{"telemetry access log filter on headers", obj("telemetry.istio.io/v1", "Telemetry", "accessLogging:\n- filter: {expression: \"request.headers['x'] == 'y'\"}"), "spec.accessLogging[0].filter.expression", "unsupported character"},
+		{"telemetry access log filter on path", obj("telemetry.istio.io/v1", "Telemetry", "accessLogging:\n- filter: {expression: \"request.path == '/x'\"}"), "spec.accessLogging[0].filter.expression", "is not supported"},
 		{"telemetry context propagation off", obj("telemetry.istio.io/v1", "Telemetry", "tracing:\n- disableContextPropagation: true"), "spec.tracing[0].disableContextPropagation", "not supported"},
 		{"custom action without provider", obj("security.istio.io/v1", "AuthorizationPolicy", "action: CUSTOM\nrules:\n- to:\n  - operation: {paths: [/admin]}"), "spec.provider.name", "missing"},
 		{"unknown action", obj("security.istio.io/v1", "AuthorizationPolicy", "action: MAYBE"), "spec.action", "want one of ALLOW, DENY, AUDIT, CUSTOM"},
@@ -343,6 +344,7 @@ func TestValidInputs(t *testing.T) {
 		{"authorization policy", obj("security.istio.io/v1", "AuthorizationPolicy", "action: ALLOW\nrules:\n- from:\n  - source: {principals: [\"cluster.local/ns/default/sa/sleep\"]}\n  to:\n  - operation: {methods: [GET], paths: [\"/info*\"], ports: [\"8080\"]}\n  when:\n  - key: request.headers[version]\n    values: [v1]")},
 		{"allow nothing policy", obj("security.istio.io/v1", "AuthorizationPolicy", "{}")},
 		{"request authentication", obj("security.istio.io/v1", "RequestAuthentication", "jwtRules:\n- issuer: testing@secure.istio.io\n  jwksUri: https://example.com/jwks.json\n  fromHeaders: [{name: x-jwt, prefix: \"Bearer \"}]")},
+		{"telemetry access logging", obj("telemetry.istio.io/v1", "Telemetry", "accessLogging:\n- match: {mode: CLIENT}\n  providers: [{name: envoy}]\n  filter: {expression: \"response.code >= 400 || request.method == 'POST' && !connection.mtls\"}\n- match: {mode: SERVER}\n  disabled: true")},
 		{"telemetry tracing", obj("telemetry.istio.io/v1", "Telemetry", "selector: {matchLabels: {app: a}}\ntracing:\n- match: {mode: CLIENT}\n  providers: [{name: otel}]\n  randomSamplingPercentage: 12.5\n  disableSpanReporting: false\n  customTags:\n    team: {literal: {value: payments}}\n    user: {header: {name: x-user, defaultValue: anon}}\n    pod: {environment: {name: POD_NAME}}\n- match: {mode: SERVER}\n  providers: [{name: zipkin}]")},
 		// Inputs Istio accepts that earlier Trellis rules rejected.
 		{"authority set in request headers", vs("hosts: [a]\nhttp:\n- headers:\n    request:\n      set: {\":authority\": b.example.com}\n  route:\n  - destination: {host: a}\n")},

@@ -64,6 +64,10 @@ type MeshOptions struct {
 	// a percentage; nil means Istio's default, 1%. A Telemetry's
 	// randomSamplingPercentage overrides it.
 	TraceSampling *float64
+	// DefaultAccessLogProviders is MeshConfig defaultProviders.accessLogging:
+	// the providers of a Telemetry accessLogging entry that names none
+	// (empty: Istio's built-in "envoy", a file log to /dev/stdout).
+	DefaultAccessLogProviders []string
 }
 
 // DefaultMesh returns Istio's default mesh options.

@@ -314,6 +314,7 @@ func (m *MeshOptions) ApplyMeshConfig(mc *meshv1alpha1.MeshConfig) {
 	}
 	m.ExtensionProviders = mc.GetExtensionProviders()
 	m.DefaultTracingProviders = mc.GetDefaultProviders().GetTracing()
+	m.DefaultAccessLogProviders = mc.GetDefaultProviders().GetAccessLogging()
 	if v := mc.GetDefaultConfig().GetTracing().GetSampling(); v != 0 {
 		m.TraceSampling = &v
 	}
