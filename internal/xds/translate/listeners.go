@@ -90,7 +90,7 @@ func (s *scope) hcm(o hcmOptions) *listenerv3.Filter {
 // tcpProxy forwards a connection to cluster, or splits connections over
 // weighted clusters when more than one is given.
 func (s *scope) tcpProxy(statPrefix string, clusters []weightedName) *listenerv3.Filter {
-	tp := &tcpproxyv3.TcpProxy{StatPrefix: statPrefix, AccessLog: s.accessLogs(!strings.HasPrefix(statPrefix, "inbound")), IdleTimeout: dur(time.Hour)}
+	tp := &tcpproxyv3.TcpProxy{StatPrefix: statPrefix, AccessLog: s.accessLogs(!strings.HasPrefix(strings.ToLower(statPrefix), "inbound")), IdleTimeout: dur(time.Hour)}
 	if len(clusters) == 1 {
 		tp.ClusterSpecifier = &tcpproxyv3.TcpProxy_Cluster{Cluster: clusters[0].name}
 	} else {

@@ -216,6 +216,9 @@ spec:
     customTags:
       team: {literal: {value: shop}}
       user: {header: {name: x-user, defaultValue: anonymous}}
+  accessLogging:
+  - providers: [{name: envoy}]
+    filter: {expression: "response.code >= 400 && request.method == 'GET'"}
 `
 
 // TestTracingThroughSidecars: a client calls reviews through front's
@@ -246,13 +249,16 @@ func TestTracingThroughSidecars(t *testing.T) {
 		"--labels", "app=reviews,version=v1", "--admin-address", reviewsAdmin, "--ready-address", "", "--prometheus-address", "", "--merged-address", "",
 		"--rebind", fmt.Sprintf("0.0.0.0:80=%s,0.0.0.0:15001=%s,0.0.0.0:15006=%s", freePort(t), freePort(t), inbound), "--drain-duration", "1s")
 	outbound, frontAdmin := freePort(t), freePort(t)
-	startProxy(t, "--xds-address", td.XDSAddr(), "--ip", "127.0.0.2", "--pod-name", "front-1", "--namespace", "shop",
+	front := startProxy(t, "--xds-address", td.XDSAddr(), "--ip", "127.0.0.2", "--pod-name", "front-1", "--namespace", "shop",
 		"--labels", "app=front,version=v2", "--admin-address", frontAdmin, "--ready-address", "", "--prometheus-address", "", "--merged-address", "",
 		"--rebind", fmt.Sprintf("0.0.0.0:80=%s,0.0.0.0:15001=%s,0.0.0.0:15006=%s", outbound, freePort(t), freePort(t)), "--drain-duration", "1s")
 
 	const rootTrace, rootSpan = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
 	call := func(n int) error {
 		req, _ := http.NewRequest("GET", fmt.Sprintf("http://%s/reviews/%d", outbound, n), nil)
+		if n == 404 {
+			req.URL.Path = "/missing"
+		}
 		req.Host = "reviews.shop.svc.cluster.local"
 		req.Header.Set("traceparent", "00-"+rootTrace+"-"+rootSpan+"-01")
 		req.Header.Set("x-user", "jesse")
@@ -263,12 +269,27 @@ func TestTracingThroughSidecars(t *testing.T) {
 		}
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			return fmt.Errorf("status %d: %s", resp.StatusCode, b)
+		if want := map[bool]int{true: 404, false: 200}[n == 404]; resp.StatusCode != want {
+			return fmt.Errorf("status %d, want %d: %s", resp.StatusCode, want, b)
 		}
 		return nil
 	}
 	eventually(t, "front -> reviews through both sidecars", func() error { return call(0) })
+
+	// The Telemetry's access log filter: front's sidecar logs the GET
+	// answered 404, not the ones answered 200.
+	if err := call(404); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the 404 in front's access log", func() error {
+		if !strings.Contains(front.out.String(), `"req-404"`) {
+			return fmt.Errorf("not logged yet")
+		}
+		return nil
+	})
+	if out := front.out.String(); strings.Contains(out, `"req-0"`) {
+		t.Errorf("front logged a 200 despite the filter response.code >= 400:\n%s", out)
+	}
 
 	for i, provider := range []string{"otel-grpc", "otel-http"} {
 		n := 100 + i
@@ -366,6 +387,9 @@ func traceApp(t *testing.T) (addr string, seen func(requestID string) string) {
 		mu.Lock()
 		got[r.Header.Get("x-request-id")] = r.Header.Get("traceparent")
 		mu.Unlock()
+		if r.URL.Path == "/missing" {
+			w.WriteHeader(http.StatusNotFound)
+		}
 		io.WriteString(w, "reviews")
 	}))
 	return srv, func(id string) string {
