@@ -196,6 +196,27 @@ spec:
   endpoints: [{address: 127.0.0.1}]
 `
 
+// tracingGateway exposes reviews through the ingress gateway.
+const tracingGateway = `apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: shop-gateway, namespace: shop}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 80, name: http, protocol: HTTP}
+    hosts: [shop.example.com]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: shop, namespace: shop}
+spec:
+  hosts: [shop.example.com]
+  gateways: [shop-gateway]
+  http:
+  - match: [{uri: {prefix: /reviews}}]
+    route: [{destination: {host: reviews.shop.svc.cluster.local, port: {number: 80}}}]
+`
+
 // tracingMesh is the MeshConfig part trellisd reads, as in an Istio
 // install's mesh config.
 const tracingMesh = `{
@@ -229,7 +250,9 @@ spec:
 // provider). The spans read back from the collector's file form one
 // trace: the client's span -> front's CLIENT span -> reviews' SERVER
 // span -> the app, which receives the server span as its parent, with
-// Istio's tags.
+// Istio's tags. Then an ingress gateway in front of reviews: a request
+// without context starts a trace at the gateway's span, the parent of
+// reviews' span.
 func TestTracingThroughSidecars(t *testing.T) {
 	grpcAddr, httpAddr, spansFile := startCollector(t)
 	dir := t.TempDir()
@@ -238,6 +261,7 @@ func TestTracingThroughSidecars(t *testing.T) {
 	writeConfig(t, dir, "workloads.yaml", tracingWorkloads, map[string]string{"INBOUND_PORT": port(inbound), "APP_PORT": port(app),
 		"GRPC_PORT": port(grpcAddr), "HTTP_PORT": port(httpAddr)})
 	writeConfig(t, dir, "telemetry.yaml", tracingTelemetry, map[string]string{"PROVIDER": "otel-grpc"})
+	writeConfig(t, dir, "gateway.yaml", tracingGateway, nil)
 	mc := &meshv1alpha1.MeshConfig{}
 	if err := protojson.Unmarshal([]byte(tracingMesh), mc); err != nil {
 		t.Fatal(err)
@@ -375,6 +399,65 @@ func TestTracingThroughSidecars(t *testing.T) {
 		if client.service != "front.shop" || server.service != "reviews.shop" {
 			t.Errorf("%s: got service.name %q and %q, want front.shop and reviews.shop", provider, client.service, server.service)
 		}
+	}
+
+	// Through the ingress gateway: its span is the parent of reviews'
+	// server span, and a request without trace context starts a trace.
+	gw := freePort(t)
+	startProxy(t, "--xds-address", td.XDSAddr(), "--type", "router", "--ip", "127.0.0.3",
+		"--pod-name", "istio-ingressgateway-5d8c", "--namespace", "istio-system", "--labels", "istio=ingressgateway",
+		"--admin-address", freePort(t), "--ready-address", "", "--prometheus-address", "", "--merged-address", "",
+		"--rebind", "0.0.0.0:80="+gw, "--drain-duration", "1s")
+	viaGateway := func(rid string) error {
+		req, _ := http.NewRequest("GET", "http://"+gw+"/reviews/gw", nil)
+		req.Host = "shop.example.com"
+		req.Header.Set("x-request-id", rid)
+		resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+		if err != nil {
+			return err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	}
+	eventually(t, "the gateway route to reviews", func() error { return viaGateway("gw-warm") })
+	if err := viaGateway("gw-1"); err != nil {
+		t.Fatal(err)
+	}
+	var gwSpan, server otlpSpan
+	eventually(t, "the gateway's and reviews' spans of gw-1", func() error {
+		spans, err := readSpans(spansFile)
+		if err != nil {
+			return err
+		}
+		gwSpan, server = otlpSpan{}, otlpSpan{}
+		for _, s := range spans {
+			if s.tag("guid:x-request-id") != "gw-1" {
+				continue
+			}
+			if strings.HasPrefix(s.tag("node_id"), "router~") {
+				gwSpan = s
+			} else {
+				server = s
+			}
+		}
+		if gwSpan.SpanID == "" || server.SpanID == "" {
+			return fmt.Errorf("got gateway %q reviews %q span ids", gwSpan.SpanID, server.SpanID)
+		}
+		return nil
+	})
+	if gwSpan.ParentSpanID != "" || gwSpan.TraceID != server.TraceID || server.ParentSpanID != gwSpan.SpanID {
+		t.Errorf("gateway span %s/%s (parent %q), reviews span %s parent %s: want one trace rooted at the gateway",
+			gwSpan.TraceID, gwSpan.SpanID, gwSpan.ParentSpanID, server.TraceID, server.ParentSpanID)
+	}
+	if got, want := gwSpan.Name, "reviews.shop.svc.cluster.local:80/reviews*"; got != want {
+		t.Errorf("gateway span name %q, want %q (the VirtualService route's decorator)", got, want)
+	}
+	if got := seen("gw-1"); got != "00-"+server.TraceID+"-"+server.SpanID+"-01" {
+		t.Errorf("the app got traceparent %s through the gateway, want reviews' span", got)
 	}
 }
 
