@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -124,5 +125,39 @@ func BenchmarkRequestPathTracing(b *testing.B) {
 				c.do(b)
 			}
 		})
+	}
+}
+
+// TestTracingDeadCollector: with the collector's only endpoint refusing
+// connections, traced requests are served as usual and the lost spans are
+// counted in tracing.zipkin.spans_dropped.
+func TestTracingDeadCollector(t *testing.T) {
+	be := rawBackend(t, "ok")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close() // nothing listens there any more
+	r := startProxy(t, []testListener{{Name: "out", HCM: hcm(vhost(`              - match: {prefix: /}
+                route: {cluster: be, timeout: 0s}
+`), tracingHCM(100))}}, []testCluster{{Name: "be", Addrs: []string{be}}, {Name: "zipkin", Addrs: []string{dead}}}, nil)
+	c := newRawClient(t, r.addr(t, "out"), "GET /x HTTP/1.1\r\nHost: be\r\n\r\n")
+	const n = 50
+	for i := 0; i < n; i++ {
+		c.do(t)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for r.p.Stats.CounterValue("tracing.zipkin.spans_dropped") < n && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := r.p.Stats.CounterValue("tracing.zipkin.spans_dropped"); got != n {
+		t.Errorf("got %d spans dropped, want %d", got, n)
+	}
+	if got := r.p.Stats.CounterValue("tracing.zipkin.reports_failed"); got == 0 {
+		t.Errorf("got no failed reports")
+	}
+	if got := r.p.Stats.CounterValue("tracing.zipkin.spans_sent"); got != 0 {
+		t.Errorf("got %d spans sent to a dead collector", got)
 	}
 }

@@ -38,7 +38,6 @@ type tracingSpec struct {
 	sampling  *float64
 	disabled  bool
 	tags      map[string]*telemetry.Tracing_CustomTag
-	setByTele bool
 }
 
 // telemetries returns the Telemetry resources applying to the proxy, least
@@ -93,7 +92,6 @@ func (s *scope) tracingFor(client bool) tracingSpec {
 			if m := tr.GetMatch().GetMode(); m != telemetry.WorkloadMode_CLIENT_AND_SERVER && m != want {
 				continue
 			}
-			ts.setByTele = true
 			if len(tr.GetProviders()) > 0 {
 				ts.provider = tr.GetProviders()[0].GetName()
 			}
