@@ -304,3 +304,23 @@ func TestReporterNeverBlocks(t *testing.T) {
 		t.Errorf("got %d dropped after the failed exports, want 100", d)
 	}
 }
+
+// FuzzExtract feeds arbitrary trace headers (untrusted input from any
+// caller) through Extract and Start: no panic, and what Start writes
+// upstream parses back to the proxy's own span.
+func FuzzExtract(f *testing.F) {
+	f.Add("00-"+tid+"-"+psid+"-01", "", tid, psid, "1")
+	f.Add("", tid+"-"+psid+"-1-"+psid, "", "", "")
+	f.Add("ff-zz", "0", "a3ce929d0e0e4736", "00", "true")
+	f.Fuzz(func(t *testing.T, tp, b3, traceID, spanID, sampled string) {
+		h := hdrs("traceparent", tp, "b3", b3, "x-b3-traceid", traceID, "x-b3-spanid", spanID, "x-b3-sampled", sampled)
+		Extract(h)
+		c := &Config{threshold: sampleScale / 2}
+		var s State
+		c.Start(&s, &h, seq())
+		p := Extract(h)
+		if !p.Valid || p.TraceID != s.TraceID || p.SpanID != s.SpanID || p.Sampled != s.Sampled {
+			t.Fatalf("propagated %+v, want the proxy's span %+v", p, s)
+		}
+	})
+}
