@@ -34,10 +34,10 @@ const DefaultTraceSampling = 1.0
 // namespace's, then the workload's namespace's, then the one selecting the
 // workload, each set field overriding the less specific one.
 type tracingSpec struct {
-	provider  string
-	sampling  *float64
-	disabled  bool
-	tags      map[string]*telemetry.Tracing_CustomTag
+	provider string
+	sampling *float64
+	disabled bool
+	tags     map[string]*telemetry.Tracing_CustomTag
 }
 
 // telemetries returns the Telemetry resources applying to the proxy, least
