@@ -12,6 +12,8 @@ if [[ -x scripts/kubebins.sh ]]; then
 fi
 # The pinned helm for the chart tests (built once from the module proxy).
 HELM=$(bash scripts/helm.sh) && export TRELLIS_HELM="$HELM"
+# The pinned OpenTelemetry Collector for the tracing tests (built once).
+OTELCOL=$(bash scripts/otelcol.sh) && export TRELLIS_OTELCOL="$OTELCOL"
 
 go vet ./...
 go test -count=1 -timeout 30m "$@" ./...

@@ -7,12 +7,14 @@ import (
 	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
 	security "istio.io/api/security/v1beta1"
+	telemetry "istio.io/api/telemetry/v1alpha1"
 )
 
 // Istio API groups.
 const (
 	GroupNetworking = "networking.istio.io"
 	GroupSecurity   = "security.istio.io"
+	GroupTelemetry  = "telemetry.istio.io"
 )
 
 // KindInfo describes one Istio kind Trellis reads.
@@ -36,6 +38,7 @@ func (k KindInfo) APIVersions() []string {
 
 var networkingVersions = []string{"v1", "v1beta1", "v1alpha3"}
 var securityVersions = []string{"v1", "v1beta1"}
+var telemetryVersions = []string{"v1", "v1alpha1"}
 
 var kinds = map[string]KindInfo{
 	KindVirtualService:        {KindVirtualService, GroupNetworking, networkingVersions, func() proto.Message { return &networking.VirtualService{} }},
@@ -48,13 +51,13 @@ var kinds = map[string]KindInfo{
 	KindPeerAuthentication:    {KindPeerAuthentication, GroupSecurity, securityVersions, func() proto.Message { return &security.PeerAuthentication{} }},
 	KindAuthorizationPolicy:   {KindAuthorizationPolicy, GroupSecurity, securityVersions, func() proto.Message { return &security.AuthorizationPolicy{} }},
 	KindRequestAuthentication: {KindRequestAuthentication, GroupSecurity, securityVersions, func() proto.Message { return &security.RequestAuthentication{} }},
+	KindTelemetry:             {KindTelemetry, GroupTelemetry, telemetryVersions, func() proto.Message { return &telemetry.Telemetry{} }},
 }
 
 // unsupportedKinds are real Istio kinds Trellis does not act on; they are
 // skipped with a reason rather than rejected.
 var unsupportedKinds = map[string]bool{
 	"EnvoyFilter":             true,
-	"Telemetry":               true,
 	"ProxyConfig":             true,
 	"WasmPlugin":              true,
 	"IstioOperator":           true,

@@ -21,6 +21,7 @@ const (
 	KindPeerAuthentication    = "PeerAuthentication"    // *securityv1beta1.PeerAuthentication
 	KindAuthorizationPolicy   = "AuthorizationPolicy"   // *securityv1beta1.AuthorizationPolicy
 	KindRequestAuthentication = "RequestAuthentication" // *securityv1beta1.RequestAuthentication
+	KindTelemetry             = "Telemetry"             // *telemetryv1alpha1.Telemetry (v1 is an alias)
 )
 
 // Meta is the Kubernetes-style object metadata Trellis keeps.

@@ -477,7 +477,7 @@ func webhooks(s *Settings) []runtime.Object {
 				{Key: inject.LabelNSInjection, Operator: metav1.LabelSelectorOpDoesNotExist}, notSystem}},
 			&metav1.LabelSelector{MatchLabels: map[string]string{inject.LabelInject: "true"}}))
 	}
-	groups := []string{"networking.istio.io", "security.istio.io"}
+	groups := []string{"networking.istio.io", "security.istio.io", "telemetry.istio.io"}
 	return []runtime.Object{
 		&admv1.MutatingWebhookConfiguration{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingWebhookConfiguration"},
@@ -609,7 +609,7 @@ func ReaderRBAC(ns string) []runtime.Object {
 			Rules: []rbacv1.PolicyRule{
 				{APIGroups: []string{""}, Resources: []string{"services", "pods", "namespaces", "nodes", "endpoints", "secrets"}, Verbs: []string{"get", "list", "watch"}},
 				{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: []string{"get", "list", "watch"}},
-				{APIGroups: []string{"networking.istio.io", "security.istio.io"}, Resources: []string{"*"}, Verbs: []string{"get", "list", "watch"}},
+				{APIGroups: []string{"networking.istio.io", "security.istio.io", "telemetry.istio.io"}, Resources: []string{"*"}, Verbs: []string{"get", "list", "watch"}},
 			},
 		},
 		&rbacv1.ClusterRoleBinding{

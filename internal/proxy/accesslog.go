@@ -47,6 +47,7 @@ func (o logs) Request(r *httpconn.Record) {
 		DownstreamLocalAddress:  addrString(r.Local),
 		DownstreamRemoteAddress: addrString(r.Downstream),
 		RouteName:               r.RouteName,
+		MutualTLS:               r.MutualTLS,
 	}
 	if r.Host != nil {
 		e.UpstreamHost = r.Host.Address
@@ -113,6 +114,7 @@ func (o logs) Connection(r *tcpproxy.Record) {
 		UpstreamCluster:         r.ClusterName,
 		DownstreamLocalAddress:  addrString(r.Local),
 		DownstreamRemoteAddress: addrString(r.Downstream),
+		MutualTLS:               r.MutualTLS,
 	}
 	if r.Host != nil {
 		e.UpstreamHost = r.Host.Address

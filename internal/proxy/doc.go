@@ -18,8 +18,10 @@
 //	     (idle keep-alive and multiplexed connections kept on each host;
 //	     new ones dialled within max_connections, TLS origination,
 //	     pending queue bounded by max_pending_requests)
-//	  -> Observers: accesslog (when configured) and telemetry (Istio
-//	     metrics, with x-envoy-peer-metadata exchange between sidecars)
+//	  -> Observers: accesslog (when configured, with CEL filters via
+//	     logexpr) and telemetry (Istio metrics, with x-envoy-peer-metadata
+//	     exchange between sidecars); spans (trace, when the HCM has
+//	     tracing) queued to one exporter per collector (tracing.go)
 //
 // Config flow: xdsclient hands each type's complete resource set to
 // (*Proxy).Apply: CDS/EDS go to the cluster manager, SDS to the secret

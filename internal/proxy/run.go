@@ -30,6 +30,7 @@ import (
 	"github.com/trellis-mesh/trellis/internal/proxy/tcpproxy"
 	"github.com/trellis-mesh/trellis/internal/proxy/telemetry"
 	"github.com/trellis-mesh/trellis/internal/proxy/tlsterm"
+	"github.com/trellis-mesh/trellis/internal/proxy/trace"
 	"github.com/trellis-mesh/trellis/internal/proxy/xdsclient"
 	"github.com/trellis-mesh/trellis/internal/version"
 )
@@ -96,6 +97,7 @@ type Proxy struct {
 	HTTP      *httpconn.Manager
 	TCP       *tcpproxy.Proxy
 	sinks     *accesslog.Sinks
+	tracers   *trace.Registry
 	routes    routeTables
 	static    []*listener.Listener
 	cc        listener.Compilers
@@ -189,7 +191,10 @@ func New(bs *bootstrapv3.Bootstrap, o Options) (*Proxy, error) {
 	if o.Log != nil {
 		p.sinks.Stdout = o.Log
 	}
-	p.cc = listener.Compilers{Routes: &p.routes, AccessLogs: accessLogs(p.sinks), TCPLogs: tcpAccessLogs(p.sinks), Secrets: p.Secrets, Stats: p.Stats}
+	p.tracers = newTracers(p.Clusters, p.logf)
+	p.tracers.Stats = p.Stats
+	p.cc = listener.Compilers{Routes: &p.routes, AccessLogs: accessLogs(p.sinks), TCPLogs: tcpAccessLogs(p.sinks), Secrets: p.Secrets, Stats: p.Stats,
+		Tracing: tracingCompiler(p.tracers, bs.GetNode())}
 	p.Listeners = &listener.Server{HTTP: p.HTTP, TCP: p.TCP, Rebind: o.Rebind, DrainTime: o.DrainDuration}
 	if p.debug {
 		p.Listeners.Logf = p.logf
@@ -258,6 +263,7 @@ func (p *Proxy) Apply(typeURL string, res map[string]*anypb.Any) error {
 // then it drains for DrainDuration (see shutdown) and returns.
 func (p *Proxy) Serve(ctx context.Context, o Options) error {
 	defer p.Clusters.Close()
+	defer p.tracers.Close() // a last flush of queued spans, before the clusters go
 	ctx, quit := context.WithCancel(ctx)
 	defer quit()
 	started := time.Now()

@@ -17,6 +17,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
+	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
+
 	"github.com/trellis-mesh/trellis/internal/ca"
 	"github.com/trellis-mesh/trellis/internal/config"
 	"github.com/trellis-mesh/trellis/internal/config/file"
@@ -62,6 +64,11 @@ type Options struct {
 	AccessLogFile string
 	// AccessLogEncoding is TEXT (empty) or JSON.
 	AccessLogEncoding string
+	// MeshConfig, when set, supplies the tracing options: extensionProviders
+	// (opentelemetry, zipkin), defaultProviders.tracing and
+	// defaultConfig.tracing.sampling (see translate.MeshOptions). Its other
+	// fields are not read here.
+	MeshConfig *meshv1alpha1.MeshConfig
 	// Debounce is the quiet period a burst of changes must end with before
 	// a push; zero means 100ms. DebounceMax bounds the delay of a push under
 	// a steady stream of changes; zero means 1s.
@@ -204,6 +211,7 @@ func (o *Options) mesh() (translate.MeshOptions, error) {
 	}
 	m.AccessLogFile = o.AccessLogFile
 	m.TrustDomain = o.trustDomain()
+	m.ApplyMeshConfig(o.MeshConfig)
 	return m, nil
 }
 

@@ -124,7 +124,7 @@ func (s *Source) served() (map[string]map[string]map[string]string, error) {
 		return nil, fmt.Errorf("discover API groups: %w", err)
 	}
 	for _, g := range groups.Groups {
-		if g.Name != config.GroupNetworking && g.Name != config.GroupSecurity {
+		if g.Name != config.GroupNetworking && g.Name != config.GroupSecurity && g.Name != config.GroupTelemetry {
 			continue
 		}
 		for _, v := range g.Versions {

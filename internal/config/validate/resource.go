@@ -5,6 +5,7 @@ import (
 
 	networking "istio.io/api/networking/v1alpha3"
 	security "istio.io/api/security/v1beta1"
+	telemetry "istio.io/api/telemetry/v1alpha1"
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/trellis-mesh/trellis/internal/config"
@@ -44,6 +45,8 @@ func Resource(r *config.Resource) Result {
 		c.authorizationPolicy(spec)
 	case *security.RequestAuthentication:
 		c.requestAuthentication(spec)
+	case *telemetry.Telemetry:
+		c.telemetry(spec)
 	case nil:
 		c.errorf("spec", "missing spec")
 	default:

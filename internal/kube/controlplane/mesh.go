@@ -1,9 +1,12 @@
 package controlplane
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 
+	"google.golang.org/protobuf/encoding/protojson"
+	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/trellis-mesh/trellis/internal/trellisd"
@@ -22,9 +25,14 @@ type MeshConfig struct {
 		Mode string `json:"mode"`
 	} `json:"outboundTrafficPolicy"`
 	DefaultConfig struct {
-		Concurrency      int64  `json:"concurrency"`
-		DiscoveryAddress string `json:"discoveryAddress"`
+		Concurrency      int64           `json:"concurrency"`
+		DiscoveryAddress string          `json:"discoveryAddress"`
+		Tracing          json.RawMessage `json:"tracing,omitempty"`
 	} `json:"defaultConfig"`
+	// ExtensionProviders and DefaultProviders are read into the tracing
+	// options as Istio's MeshConfig messages.
+	ExtensionProviders []json.RawMessage `json:"extensionProviders,omitempty"`
+	DefaultProviders   json.RawMessage   `json:"defaultProviders,omitempty"`
 }
 
 // ApplyMeshConfig reads the mesh config file (--mesh-config) and sets the
@@ -46,6 +54,17 @@ func ApplyMeshConfig(path string, o *trellisd.Options) (*MeshConfig, error) {
 	o.AccessLogEncoding = m.AccessLogEncoding
 	if m.OutboundTrafficPolicy.Mode != "" {
 		o.OutboundTrafficPolicy = m.OutboundTrafficPolicy.Mode
+	}
+	if len(m.ExtensionProviders) > 0 || len(m.DefaultProviders) > 0 || len(m.DefaultConfig.Tracing) > 0 {
+		js, err := yaml.YAMLToJSON(b)
+		if err != nil {
+			return nil, fmt.Errorf("mesh config %s: %w", path, err)
+		}
+		mc := &meshv1alpha1.MeshConfig{}
+		if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(js, mc); err != nil {
+			return nil, fmt.Errorf("mesh config %s: extensionProviders/defaultProviders/defaultConfig.tracing: %w", path, err)
+		}
+		o.MeshConfig = mc
 	}
 	return m, nil
 }

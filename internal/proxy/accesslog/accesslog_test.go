@@ -13,6 +13,7 @@ import (
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	filev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/file/v3"
+	celv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/filters/cel/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -167,6 +168,10 @@ func TestCompileRejects(t *testing.T) {
 	noPath := fileLog(t, &filev3.FileAccessLog{})
 	filtered := proto.Clone(fileLog(t, &filev3.FileAccessLog{Path: "/dev/stdout"})).(*accesslogv3.AccessLog)
 	filtered.Filter = &accesslogv3.AccessLogFilter{}
+	cel := proto.Clone(fileLog(t, &filev3.FileAccessLog{Path: "/dev/stdout"})).(*accesslogv3.AccessLog)
+	celAny, _ := anypb.New(&celv3.ExpressionFilter{Expression: "request.headers['x'] == 'y'"})
+	cel.Filter = &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_ExtensionFilter{ExtensionFilter: &accesslogv3.ExtensionFilter{
+		Name: "envoy.access_loggers.extension_filters.cel", ConfigType: &accesslogv3.ExtensionFilter_TypedConfig{TypedConfig: celAny}}}}
 	tests := []struct {
 		name string
 		log  *accesslogv3.AccessLog
@@ -174,7 +179,8 @@ func TestCompileRejects(t *testing.T) {
 	}{
 		{"unknown command", bad, `hcm.access_log[0]: format: %BOGUS%: unknown command`},
 		{"no path", noPath, "hcm.access_log[0].typed_config.path: must be set"},
-		{"filter", filtered, "hcm.access_log[0].filter: access log filters are not supported"},
+		{"unsupported expression", cel, "hcm.access_log[0].filter.extension_filter.typed_config.expression: unsupported character '['"},
+		{"filter", filtered, "hcm.access_log[0].filter: only extension_filter envoy.access_loggers.extension_filters.cel is supported"},
 		{"other logger", &accesslogv3.AccessLog{ConfigType: &accesslogv3.AccessLog_TypedConfig{TypedConfig: &anypb.Any{TypeUrl: "type.googleapis.com/x.Y"}}}, "is not supported"},
 	}
 	for _, tt := range tests {

@@ -37,6 +37,9 @@ type Entry struct {
 	UpstreamHost, UpstreamCluster, UpstreamLocalAddress string
 	DownstreamLocalAddress, DownstreamRemoteAddress     string
 	RequestedServerName, RouteName                      string
+	// MutualTLS: the downstream connection presented a verified client
+	// certificate (connection.mtls in filter expressions).
+	MutualTLS bool
 
 	// RequestHeader and ResponseHeader look up other headers by lower-case
 	// name for %REQ(...)% and %RESP(...)%; nil means none.

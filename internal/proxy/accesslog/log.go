@@ -12,8 +12,10 @@ import (
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	filev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/file/v3"
+	celv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/filters/cel/v3"
 	streamv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
 
+	"github.com/trellis-mesh/trellis/internal/logexpr"
 	"github.com/trellis-mesh/trellis/internal/proxy/stats"
 )
 
@@ -130,11 +132,19 @@ type Log struct {
 	sink  *sink
 	text  *Format
 	json  *JSONFormat
+	// filter, when set, is the CEL filter expression an entry must pass.
+	filter *logexpr.Expr
 }
 
 // Write renders the entry and queues it; never blocks. Lines written after
 // Sinks.Close are dropped.
 func (l *Log) Write(e *Entry) {
+	if l.filter != nil {
+		a := logexpr.Attrs{Code: e.Status, Method: e.Method, MTLS: e.MutualTLS, Flagged: e.Flags != "" && e.Flags != "-"}
+		if !l.filter.Eval(&a) {
+			return
+		}
+	}
 	bp := l.sink.pool.Get().(*[]byte)
 	b := (*bp)[:0]
 	if l.json != nil {
@@ -185,15 +195,20 @@ func Compile(list []*accesslogv3.AccessLog, path string, sinks *Sinks) (Logs, er
 	var errs []error
 	for i, al := range list {
 		p := fmt.Sprintf("%s[%d]", path, i)
-		if al.GetFilter() != nil {
-			errs = append(errs, fmt.Errorf("%s.filter: access log filters are not supported", p))
-			continue
+		var filter *logexpr.Expr
+		if f := al.GetFilter(); f != nil {
+			var err error
+			if filter, err = compileFilter(f, p+".filter"); err != nil {
+				errs = append(errs, err)
+				continue
+			}
 		}
 		l, err := compileOne(al, p, sinks)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
+		l.filter = filter
 		out = append(out, l)
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -287,4 +302,28 @@ func (l *Log) compileSubstitution(sf *corev3.SubstitutionFormatString) error {
 		l.text, err = CompileFormat(sf.GetTextFormat())
 	}
 	return err
+}
+
+const celFilterName = "envoy.access_loggers.extension_filters.cel"
+
+// compileFilter compiles an access log filter: only Envoy's CEL extension
+// filter, with the expressions package logexpr supports (what Istio's
+// Telemetry accessLogging filter.expression becomes).
+func compileFilter(f *accesslogv3.AccessLogFilter, p string) (*logexpr.Expr, error) {
+	ef := f.GetExtensionFilter()
+	if ef == nil {
+		return nil, fmt.Errorf("%s: only extension_filter %s is supported", p, celFilterName)
+	}
+	var cel celv3.ExpressionFilter
+	if err := ef.GetTypedConfig().UnmarshalTo(&cel); err != nil {
+		return nil, fmt.Errorf("%s.extension_filter.typed_config: want envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter: %w", p, err)
+	}
+	if cel.GetCelConfig() != nil {
+		return nil, fmt.Errorf("%s.extension_filter.typed_config.cel_config: not supported; remove it", p)
+	}
+	e, err := logexpr.Parse(cel.GetExpression())
+	if err != nil {
+		return nil, fmt.Errorf("%s.extension_filter.typed_config.expression: %w", p, err)
+	}
+	return e, nil
 }

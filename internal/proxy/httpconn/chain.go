@@ -32,6 +32,7 @@ func (e *exchange) runFilters() {
 	}
 	if fs.route != nil {
 		e.rec.RouteName = fs.route.Name
+		e.rec.Operation = fs.route.Operation
 	}
 	for i := range e.cfg.Filters {
 		l := &e.cfg.Filters[i]

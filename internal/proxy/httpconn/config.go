@@ -12,6 +12,7 @@ import (
 	"github.com/trellis-mesh/trellis/internal/proxy/filter"
 	"github.com/trellis-mesh/trellis/internal/proxy/route"
 	"github.com/trellis-mesh/trellis/internal/proxy/stats"
+	"github.com/trellis-mesh/trellis/internal/proxy/trace"
 )
 
 // RouteTable holds one named route configuration, swapped atomically when
@@ -74,6 +75,9 @@ type Config struct {
 	// Stats are the http.STAT_PREFIX.* stats (nil: none; bound by the
 	// listener compiler).
 	Stats *stats.HTTPStats
+	// Tracing is the compiled tracing field (nil: no tracing, and the
+	// request path does no tracing work; set by the listener compiler).
+	Tracing *trace.Config
 }
 
 // Compile compiles an HCM. routes resolves RDS names; logs compiles

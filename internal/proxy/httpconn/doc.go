@@ -41,8 +41,14 @@
 // linger. On HTTP/2 the handler returns without reading the body: the
 // stream ends and golang.org/x/net/http2 sends RST_STREAM NO_ERROR.
 //
+// Tracing (Config.Tracing, package trace) hooks in at both ends of the
+// exchange: prepare reads the caller's trace context, decides sampling and
+// writes the proxy's span context into the request; observe reports a
+// sampled request's span. A connection manager without tracing does
+// neither.
+//
 // Flow: listener (filter chain match) -> Manager.ServeConn -> exchange
-// (prepare) -> route -> filter chain -> router -> attempt (cluster, host
-// connections) -> router (response) -> exchange (observe: access log,
-// telemetry).
+// (prepare: headers, trace context) -> route -> filter chain -> router ->
+// attempt (cluster, host connections) -> router (response) -> exchange
+// (observe: span, access log, telemetry).
 package httpconn

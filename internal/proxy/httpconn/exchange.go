@@ -11,6 +11,7 @@ import (
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster"
 	"github.com/trellis-mesh/trellis/internal/proxy/http1"
 	"github.com/trellis-mesh/trellis/internal/proxy/route"
+	"github.com/trellis-mesh/trellis/internal/proxy/trace"
 )
 
 // maxReplayBody is the largest request body kept for retries and mirrors,
@@ -59,6 +60,7 @@ type exchange struct {
 	filters filterStream
 
 	rec       Record
+	tr        trace.State
 	headsSent bool
 	start     time.Time
 	bodyOut   int64
@@ -147,6 +149,11 @@ func (e *exchange) prepare() {
 	}
 	if v, ok := h.Get("content-type"); ok && bytes.HasPrefix(v, grpcContentType) {
 		e.grpc = true
+	}
+	if t := cfg.Tracing; t != nil {
+		t.Start(&e.tr, h, e.m.rand)
+	} else {
+		e.tr.Active = false
 	}
 }
 
@@ -333,6 +340,9 @@ func (e *exchange) observe() {
 	r.Inbound = e.cfg.Inbound
 	r.MutualTLS, r.PeerPrincipal = e.info.Conn.PeerCertificate, e.info.Conn.PeerPrincipal
 	e.end()
+	if t := e.cfg.Tracing; t != nil && t.Reports(&e.tr) {
+		e.span(t, r)
+	}
 	if e.cfg.Log != nil {
 		e.cfg.Log.Request(r)
 	}

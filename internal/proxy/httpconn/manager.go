@@ -75,6 +75,9 @@ type Record struct {
 	// Details is the response code details a filter set (an RBAC
 	// denial's rbac_access_denied_matched_policy[NAME]); empty otherwise.
 	Details string
+	// Operation is the selected route's decorator operation (the span
+	// name); empty without one.
+	Operation string
 }
 
 // ConnInfo describes the downstream connection.

@@ -19,6 +19,7 @@ import (
 	"github.com/trellis-mesh/trellis/internal/proxy/stats"
 	"github.com/trellis-mesh/trellis/internal/proxy/tcpproxy"
 	"github.com/trellis-mesh/trellis/internal/proxy/tlsterm"
+	"github.com/trellis-mesh/trellis/internal/proxy/trace"
 )
 
 // Names of the network and listener filters trellis-proxy implements.
@@ -88,6 +89,9 @@ type Chain struct {
 type Compilers struct {
 	Routes     httpconn.RouteSource
 	AccessLogs httpconn.AccessLogCompiler
+	// Tracing compiles an HCM's tracing field (client: an outbound
+	// connection manager); nil rejects it.
+	Tracing func(t *hcmv3.HttpConnectionManager_Tracing, client bool, path string) (*trace.Config, error)
 	// TCPLogs compiles a tcp_proxy's access_log; nil rejects them.
 	TCPLogs func(p *tcpv3.TcpProxy, path string) (tcpproxy.Observer, error)
 	// Secrets holds the SDS secrets TLS termination reads at handshake
@@ -228,6 +232,14 @@ func compileChain(fc *listenerv3.FilterChain, cc Compilers, path string, inbound
 				return nil, err
 			}
 			cfg.Inbound = inbound
+			if t := h.GetTracing(); t != nil {
+				if cc.Tracing == nil {
+					return nil, fmt.Errorf("%s.typed_config.tracing: no tracer is available", fpath)
+				}
+				if cfg.Tracing, err = cc.Tracing(t, !inbound, fpath+".typed_config.tracing"); err != nil {
+					return nil, err
+				}
+			}
 			if cc.Stats != nil {
 				cfg.Stats = stats.NewHTTPStats(cc.Stats, cfg.StatPrefix)
 			}

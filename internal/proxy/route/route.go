@@ -98,6 +98,9 @@ type Route struct {
 	VHost   *VirtualHost
 	// Config is the Istio config name from metadata (informational).
 	Config string
+	// Operation is the route's decorator operation, the name of the spans
+	// of its requests (empty: the connection manager's default).
+	Operation string
 }
 
 // WeightedCluster is one destination of a route.
@@ -214,6 +217,15 @@ func compileRoute(p *routev3.Route, path string, vh *VirtualHost) (*Route, error
 	r := &Route{Name: p.GetName(), VHost: vh}
 	if md := p.GetMetadata().GetFilterMetadata()["istio"]; md != nil {
 		r.Config = md.GetFields()["config"].GetStringValue()
+	}
+	if d := p.GetDecorator(); d != nil {
+		if d.GetOperation() == "" {
+			return nil, fmt.Errorf("%s.decorator.operation: must not be empty", path)
+		}
+		if d.GetPropagate() != nil && !d.GetPropagate().GetValue() {
+			return nil, fmt.Errorf("%s.decorator.propagate: false is not supported; remove it", path)
+		}
+		r.Operation = d.GetOperation()
 	}
 	if err := r.compileMatch(p.GetMatch(), path+".match"); err != nil {
 		return nil, err

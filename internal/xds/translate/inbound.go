@@ -99,7 +99,7 @@ func (s *scope) sidecarInbound() ([]*listenerv3.Listener, []*clusterv3.Cluster) 
 		name := InboundClusterName(p.port)
 		var fs []*listenerv3.Filter
 		if p.protocol.IsHTTP() {
-			fs = []*listenerv3.Filter{s.hcm(hcmOptions{statPrefix: "inbound_0.0.0.0_" + u32(p.port), inline: inboundRouteConfig(p.port), inbound: true, authz: authz})}
+			fs = []*listenerv3.Filter{s.hcm(hcmOptions{statPrefix: "inbound_0.0.0.0_" + u32(p.port), inline: inboundRouteConfig(p.port, inboundOperation(p)), inbound: true, authz: authz})}
 		} else {
 			fs = append(s.networkRBACFilters(name), s.tcpProxy(name, []weightedName{{name: name}}))
 		}
@@ -138,7 +138,16 @@ func servicesMetaValue(svcs []*registry.Service) *structpb.Value {
 	return structpb.NewListValue(&structpb.ListValue{Values: vals})
 }
 
-func inboundRouteConfig(port uint32) *routev3.RouteConfiguration {
+// inboundOperation names the spans of an inbound port, as Istio: the
+// first service's host and the port, else the inbound cluster.
+func inboundOperation(p inboundPort) string {
+	if len(p.services) > 0 {
+		return p.services[0].Hostname + ":" + u32(p.port) + "/*"
+	}
+	return InboundClusterName(p.port) + "/*"
+}
+
+func inboundRouteConfig(port uint32, operation string) *routev3.RouteConfiguration {
 	name := InboundClusterName(port)
 	return &routev3.RouteConfiguration{
 		Name:             name,
@@ -147,8 +156,9 @@ func inboundRouteConfig(port uint32) *routev3.RouteConfiguration {
 			Name:    "inbound|http|" + u32(port),
 			Domains: []string{"*"},
 			Routes: []*routev3.Route{{
-				Name:  "default",
-				Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+				Name:      "default",
+				Match:     &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+				Decorator: &routev3.Decorator{Operation: operation},
 				Action: &routev3.Route_Route{Route: &routev3.RouteAction{
 					ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: name},
 					Timeout:          dur(0),

@@ -1,6 +1,8 @@
 package translate
 
 import (
+	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
+
 	"github.com/trellis-mesh/trellis/internal/config"
 	"github.com/trellis-mesh/trellis/internal/registry"
 )
@@ -50,6 +52,22 @@ type MeshOptions struct {
 	// DisableAutoMTLS is MeshConfig enableAutoMtls: false. By default
 	// clients use mesh mTLS to endpoints with a sidecar (tlsMode: istio).
 	DisableAutoMTLS bool
+	// ExtensionProviders are MeshConfig extensionProviders; the
+	// opentelemetry and zipkin ones are tracers a Telemetry or
+	// DefaultTracingProviders can name (others are not read here).
+	ExtensionProviders []*meshv1alpha1.MeshConfig_ExtensionProvider
+	// DefaultTracingProviders is MeshConfig defaultProviders.tracing: the
+	// tracer of workloads whose Telemetry names none. Empty: no tracing
+	// unless a Telemetry names a provider.
+	DefaultTracingProviders []string
+	// TraceSampling is defaultConfig.tracing.sampling (PILOT_TRACE_SAMPLING),
+	// a percentage; nil means Istio's default, 1%. A Telemetry's
+	// randomSamplingPercentage overrides it.
+	TraceSampling *float64
+	// DefaultAccessLogProviders is MeshConfig defaultProviders.accessLogging:
+	// the providers of a Telemetry accessLogging entry that names none
+	// (empty: Istio's built-in "envoy", a file log to /dev/stdout).
+	DefaultAccessLogProviders []string
 }
 
 // DefaultMesh returns Istio's default mesh options.

@@ -1,6 +1,7 @@
 package translate
 
 import (
+	"strings"
 	"time"
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
@@ -67,13 +68,14 @@ func (s *scope) hcm(o hcmOptions) *listenerv3.Filter {
 		UseRemoteAddress:  wrapperspb.Bool(o.edge),
 		UpgradeConfigs:    []*hcmv3.HttpConnectionManager_UpgradeConfig{{UpgradeType: "websocket"}},
 		NormalizePath:     wrapperspb.Bool(true),
-		AccessLog:         s.accessLog(),
+		AccessLog:         s.accessLogs(!o.inbound),
 	}
 	if o.inline != nil {
 		h.RouteSpecifier = &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: o.inline}
 	} else {
 		h.RouteSpecifier = &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{ConfigSource: adsSource(), RouteConfigName: o.rds}}
 	}
+	h.Tracing = s.tracing(!o.inbound)
 	h.HttpFilters = append(h.HttpFilters, o.authz...)
 	if !o.inbound {
 		h.HttpFilters = append(h.HttpFilters,
@@ -88,7 +90,7 @@ func (s *scope) hcm(o hcmOptions) *listenerv3.Filter {
 // tcpProxy forwards a connection to cluster, or splits connections over
 // weighted clusters when more than one is given.
 func (s *scope) tcpProxy(statPrefix string, clusters []weightedName) *listenerv3.Filter {
-	tp := &tcpproxyv3.TcpProxy{StatPrefix: statPrefix, AccessLog: s.accessLog(), IdleTimeout: dur(time.Hour)}
+	tp := &tcpproxyv3.TcpProxy{StatPrefix: statPrefix, AccessLog: s.accessLogs(!strings.HasPrefix(strings.ToLower(statPrefix), "inbound")), IdleTimeout: dur(time.Hour)}
 	if len(clusters) == 1 {
 		tp.ClusterSpecifier = &tcpproxyv3.TcpProxy_Cluster{Cluster: clusters[0].name}
 	} else {
@@ -110,8 +112,14 @@ func (s *scope) accessLog() []*accesslogv3.AccessLog {
 	if s.mesh.AccessLogFile == "" {
 		return nil
 	}
-	fl := &filev3.FileAccessLog{Path: s.mesh.AccessLogFile}
-	if s.mesh.AccessLogEncoding == "JSON" {
+	return []*accesslogv3.AccessLog{fileAccessLog(s.mesh.AccessLogFile, s.mesh.AccessLogEncoding)}
+}
+
+// fileAccessLog is a file access log in Istio's default TEXT or JSON
+// layout.
+func fileAccessLog(path, encoding string) *accesslogv3.AccessLog {
+	fl := &filev3.FileAccessLog{Path: path}
+	if encoding == "JSON" {
 		fields := map[string]*structpb.Value{}
 		for k, v := range jsonAccessLogFields {
 			fields[k] = structpb.NewStringValue(v)
@@ -120,7 +128,7 @@ func (s *scope) accessLog() []*accesslogv3.AccessLog {
 			Format: &corev3.SubstitutionFormatString_JsonFormat{JsonFormat: &structpb.Struct{Fields: fields}},
 		}}
 	}
-	return []*accesslogv3.AccessLog{{Name: FileAccessLog, ConfigType: &accesslogv3.AccessLog_TypedConfig{TypedConfig: mustAny(fl)}}}
+	return &accesslogv3.AccessLog{Name: FileAccessLog, ConfigType: &accesslogv3.AccessLog_TypedConfig{TypedConfig: mustAny(fl)}}
 }
 
 // jsonAccessLogFields is Istio's default JSON access log layout.

@@ -9,6 +9,7 @@ import (
 	"sort"
 
 	networking "istio.io/api/networking/v1alpha3"
+	telemetry "istio.io/api/telemetry/v1alpha1"
 
 	"github.com/trellis-mesh/trellis/internal/config"
 )
@@ -39,6 +40,11 @@ type OutboundProxy struct {
 	// names share one OutboundProxy. Nil when no selector names a key the
 	// proxy has.
 	Labels map[string]string
+	// Name and Cluster are read only when the mesh has tracing providers
+	// (the spans' istio.canonical_service and istio.cluster_id tags): Name
+	// only without a label naming the canonical service, so proxies of one
+	// workload still share an OutboundProxy.
+	Name, Cluster string
 }
 
 // NewOutboundProxy narrows in.Proxy to what outbound translation reads. A
@@ -51,6 +57,13 @@ func NewOutboundProxy(in Input) OutboundProxy {
 	o := OutboundProxy{Type: p.Type, Generator: p.Generator, Namespace: p.Namespace, Locality: p.Locality, Network: p.Network}
 	if o.Namespace == "" {
 		o.Namespace = "default"
+	}
+	tracing := len(in.Mesh.ExtensionProviders) > 0
+	if tracing {
+		o.Cluster = p.Cluster
+		if canonicalLabel(p.Labels, canonicalServiceLabels) == "" {
+			o.Name = p.Name
+		}
 	}
 	if len(p.Labels) == 0 {
 		return o
@@ -95,6 +108,21 @@ func NewOutboundProxy(in Input) OutboundProxy {
 			}
 		}
 	}
+	if tracing {
+		keepKeys := map[string]string{}
+		for _, k := range canonicalServiceLabels {
+			keepKeys[k] = ""
+		}
+		for _, k := range canonicalRevisionLabels {
+			keepKeys[k] = ""
+		}
+		keep(keepKeys)
+	}
+	for _, r := range in.Config.List(config.KindTelemetry) {
+		if t, _ := r.Spec.(*telemetry.Telemetry); nsOf(r) == o.Namespace {
+			keep(t.GetSelector().GetMatchLabels())
+		}
+	}
 	if o.Type == RouterProxy {
 		for _, r := range in.Config.List(config.KindGateway) {
 			gw, _ := r.Spec.(*networking.Gateway)
@@ -107,7 +135,7 @@ func NewOutboundProxy(in Input) OutboundProxy {
 // Proxy is the Proxy that outbound translation reads: o's fields, every
 // other field zero.
 func (o OutboundProxy) Proxy() *Proxy {
-	return &Proxy{Type: o.Type, Generator: o.Generator, Namespace: o.Namespace, Locality: o.Locality, Network: o.Network, Labels: o.Labels}
+	return &Proxy{Type: o.Type, Generator: o.Generator, Namespace: o.Namespace, Locality: o.Locality, Network: o.Network, Labels: o.Labels, Name: o.Name, Cluster: o.Cluster}
 }
 
 // Key is a hash of every field of o in a canonical encoding (fields in

@@ -112,6 +112,10 @@ func TestOutboundProxyFieldsAreRead(t *testing.T) {
 		"Locality":  {"locality-failover", func(p *Proxy) { p.Locality = "eu-west/b" }},
 		"Network":   {"multi-network", func(p *Proxy) { p.Network = "network2" }},
 		"Labels":    {"match-conditions", func(p *Proxy) { p.Labels = map[string]string{"app": "other"} }},
+		// Without a canonical-service label the workload name is the spans'
+		// istio.canonical_service.
+		"Name":    {"tracing-telemetry", func(p *Proxy) { p.Labels = map[string]string{"version": "v1"}; p.Name = "reviews-v1" }},
+		"Cluster": {"tracing-telemetry", func(p *Proxy) { p.Cluster = "east" }},
 	}
 	rt := reflect.TypeOf(OutboundProxy{})
 	for i := range rt.NumField() {

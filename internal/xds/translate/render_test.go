@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
+	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/trellis-mesh/trellis/internal/config"
@@ -78,6 +79,9 @@ type proxySpec struct {
 		OutboundTrafficPolicy string `json:"outboundTrafficPolicy"`
 		AccessLogFile         string `json:"accessLogFile"`
 		AccessLogEncoding     string `json:"accessLogEncoding"`
+		// MeshConfig is Istio's MeshConfig (extensionProviders,
+		// defaultProviders, defaultConfig.tracing).
+		MeshConfig json.RawMessage `json:"meshConfig"`
 	} `json:"mesh"`
 	// Credentials maps "namespace/name" to file names (in the case
 	// directory) of a certificate chain and key.
@@ -173,6 +177,13 @@ func buildInput(t testing.TB, cfg *config.Snapshot, dir string) Input {
 	}
 	mesh.AccessLogFile = ps.Mesh.AccessLogFile
 	mesh.AccessLogEncoding = ps.Mesh.AccessLogEncoding
+	if len(ps.Mesh.MeshConfig) > 0 {
+		mc := &meshv1alpha1.MeshConfig{}
+		if err := protojson.Unmarshal(ps.Mesh.MeshConfig, mc); err != nil {
+			t.Fatalf("%s/proxy.yaml: mesh.meshConfig: %v", dir, err)
+		}
+		mesh.ApplyMeshConfig(mc)
+	}
 	in := Input{Proxy: p, Config: cfg, Registry: serviceentry.Build(cfg, mesh.DomainSuffix), Mesh: mesh}
 	for k, c := range ps.Credentials {
 		cert, err := os.ReadFile(filepath.Join(dir, c.Cert))

@@ -39,6 +39,7 @@ func (s *scope) httpRoutes(vs *virtualService, gateway string, port uint32, svc 
 		for _, m := range matches {
 			r := s.route(vs, hr, port)
 			r.Match = routeMatch(m)
+			r.Decorator = routeDecorator(r, vs.res.Name, port)
 			if m.GetName() != "" {
 				if r.Name != "" {
 					r.Name += "." + m.GetName()
@@ -239,8 +240,9 @@ func (s *scope) routeAction(vs *virtualService, hr *networking.HTTPRoute, port u
 func (s *scope) defaultRoute(svc *registry.Service, port uint32) *routev3.Route {
 	name := OutboundClusterName(port, "", svc.Hostname)
 	return &routev3.Route{
-		Name:  "default",
-		Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+		Name:      "default",
+		Match:     &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+		Decorator: &routev3.Decorator{Operation: svc.Hostname + ":" + u32(port) + "/*"},
 		Action: &routev3.Route_Route{Route: &routev3.RouteAction{
 			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: name},
 			Timeout:          dur(0),
