@@ -205,7 +205,7 @@ func TestInjectedSidecarGetsItsIdentity(t *testing.T) {
 	target, _ := inject.ParseKubeVersion("1.32")
 	in := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "reviews-v1-abc", Namespace: ns, Labels: map[string]string{"app": "reviews"}},
-		Spec: corev1.PodSpec{ServiceAccountName: sa, Containers: []corev1.Container{{Name: "reviews", Image: "reviews:1"}}},
+		Spec:       corev1.PodSpec{ServiceAccountName: sa, Containers: []corev1.Container{{Name: "reviews", Image: "reviews:1"}}},
 	}
 	injected, err := inject.Pod(cfg, target, in)
 	if err != nil {
