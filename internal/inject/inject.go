@@ -233,6 +233,12 @@ func InjectSpec(cfg Config, target Target, annotations, labels *map[string]strin
 	}
 	spec.Volumes = append(spec.Volumes, corev1.Volume{Name: "trellis-proxy", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory}}})
 	spec.Volumes = append(spec.Volumes, IdentityVolumes()...)
+	// The API server accepts a projected token only for a named
+	// ServiceAccount; name "default" as its ServiceAccount admission
+	// plugin would.
+	if spec.ServiceAccountName == "" {
+		spec.ServiceAccountName = "default"
+	}
 
 	stJSON, _ := json.Marshal(st)
 	ann[AnnotationStatus] = string(stJSON)
