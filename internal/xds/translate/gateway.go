@@ -30,7 +30,7 @@ type gatewayServer struct {
 func (g gatewayServer) terminatesTLS() bool {
 	m := g.server.GetTls().GetMode()
 	return (g.proto == registry.HTTPS || g.proto == registry.TLS) && g.server.GetTls() != nil &&
-		(m == networking.ServerTLSSettings_SIMPLE || m == networking.ServerTLSSettings_MUTUAL)
+		(m == networking.ServerTLSSettings_SIMPLE || m == networking.ServerTLSSettings_MUTUAL || m == networking.ServerTLSSettings_ISTIO_MUTUAL)
 }
 
 // gatewayConfig builds a router's listeners (one per server port, bound on
@@ -262,6 +262,15 @@ func (s *scope) downstreamTLS(gs gatewayServer, secrets map[string]*tlsv3.Secret
 			ctx.CommonTlsContext.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig{
 				ValidationContextSdsSecretConfig: &tlsv3.SdsSecretConfig{Name: SDSPrefix + cred + "-cacert", SdsConfig: adsSource()},
 			}
+		}
+	}
+	// ISTIO_MUTUAL: the gateway's own workload certificate, clients
+	// verified against the mesh's trust bundle (as Istio's gateways).
+	if t.GetMode() == networking.ServerTLSSettings_ISTIO_MUTUAL {
+		ctx.RequireClientCertificate = wrapBool(true)
+		ctx.CommonTlsContext.TlsCertificateSdsSecretConfigs = []*tlsv3.SdsSecretConfig{sdsRef(WorkloadCertSecret)}
+		ctx.CommonTlsContext.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig{
+			ValidationContextSdsSecretConfig: sdsRef(RootCertSecret),
 		}
 	}
 	if v := tlsVersion(t.GetMinProtocolVersion()); v != tlsv3.TlsParameters_TLS_AUTO {
