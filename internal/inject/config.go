@@ -17,6 +17,9 @@ type Config struct {
 	ImagePullPolicy string `json:"imagePullPolicy,omitempty"`
 	// DiscoveryAddress is trellisd's xDS address as seen from pods.
 	DiscoveryAddress string `json:"discoveryAddress"`
+	// CAAddress is trellisd's certificate API (Istio's CA_ADDR) as seen
+	// from pods; empty means the DiscoveryAddress host on port 15012.
+	CAAddress string `json:"caAddress,omitempty"`
 	// Capture defaults; the traffic.sidecar.istio.io/* pod annotations
 	// override them. "*" means all, "" none.
 	IncludeIPRanges      string `json:"includeIPRanges"`

@@ -167,6 +167,11 @@ func InjectSpec(cfg Config, target Target, annotations, labels *map[string]strin
 			}
 		}
 	}
+	for i, v := range spec.Volumes {
+		if v.Name == "trellis-proxy" || v.Name == TokenVolume || v.Name == RootCertVolume {
+			return fmt.Errorf("%s: spec.volumes[%d].name: a volume is already named %s; rename it, or set %s=false to inject nothing", workload, i, v.Name, LabelInject)
+		}
+	}
 	lc, err := podLifecycle(cfg, target, ann)
 	if err != nil {
 		return fmt.Errorf("%s: %w", workload, err)
@@ -201,7 +206,7 @@ func InjectSpec(cfg Config, target Target, annotations, labels *map[string]strin
 		appNames = append(appNames, c.Name)
 	}
 	proxy := proxyContainer(cfg, lc, res, logLevel, appNames, probers, workloadName, *labels)
-	st := Status{InitContainers: []string{InitContainerName}, Containers: []string{}, Volumes: []string{"trellis-proxy"}}
+	st := Status{InitContainers: []string{InitContainerName}, Containers: []string{}, Volumes: []string{"trellis-proxy", TokenVolume, RootCertVolume}}
 	switch {
 	case lc.native:
 		always := corev1.ContainerRestartPolicyAlways
@@ -227,6 +232,13 @@ func InjectSpec(cfg Config, target Target, annotations, labels *map[string]strin
 		st.Containers = []string{ProxyContainerName}
 	}
 	spec.Volumes = append(spec.Volumes, corev1.Volume{Name: "trellis-proxy", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory}}})
+	spec.Volumes = append(spec.Volumes, IdentityVolumes()...)
+	// The API server accepts a projected token only for a named
+	// ServiceAccount; name "default" as its ServiceAccount admission
+	// plugin would.
+	if spec.ServiceAccountName == "" {
+		spec.ServiceAccountName = "default"
+	}
 
 	stJSON, _ := json.Marshal(st)
 	ann[AnnotationStatus] = string(stJSON)
@@ -464,6 +476,7 @@ func proxyContainer(cfg Config, lc lifecycle, res corev1.ResourceRequirements, l
 		{Name: "ISTIO_META_INTERCEPTION_MODE", Value: "REDIRECT"},
 		{Name: "ISTIO_META_APP_CONTAINERS", Value: strings.Join(apps, ",")},
 	}
+	env = append(env, cfg.IdentityEnv()...)
 	// The pod's labels as known at admission (Istio's ISTIO_METAJSON_LABELS):
 	// the proxy puts them in its node metadata (LABELS) for subsets and
 	// telemetry.
@@ -502,7 +515,7 @@ func proxyContainer(cfg Config, lc lifecycle, res corev1.ResourceRequirements, l
 			RunAsNonRoot:             &t,
 			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 		},
-		VolumeMounts:             []corev1.VolumeMount{{Name: "trellis-proxy", MountPath: "/var/run/trellis"}},
+		VolumeMounts:             append([]corev1.VolumeMount{{Name: "trellis-proxy", MountPath: "/var/run/trellis"}}, IdentityMounts()...),
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 	}
 }

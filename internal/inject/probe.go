@@ -11,11 +11,12 @@ import (
 // ISTIO_KUBE_APP_PROBERS: the proxy answers /app-health/C/KIND on
 // AgentPort by calling the app's original probe from inside the pod.
 type prober struct {
-	HTTPGet        *corev1.HTTPGetAction `json:"httpGet"`
-	TimeoutSeconds int32                 `json:"timeoutSeconds,omitempty"`
+	HTTPGet        *corev1.HTTPGetAction   `json:"httpGet,omitempty"`
+	TCPSocket      *corev1.TCPSocketAction `json:"tcpSocket,omitempty"`
+	TimeoutSeconds int32                   `json:"timeoutSeconds,omitempty"`
 }
 
-// rewriteProbes points every HTTP liveness, readiness and startup probe of
+// rewriteProbes points every HTTP and TCP liveness, readiness and startup probe of
 // the pod's containers and its own native sidecars (init containers with
 // restartPolicy: Always, the only init containers that may have probes)
 // at the proxy's agent port and returns the originals keyed by their new
@@ -37,7 +38,27 @@ func rewriteProbes(spec *corev1.PodSpec) map[string]*prober {
 			probe *corev1.Probe
 			kind  string
 		}{{c.LivenessProbe, "livez"}, {c.ReadinessProbe, "readyz"}, {c.StartupProbe, "startupz"}} {
-			if p.probe == nil || p.probe.HTTPGet == nil {
+			if p.probe == nil {
+				continue
+			}
+			path := "/app-health/" + c.Name + "/" + p.kind
+			// A TCP probe would be answered by the proxy's inbound
+			// capture whatever the app does; the agent dials the app.
+			if ts := p.probe.TCPSocket; ts != nil {
+				orig := ts.DeepCopy()
+				if orig.Port.Type == intstr.String {
+					n, ok := namedPort(c, orig.Port.StrVal)
+					if !ok {
+						continue
+					}
+					orig.Port = intstr.FromInt32(n)
+				}
+				out[path] = &prober{TCPSocket: orig, TimeoutSeconds: p.probe.TimeoutSeconds}
+				p.probe.TCPSocket = nil
+				p.probe.HTTPGet = &corev1.HTTPGetAction{Path: path, Port: intstr.FromInt32(AgentPort), Scheme: corev1.URISchemeHTTP}
+				continue
+			}
+			if p.probe.HTTPGet == nil {
 				continue
 			}
 			orig := p.probe.HTTPGet.DeepCopy()
@@ -48,7 +69,6 @@ func rewriteProbes(spec *corev1.PodSpec) map[string]*prober {
 				}
 				orig.Port = intstr.FromInt32(n)
 			}
-			path := "/app-health/" + c.Name + "/" + p.kind
 			out[path] = &prober{HTTPGet: orig, TimeoutSeconds: p.probe.TimeoutSeconds}
 			p.probe.HTTPGet = &corev1.HTTPGetAction{Path: path, Port: intstr.FromInt32(AgentPort), Scheme: corev1.URISchemeHTTP}
 		}

@@ -227,6 +227,7 @@ func InjectConfig(s *Settings) inject.Config {
 		ProxyImage:                image(s, "proxy"),
 		ImagePullPolicy:           s.Values.Global.ImagePullPolicy,
 		DiscoveryAddress:          ControlPlaneName + "." + s.Values.Global.IstioNamespace + ".svc:15010",
+		CAAddress:                 ControlPlaneName + "." + s.Values.Global.IstioNamespace + ".svc:15012",
 		IncludeIPRanges:           p.IncludeIPRanges,
 		ExcludeIPRanges:           p.ExcludeIPRanges,
 		IncludeInboundPorts:       p.IncludeInboundPorts,
@@ -253,6 +254,7 @@ func InjectConfig(s *Settings) inject.Config {
 	}
 	if s.Values.Global.RemotePilotAddress != "" {
 		c.DiscoveryAddress = s.Values.Global.RemotePilotAddress
+		c.CAAddress = "" // the remote control plane's host, port 15012
 	}
 	return c
 }
@@ -555,7 +557,7 @@ func gateway(s *Settings, gw Gateway, istio string) []runtime.Object {
 							Image:           cfg.ProxyImage,
 							ImagePullPolicy: corev1.PullPolicy(cfg.ImagePullPolicy),
 							Args:            []string{"--type", "router", "--xds-address", cfg.DiscoveryAddress, "--log-level", cfg.LogLevel},
-							Env: []corev1.EnvVar{
+							Env: append([]corev1.EnvVar{
 								{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
 								{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
 								{Name: "INSTANCE_IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.podIP"}}},
@@ -563,7 +565,7 @@ func gateway(s *Settings, gw Gateway, istio string) []runtime.Object {
 								{Name: "ISTIO_META_CLUSTER_ID", Value: cfg.ClusterID},
 								{Name: "ISTIO_META_WORKLOAD_NAME", Value: gw.Name},
 								{Name: inject.EnvLabels, Value: labelsJSON(labels)},
-							},
+							}, cfg.IdentityEnv()...),
 							Ports: []corev1.ContainerPort{
 								{Name: "http-envoy-prom", ContainerPort: 15090, Protocol: corev1.ProtocolTCP},
 								{Name: "status-port", ContainerPort: 15021, Protocol: corev1.ProtocolTCP},
@@ -579,7 +581,9 @@ func gateway(s *Settings, gw Gateway, istio string) []runtime.Object {
 								AllowPrivilegeEscalation: &f, ReadOnlyRootFilesystem: &t, Privileged: &f,
 								Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 							},
+							VolumeMounts: inject.IdentityMounts(),
 						}},
+						Volumes: inject.IdentityVolumes(),
 					},
 				},
 			},

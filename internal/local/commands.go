@@ -64,11 +64,15 @@ func TrellisdArgs(bin, configDir, xdsAddress, caDir string, c CA) []string {
 	if err != nil {
 		host = "127.0.0.1"
 	}
-	return []string{bin, "--config-dir", configDir, "--xds-address", xdsAddress,
+	argv := []string{bin, "--config-dir", configDir, "--xds-address", xdsAddress,
 		"--debug-address", net.JoinHostPort(host, "8080"), "--metrics-address", net.JoinHostPort(host, "15014"),
 		"--ca-address", net.JoinHostPort(host, "15012"), "--ca-dir", caDir,
 		"--workload-credentials", c.CredentialsFile, "--ca-root-file", c.RootCertFile,
 		"--dashboard-address", net.JoinHostPort(host, DashboardPort)}
+	if c.CertTTL > 0 {
+		argv = append(argv, "--workload-cert-ttl", c.CertTTL.String(), "--max-workload-cert-ttl", c.CertTTL.String())
+	}
+	return argv
 }
 
 // labelString renders labels as "k1=v1,k2=v2", sorted.

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/trellis-mesh/trellis/internal/ca"
 )
@@ -28,6 +29,10 @@ type CA struct {
 	CredentialsFile string
 	// RootCertFile is the trust bundle trellisd writes (--ca-root-file).
 	RootCertFile string
+	// CertTTL, when set, is the workload certificates' lifetime: trellisd's
+	// default and maximum (--workload-cert-ttl, --max-workload-cert-ttl)
+	// and what the proxies ask for (SECRET_TTL). Zero keeps 24 h.
+	CertTTL time.Duration
 }
 
 // TokenFD is the descriptor a proxy reads its CA token from.
@@ -112,6 +117,9 @@ func (m *Mesh) proxyCredential(w PlacedWorkload) ([]string, *os.File, error) {
 		"TRELLIS_CA_TOKEN_FD=" + strconv.Itoa(TokenFD),
 		"TRELLIS_CA_ROOT_CERT=" + m.r.CA.RootCertFile,
 		"TRELLIS_SERVICE_ACCOUNT=" + w.ServiceAccountName(),
+	}
+	if m.r.CA.CertTTL > 0 {
+		env = append(env, "SECRET_TTL="+m.r.CA.CertTTL.String())
 	}
 	return env, rd, nil
 }

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -329,6 +330,7 @@ func (p *Proxy) Serve(ctx context.Context, o Options) error {
 		AppMetricsURL:     o.AppMetricsURL,
 		ConfigSource:      dump,
 		Clusters:          p.Clusters,
+		Certificates:      p.certChains,
 		Stats:             p.Stats,
 		Telemetry:         p.Telemetry,
 		Ready:             func() bool { return p.initialized(synced.Load()) },
@@ -353,4 +355,23 @@ func (p *Proxy) Serve(ctx context.Context, o Options) error {
 	}
 	p.shutdown(o.DrainDuration)
 	return nil
+}
+
+// certChains lists the certificate secrets the proxy holds, for /certs.
+func (p *Proxy) certChains() []admin.CertChain {
+	var out []admin.CertChain
+	for _, name := range p.Secrets.Names() {
+		c := p.Secrets.Certificate(name)
+		if c == nil {
+			continue
+		}
+		cc := admin.CertChain{Secret: name}
+		for _, der := range c.Certificate {
+			if x, err := x509.ParseCertificate(der); err == nil {
+				cc.Chain = append(cc.Chain, x)
+			}
+		}
+		out = append(out, cc)
+	}
+	return out
 }

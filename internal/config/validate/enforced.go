@@ -65,7 +65,7 @@ func authorizationNotEnforced(ap *security.AuthorizationPolicy) (string, bool) {
 		parts = append(parts, "not enforced yet: requestPrincipals and request.auth.* (no RequestAuthentication): an ALLOW rule using them allows nothing, a DENY or AUDIT rule ignores them and matches on its other fields")
 	}
 	if identity {
-		parts = append(parts, "not enforced for plaintext peers: principals, namespaces, serviceAccounts, trustDomains and source.principal/namespace only match peers that presented a mesh certificate (auto mTLS between local-mode sidecars, gateway MUTUAL listeners); Kubernetes sidecars get no workload certificate yet, so there they never match (an ALLOW rule on them denies, a DENY rule on their not* forms denies)")
+		parts = append(parts, "not enforced for plaintext peers: principals, namespaces, serviceAccounts, trustDomains and source.principal/namespace only match peers that presented a mesh certificate (sidecars over auto mTLS, in local mode and on Kubernetes, and gateway MUTUAL listeners); a plaintext caller (accepted under PERMISSIVE) never matches them (an ALLOW rule on them denies it, a DENY rule on their not* forms denies it)")
 	}
 	if len(parts) == 0 {
 		return "", false

@@ -59,6 +59,9 @@ type Options struct {
 
 	// ConfigSource renders /config_dump and /listeners; nil serves an empty dump.
 	ConfigSource ConfigSource
+	// Certificates renders /certs (the certificate secrets the proxy
+	// holds); may be nil.
+	Certificates func() []CertChain
 	// Clusters renders /clusters; may be nil.
 	Clusters *cluster.Manager
 	// Stats and Telemetry render /stats and /stats/prometheus; may be nil.
@@ -185,6 +188,7 @@ func (s *Server) endpoints() []endpoint {
 		{"/", "admin home page", false, s.handleHelp},
 		{"/help", "print out list of admin commands", false, s.handleHelp},
 		{"/config_dump", "dump current Envoy configs (params: resource, include_eds)", false, s.handleConfigDump},
+		{"/certs", "print certificates on machine", false, s.handleCerts},
 		{"/clusters", "upstream cluster status (param: format=json)", false, s.handleClusters},
 		{"/listeners", "print listener info (param: format=json)", false, s.handleListeners},
 		{"/stats", "print server stats (params: filter, format=json|prometheus)", false, s.handleStats},

@@ -530,11 +530,36 @@ func TestAppProbes(t *testing.T) {
 		{`[`, "not a JSON object"},
 		{`{"/x": {"httpGet": {"port": 80}}}`, "must start with /app-health/"},
 		{`{"/app-health/a/livez": {"httpGet": {"port": "http"}}}`, "is not a port number"},
-		{`{"/app-health/a/livez": {}}`, "httpGet: must be set"},
+		{`{"/app-health/a/livez": {}}`, "httpGet or tcpSocket must be set"},
+		{`{"/app-health/a/livez": {"tcpSocket": {"port": "db"}}}`, "tcpSocket.port"},
 	} {
 		if _, err := New(Options{AppProbers: bad.json}); err == nil || !strings.Contains(err.Error(), bad.want) {
 			t.Errorf("%s: got %v, want error containing %q", bad.json, err, bad.want)
 		}
+	}
+}
+
+// A rewritten TCP probe is answered by dialling the app's port: 200 while
+// it listens, 503 once it is gone (the proxy's inbound capture would
+// accept the kubelet's connection whatever the app does).
+func TestAppTCPProbe(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	s, err := New(Options{MergedAddress: "127.0.0.1:0", AppProbers: `{"/app-health/db/livez": {"tcpSocket": {"port": ` + port + `}}}`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	url := "http://" + s.MergedAddr() + "/app-health/db/livez"
+	if code, body := get(t, "GET", url); code != 200 {
+		t.Errorf("app listening: got %d %s, want 200", code, body)
+	}
+	ln.Close()
+	if code, _ := get(t, "GET", url); code != 503 {
+		t.Errorf("app gone: got %d, want 503", code)
 	}
 }
 

@@ -12,8 +12,8 @@ import (
 )
 
 // EnvAppProbers is the environment variable the injector fills with the
-// application's original HTTP probes (JSON: {"/app-health/C/KIND":
-// {"httpGet": {...}, "timeoutSeconds": N}}); the merged server answers
+// application's original HTTP and TCP probes (JSON: {"/app-health/C/KIND":
+// {"httpGet": {...} or "tcpSocket": {"port": N}, "timeoutSeconds": N}}); the merged server answers
 // those paths by calling the application from inside the pod.
 const EnvAppProbers = "ISTIO_KUBE_APP_PROBERS"
 
@@ -30,9 +30,14 @@ type appProbe struct {
 			Value string `json:"value"`
 		} `json:"httpHeaders"`
 	} `json:"httpGet"`
+	TCPSocket *struct {
+		Port json.RawMessage `json:"port"`
+		Host string          `json:"host"`
+	} `json:"tcpSocket"`
 	TimeoutSeconds int32 `json:"timeoutSeconds"`
 
 	url     string
+	tcpAddr string // host:port for a tcpSocket probe
 	timeout time.Duration
 }
 
@@ -49,8 +54,22 @@ func parseAppProbers(s string) (map[string]*appProbe, error) {
 		if !strings.HasPrefix(path, "/app-health/") {
 			return nil, fmt.Errorf("%s[%q]: path must start with /app-health/", EnvAppProbers, path)
 		}
+		if p != nil && p.HTTPGet == nil && p.TCPSocket != nil {
+			port := strings.Trim(string(p.TCPSocket.Port), `"`)
+			n, err := strconv.Atoi(port)
+			if err != nil || n <= 0 || n > 65535 {
+				return nil, fmt.Errorf("%s[%q].tcpSocket.port: %s is not a port number", EnvAppProbers, path, p.TCPSocket.Port)
+			}
+			host := p.TCPSocket.Host
+			if host == "" {
+				host = "127.0.0.1"
+			}
+			p.tcpAddr = net.JoinHostPort(host, port)
+			p.timeout = time.Duration(max(p.TimeoutSeconds, 1)) * time.Second
+			continue
+		}
 		if p == nil || p.HTTPGet == nil {
-			return nil, fmt.Errorf("%s[%q].httpGet: must be set (only HTTP probes are rewritten)", EnvAppProbers, path)
+			return nil, fmt.Errorf("%s[%q]: httpGet or tcpSocket must be set (only HTTP and TCP probes are rewritten)", EnvAppProbers, path)
 		}
 		port := strings.Trim(string(p.HTTPGet.Port), `"`)
 		n, err := strconv.Atoi(port)
@@ -84,6 +103,17 @@ func (s *Server) handleAppHealth(w http.ResponseWriter, r *http.Request) {
 	p := s.probes[r.URL.Path]
 	if p == nil {
 		http.Error(w, "no application probe at "+r.URL.Path, http.StatusNotFound)
+		return
+	}
+	if p.tcpAddr != "" {
+		d := net.Dialer{Timeout: p.timeout}
+		c, err := d.DialContext(r.Context(), "tcp", p.tcpAddr)
+		if err != nil {
+			http.Error(w, "application probe failed: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		c.Close()
+		w.WriteHeader(http.StatusOK)
 		return
 	}
 	req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, p.url, nil)

@@ -30,7 +30,7 @@ type gatewayServer struct {
 func (g gatewayServer) terminatesTLS() bool {
 	m := g.server.GetTls().GetMode()
 	return (g.proto == registry.HTTPS || g.proto == registry.TLS) && g.server.GetTls() != nil &&
-		(m == networking.ServerTLSSettings_SIMPLE || m == networking.ServerTLSSettings_MUTUAL)
+		(m == networking.ServerTLSSettings_SIMPLE || m == networking.ServerTLSSettings_MUTUAL || m == networking.ServerTLSSettings_ISTIO_MUTUAL)
 }
 
 // gatewayConfig builds a router's listeners (one per server port, bound on
@@ -243,9 +243,17 @@ func (s *scope) downstreamTLS(gs gatewayServer, secrets map[string]*tlsv3.Secret
 				CertificateChain: &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: c.CertChain}},
 				PrivateKey:       &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: c.PrivateKey}},
 			}}}
-			if t.GetMode() == networking.ServerTLSSettings_MUTUAL && len(c.CACert) > 0 {
+			// Istio's convention for the client CA: the Secret's ca.crt,
+			// else a separate Secret NAME-cacert.
+			ca := c.CACert
+			if len(ca) == 0 {
+				if cc := s.caCredential(cred+"-cacert", gs.ns); cc != nil {
+					ca = cc.CACert
+				}
+			}
+			if t.GetMode() == networking.ServerTLSSettings_MUTUAL && len(ca) > 0 {
 				secrets[SDSPrefix+cred+"-cacert"] = &tlsv3.Secret{Name: SDSPrefix + cred + "-cacert", Type: &tlsv3.Secret_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
-					TrustedCa: &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: c.CACert}},
+					TrustedCa: &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: ca}},
 				}}}
 			}
 		}
@@ -254,6 +262,15 @@ func (s *scope) downstreamTLS(gs gatewayServer, secrets map[string]*tlsv3.Secret
 			ctx.CommonTlsContext.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig{
 				ValidationContextSdsSecretConfig: &tlsv3.SdsSecretConfig{Name: SDSPrefix + cred + "-cacert", SdsConfig: adsSource()},
 			}
+		}
+	}
+	// ISTIO_MUTUAL: the gateway's own workload certificate, clients
+	// verified against the mesh's trust bundle (as Istio's gateways).
+	if t.GetMode() == networking.ServerTLSSettings_ISTIO_MUTUAL {
+		ctx.RequireClientCertificate = wrapBool(true)
+		ctx.CommonTlsContext.TlsCertificateSdsSecretConfigs = []*tlsv3.SdsSecretConfig{sdsRef(WorkloadCertSecret)}
+		ctx.CommonTlsContext.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig{
+			ValidationContextSdsSecretConfig: sdsRef(RootCertSecret),
 		}
 	}
 	if v := tlsVersion(t.GetMinProtocolVersion()); v != tlsv3.TlsParameters_TLS_AUTO {
@@ -294,9 +311,35 @@ func (s *scope) credential(name, gatewayNS string) *Credential {
 	return nil
 }
 
+// caCredential finds a CA-only credential (Istio's NAME-cacert Secret,
+// key ca.crt or cacert) as credential finds a key pair.
+func (s *scope) caCredential(name, gatewayNS string) *Credential {
+	for _, ns := range []string{s.proxy.Namespace, gatewayNS} {
+		if c := s.in.Credentials[ns+"/"+name]; c != nil && len(c.CACert) > 0 {
+			return c
+		}
+	}
+	for _, ns := range []string{s.proxy.Namespace, gatewayNS} {
+		if c := kubeSecretData(s.in.Config, ns, name); c != nil && len(c.CACert) > 0 {
+			return c
+		}
+	}
+	return nil
+}
+
 // kubeSecret reads the Kubernetes Secret ns/name (keys tls.crt, tls.key,
 // ca.crt, in data or stringData) from the config's Kubernetes objects.
 func kubeSecret(cfg *config.Snapshot, ns, name string) *Credential {
+	c := kubeSecretData(cfg, ns, name)
+	if c == nil || len(c.CertChain) == 0 || len(c.PrivateKey) == 0 {
+		return nil
+	}
+	return c
+}
+
+// kubeSecretData reads whatever TLS material the Secret ns/name holds:
+// tls.crt/tls.key/ca.crt, or the generic cert/key/cacert.
+func kubeSecretData(cfg *config.Snapshot, ns, name string) *Credential {
 	for _, o := range cfg.KubeObjects() {
 		if o.Kind != "Secret" || o.Name != name || (o.Namespace != ns && !(o.Namespace == "" && ns == "default")) {
 			continue
@@ -314,11 +357,15 @@ func kubeSecret(cfg *config.Snapshot, ns, name string) *Credential {
 			}
 			return sec.Data[k]
 		}
-		c := &Credential{CertChain: get("tls.crt"), PrivateKey: get("tls.key"), CACert: get("ca.crt")}
-		if len(c.CertChain) == 0 || len(c.PrivateKey) == 0 {
+		pick := func(keys ...string) []byte {
+			for _, k := range keys {
+				if v := get(k); len(v) > 0 {
+					return v
+				}
+			}
 			return nil
 		}
-		return c
+		return &Credential{CertChain: pick("tls.crt", "cert"), PrivateKey: pick("tls.key", "key"), CACert: pick("ca.crt", "cacert")}
 	}
 	return nil
 }

@@ -46,6 +46,13 @@ func startMesh(tb testing.TB, prefix string, x int) *local.Mesh {
 // that directory.
 func startMeshWith(tb testing.TB, prefix string, x int, files map[string]string) (*local.Mesh, string) {
 	tb.Helper()
+	return startMeshRunner(tb, prefix, x, files, nil)
+}
+
+// startMeshRunner is startMeshWith with a hook that adjusts the runner
+// (for instance the CA's certificate lifetime) before the mesh starts.
+func startMeshRunner(tb testing.TB, prefix string, x int, files map[string]string, adjust func(*local.Runner)) (*local.Mesh, string) {
+	tb.Helper()
 	bins, err := local.FindBinaries(meshbin.Dir())
 	if err != nil {
 		tb.Fatal(err)
@@ -69,6 +76,9 @@ func startMeshWith(tb testing.TB, prefix string, x int, files map[string]string)
 	}
 	cfg := filepath.Join(state, "config")
 	r := bins.MeshRunner(plan, cfg, state, nil)
+	if adjust != nil {
+		adjust(r)
+	}
 	if err := mkdir(cfg); err != nil {
 		tb.Fatal(err)
 	}
