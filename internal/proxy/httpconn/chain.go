@@ -91,7 +91,9 @@ func (fs *filterStream) faultDetails() string {
 	return respdetail.FaultAbort
 }
 
-func (fs *filterStream) Reply(status int) { fs.e.localReply(status, "", 0, respdetail.DirectResponse, nil) }
+func (fs *filterStream) Reply(status int) {
+	fs.e.localReply(status, "", 0, respdetail.DirectResponse, nil)
+}
 
 func (fs *filterStream) SetResponseHeader(name, value []byte) {
 	fs.resp = append(fs.resp, http1.Header{Name: name, Value: value})

@@ -22,7 +22,7 @@ type Config struct {
 	// NoVirtualHost is the response code details when no virtual host
 	// matches the authority (404 NR).
 	NoVirtualHost string
-	exact map[string]*VirtualHost
+	exact         map[string]*VirtualHost
 	// suffix holds "*.x" style wildcards (longest first), prefix "x.*".
 	suffix   []wildcard
 	prefix   []wildcard
