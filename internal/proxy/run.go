@@ -93,15 +93,15 @@ type Proxy struct {
 	Telemetry *telemetry.Recorder
 	// Failures holds the last failed requests (/debug/failures).
 	Failures *failures.Ring
-	XDS       *xdsclient.Client
-	Identity  *identity.Agent // nil without Options.Identity
-	Admin     *admin.Server
-	HTTP      *httpconn.Manager
-	TCP       *tcpproxy.Proxy
-	sinks     *accesslog.Sinks
-	routes    routeTables
-	static    []*listener.Listener
-	cc        listener.Compilers
+	XDS      *xdsclient.Client
+	Identity *identity.Agent // nil without Options.Identity
+	Admin    *admin.Server
+	HTTP     *httpconn.Manager
+	TCP      *tcpproxy.Proxy
+	sinks    *accesslog.Sinks
+	routes   routeTables
+	static   []*listener.Listener
+	cc       listener.Compilers
 	// drainAll and drainInbound are the drains in force (drain.go).
 	drainAll, drainInbound atomic.Bool
 	logger                 *log.Logger
