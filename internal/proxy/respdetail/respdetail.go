@@ -116,3 +116,130 @@ func Envoy(details string) string {
 	e, _, _ := strings.Cut(details, ";")
 	return e
 }
+
+// Explain renders details (Envoy's value and Trellis's context) as a
+// sentence for people, e.g. "no healthy upstream in cluster
+// outbound|9999|v2|bill-service.ns.svc.cluster.local". An unknown value is
+// returned as is.
+func Explain(details string) string {
+	envoy, rest, _ := strings.Cut(details, ";")
+	ctx := map[string]string{}
+	var flags []string
+	for _, kv := range strings.Split(rest, ";") {
+		if kv == "" {
+			continue
+		}
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			ctx[k] = v
+		} else {
+			flags = append(flags, kv)
+		}
+	}
+	in := func(prefix string) string {
+		if c := ctx["cluster"]; c != "" {
+			return prefix + " " + c
+		}
+		return ""
+	}
+	var s string
+	switch {
+	case envoy == "":
+		return ""
+	case envoy == ViaUpstream:
+		s = "the upstream answered" + in(", cluster")
+	case envoy == NoHealthyUpstream:
+		s = "no healthy upstream" + in(" in cluster")
+	case envoy == ClusterNotFound:
+		s = "the route names a cluster the proxy does not have" + in(":")
+	case envoy == RouteNotFound:
+		s = "no route matched"
+		if contains(flags, "no_virtual_host") {
+			s = "no virtual host matched the request's host"
+		} else if vh := ctx["virtual_host"]; vh != "" {
+			s += " in virtual host " + vh
+		}
+		if rc := ctx["route_config"]; rc != "" {
+			s += " (route configuration " + rc + ")"
+		}
+	case envoy == FaultAbort:
+		s = "fault injected"
+		if vs := ctx["virtual_service"]; vs != "" {
+			s += " by VirtualService " + vs
+		}
+		if r := ctx["route"]; r != "" {
+			s += " (route " + r + ")"
+		}
+	case envoy == Overflow:
+		s = "circuit breaker open"
+		switch ctx["circuit_breaker"] {
+		case "max_requests":
+			s += " (upstream overflow: max_requests reached)"
+		case "max_pending_requests":
+			s += " (pending queue full: max_connections and max_pending_requests reached)"
+		}
+		s += in(" for cluster")
+	case strings.HasPrefix(envoy, strings.TrimSuffix(ConnectionFailure, "}")):
+		s = "upstream connection failed"
+		if r := strings.TrimSuffix(strings.TrimPrefix(envoy, strings.TrimSuffix(ConnectionFailure, "}")), "}"); r != "" {
+			s += " (" + strings.TrimPrefix(r, "|") + ")"
+		}
+		if contains(flags, "no_original_destination") {
+			s = "no original destination for a passthrough cluster"
+		}
+		s += in(", cluster")
+	case envoy == ConnectionTermination:
+		s = "upstream reset before the response (connection terminated)" + in(", cluster")
+	case envoy == ResetAfterResponse:
+		s = "upstream reset during the response (remote reset)" + in(", cluster")
+	case envoy == TimeoutAfterResponse:
+		s = "upstream timed out during the response" + in(", cluster")
+	case envoy == UpstreamTimeout:
+		s = "upstream timeout" + in(", cluster")
+	case envoy == DownstreamDisconnect:
+		s = "the client disconnected before the response ended"
+	case envoy == DownstreamProtocolErr:
+		s = "the client's request was malformed"
+	case envoy == DirectResponse:
+		s = "answered by the route itself (direct response or redirect)"
+		if r := ctx["route"]; r != "" {
+			s += ", route " + r
+		}
+	case envoy == UpgradeFailed:
+		s = "the route does not allow the connection upgrade"
+	case strings.HasPrefix(envoy, "rbac_access_denied_matched_policy["):
+		p := strings.TrimSuffix(strings.TrimPrefix(envoy, "rbac_access_denied_matched_policy["), "]")
+		if p == "none" {
+			return "denied by AuthorizationPolicy: no ALLOW policy matched"
+		}
+		return "denied by AuthorizationPolicy " + policyName(p) + " (RBAC policy " + p + ")"
+	default:
+		return details
+	}
+	if vs := ctx["virtual_service"]; vs != "" && envoy != FaultAbort {
+		s += ", VirtualService " + vs
+	}
+	return s
+}
+
+// policyName turns the RBAC policy name ns[NS]-policy[NAME]-rule[N] into
+// NS/NAME; other names are returned as they are.
+func policyName(p string) string {
+	ns, rest, ok := strings.Cut(strings.TrimPrefix(p, "ns["), "]-policy[")
+	if !ok || !strings.HasPrefix(p, "ns[") {
+		return p
+	}
+	name, _, ok := strings.Cut(rest, "]-rule[")
+	if !ok {
+		return p
+	}
+	return ns + "/" + name
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
