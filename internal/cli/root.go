@@ -19,6 +19,7 @@ func Root() *cobra.Command {
 		newDashboardCmd(),
 		newDemoCmd(),
 		newDemoappCmd(),
+		newExplainCmd(),
 		newInstallCmd(),
 		newKubeInjectCmd(),
 		newLocalCmd(),
