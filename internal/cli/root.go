@@ -20,6 +20,7 @@ func Root() *cobra.Command {
 		newDashboardCmd(),
 		newDemoCmd(),
 		newDemoappCmd(),
+		newExplainCmd(),
 		newInstallCmd(),
 		newKubeInjectCmd(),
 		newLocalCmd(),

@@ -11,6 +11,7 @@ import (
 
 	"github.com/trellis-mesh/trellis/internal/proxy/accesslog"
 	"github.com/trellis-mesh/trellis/internal/proxy/httpconn"
+	"github.com/trellis-mesh/trellis/internal/proxy/respdetail"
 	"github.com/trellis-mesh/trellis/internal/proxy/tcpproxy"
 )
 
@@ -75,6 +76,8 @@ func (o logs) Request(r *httpconn.Record) {
 func details(r *httpconn.Record) string {
 	f := r.Flags
 	switch {
+	case r.Details != "" && f&httpconn.FlagUF != 0 && r.TransportFailure != "":
+		return respdetail.WithTransportFailure(r.Details, r.TransportFailure)
 	case r.Details != "":
 		return r.Details
 	case f&httpconn.FlagFI != 0:

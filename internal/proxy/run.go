@@ -24,6 +24,7 @@ import (
 	"github.com/trellis-mesh/trellis/internal/proxy/admin"
 	"github.com/trellis-mesh/trellis/internal/proxy/bootstrap"
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster"
+	"github.com/trellis-mesh/trellis/internal/proxy/failures"
 	"github.com/trellis-mesh/trellis/internal/proxy/httpconn"
 	"github.com/trellis-mesh/trellis/internal/proxy/identity"
 	"github.com/trellis-mesh/trellis/internal/proxy/listener"
@@ -92,16 +93,18 @@ type Proxy struct {
 	Stats     *stats.Store
 	Secrets   *tlsterm.Store
 	Telemetry *telemetry.Recorder
-	XDS       *xdsclient.Client
-	Identity  *identity.Agent // nil without Options.Identity
-	Admin     *admin.Server
-	HTTP      *httpconn.Manager
-	TCP       *tcpproxy.Proxy
-	sinks     *accesslog.Sinks
-	tracers   *trace.Registry
-	routes    routeTables
-	static    []*listener.Listener
-	cc        listener.Compilers
+	// Failures holds the last failed requests (/debug/failures).
+	Failures *failures.Ring
+	XDS      *xdsclient.Client
+	Identity *identity.Agent // nil without Options.Identity
+	Admin    *admin.Server
+	HTTP     *httpconn.Manager
+	TCP      *tcpproxy.Proxy
+	sinks    *accesslog.Sinks
+	tracers  *trace.Registry
+	routes   routeTables
+	static   []*listener.Listener
+	cc       listener.Compilers
 	// drainAll and drainInbound are the drains in force (drain.go).
 	drainAll, drainInbound atomic.Bool
 	logger                 *log.Logger
@@ -185,6 +188,8 @@ func New(bs *bootstrapv3.Bootstrap, o Options) (*Proxy, error) {
 	p.TCP = &tcpproxy.Proxy{Clusters: p.Clusters}
 	tel := newTelemetry(p.Telemetry, interner, bs.GetNode())
 	tel.ownCert = func() *tls.Certificate { return p.Secrets.Certificate(identity.CertSecret) }
+	p.Failures = failures.New(failures.Size)
+	tel.failures = p.Failures
 	p.HTTP.Telemetry = tel
 	p.TCP.Telemetry = tel
 	p.HTTP.PeerMetadata, p.HTTP.PeerMetadataID = tel.peerHeader, tel.peerID
@@ -333,6 +338,7 @@ func (p *Proxy) Serve(ctx context.Context, o Options) error {
 		Certificates:      p.certChains,
 		Stats:             p.Stats,
 		Telemetry:         p.Telemetry,
+		Failures:          p.Failures,
 		Ready:             func() bool { return p.initialized(synced.Load()) },
 		Drain:             p.startDrain,
 		Quit:              quit,

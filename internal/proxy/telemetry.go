@@ -9,6 +9,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster"
+	"github.com/trellis-mesh/trellis/internal/proxy/failures"
 	"github.com/trellis-mesh/trellis/internal/proxy/httpconn"
 	"github.com/trellis-mesh/trellis/internal/proxy/lb"
 	"github.com/trellis-mesh/trellis/internal/proxy/tcpproxy"
@@ -32,6 +33,9 @@ type telemetryObserver struct {
 	// its SPIFFE ID is destination_principal on mutual TLS connections.
 	ownCert func() *tls.Certificate
 	own     atomic.Pointer[ownIdentity]
+
+	// failures, when set, keeps the last failed requests.
+	failures *failures.Ring
 }
 
 // ownIdentity caches the proxy's peer with its principal for one
@@ -136,6 +140,9 @@ func (t *telemetryObserver) sourceMTLS(k *telemetry.Key, cl *cluster.Cluster, h 
 
 // Request implements httpconn.Observer.
 func (t *telemetryObserver) Request(r *httpconn.Record) {
+	if t.failures != nil && failed(r) {
+		recordFailure(t.failures, r)
+	}
 	k := telemetry.Key{Protocol: "http"}
 	if r.GRPCStatus >= 0 {
 		k.Protocol = "grpc"

@@ -25,6 +25,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster"
+	"github.com/trellis-mesh/trellis/internal/proxy/failures"
 	"github.com/trellis-mesh/trellis/internal/proxy/lb"
 	"github.com/trellis-mesh/trellis/internal/proxy/stats"
 	"github.com/trellis-mesh/trellis/internal/proxy/telemetry"
@@ -67,6 +68,9 @@ type Options struct {
 	// Stats and Telemetry render /stats and /stats/prometheus; may be nil.
 	Stats     *stats.Store
 	Telemetry *telemetry.Recorder
+	// Failures renders /debug/failures (the last failed requests); may
+	// be nil.
+	Failures *failures.Ring
 	// Logging backs /logging; nil creates one with the default loggers.
 	Logging *Logging
 	// Ready reports whether the first configuration is applied; nil means ready.
@@ -207,12 +211,22 @@ func (s *Server) endpoints() []endpoint {
 			io.WriteString(w, "OK\n")
 		}},
 		{"/xds", "the xDS client's per-type state: version, nonce, last NACK reason, subscriptions (Trellis)", false, s.handleXDS},
+		{"/debug/failures", "the last failed requests: status, response flags and details, route, upstream cluster (JSON, Trellis)", false, s.handleFailures},
 		{"/reset_counters", "reset all counters to zero", true, func(w http.ResponseWriter, r *http.Request) {
 			s.opts.Stats.ResetCounters()
 			io.WriteString(w, "OK\n")
 		}},
 		{"/quitquitquit", "exit the server", true, s.handleQuit},
 	}
+}
+
+func (s *Server) handleFailures(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	if s.opts.Failures == nil {
+		json.NewEncoder(w).Encode(failures.Snapshot{Failures: []failures.Failure{}})
+		return
+	}
+	s.opts.Failures.WriteJSON(w)
 }
 
 func (s *Server) adminMux() http.Handler {

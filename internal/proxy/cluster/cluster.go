@@ -17,6 +17,7 @@ import (
 	"github.com/trellis-mesh/trellis/internal/proxy/lb"
 	"github.com/trellis-mesh/trellis/internal/proxy/outlier"
 	"github.com/trellis-mesh/trellis/internal/proxy/pool"
+	"github.com/trellis-mesh/trellis/internal/proxy/respdetail"
 	"github.com/trellis-mesh/trellis/internal/proxy/stats"
 	"github.com/trellis-mesh/trellis/internal/proxy/telemetry"
 )
@@ -169,6 +170,9 @@ type Cluster struct {
 	LB lb.Config
 	// Breakers are the circuit-breaker thresholds.
 	Breakers Thresholds
+	// Reasons are the response code details of the failures naming this
+	// cluster, built once with it.
+	Reasons respdetail.Cluster
 	// Stats are this cluster's pre-bound counters.
 	Stats *Stats
 

@@ -17,6 +17,7 @@ import (
 	"github.com/trellis-mesh/trellis/internal/proxy/lb"
 	"github.com/trellis-mesh/trellis/internal/proxy/outlier"
 	"github.com/trellis-mesh/trellis/internal/proxy/pool"
+	"github.com/trellis-mesh/trellis/internal/proxy/respdetail"
 	"github.com/trellis-mesh/trellis/internal/proxy/telemetry"
 )
 
@@ -65,6 +66,7 @@ func compile(pc *clusterv3.Cluster, prefix string, secrets SecretSource) (*Clust
 		return nil, errors.New(prefix + "cluster: must not be null")
 	}
 	c := &Cluster{Name: pc.GetName(), proto: pc}
+	c.Reasons = respdetail.ForCluster(c.Name)
 	if c.Name == "" {
 		fe.add("name", "must not be empty")
 	}

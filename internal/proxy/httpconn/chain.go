@@ -7,6 +7,7 @@ import (
 
 	"github.com/trellis-mesh/trellis/internal/proxy/filter"
 	"github.com/trellis-mesh/trellis/internal/proxy/http1"
+	"github.com/trellis-mesh/trellis/internal/proxy/respdetail"
 	"github.com/trellis-mesh/trellis/internal/proxy/route"
 )
 
@@ -33,6 +34,12 @@ func (e *exchange) runFilters() {
 	if fs.route != nil {
 		e.rec.RouteName = fs.route.Name
 		e.rec.Operation = fs.route.Operation
+		if fs.route.Action == route.ActionRoute {
+			// Envoy resolves the weighted cluster with the route, before
+			// the filters: a fault abort is reported against it
+			// (destination_service) though it never reaches the router.
+			e.rt.pickCluster(fs.route)
+		}
 	}
 	for i := range e.cfg.Filters {
 		l := &e.cfg.Filters[i]
@@ -72,13 +79,22 @@ func (fs *filterStream) Delay(d time.Duration) {
 
 func (fs *filterStream) Abort(status, grpcStatus int, body string) {
 	if grpcStatus >= 0 && fs.e.grpc {
-		fs.e.localGRPC(grpcStatus, body, FlagFI)
+		fs.e.localGRPC(grpcStatus, body, FlagFI, fs.faultDetails())
 		return
 	}
-	fs.e.localReply(status, body, FlagFI, nil)
+	fs.e.localReply(status, body, FlagFI, fs.faultDetails(), nil)
 }
 
-func (fs *filterStream) Reply(status int) { fs.e.localReply(status, "", 0, nil) }
+func (fs *filterStream) faultDetails() string {
+	if fs.route != nil {
+		return fs.route.Reasons.FaultAbort
+	}
+	return respdetail.FaultAbort
+}
+
+func (fs *filterStream) Reply(status int) {
+	fs.e.localReply(status, "", 0, respdetail.DirectResponse, nil)
+}
 
 func (fs *filterStream) SetResponseHeader(name, value []byte) {
 	fs.resp = append(fs.resp, http1.Header{Name: name, Value: value})
@@ -128,7 +144,7 @@ func (fs *filterStream) Deny(details string) {
 	if d := fs.e.m.Debugf; d != nil {
 		d("rbac: %s %s from %s: enforced denied, %s", fs.e.q.Method, fs.e.q.Path, fs.e.info.Conn.Remote, details)
 	}
-	fs.e.localReply(403, "RBAC: access denied", FlagRBAC, nil)
+	fs.e.localReply(403, "RBAC: access denied", FlagRBAC, details, nil)
 }
 
 func (fs *filterStream) LogRBAC(shadow, allowed bool, p *filter.RBACPolicy) {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster"
 	"github.com/trellis-mesh/trellis/internal/proxy/http1"
+	"github.com/trellis-mesh/trellis/internal/proxy/respdetail"
 	"github.com/trellis-mesh/trellis/internal/proxy/route"
 	"github.com/trellis-mesh/trellis/internal/proxy/trace"
 )
@@ -229,10 +230,14 @@ func (e *exchange) headerInt(name string) (int64, bool) {
 	return n, true
 }
 
-// localReply answers the request from the proxy itself.
-func (e *exchange) localReply(status int, body string, flags Flags, extra [][2]string) {
+// localReply answers the request from the proxy itself; details is the
+// precomputed %RESPONSE_CODE_DETAILS% (package respdetail).
+func (e *exchange) localReply(status int, body string, flags Flags, details string, extra [][2]string) {
 	e.rec.Flags |= flags
 	e.rec.Status = status
+	if e.rec.Details == "" {
+		e.rec.Details = details
+	}
 	if e.headsSent {
 		return
 	}
@@ -277,8 +282,11 @@ func (e *exchange) localReply(status int, body string, flags Flags, extra [][2]s
 }
 
 // localGRPC answers a gRPC request with a trailers-only status.
-func (e *exchange) localGRPC(code int, msg string, flags Flags) {
+func (e *exchange) localGRPC(code int, msg string, flags Flags, details string) {
 	e.rec.Flags |= flags
+	if e.rec.Details == "" {
+		e.rec.Details = details
+	}
 	e.rec.Status = 200
 	e.rec.GRPCStatus = code
 	h := http1.Headers{
@@ -393,5 +401,31 @@ func (e *exchange) release() {
 	if e.cbuf != nil {
 		copyBufs.Put(e.cbuf)
 		e.cbuf = nil
+	}
+}
+
+// setDetails records why an upstream response broke off after its head
+// was sent: a timeout or a reset, against cluster cl (nil: unknown).
+func (e *exchange) setDetails(cl *cluster.Cluster, timeout bool) {
+	if e.rec.Details != "" {
+		return
+	}
+	switch {
+	case cl != nil && timeout:
+		e.rec.Details = cl.Reasons.TimeoutAfter
+	case cl != nil:
+		e.rec.Details = cl.Reasons.ResetAfter
+	case timeout:
+		e.rec.Details = respdetail.TimeoutAfterResponse
+	default:
+		e.rec.Details = respdetail.ResetAfterResponse
+	}
+}
+
+// downstreamGone records that the client went away mid-response.
+func (e *exchange) downstreamGone() {
+	e.rec.Flags |= FlagDC
+	if e.rec.Details == "" {
+		e.rec.Details = respdetail.DownstreamDisconnect
 	}
 }

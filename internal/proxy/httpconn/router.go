@@ -11,6 +11,7 @@ import (
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster"
 	"github.com/trellis-mesh/trellis/internal/proxy/http1"
 	"github.com/trellis-mesh/trellis/internal/proxy/lb"
+	"github.com/trellis-mesh/trellis/internal/proxy/respdetail"
 	"github.com/trellis-mesh/trellis/internal/proxy/route"
 )
 
@@ -85,6 +86,20 @@ func (rt *router) reset(e *exchange) {
 	rt.lbctx = lb.Context{}
 	rt.up.conn, rt.up.h2resp, rt.up.h2cancel, rt.up.h2body = nil, nil, nil, nil
 	rt.timeoutHdr, rt.countHdr = nil, nil
+	rt.r, rt.wc, rt.cl = nil, nil, nil
+}
+
+// pickCluster resolves route r's weighted cluster and looks the cluster
+// up, recording both; serve uses the result.
+func (rt *router) pickCluster(r *route.Route) {
+	e := rt.e
+	rt.r, rt.wc, rt.cl = r, r.PickCluster(), nil
+	if rt.wc == nil {
+		return
+	}
+	e.rec.ClusterName = rt.wc.Name
+	rt.cl = e.m.Clusters.Get(rt.wc.Name)
+	e.rec.Cluster = rt.cl
 }
 
 // serve is the terminal filter: redirects and direct responses, the
@@ -92,7 +107,11 @@ func (rt *router) reset(e *exchange) {
 func (rt *router) serve(r *route.Route) {
 	e := rt.e
 	if r == nil {
-		e.localReply(404, "", FlagNR, nil)
+		details := respdetail.RouteNotFound
+		if rc := e.cfg.Routes.Load(); rc != nil {
+			details = rc.NoRouteDetails(&e.q)
+		}
+		e.localReply(404, "", FlagNR, details, nil)
 		return
 	}
 	switch r.Action {
@@ -102,29 +121,28 @@ func (rt *router) serve(r *route.Route) {
 		if code == 0 {
 			code = 301
 		}
-		e.localReply(code, "", 0, [][2]string{{"location", loc}})
+		e.localReply(code, "", 0, r.Reasons.Direct, [][2]string{{"location", loc}})
 		return
 	case route.ActionDirect:
-		e.localReply(r.Status, r.Body, 0, nil)
+		e.localReply(r.Status, r.Body, 0, r.Reasons.Direct, nil)
 		return
 	}
-	wc := r.PickCluster()
+	if rt.r != r {
+		rt.pickCluster(r)
+	}
+	wc, cl := rt.wc, rt.cl
 	if wc == nil {
-		e.localReply(503, "", FlagNC, nil)
+		e.localReply(503, "", FlagNC, respdetail.ClusterNotFound, nil)
 		return
 	}
-	e.rec.ClusterName = wc.Name
-	cl := e.m.Clusters.Get(wc.Name)
 	if cl == nil {
-		e.localReply(503, "", FlagNC, nil)
+		e.localReply(503, "", FlagNC, wc.NotFound, nil)
 		return
 	}
-	e.rec.Cluster = cl
 	if e.upgrade != nil && !e.cfg.upgradeAllowed(e.upgrade, r) {
-		e.localReply(403, bodyUpgradeRej, 0, nil)
+		e.localReply(403, bodyUpgradeRej, 0, r.Reasons.UpgradeFailed, nil)
 		return
 	}
-	rt.r, rt.wc, rt.cl = r, wc, cl
 	rt.forward()
 }
 
@@ -137,7 +155,7 @@ func (rt *router) forward() {
 	rt.retry = rt.retrySettings()
 	rt.rewriteRequest()
 	if err := rt.keepBody(); err != nil {
-		e.localReply(400, "", FlagDPE, nil)
+		e.localReply(400, "", FlagDPE, respdetail.DownstreamProtocolErr, nil)
 		return
 	}
 	if len(rt.r.Mirrors) > 0 && (e.body == nil || rt.buffered) {
@@ -336,7 +354,7 @@ func (rt *router) try(n int, deadline time.Time) (res outcome, status int, answe
 	}
 	release, ok := cl.TryRequest()
 	if !ok {
-		e.localReply(503, bodyOverflow, FlagUO, nil)
+		e.localReply(503, bodyOverflow, FlagUO, cl.Reasons.MaxRequests, nil)
 		return 0, 0, true
 	}
 	if rt.r.VHost.IncludeAttemptCount {
@@ -352,7 +370,7 @@ func (rt *router) try(n int, deadline time.Time) (res outcome, status int, answe
 	case overflowed:
 		// max_connections and max_pending_requests reached: the request
 		// never reached the host.
-		e.localReply(503, bodyOverflow, FlagUO, nil)
+		e.localReply(503, bodyOverflow, FlagUO, cl.Reasons.PendingOverflow, nil)
 		return res, status, true
 	case downstreamFailed:
 		// Not the host's fault: the upstream request is reset, the client
@@ -360,7 +378,7 @@ func (rt *router) try(n int, deadline time.Time) (res outcome, status int, answe
 		if e.h1 != nil {
 			e.h1.closeAfter = true
 		}
-		e.localReply(400, "", FlagDPE, nil)
+		e.localReply(400, "", FlagDPE, respdetail.DownstreamProtocolErr, nil)
 		return res, status, true
 	}
 	rt.tried = append(rt.tried, host)
@@ -377,10 +395,10 @@ func (rt *router) pick() (*lb.Host, bool) {
 	host, err := rt.cl.Pick(&rt.lbctx)
 	if err != nil || host == nil {
 		if errors.Is(err, cluster.ErrNoOriginalDst) {
-			e.localReply(503, bodyConnFail, FlagUF, nil)
+			e.localReply(503, bodyConnFail, FlagUF, rt.cl.Reasons.NoOriginalDst, nil)
 			return nil, false
 		}
-		e.localReply(503, bodyNoHealthy, FlagUH, nil)
+		e.localReply(503, bodyNoHealthy, FlagUH, rt.cl.Reasons.NoHealthy, nil)
 		return nil, false
 	}
 	e.rec.Host = host
@@ -450,11 +468,11 @@ func (rt *router) reply(res outcome) {
 			e.rec.TransportFailure = rt.up.failure
 			body += ", transport failure reason: " + rt.up.failure
 		}
-		e.localReply(503, body, FlagUF, nil)
+		e.localReply(503, body, FlagUF, rt.cl.Reasons.ConnectFailure, nil)
 	case timedOut:
-		e.localReply(504, bodyTimeout, FlagUT, nil)
+		e.localReply(504, bodyTimeout, FlagUT, rt.cl.Reasons.Timeout, nil)
 	case resetBeforeResponse:
-		e.localReply(503, bodyConnTerm, FlagUC, nil)
+		e.localReply(503, bodyConnTerm, FlagUC, rt.cl.Reasons.Termination, nil)
 	case okResponse:
 		rt.respond()
 	}

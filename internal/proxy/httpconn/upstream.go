@@ -213,7 +213,7 @@ func (rt *router) respond() {
 	}
 	e.headsSent = true
 	if err := e.sink.writeHead(resp.Status, resp.Reason, out, n); err != nil {
-		e.rec.Flags |= FlagDC
+		e.downstreamGone()
 		rt.up.discard()
 		return
 	}
@@ -269,7 +269,7 @@ func (e *exchange) copyBody(src io.Reader, ubr interface{ Buffered() int }) bool
 		n, err := src.Read(buf)
 		if n > 0 {
 			if _, werr := e.sink.Write(buf[:n]); werr != nil {
-				e.rec.Flags |= FlagDC
+				e.downstreamGone()
 				return false
 			}
 			e.bodyOut += int64(n)
@@ -285,8 +285,10 @@ func (e *exchange) copyBody(src io.Reader, ubr interface{ Buffered() int }) bool
 		if err != nil {
 			if isTimeout(err) {
 				e.rec.Flags |= FlagUT
+				e.setDetails(e.rt.cl, true)
 			} else {
 				e.rec.Flags |= FlagUR
+				e.setDetails(e.rt.cl, false)
 			}
 			e.sink.abort()
 			return false

@@ -243,7 +243,7 @@ func (rt *router) respondH2() {
 	}
 	e.headsSent = true
 	if err := e.sink.writeHead(resp.StatusCode, nil, out, n); err != nil {
-		e.rec.Flags |= FlagDC
+		e.downstreamGone()
 		return
 	}
 	if n == -2 || e.headReq {

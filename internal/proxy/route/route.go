@@ -15,13 +15,17 @@ import (
 
 	"github.com/trellis-mesh/trellis/internal/proxy/filter"
 	"github.com/trellis-mesh/trellis/internal/proxy/http1"
+	"github.com/trellis-mesh/trellis/internal/proxy/respdetail"
 )
 
 // Config is a compiled RouteConfiguration. It is immutable apart from each
 // weighted route's pick sequence.
 type Config struct {
-	Name  string
-	exact map[string]*VirtualHost
+	Name string
+	// NoVirtualHost is the response code details when no virtual host
+	// matches the authority (404 NR).
+	NoVirtualHost string
+	exact         map[string]*VirtualHost
 	// suffix holds "*.x" style wildcards (longest first), prefix "x.*".
 	suffix   []wildcard
 	prefix   []wildcard
@@ -36,7 +40,10 @@ type wildcard struct {
 
 // VirtualHost is a compiled virtual host.
 type VirtualHost struct {
-	Name    string
+	Name string
+	// NoRoute is the response code details when no route of the virtual
+	// host matches (404 NR).
+	NoRoute string
 	Routes  []*Route
 	Retry   *RetryPolicy
 	Headers HeaderOps
@@ -101,6 +108,9 @@ type Route struct {
 	// Operation is the route's decorator operation, the name of the spans
 	// of its requests (empty: the connection manager's default).
 	Operation string
+	// Reasons are the response code details of the local replies the
+	// route makes (fault abort, direct response), naming it and Config.
+	Reasons respdetail.Route
 }
 
 // WeightedCluster is one destination of a route.
@@ -110,6 +120,9 @@ type WeightedCluster struct {
 	Headers HeaderOps
 	// HostRewrite overrides the route's host rewrite when set.
 	HostRewrite string
+	// NotFound is the response code details when the proxy has no
+	// cluster of that name (503 NC).
+	NotFound string
 }
 
 // Mirror is a request mirror policy.
@@ -130,6 +143,7 @@ type Redirect struct {
 // NACK.
 func Compile(rc *routev3.RouteConfiguration) (*Config, error) {
 	c := &Config{Name: rc.GetName(), exact: map[string]*VirtualHost{}}
+	c.NoVirtualHost = respdetail.NoRoute(c.Name, "")
 	filters, err := filter.CompileRouteConfigs(rc.GetTypedPerFilterConfig(), "")
 	if err != nil {
 		return nil, err
@@ -140,6 +154,7 @@ func Compile(rc *routev3.RouteConfiguration) (*Config, error) {
 		if err != nil {
 			return nil, err
 		}
+		vh.NoRoute = respdetail.NoRoute(c.Name, vh.Name)
 		c.Hosts = append(c.Hosts, vh)
 		if len(vhp.GetDomains()) == 0 {
 			return nil, fmt.Errorf("%s.domains: at least one domain is required", path)
@@ -278,6 +293,10 @@ func compileRoute(p *routev3.Route, path string, vh *VirtualHost) (*Route, error
 		return nil, fmt.Errorf("%s: unsupported action %T; use route, redirect or direct_response", path, a)
 	}
 	r.Filters = append(r.Filters, legacy...)
+	r.Reasons = respdetail.ForRoute(r.Name, r.Config, vh.Name)
+	for i := range r.Clusters {
+		r.Clusters[i].NotFound = respdetail.ForCluster(r.Clusters[i].Name).NotFound
+	}
 	return r, nil
 }
 
@@ -378,6 +397,15 @@ func (c *Config) VirtualHost(authority []byte) *VirtualHost {
 		}
 	}
 	return c.catchAll
+}
+
+// NoRouteDetails is the response code details of a request Select found
+// no route for: which virtual host, if any, matched its authority.
+func (c *Config) NoRouteDetails(q *Request) string {
+	if vh := c.VirtualHost(q.Authority); vh != nil {
+		return vh.NoRoute
+	}
+	return c.NoVirtualHost
 }
 
 // Select returns the first matching route, or nil (404 NR).

@@ -139,6 +139,13 @@ func TestTranslatorGoldenContract(t *testing.T) {
 						return cs.PeerCertificates[0].VerifyHostname(ch.serverNames[0])
 					},
 				}
+				if c.requireClient {
+					// MUTUAL: a client without a certificate is refused.
+					if _, err := dial(serve(t, c), cfg); err == nil {
+						t.Errorf("%s: a client without a certificate completed the handshake; the context requires one", ch.path)
+					}
+					continue
+				}
 				cs, err := dial(serve(t, c), cfg)
 				if err != nil {
 					t.Fatalf("%s: handshake for %s: %v", ch.path, ch.serverNames[0], err)
