@@ -178,7 +178,7 @@ spec:
 		}
 		uo := 0
 		for _, l := range lines[before:] {
-			if strings.Contains(l, " 503 UO upstream_reset_before_response_started{overflow} ") {
+			if strings.Contains(l, " 503 UO upstream_reset_before_response_started{overflow};circuit_breaker=max_pending_requests;cluster=outbound|8000||httpbin.default.svc.cluster.local ") {
 				uo++
 			}
 		}
