@@ -14,7 +14,7 @@ import (
 	"github.com/trellis-mesh/trellis/internal/proxy/http1"
 )
 
-func compileYAML(t *testing.T, y string) (*Config, error) {
+func compileYAML(t testing.TB, y string) (*Config, error) {
 	t.Helper()
 	js, err := yaml.YAMLToJSON([]byte(y))
 	if err != nil {
@@ -256,7 +256,7 @@ virtual_hosts:
 
 // weightedRoute compiles a catch-all route to these weighted clusters
 // (a YAML flow list of {name, weight}).
-func weightedRoute(t *testing.T, clusters string) *Route {
+func weightedRoute(t testing.TB, clusters string) *Route {
 	t.Helper()
 	c, err := compileYAML(t, `
 virtual_hosts:
@@ -429,4 +429,15 @@ func TestSelectAllocs(t *testing.T) {
 	if n := testing.AllocsPerRun(200, func() { c.Select(q) }); n != 0 {
 		t.Errorf("got %v allocs per Select, want 0", n)
 	}
+}
+
+func BenchmarkPickCluster(b *testing.B) {
+	r := weightedRoute(b, "[{name: v1, weight: 90}, {name: v2, weight: 10}]")
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if r.PickCluster() == nil {
+				b.Fatal("no cluster")
+			}
+		}
+	})
 }
