@@ -2,7 +2,6 @@ package netns
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,10 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/trellis-mesh/trellis/internal/demoapp"
 	"github.com/trellis-mesh/trellis/internal/local"
-
-	"github.com/trellis-mesh/trellis/test/e2e/meshbin"
 )
 
 // TestTrafficFlowsWithTrellisdDown: with STRICT mTLS in force, trellisd
@@ -31,23 +27,8 @@ func TestTrafficFlowsWithTrellisdDown(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), outage+120*time.Second)
 	defer cancel()
-	bins, _ := local.FindBinaries(meshbin.Dir())
-	load := func(calls int) (demoapp.Result, []byte, error) {
-		body, err := m.Exec(ctx, "front", bins.Trellis, "demoapp", "load", "--calls", fmt.Sprint(calls), "--concurrency", "2", "--keepalive=false", "http://bill-service:9999/")
-		var r demoapp.Result
-		if err == nil {
-			err = json.Unmarshal(body, &r)
-		}
-		return r, body, err
-	}
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(300 * time.Millisecond) {
-		if r, _, err := load(5); err == nil && r.Status[200] == 5 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("STRICT mesh not answering before the outage")
-		}
-	}
+	load := frontLoad(ctx, m, 2)
+	waitAnswering(t, load, "STRICT mesh not answering before the outage")
 	st, err := local.ReadState(local.StatePath(filepath.Dir(cfg), "t9k"))
 	if err != nil || st == nil {
 		t.Fatalf("mesh state: %v", err)

@@ -2,7 +2,6 @@ package netns
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,10 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/trellis-mesh/trellis/internal/demoapp"
 	"github.com/trellis-mesh/trellis/internal/local"
-
-	"github.com/trellis-mesh/trellis/test/e2e/meshbin"
 )
 
 // TestCertificateRotationUnderLoad: with 60-second workload certificates
@@ -27,23 +23,8 @@ func TestCertificateRotationUnderLoad(t *testing.T) {
 		func(r *local.Runner) { r.CA.CertTTL = 60 * time.Second })
 	ctx, cancel := context.WithTimeout(context.Background(), 240*time.Second)
 	defer cancel()
-	bins, _ := local.FindBinaries(meshbin.Dir())
-	load := func(calls int) (demoapp.Result, []byte, error) {
-		body, err := m.Exec(ctx, "front", bins.Trellis, "demoapp", "load", "--calls", fmt.Sprint(calls), "--concurrency", "2", "--keepalive=false", "http://bill-service:9999/")
-		var r demoapp.Result
-		if err == nil {
-			err = json.Unmarshal(body, &r)
-		}
-		return r, body, err
-	}
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(300 * time.Millisecond) {
-		if r, _, err := load(5); err == nil && r.Status[200] == 5 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("STRICT mesh not answering")
-		}
-	}
+	load := frontLoad(ctx, m, 2)
+	waitAnswering(t, load, "STRICT mesh not answering")
 	serving := func(file string) int {
 		b, _ := os.ReadFile(filepath.Join(m.LogDir(), file))
 		return strings.Count(string(b), "identity: serving ")

@@ -56,11 +56,7 @@ func TestPermissiveToStrictUnderLoad(t *testing.T) {
 	done := make(chan result, 1)
 	start := time.Now()
 	go func() {
-		body, err := m.Exec(ctx, "front", bins.Trellis, "demoapp", "load", "--calls", fmt.Sprint(calls), "--concurrency", "4", "--keepalive=false", "http://bill-service:9999/")
-		var r demoapp.Result
-		if err == nil {
-			err = json.Unmarshal(body, &r)
-		}
+		r, body, err := frontLoad(ctx, m, 4)(calls)
 		done <- result{r, body, err}
 	}()
 	time.Sleep(500 * time.Millisecond)
