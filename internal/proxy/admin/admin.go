@@ -94,6 +94,8 @@ type Server struct {
 	addrs    map[string]string
 	wg       sync.WaitGroup
 	uptime   *stats.Gauge
+	// Refreshed on every stats read: what an operator watches for a leak.
+	goroutines, memAllocated, memHeap, memPhysical *stats.Gauge
 
 	appClient       *http.Client
 	appScrapeErrors *stats.Counter
@@ -118,6 +120,10 @@ func New(opts Options) (*Server, error) {
 	s.appScrapeErrors = opts.Stats.Scope("agent", "").Counter("app_metrics_scrape_errors")
 	server.Gauge("live").Set(1)
 	s.uptime = server.Gauge("uptime")
+	s.goroutines = server.Gauge("goroutines")
+	s.memAllocated = server.Gauge("memory_allocated")
+	s.memHeap = server.Gauge("memory_heap_size")
+	s.memPhysical = server.Gauge("memory_physical_size")
 	for _, b := range []struct {
 		kind, addr string
 		mux        http.Handler
@@ -542,8 +548,17 @@ func (s *Server) handleListeners(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// refreshServerStats sets the server.* gauges read at scrape time: Envoy's
+// uptime and memory_* (heap in use, heap reserved, all memory from the OS)
+// and server.goroutines, which Envoy has no counterpart for.
 func (s *Server) refreshServerStats() {
 	s.uptime.Set(int64(time.Since(s.started).Seconds()))
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	s.memAllocated.Set(int64(ms.HeapAlloc))
+	s.memHeap.Set(int64(ms.HeapSys))
+	s.memPhysical.Set(int64(ms.Sys))
+	s.goroutines.Set(int64(runtime.NumGoroutine()))
 }
 
 func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {

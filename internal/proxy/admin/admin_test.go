@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -348,6 +349,13 @@ func TestAdminEndToEnd(t *testing.T) {
 		} {
 			if !strings.Contains(body, want) {
 				t.Errorf("got /stats without %q", want)
+			}
+		}
+		for _, g := range []string{"server.goroutines", "server.memory_allocated", "server.memory_heap_size", "server.memory_physical_size"} {
+			_, line := get(t, "GET", base+"/stats?filter=^"+g+"$")
+			v, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(line, g+":")))
+			if err != nil || v <= 0 {
+				t.Errorf("got %q for %s, want a positive gauge", line, g)
 			}
 		}
 		_, filtered := get(t, "GET", base+"/stats?filter=upstream_rq_5xx")
