@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/trellis-mesh/trellis/internal/proxy/admin"
 	"os"
 	"os/signal"
 	"strings"
@@ -122,6 +123,7 @@ func rootCommand() *cobra.Command {
 	f.StringVar(&o.PrometheusAddress, "prometheus-address", "0.0.0.0:15090", "Prometheus endpoint /stats/prometheus (empty: off; off by default with -c)")
 	f.StringVar(&o.MergedAddress, "merged-address", "0.0.0.0:15020", "merged proxy + app metrics (empty: off; off by default with -c)")
 	f.StringVar(&o.AppMetricsURL, "app-metrics-url", "", "the application's Prometheus endpoint merged on --merged-address")
+	f.StringVar(&o.AppProbers, "app-probers", os.Getenv(admin.EnvAppProbers), "the application probes served on --merged-address as /app-health/CONTAINER/KIND, Istio's JSON (env "+admin.EnvAppProbers+", set by the injector)")
 	f.IntVar(&o.Concurrency, "concurrency", 0, "worker threads (GOMAXPROCS); 0 keeps the Go default")
 	f.DurationVar(&o.DrainDuration, "drain-duration", 5*time.Second, "how long SIGTERM lets in-flight requests finish")
 	f.StringVar(&o.LogLevel, "log-level", "info", "log level: trace, debug, info, warning, error, critical, off")

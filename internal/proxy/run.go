@@ -68,6 +68,9 @@ type Options struct {
 	// AppMetricsURL is the application's metrics endpoint merged on
 	// MergedAddress.
 	AppMetricsURL string
+	// AppProbers is the JSON of ISTIO_KUBE_APP_PROBERS: the application
+	// probes the injector moved to MergedAddress (/app-health/...).
+	AppProbers string
 	// Log receives the proxy's own log lines (default stderr).
 	Log io.Writer
 	// Ready, when set, is called once the static config is serving (and,
@@ -333,6 +336,7 @@ func (p *Proxy) Serve(ctx context.Context, o Options) error {
 		PrometheusAddress: o.PrometheusAddress,
 		MergedAddress:     o.MergedAddress,
 		AppMetricsURL:     o.AppMetricsURL,
+		AppProbers:        o.AppProbers,
 		ConfigSource:      dump,
 		Clusters:          p.Clusters,
 		Certificates:      p.certChains,
