@@ -196,7 +196,7 @@ func writeSampleBytes(bw *bufio.Writer, name, labels, extra string) {
 // braces (may be empty).
 func WriteHistogram(bw *bufio.Writer, name, labels string, h HistogramSnapshot) {
 	for i, b := range h.Bounds {
-		writeSample(bw, name+"_bucket", labels, `le="`+strconv.FormatFloat(b, 'g', -1, 64)+`"`, strconv.FormatUint(h.Cumulative[i], 10))
+		writeSample(bw, name+"_bucket", labels, `le="`+strconv.FormatFloat(b, 'f', -1, 64)+`"`, strconv.FormatUint(h.Cumulative[i], 10))
 	}
 	writeSample(bw, name+"_bucket", labels, `le="+Inf"`, strconv.FormatUint(h.Count, 10))
 	writeSample(bw, name+"_sum", labels, "", strconv.FormatFloat(h.Sum, 'g', -1, 64))

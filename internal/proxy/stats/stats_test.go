@@ -1,6 +1,7 @@
 package stats
 
 import (
+	"bufio"
 	"bytes"
 	"io"
 	"strconv"
@@ -197,5 +198,32 @@ func TestScopeWithoutKind(t *testing.T) {
 	s.Scope("", "x").Counter("y").Inc()
 	if st := s.Get("x.y"); st == nil || st.TagValue != "x" {
 		t.Errorf("got %+v, want stat x.y tagged x", st)
+	}
+}
+
+// TestHistogramBucketBoundsAsEnvoyWrites: le labels are plain decimals, as
+// Envoy's /stats/prometheus writes them (le="1800000", not "1.8e+06"):
+// Prometheus 2 compares le as a string, so a query or recording rule
+// naming Envoy's bound must match the proxy's series.
+func TestHistogramBucketBoundsAsEnvoyWrites(t *testing.T) {
+	h := NewHistogram(DefaultBuckets)
+	h.Observe(3_000_000)
+	var buf bytes.Buffer
+	bw := bufio.NewWriter(&buf)
+	WriteHistogram(bw, "istio_request_duration_milliseconds", `reporter="destination"`, h.Snapshot())
+	bw.Flush()
+	var les []string
+	for _, line := range strings.Split(buf.String(), "\n") {
+		if i := strings.Index(line, `le="`); i >= 0 {
+			rest := line[i+4:]
+			les = append(les, rest[:strings.IndexByte(rest, '"')])
+		}
+	}
+	want := "0.5,1,5,10,25,50,100,250,500,1000,2500,5000,10000,30000,60000,300000,600000,1800000,3600000,+Inf"
+	if got := strings.Join(les, ","); got != want {
+		t.Errorf("le bounds:\n got %s\nwant %s", got, want)
+	}
+	if !strings.Contains(buf.String(), `istio_request_duration_milliseconds_bucket{reporter="destination",le="3600000"} 1`) {
+		t.Errorf("3 000 000 ms not counted in le=\"3600000\":\n%s", buf.String())
 	}
 }

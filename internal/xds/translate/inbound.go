@@ -177,6 +177,13 @@ func (s *scope) sidecarIngress() []inboundPort {
 		return nil
 	}
 	sc := s.sidecar.Spec.(*networking.Sidecar)
+	// As Istio does, an ingress port that is an endpoint port of the
+	// workload's services serves those services (their cluster metadata
+	// names destination_service at the destination).
+	local := map[uint32][]*registry.Service{}
+	for _, lp := range s.localPorts() {
+		local[lp.port] = lp.services
+	}
 	var out []inboundPort
 	seen := map[uint32]bool{}
 	for _, ing := range sc.GetIngress() {
@@ -185,7 +192,7 @@ func (s *scope) sidecarIngress() []inboundPort {
 			continue
 		}
 		seen[n] = true
-		p := inboundPort{port: n, protocol: registry.ParseProtocol(ing.GetPort().GetProtocol(), ing.GetPort().GetName()), addr: "127.0.0.1", target: n}
+		p := inboundPort{port: n, protocol: registry.ParseProtocol(ing.GetPort().GetProtocol(), ing.GetPort().GetName()), addr: "127.0.0.1", target: n, services: local[n]}
 		if ep := ing.GetDefaultEndpoint(); ep != "" {
 			if host, port, err := net.SplitHostPort(ep); err == nil {
 				if v, err := strconv.ParseUint(port, 10, 32); err == nil && v > 0 {
