@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -177,19 +176,9 @@ func TestProxyWorkloadCertificateFromCA(t *testing.T) {
 	if err := os.WriteFile(bsPath, []byte(bs), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	rd, wr, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.WriteString(wr, front)
-	wr.Close()
 	// The lifetime asked for is short so that renewal happens within the
 	// test: about every 10 s.
-	cmd := exec.Command(proxyBin, "-c", bsPath, "--drain-duration", "1s", "--log-level", "debug")
-	cmd.Env = append(os.Environ(), "CA_ADDR="+caAddr, "TRELLIS_CA_TOKEN_FD=3", "TRELLIS_CA_ROOT_CERT="+root, "SECRET_TTL=20s")
-	cmd.ExtraFiles = []*os.File{rd}
-	proxy := startProxyCmd(t, cmd)
-	rd.Close()
+	proxy := startProxyWithCredential(t, front, caAddr, root, []string{"SECRET_TTL=20s"}, "-c", bsPath, "--drain-duration", "1s", "--log-level", "debug")
 
 	// The client: the same CA client in-process, as workload shop/back.
 	clientStore := tlsterm.NewStore()

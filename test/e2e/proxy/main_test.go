@@ -268,3 +268,22 @@ func readLines(path string) []string {
 	}
 	return out
 }
+
+// startProxyWithCredential starts trellis-proxy with args as a workload of
+// trellisd's CA at caAddr: its local credential handed over on descriptor 3
+// (TRELLIS_CA_TOKEN_FD), the CA's root at root, and env added.
+func startProxyWithCredential(t *testing.T, token, caAddr, root string, env []string, args ...string) *proc {
+	t.Helper()
+	rd, wr, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(wr, token)
+	wr.Close()
+	cmd := exec.Command(proxyBin, args...)
+	cmd.Env = append(append(os.Environ(), "CA_ADDR="+caAddr, "TRELLIS_CA_TOKEN_FD=3", "TRELLIS_CA_ROOT_CERT="+root), env...)
+	cmd.ExtraFiles = []*os.File{rd}
+	p := startProxyCmd(t, cmd)
+	rd.Close()
+	return p
+}

@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -91,19 +90,9 @@ func TestPeerAuthenticationThroughSidecars(t *testing.T) {
 
 	sidecar := func(name, sa, ip, token, rebind, prom string) string {
 		admin := freePort(t)
-		rd, wr, err := os.Pipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.WriteString(wr, token)
-		wr.Close()
-		cmd := exec.Command(proxyBin, "--xds-address", td.XDSAddr(), "--ip", ip, "--pod-name", name, "--namespace", "shop",
+		startProxyWithCredential(t, token, caAddr, root, nil, "--xds-address", td.XDSAddr(), "--ip", ip, "--pod-name", name, "--namespace", "shop",
 			"--service-account", sa, "--labels", "app="+name, "--admin-address", admin,
 			"--ready-address", "", "--prometheus-address", prom, "--merged-address", "", "--rebind", rebind, "--drain-duration", "1s", "--log-level", "debug")
-		cmd.Env = append(os.Environ(), "CA_ADDR="+caAddr, "TRELLIS_CA_TOKEN_FD=3", "TRELLIS_CA_ROOT_CERT="+root)
-		cmd.ExtraFiles = []*os.File{rd}
-		startProxyCmd(t, cmd)
-		rd.Close()
 		return admin
 	}
 	reviewsProm := freePort(t)

@@ -1,12 +1,11 @@
 package proxy
 
 import (
-	"encoding/json"
+	"context"
 	"fmt"
 	"io"
 	"math"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +14,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	promapi "github.com/prometheus/client_golang/api"
+	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"github.com/prometheus/common/model"
 
 	"github.com/trellis-mesh/trellis/internal/ca"
 	"github.com/trellis-mesh/trellis/internal/trellisd"
@@ -73,54 +76,41 @@ type promSample struct {
 	Value  float64
 }
 
-// promQuery runs an instant query over Prometheus' HTTP API.
+// promQuery runs an instant query over Prometheus' HTTP API (the client
+// library internal/shift uses) and wants a vector back.
 func promQuery(base, q string) ([]promSample, error) {
-	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get(base + "/api/v1/query?query=" + url.QueryEscape(q))
+	c, err := promapi.NewClient(promapi.Config{Address: base})
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
-	var body struct {
-		Status string
-		Error  string
-		Data   struct {
-			ResultType string
-			Result     []struct {
-				Metric map[string]string
-				Value  [2]any
-			}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	v, _, _, err := promv1.NewAPI(c).Query(ctx, q, time.Time{})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", q, err)
+	}
+	vec, ok := v.(model.Vector)
+	if !ok {
+		return nil, fmt.Errorf("%s: got a %s, want a vector", q, v.Type())
+	}
+	out := make([]promSample, 0, len(vec))
+	for _, smp := range vec {
+		m := make(map[string]string, len(smp.Metric))
+		for k, v := range smp.Metric {
+			m[string(k)] = string(v)
 		}
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		return nil, fmt.Errorf("%s: %v", q, err)
-	}
-	if body.Status != "success" || body.Data.ResultType != "vector" {
-		return nil, fmt.Errorf("%s: status %q, type %q: %s", q, body.Status, body.Data.ResultType, body.Error)
-	}
-	out := make([]promSample, 0, len(body.Data.Result))
-	for _, r := range body.Data.Result {
-		s, _ := r.Value[1].(string)
-		v, err := strconv.ParseFloat(s, 64)
-		if err != nil {
-			return nil, fmt.Errorf("%s: value %v: %v", q, r.Value[1], err)
-		}
-		out = append(out, promSample{Metric: r.Metric, Value: v})
+		out = append(out, promSample{Metric: m, Value: float64(smp.Value)})
 	}
 	return out, nil
 }
 
-// seriesKey renders a sample's labels in a fixed order.
+// seriesKey renders a sample's labels in a fixed (sorted) order.
 func seriesKey(m map[string]string) string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
+	ls := make(model.LabelSet, len(m))
+	for k, v := range m {
+		ls[model.LabelName(k)] = model.LabelValue(v)
 	}
-	sort.Strings(keys)
-	var b strings.Builder
-	for _, k := range keys {
-		fmt.Fprintf(&b, "%s=%q,", k, m[k])
-	}
-	return strings.TrimSuffix(b.String(), ",")
+	return ls.String()
 }
 
 // startScrapingPrometheus runs the Debian prometheus binary with one job
@@ -226,19 +216,9 @@ func TestPromQLOverScrapedSidecars(t *testing.T) {
 	t.Cleanup(plane.stop)
 
 	sidecar := func(pod, workload, sa, labels, ip, token, rebind, stats, merged string) {
-		rd, wr, err := os.Pipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.WriteString(wr, token)
-		wr.Close()
-		cmd := exec.Command(proxyBin, "--xds-address", plane.server.XDSAddr(), "--ip", ip, "--pod-name", pod, "--namespace", "default",
+		startProxyWithCredential(t, token, caAddr, root, nil, "--xds-address", plane.server.XDSAddr(), "--ip", ip, "--pod-name", pod, "--namespace", "default",
 			"--workload-name", workload, "--service-account", sa, "--labels", labels, "--admin-address", freePort(t),
 			"--ready-address", "", "--prometheus-address", stats, "--merged-address", merged, "--rebind", rebind, "--drain-duration", "1s")
-		cmd.Env = append(os.Environ(), "CA_ADDR="+caAddr, "TRELLIS_CA_TOKEN_FD=3", "TRELLIS_CA_ROOT_CERT="+root)
-		cmd.ExtraFiles = []*os.File{rd}
-		startProxyCmd(t, cmd)
-		rd.Close()
 	}
 	workerStats, workerMerged := freePort(t), freePort(t)
 	sidecar("worker-deployment-5d8f7-x2k4q", "worker-deployment", "worker", "app=worker,version=v1", workerIP, workerToken,
