@@ -7,7 +7,7 @@ import (
 
 func TestParse(t *testing.T) {
 	for _, tc := range []struct {
-		in, want string
+		in, want   string
 		perRequest bool
 	}{
 		{"'foo'", "'foo'", false},

@@ -6,9 +6,9 @@ import (
 	udpatypev1 "github.com/cncf/xds/go/udpa/type/v1"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
-	telemetry "istio.io/api/telemetry/v1alpha1"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
+	telemetry "istio.io/api/telemetry/v1alpha1"
 
 	"github.com/trellis-mesh/trellis/internal/tagexpr"
 )
