@@ -9,6 +9,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -135,6 +136,48 @@ func TestRequestPathAllocs(t *testing.T) {
 		t.Errorf("got %.1f allocations per proxied request, want at most %d", got, max)
 	}
 	t.Logf("%.1f allocations per proxied request", got)
+}
+
+// statsFilterHeaderTags is an istio.stats filter as trellisd sends it for
+// a Telemetry upserting tags from request attributes and removing one.
+const statsFilterHeaderTags = `          - name: istio.stats
+            typed_config:
+              "@type": type.googleapis.com/udpa.type.v1.TypedStruct
+              type_url: type.googleapis.com/stats.PluginConfig
+              value:
+                metrics:
+                - name: requests_total
+                  dimensions: {agent: "request.headers['user-agent'] | 'none'", path: request.url_path}
+                  tags_to_remove: [request_protocol]
+`
+
+// TestRequestPathAllocsHeaderTags is TestRequestPathAllocs with
+// request-valued metric tags: once a combination of values has been seen
+// the request still allocates no more than the default path.
+func TestRequestPathAllocsHeaderTags(t *testing.T) {
+	if testing.Short() {
+		t.Skip("allocation guard")
+	}
+	be := rawBackend(t, string(bytes.Repeat([]byte("y"), 1024)))
+	r := startProxy(t, []testListener{{Name: "out", HCM: hcmFilters(statsFilterHeaderTags+faultFilter+corsFilter+routerFilter, vhost(`              - match: {prefix: /}
+                route: {cluster: be, timeout: 0s}
+`), "")}}, []testCluster{{Name: "be", Addrs: []string{be}}}, nil)
+	c := newRawClient(t, r.addr(t, "out"), onePOST(1024))
+	for i := 0; i < 50; i++ {
+		c.do(t)
+	}
+	time.Sleep(10 * time.Millisecond)
+	got := testing.AllocsPerRun(500, func() { c.do(t) })
+	const max = 1
+	if got > max {
+		t.Errorf("got %.1f allocations per proxied request with header tags, want at most %d", got, max)
+	}
+	var b bytes.Buffer
+	r.p.Telemetry.WritePrometheus(&b)
+	if out := b.String(); !strings.Contains(out, `agent="fortio.org/fortio-1.68.2"`) || !strings.Contains(out, `path="/echo"`) {
+		t.Errorf("istio_requests_total without the header tags:\n%s", out)
+	}
+	t.Logf("%.1f allocations per proxied request with header tags", got)
 }
 
 // BenchmarkRequestPath measures one keep-alive POST (1 KiB each way)

@@ -125,6 +125,9 @@ filter_chains:
   filters:
   - {name: envoy.filters.network.sni_cluster}
   - {name: envoy.filters.network.tcp_proxy}`, want: `filter_chains[0].filters[0].name: network filter "envoy.filters.network.sni_cluster" is not supported`},
+		{name: "stats filter unknown field", yaml: statsChain("{metrics: [{name: tcp_sent_bytes_total, match: \"x\"}]}", true), want: `filter_chains[0].filters[0].typed_config.value.metrics[0].match: not supported by trellis-proxy`},
+		{name: "stats filter unknown metric", yaml: statsChain("{metrics: [{name: tcp_bytes}]}", true), want: `filter_chains[0].filters[0].typed_config.value.metrics[0].name: "tcp_bytes" is not a standard metric`},
+		{name: "stats filter last", yaml: statsChain("{metrics: []}", false), want: `filter_chains[0].filters[0]: "istio.stats" must be followed by tcp_proxy`},
 		{name: "duplicate match", yaml: `
 name: a
 address: {socket_address: {address: 0.0.0.0, port_value: 1}}
@@ -247,4 +250,38 @@ func FuzzParseClientHello(f *testing.F) {
 			t.Fatalf("server name longer than the input")
 		}
 	})
+}
+
+// statsChain is a listener whose chain has an istio.stats network filter
+// with value, before a tcp_proxy when proxy is set.
+func statsChain(value string, proxy bool) string {
+	y := `
+name: a
+address: {socket_address: {address: 0.0.0.0, port_value: 1}}
+filter_chains:
+- filters:
+  - name: istio.stats
+    typed_config:
+      "@type": type.googleapis.com/udpa.type.v1.TypedStruct
+      type_url: type.googleapis.com/stats.PluginConfig
+      value: ` + value
+	if proxy {
+		y += `
+  - name: envoy.filters.network.tcp_proxy
+    typed_config:
+      "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+      stat_prefix: a
+      cluster: a`
+	}
+	return y
+}
+
+func TestStatsNetworkFilter(t *testing.T) {
+	l, err := compileYAML(t, statsChain("{metrics: [{name: tcp_sent_bytes_total, drop: true}]}", true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := l.Chains[0].TCP.Metrics; m == nil {
+		t.Errorf("got no stats config on the tcp_proxy, want the istio.stats filter's")
+	}
 }

@@ -22,8 +22,9 @@ const StatsConfigType = "type.googleapis.com/stats.PluginConfig"
 // part of a series' key.
 const MaxPerRequest = 8
 
-// maxInterned bounds the request attribute values a config keeps as
-// strings; past it a new value costs one allocation per request.
+// maxInterned bounds the request attribute values and the tuples of them
+// a config keeps interned; past it a new value costs an allocation per
+// request.
 const maxInterned = 4096
 
 // Metrics is a compiled istio.stats config: which standard metrics are
@@ -33,13 +34,19 @@ const maxInterned = 4096
 // keeps counting into the same series.
 type Metrics struct {
 	metric [numMetrics]metricConfig
-	// perRequest are the request-valued expressions; Key.Dyn[i] holds
+	// perRequest are the request-valued expressions; Key.Tags[i] holds
 	// the value of perRequest[i] for one request.
 	perRequest []tagexpr.Expr
 
 	mu     sync.RWMutex
-	values map[string]string // interned request attribute values
+	values map[string]string        // interned request attribute values
+	tuples map[TagValues]*TagValues // interned Key.Tags
 }
+
+// TagValues are one request's values of a config's request-valued tags,
+// in the order of Metrics.perRequest. Interned, so that a series key
+// holds one pointer, not the strings.
+type TagValues [MaxPerRequest]string
 
 // The standard metrics, indexed as tagexpr.Metrics.
 const (
@@ -69,7 +76,7 @@ type metricConfig struct {
 // per-request slot.
 type tagValue struct {
 	expr tagexpr.Expr
-	slot int // index into Key.Dyn, or -1
+	slot int // index into Key.Tags, or -1
 }
 
 var (
@@ -251,12 +258,31 @@ type Attributes interface {
 // whether Fill must run for each request.
 func (m *Metrics) PerRequest() bool { return m != nil && len(m.perRequest) > 0 }
 
-// Fill evaluates the request-valued tags of k's config into k.Dyn. A
-// value seen before does not allocate.
+// Fill evaluates the request-valued tags of k's config into k.Tags. A
+// combination of values seen before does not allocate.
 func (m *Metrics) Fill(k *Key, a Attributes) {
+	var tv TagValues
 	for i, x := range m.perRequest {
-		k.Dyn[i] = m.eval(x, k, a)
+		tv[i] = m.eval(x, k, a)
 	}
+	m.mu.RLock()
+	p, ok := m.tuples[tv]
+	m.mu.RUnlock()
+	if !ok {
+		p = new(TagValues)
+		*p = tv
+		m.mu.Lock()
+		if q, ok := m.tuples[tv]; ok {
+			p = q
+		} else if len(m.tuples) < maxInterned {
+			if m.tuples == nil {
+				m.tuples = map[TagValues]*TagValues{}
+			}
+			m.tuples[tv] = p
+		}
+		m.mu.Unlock()
+	}
+	k.Tags = p
 }
 
 func (m *Metrics) eval(x tagexpr.Expr, k *Key, a Attributes) string {
@@ -372,7 +398,9 @@ func (m *Metrics) labelsFor(i int, k *seriesKey, std []label) (string, bool) {
 	value := func(tv tagValue) string {
 		v := ""
 		if tv.slot >= 0 {
-			v = k.Dyn[tv.slot]
+			if k.Tags != nil {
+				v = k.Tags[tv.slot]
+			}
 		} else {
 			v = m.eval(tv.expr, &k.Key, nil)
 		}

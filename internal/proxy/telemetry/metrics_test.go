@@ -142,7 +142,7 @@ func BenchmarkRequestHeaderTag(b *testing.B) {
 	r := NewRecorder(nil)
 	front := r.Interner.Peer(Peer{Workload: "frontend", Namespace: "default"})
 	base := Key{Reporter: Source, Source: front, Protocol: "http", Security: "unknown"}
-	a := benchAttrs{name: "x-user", value: []byte("ann")}
+	a := &benchAttrs{name: "x-user", value: []byte("ann")}
 	b.Run("default", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
@@ -167,13 +167,13 @@ type benchAttrs struct {
 	value []byte
 }
 
-func (a benchAttrs) Header(n string) []byte {
+func (a *benchAttrs) Header(n string) []byte {
 	if n == a.name {
 		return a.value
 	}
 	return nil
 }
-func (a benchAttrs) Method() []byte   { return nil }
-func (a benchAttrs) Path() []byte     { return nil }
-func (a benchAttrs) Host() []byte     { return nil }
-func (a benchAttrs) Protocol() string { return "" }
+func (a *benchAttrs) Method() []byte   { return nil }
+func (a *benchAttrs) Path() []byte     { return nil }
+func (a *benchAttrs) Host() []byte     { return nil }
+func (a *benchAttrs) Protocol() string { return "" }

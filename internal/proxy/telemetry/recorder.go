@@ -46,8 +46,9 @@ type Key struct {
 	// Metrics is the istio.stats config of the listener that saw the call
 	// (nil: Istio's standard metrics).
 	Metrics *Metrics
-	// Dyn are the values of Metrics' request-valued tags (Metrics.Fill).
-	Dyn [MaxPerRequest]string
+	// Tags are the values of Metrics' request-valued tags (Metrics.Fill),
+	// interned; nil when it has none.
+	Tags *TagValues
 }
 
 type seriesKey struct {
