@@ -180,6 +180,22 @@ func TestRequestPathAllocsHeaderTags(t *testing.T) {
 	t.Logf("%.1f allocations per proxied request with header tags", got)
 }
 
+// BenchmarkRequestPathHeaderTags is BenchmarkRequestPath with the
+// istio.stats config of TestRequestPathAllocsHeaderTags.
+func BenchmarkRequestPathHeaderTags(b *testing.B) {
+	be := rawBackend(b, string(bytes.Repeat([]byte("y"), 1024)))
+	r := startProxy(b, []testListener{{Name: "out", HCM: hcmFilters(statsFilterHeaderTags+faultFilter+corsFilter+routerFilter, vhost(`              - match: {prefix: /}
+                route: {cluster: be, timeout: 0s}
+`), "")}}, []testCluster{{Name: "be", Addrs: []string{be}}}, nil)
+	c := newRawClient(b, r.addr(b, "out"), onePOST(1024))
+	c.do(b)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		c.do(b)
+	}
+}
+
 // BenchmarkRequestPath measures one keep-alive POST (1 KiB each way)
 // through one in-process proxy hop.
 func BenchmarkRequestPath(b *testing.B) {
