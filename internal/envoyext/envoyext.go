@@ -1,6 +1,7 @@
 package envoyext
 
 import (
+	_ "github.com/cncf/xds/go/udpa/type/v1" // TypedStruct: the istio.stats filter config
 	_ "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/config/trace/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/file/v3"

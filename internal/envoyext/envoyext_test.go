@@ -29,6 +29,7 @@ func TestContractTypesResolve(t *testing.T) {
 		"envoy.extensions.transport_sockets.tls.v3.Secret",
 		"envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
 		"envoy.service.discovery.v3.DiscoveryResponse",
+		"udpa.type.v1.TypedStruct",
 	} {
 		var a anypb.Any
 		if err := protojson.Unmarshal([]byte(`{"@type": "type.googleapis.com/`+name+`"}`), &a); err != nil {
