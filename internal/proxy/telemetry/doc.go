@@ -14,4 +14,11 @@
 // interned once, when a cluster, an endpoint or a caller's peer metadata is
 // first seen, and a request only looks up its series by a small struct of
 // pointers in a copy-on-write map, then does atomic adds.
+//
+// A Telemetry's metrics overrides reach the proxy as Istio's istio.stats
+// filter (CompileMetrics, compiled with the listener): per metric, dropped
+// or with labels removed and upserted. Each series renders its label set
+// per metric once, when it is created; the values of request-valued tags
+// (request.headers[...] and the like) are interned and part of the
+// series key as one pointer.
 package telemetry

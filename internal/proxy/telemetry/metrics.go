@@ -79,6 +79,10 @@ type tagValue struct {
 	slot int // index into Key.Tags, or -1
 }
 
+// maxConfigs bounds the distinct configs interned (a mesh has a few per
+// proxy); past it a recompiled config starts new series.
+const maxConfigs = 1024
+
 var (
 	metricsMu   sync.Mutex
 	metricsByID = map[string]*Metrics{}
@@ -240,7 +244,9 @@ func intern(m *Metrics) *Metrics {
 	if got, ok := metricsByID[id]; ok {
 		return got
 	}
-	metricsByID[id] = m
+	if len(metricsByID) < maxConfigs {
+		metricsByID[id] = m
+	}
 	return m
 }
 

@@ -177,3 +177,32 @@ func (a *benchAttrs) Method() []byte   { return nil }
 func (a *benchAttrs) Path() []byte     { return nil }
 func (a *benchAttrs) Host() []byte     { return nil }
 func (a *benchAttrs) Protocol() string { return "" }
+
+// FuzzCompileMetrics feeds arbitrary JSON objects (as an xDS server could
+// send in the TypedStruct) to the compiler: an error or a config, never a
+// panic; a config renders.
+func FuzzCompileMetrics(f *testing.F) {
+	for _, s := range []string{
+		`{"metrics":[{"name":"requests_total","drop":true}]}`,
+		`{"metrics":[{"dimensions":{"u":"request.headers['x'] | 'a'"},"tags_to_remove":["request_protocol"]}]}`,
+		`{"metrics":[{"name":"tcp_sent_bytes_total","dimensions":{"p":"upstream_peer.app"}}]}`,
+		`{"definitions":[]}`,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, js string) {
+		var v structpb.Struct
+		if err := v.UnmarshalJSON([]byte(js)); err != nil {
+			return
+		}
+		m, err := CompileMetrics(&v, "v")
+		if err != nil {
+			return
+		}
+		r := NewRecorder(nil)
+		k := Key{Reporter: Destination, Protocol: "http", Metrics: m}
+		m.Fill(&k, &benchAttrs{name: "x", value: []byte("y")})
+		r.Request(&k, 200, -1, "-", 1, 1, 1)
+		parse(t, r)
+	})
+}

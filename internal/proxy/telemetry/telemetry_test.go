@@ -20,7 +20,7 @@ var istioLabels = []string{"reporter", "source_workload", "source_workload_names
 	"destination_canonical_service", "destination_canonical_revision", "destination_cluster", "request_protocol",
 	"response_flags", "connection_security_policy", "response_code", "grpc_response_status"}
 
-func parse(t *testing.T, r *Recorder) map[string]*dto.MetricFamily {
+func parse(t testing.TB, r *Recorder) map[string]*dto.MetricFamily {
 	t.Helper()
 	var b bytes.Buffer
 	if err := r.WritePrometheus(&b); err != nil {
