@@ -3,6 +3,7 @@ package proxy
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"testing"
 	"time"
@@ -39,11 +40,24 @@ spec:
   ingress:
   - port: {number: 15006, protocol: HTTP, name: http}
     defaultEndpoint: 127.0.0.1:{{APP_PORT}}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: db, namespace: shop}
+spec:
+  hosts: [db.shop.svc.cluster.local]
+  addresses: [240.240.9.5]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 5432, name: tcp-db, protocol: TCP, targetPort: {{DB_PORT}}}]
+  endpoints: [{address: 127.0.0.1, labels: {app: db}}]
 `
 
 // metricsNamespaceTelemetry is shop's Telemetry: no REQUEST_COUNT on the
 // client side; on REQUEST_COUNT, request_protocol removed and a user tag
-// from the x-user request header (anonymous without one).
+// from the x-user request header (anonymous without one); on the client
+// side's TCP metrics, no TCP_OPENED_CONNECTIONS and TCP_SENT_BYTES without
+// request_protocol but with the upstream peer's app.
 const metricsNamespaceTelemetry = `apiVersion: telemetry.istio.io/v1
 kind: Telemetry
 metadata: {name: shop, namespace: shop}
@@ -57,6 +71,12 @@ spec:
       tagOverrides:
         request_protocol: {operation: REMOVE}
         user: {operation: UPSERT, value: "request.headers['x-user'] | 'anonymous'"}
+    - match: {metric: TCP_OPENED_CONNECTIONS, mode: CLIENT}
+      disabled: true
+    - match: {metric: TCP_SENT_BYTES, mode: CLIENT}
+      tagOverrides:
+        request_protocol: {operation: REMOVE}
+        peer: {value: "upstream_peer.app | 'none'"}
 `
 
 // metricsWorkloadTelemetry selects reviews: its user tag is {{VALUE}}.
@@ -83,6 +103,9 @@ spec:
 //     no such label, its duration series keep it;
 //   - it upserts user from the x-user header: the series carry the
 //     header's value, or the fallback without the header;
+//   - on front's TCP connection to db (no sidecar there):
+//     TCP_OPENED_CONNECTIONS disabled, TCP_SENT_BYTES without
+//     request_protocol and with the upstream peer's app;
 //   - a Telemetry selecting reviews wins over the namespace's: its literal
 //     user value labels the requests after it is applied;
 //   - a bad expression in that file is rejected and the last good config
@@ -91,7 +114,8 @@ func TestTelemetryMetricsThroughSidecars(t *testing.T) {
 	dir := t.TempDir()
 	app := versionServer(t, "reviews-v1")
 	inbound := freePort(t)
-	writeConfig(t, dir, "workloads.yaml", metricsWorkloads, map[string]string{"INBOUND_PORT": port(inbound), "APP_PORT": port(app)})
+	db := tcpEcho(t)
+	writeConfig(t, dir, "workloads.yaml", metricsWorkloads, map[string]string{"INBOUND_PORT": port(inbound), "APP_PORT": port(app), "DB_PORT": port(db)})
 	writeConfig(t, dir, "telemetry.yaml", metricsNamespaceTelemetry, nil)
 	td := startTrellisd(t, dir, "")
 
@@ -99,10 +123,10 @@ func TestTelemetryMetricsThroughSidecars(t *testing.T) {
 	startProxy(t, "--xds-address", td.XDSAddr(), "--ip", "127.0.0.1", "--pod-name", "reviews-1", "--namespace", "shop",
 		"--labels", "app=reviews,version=v1", "--admin-address", freePort(t), "--ready-address", "", "--prometheus-address", reviewsStats, "--merged-address", "",
 		"--rebind", fmt.Sprintf("0.0.0.0:80=%s,0.0.0.0:15001=%s,0.0.0.0:15006=%s", freePort(t), freePort(t), inbound), "--drain-duration", "1s")
-	outbound, frontStats := freePort(t), freePort(t)
+	outbound, frontStats, dbLocal := freePort(t), freePort(t), freePort(t)
 	startProxy(t, "--xds-address", td.XDSAddr(), "--ip", "127.0.0.2", "--pod-name", "front-1", "--namespace", "shop",
 		"--labels", "app=front,version=v2", "--admin-address", freePort(t), "--ready-address", "", "--prometheus-address", frontStats, "--merged-address", "",
-		"--rebind", fmt.Sprintf("0.0.0.0:80=%s,0.0.0.0:15001=%s,0.0.0.0:15006=%s", outbound, freePort(t), freePort(t)), "--drain-duration", "1s")
+		"--rebind", fmt.Sprintf("0.0.0.0:80=%s,240.240.9.5:5432=%s,0.0.0.0:15001=%s,0.0.0.0:15006=%s", outbound, dbLocal, freePort(t), freePort(t)), "--drain-duration", "1s")
 
 	client := &http.Client{Timeout: 5 * time.Second}
 	call := func(user string) error {
@@ -211,6 +235,51 @@ func TestTelemetryMetricsThroughSidecars(t *testing.T) {
 			t.Errorf("reviews' duration series %v: want request_protocol=http and no user (the overrides are on REQUEST_COUNT)", m.GetLabel())
 		}
 	}
+
+	// TCP, client side: one echoed connection to db through front's
+	// sidecar.
+	eventually(t, "an echoed connection to db through front's sidecar", func() error {
+		c, err := net.DialTimeout("tcp", dbLocal, 2*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		if _, err := c.Write([]byte("ping")); err != nil {
+			return err
+		}
+		b := make([]byte, 4)
+		if _, err := io.ReadFull(c, b); err != nil || string(b) != "ping" {
+			return fmt.Errorf("echo: %q, %v", b, err)
+		}
+		return nil
+	})
+	eventually(t, "front's TCP metrics as the Telemetry says", func() error {
+		fams, err := promScrape(frontStats)
+		if err != nil {
+			return err
+		}
+		if f := fams["istio_tcp_connections_opened_total"]; f != nil {
+			return fmt.Errorf("front has istio_tcp_connections_opened_total (disabled for CLIENT): %v", f.GetMetric())
+		}
+		if fams["istio_tcp_connections_closed_total"] == nil {
+			return fmt.Errorf("front has no istio_tcp_connections_closed_total; only TCP_OPENED_CONNECTIONS is disabled")
+		}
+		sent := fams["istio_tcp_sent_bytes_total"].GetMetric()
+		if len(sent) != 1 {
+			return fmt.Errorf("got %d istio_tcp_sent_bytes_total series, want 1: %v", len(sent), sent)
+		}
+		m := sent[0]
+		if lv(m, "peer") != "db" || hasLabel(m, "request_protocol") || lv(m, "destination_service") != "db.shop.svc.cluster.local" || m.GetCounter().GetValue() != 4 {
+			return fmt.Errorf("istio_tcp_sent_bytes_total %v = %v, want peer=db, no request_protocol, 4 bytes", m.GetLabel(), m.GetCounter().GetValue())
+		}
+		for _, r := range fams["istio_tcp_received_bytes_total"].GetMetric() {
+			if lv(r, "request_protocol") != "tcp" || hasLabel(r, "peer") {
+				return fmt.Errorf("istio_tcp_received_bytes_total %v: want the standard labels (the overrides are on TCP_SENT_BYTES)", r.GetLabel())
+			}
+		}
+		return nil
+	})
 
 	// (d) The Telemetry selecting reviews wins over the namespace's.
 	writeConfig(t, dir, "reviews-telemetry.yaml", metricsWorkloadTelemetry, map[string]string{"VALUE": "'workload'"})
