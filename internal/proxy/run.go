@@ -343,6 +343,7 @@ func (p *Proxy) Serve(ctx context.Context, o Options) error {
 		Stats:             p.Stats,
 		Telemetry:         p.Telemetry,
 		Failures:          p.Failures,
+		Listeners:         p.Listeners.Listeners,
 		Ready:             func() bool { return p.initialized(synced.Load()) },
 		Drain:             p.startDrain,
 		Quit:              quit,

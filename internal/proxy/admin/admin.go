@@ -27,6 +27,7 @@ import (
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster"
 	"github.com/trellis-mesh/trellis/internal/proxy/failures"
 	"github.com/trellis-mesh/trellis/internal/proxy/lb"
+	"github.com/trellis-mesh/trellis/internal/proxy/listener"
 	"github.com/trellis-mesh/trellis/internal/proxy/stats"
 	"github.com/trellis-mesh/trellis/internal/proxy/telemetry"
 )
@@ -71,6 +72,9 @@ type Options struct {
 	// Failures renders /debug/failures (the last failed requests); may
 	// be nil.
 	Failures *failures.Ring
+	// Listeners returns the compiled listeners the proxy serves, for
+	// /debug/authz and /debug/authz/check; may be nil (both answer 503).
+	Listeners func() map[string]*listener.Listener
 	// Logging backs /logging; nil creates one with the default loggers.
 	Logging *Logging
 	// Ready reports whether the first configuration is applied; nil means ready.
@@ -218,6 +222,8 @@ func (s *Server) endpoints() []endpoint {
 		}},
 		{"/xds", "the xDS client's per-type state: version, nonce, last NACK reason, subscriptions (Trellis)", false, s.handleXDS},
 		{"/debug/failures", "the last failed requests: status, response flags and details, route, upstream cluster (JSON, Trellis)", false, s.handleFailures},
+		{"/debug/authz", "the AuthorizationPolicies a listener's RBAC filters hold (param: listener, default virtualInbound; JSON, Trellis)", false, s.handleAuthzPolicies},
+		{"/debug/authz/check", "would a request be allowed, and by which policy and rule: runs it through the live RBAC filters (params: listener, method, path, host, header=NAME:VALUE, principal, namespace, source_ip, destination_ip, port, sni; JSON, Trellis)", false, s.handleAuthzCheck},
 		{"/reset_counters", "reset all counters to zero", true, func(w http.ResponseWriter, r *http.Request) {
 			s.opts.Stats.ResetCounters()
 			io.WriteString(w, "OK\n")
