@@ -51,7 +51,9 @@ listener applies, with their action and rules.
 
 The target is a workload of the local mesh (NAME, NAMESPACE/NAME or
 NAME.NAMESPACE), an admin address (HOST:PORT), or, when omitted,
---admin-address.`,
+--admin-address. In Kubernetes the admin API listens on the pod's loopback:
+forward it first (kubectl port-forward -n NS pod/POD 15000) and check
+127.0.0.1:15000.`,
 		Example: `  trellis authz check reviews.shop
   trellis authz check reviews.shop --method DELETE --path /api --principal spiffe://cluster.local/ns/shop/sa/front
   trellis authz check 127.0.0.1:15000 --namespace foo --header x-token=blocked --port 8080 -o json`,

@@ -1,11 +1,13 @@
 package proxy
 
 import (
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/trellis-mesh/trellis/internal/proxy/admin"
 	"github.com/trellis-mesh/trellis/internal/proxy/authz"
 )
 
@@ -102,4 +104,33 @@ func TestAuthzCheckAnswersAsRequestsAre(t *testing.T) {
 	if want := "AUDIT foo/audit-admin,DENY foo/deny-delete,ALLOW foo/by-header,ALLOW foo/productpage"; strings.Join(got, ",") != want {
 		t.Errorf("policies %s, want %s", strings.Join(got, ","), want)
 	}
+}
+
+// FuzzAuthzCheck feeds /debug/authz/check query strings to the parser and
+// the check against a live listener with RBAC filters: whatever the
+// input, an answer has a reason or the input is rejected with an error.
+func FuzzAuthzCheck(f *testing.F) {
+	for _, s := range []string{"listener=in&method=DELETE&path=/productpage", "listener=in&path=//a/../b?x#y&header=x-forwarded-for:1.2.3.4",
+		"listener=in&principal=spiffe://cluster.local/ns/a/sa/b&namespace=a&source_ip=::1&sni=x&port=1", "listener=in&header=:path:/x", "port=99999"} {
+		f.Add(s)
+	}
+	// The check sends nothing: the cluster's address is never dialled.
+	be := "127.0.0.1:1"
+	r := startProxy(f, []testListener{{Name: "in", HCM: hcmFilters(rbacFilters+routerFilter, vhost(`              - match: {prefix: /}
+                route: {cluster: be}
+`), "")}}, []testCluster{{Name: "be", Addrs: []string{be}}}, nil)
+	f.Fuzz(func(t *testing.T, raw string) {
+		v, err := url.ParseQuery(raw)
+		if err != nil {
+			return
+		}
+		q, err := admin.ParseAuthzQuery(v)
+		if err != nil {
+			return
+		}
+		a, err := authz.Check(r.p.Listeners.Listeners(), q)
+		if err == nil && a.Reason == "" {
+			t.Errorf("%q: an answer without a reason: %+v", raw, a)
+		}
+	})
 }
