@@ -169,6 +169,9 @@ func (t *telemetryObserver) Request(r *httpconn.Record) {
 		}
 		k.Security = "unknown"
 	}
+	if k.Metrics = r.Metrics; k.Metrics.PerRequest() {
+		k.Metrics.Fill(&k, recordAttrs{r})
+	}
 	flags := "-"
 	if r.Flags != 0 {
 		flags = r.Flags.String()
@@ -203,8 +206,25 @@ func (t *telemetryObserver) Meter(r *tcpproxy.Record) tcpproxy.Meter {
 			t.sourceMTLS(&k, r.Cluster, r.Host)
 		}
 	}
+	if k.Metrics = r.Metrics; k.Metrics.PerRequest() {
+		k.Metrics.Fill(&k, nil) // no request attributes: fallbacks or "unknown"
+	}
 	return tcpMeter{t.rec.TCPConn(&k)}
 }
+
+// recordAttrs gives a finished request's attributes to request-valued
+// metric tags without copying (a one-pointer struct: no allocation as an
+// interface).
+type recordAttrs struct{ r *httpconn.Record }
+
+func (a recordAttrs) Header(name string) []byte {
+	v, _ := a.r.RequestHeaders.Get(name)
+	return v
+}
+func (a recordAttrs) Method() []byte   { return a.r.Method }
+func (a recordAttrs) Path() []byte     { return a.r.Path }
+func (a recordAttrs) Host() []byte     { return a.r.Authority }
+func (a recordAttrs) Protocol() string { return a.r.Protocol }
 
 // tcpMeter adapts a telemetry.TCPConn to tcpproxy.Meter.
 type tcpMeter struct{ c *telemetry.TCPConn }

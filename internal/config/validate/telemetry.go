@@ -6,12 +6,79 @@ import (
 	telemetry "istio.io/api/telemetry/v1alpha1"
 
 	"github.com/trellis-mesh/trellis/internal/logexpr"
+	"github.com/trellis-mesh/trellis/internal/tagexpr"
 )
 
-// telemetry checks a Telemetry (telemetry.istio.io v1 and v1alpha1).
-// Trellis implements the tracing and accessLogging sections; the metrics
-// section is rejected, naming the field, until the proxy implements it, so
-// that a Telemetry is never half applied.
+// PrometheusProvider is the only metrics provider Trellis exports to:
+// Istio's default, the proxy's /stats/prometheus.
+const PrometheusProvider = "prometheus"
+
+// metrics checks the metrics section: prometheus as the provider, the
+// overrides' metric selectors and tag overrides.
+func (c *checker) metrics(spec Path, ms []*telemetry.Metrics) {
+	for i, m := range ms {
+		p := spec.Field("metrics").Index(i)
+		for j, pr := range m.GetProviders() {
+			pp := p.Field("providers").Index(j).Field("name")
+			switch pr.GetName() {
+			case PrometheusProvider:
+			case "":
+				c.errorf(pp, "missing; name %q (or leave providers out)", PrometheusProvider)
+			default:
+				c.errorf(pp, "metrics provider %q is not supported: Trellis exports metrics only to %q (the sidecars' /stats/prometheus); use it or leave providers out", pr.GetName(), PrometheusProvider)
+			}
+		}
+		if m.GetReportingInterval() != nil {
+			c.errorf(p.Field("reportingInterval"), "not supported: the proxy reports long TCP connections at a fixed interval and Prometheus pulls; remove the field")
+		}
+		for k, o := range m.GetOverrides() {
+			op := p.Field("overrides").Index(k)
+			if cm := o.GetMatch().GetCustomMetric(); cm != "" && tagexpr.MetricByName(cm) < 0 {
+				c.errorf(op.Field("match").Field("customMetric"), "%q is not a metric the proxy reports (custom metric definitions are not supported); name one of %s, or use match.metric", cm, tagexpr.MetricNames())
+			}
+			names := make([]string, 0, len(o.GetTagOverrides()))
+			for n := range o.GetTagOverrides() {
+				names = append(names, n)
+			}
+			sort.Strings(names)
+			for _, n := range names {
+				tp := op.Field("tagOverrides").Key(n)
+				if !labelName(n) {
+					c.errorf(tp, "%q is not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)", n)
+				}
+				to := o.GetTagOverrides()[n]
+				if to.GetOperation() != telemetry.MetricsOverrides_TagOverride_UPSERT {
+					continue
+				}
+				if to.GetValue() == "" {
+					c.errorf(tp.Field("value"), "missing: UPSERT needs a value expression (%s)", tagexpr.Supported)
+					continue
+				}
+				if _, err := tagexpr.Parse(to.GetValue()); err != nil {
+					c.errorf(tp.Field("value"), "%v", err)
+				}
+			}
+		}
+	}
+}
+
+func labelName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i, r := range s {
+		if r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || i > 0 && r >= '0' && r <= '9' {
+			continue
+		}
+		return false
+	}
+	return true
+}
+
+// telemetry checks a Telemetry (telemetry.istio.io v1 and v1alpha1):
+// its tracing, metrics and accessLogging sections. What the proxy does not
+// implement is rejected, naming the field, so that a Telemetry is never
+// half applied.
 func (c *checker) telemetry(t *telemetry.Telemetry) {
 	spec := Path("spec")
 	c.selector(spec.Field("selector"), t.GetSelector())
@@ -79,9 +146,7 @@ func (c *checker) telemetry(t *telemetry.Telemetry) {
 			}
 		}
 	}
-	if len(t.GetMetrics()) > 0 {
-		c.errorf(spec.Field("metrics"), "not supported by Trellis yet: the proxy always reports Istio's standard metrics; remove the section")
-	}
+	c.metrics(spec, t.GetMetrics())
 	logModes := map[telemetry.WorkloadMode]bool{}
 	for i, al := range t.GetAccessLogging() {
 		p := spec.Field("accessLogging").Index(i)

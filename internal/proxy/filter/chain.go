@@ -203,6 +203,9 @@ func CompileChain(fs []*hcmv3.HttpFilter, path string) (Chain, error) {
 			}
 			return nil, fmt.Errorf("%s.config_discovery: filter %q: extension config discovery is not supported by trellis-proxy (mark it is_optional to skip it)", fpath, f.GetName())
 		}
+		if IsStatsFilter(f) {
+			continue // telemetry's config, compiled by httpconn.Compile
+		}
 		var b *Builder
 		var m proto.Message
 		if a := f.GetTypedConfig(); a != nil {
@@ -335,3 +338,14 @@ next:
 	}
 	return out
 }
+
+// IsStatsFilter reports whether f is Istio's stats filter (istio.stats, a
+// TypedStruct of stats.PluginConfig): not a request filter but the
+// configuration of the connection manager's standard metrics.
+func IsStatsFilter(f *hcmv3.HttpFilter) bool {
+	return f.GetTypedConfig().MessageName() == StatsTypedStruct
+}
+
+// StatsTypedStruct is the message the istio.stats filter's config comes
+// in (its type_url says stats.PluginConfig).
+const StatsTypedStruct = "udpa.type.v1.TypedStruct"

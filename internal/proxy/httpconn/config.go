@@ -12,6 +12,7 @@ import (
 	"github.com/trellis-mesh/trellis/internal/proxy/filter"
 	"github.com/trellis-mesh/trellis/internal/proxy/route"
 	"github.com/trellis-mesh/trellis/internal/proxy/stats"
+	"github.com/trellis-mesh/trellis/internal/proxy/telemetry"
 	"github.com/trellis-mesh/trellis/internal/proxy/trace"
 )
 
@@ -45,6 +46,10 @@ type Config struct {
 	// Filters is the compiled http_filters chain, run in order; the router
 	// ends it.
 	Filters filter.Chain
+	// Metrics is the istio.stats filter's config: how the standard
+	// metrics of this connection manager's requests differ from Istio's
+	// (nil: they do not).
+	Metrics *telemetry.Metrics
 	// StreamIdleTimeout bounds the wait for request bytes (default 5 min);
 	// IdleTimeout closes idle keep-alive connections (default 1 h).
 	StreamIdleTimeout, IdleTimeout, RequestTimeout time.Duration
@@ -139,6 +144,18 @@ func Compile(h *hcmv3.HttpConnectionManager, routes RouteSource, logs AccessLogC
 	var err error
 	if c.Filters, err = filter.CompileChain(h.GetHttpFilters(), path+".http_filters"); err != nil {
 		return nil, err
+	}
+	for i, f := range h.GetHttpFilters() {
+		if !filter.IsStatsFilter(f) {
+			continue
+		}
+		fpath := fmt.Sprintf("%s.http_filters[%d]", path, i)
+		if c.Metrics != nil {
+			return nil, fmt.Errorf("%s: a second stats filter; keep one", fpath)
+		}
+		if c.Metrics, err = telemetry.CompileStatsFilter(f.GetTypedConfig(), fpath+".typed_config"); err != nil {
+			return nil, err
+		}
 	}
 	for i, u := range h.GetUpgradeConfigs() {
 		if u.GetEnabled() != nil && !u.GetEnabled().GetValue() {

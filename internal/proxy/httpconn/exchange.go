@@ -346,6 +346,7 @@ func (e *exchange) observe() {
 	r.RequestHeaders = e.q.Headers
 	r.StatPrefix = e.cfg.StatPrefix
 	r.Inbound = e.cfg.Inbound
+	r.Metrics = e.cfg.Metrics
 	r.MutualTLS, r.PeerPrincipal = e.info.Conn.PeerCertificate, e.info.Conn.PeerPrincipal
 	e.end()
 	if t := e.cfg.Tracing; t != nil && t.Reports(&e.tr) {

@@ -16,6 +16,7 @@ import (
 	"github.com/trellis-mesh/trellis/internal/proxy/http1"
 	"github.com/trellis-mesh/trellis/internal/proxy/lb"
 	"github.com/trellis-mesh/trellis/internal/proxy/route"
+	"github.com/trellis-mesh/trellis/internal/proxy/telemetry"
 	"golang.org/x/net/http2"
 )
 
@@ -79,6 +80,8 @@ type Record struct {
 	// Operation is the selected route's decorator operation (the span
 	// name); empty without one.
 	Operation string
+	// Metrics is the connection manager's stats config (Config.Metrics).
+	Metrics *telemetry.Metrics
 }
 
 // ConnInfo describes the downstream connection.

@@ -18,15 +18,19 @@ import (
 	"github.com/trellis-mesh/trellis/internal/proxy/httpconn"
 	"github.com/trellis-mesh/trellis/internal/proxy/stats"
 	"github.com/trellis-mesh/trellis/internal/proxy/tcpproxy"
+	"github.com/trellis-mesh/trellis/internal/proxy/telemetry"
 	"github.com/trellis-mesh/trellis/internal/proxy/tlsterm"
 	"github.com/trellis-mesh/trellis/internal/proxy/trace"
 )
 
 // Names of the network and listener filters trellis-proxy implements.
 const (
-	HCMFilter        = "envoy.filters.network.http_connection_manager"
-	TCPProxyFilter   = "envoy.filters.network.tcp_proxy"
-	RBACFilter       = "envoy.filters.network.rbac"
+	HCMFilter      = "envoy.filters.network.http_connection_manager"
+	TCPProxyFilter = "envoy.filters.network.tcp_proxy"
+	RBACFilter     = "envoy.filters.network.rbac"
+	// StatsFilter is Istio's stats network filter, configuring the
+	// standard TCP metrics of the tcp_proxy after it.
+	StatsFilter      = "istio.stats"
 	OriginalDstName  = "envoy.filters.listener.original_dst"
 	TLSInspectorName = "envoy.filters.listener.tls_inspector"
 	HTTPInspector    = "envoy.filters.listener.http_inspector"
@@ -218,11 +222,28 @@ func compileChain(fc *listenerv3.FilterChain, cc Compilers, path string, inbound
 	if len(fc.GetFilters()) == 0 {
 		return nil, fmt.Errorf("%s.filters: a terminal filter (http_connection_manager or tcp_proxy) is required", path)
 	}
+	var metrics *telemetry.Metrics
 	for i, f := range fc.GetFilters() {
 		fpath := fmt.Sprintf("%s.filters[%d]", path, i)
 		last := i == len(fc.GetFilters())-1
+		if f.GetName() != HCMFilter && f.GetName() != TCPProxyFilter && metrics != nil {
+			return nil, fmt.Errorf("%s: %q follows %s; put the stats filter right before tcp_proxy", fpath, f.GetName(), StatsFilter)
+		}
 		switch f.GetName() {
+		case StatsFilter:
+			if last {
+				return nil, fmt.Errorf("%s: %q must be followed by tcp_proxy", fpath, f.GetName())
+			}
+			m, err := telemetry.CompileStatsFilter(f.GetTypedConfig(), fpath+".typed_config")
+			if err != nil {
+				return nil, err
+			}
+			metrics = m
+			continue
 		case HCMFilter:
+			if metrics != nil {
+				return nil, fmt.Errorf("%s: the network stats filter before http_connection_manager is not supported; put istio.stats in its http_filters", fpath)
+			}
 			var h hcmv3.HttpConnectionManager
 			if err := f.GetTypedConfig().UnmarshalTo(&h); err != nil {
 				return nil, fmt.Errorf("%s.typed_config: %w", fpath, err)
@@ -254,6 +275,7 @@ func compileChain(fc *listenerv3.FilterChain, cc Compilers, path string, inbound
 				return nil, err
 			}
 			cfg.Inbound = inbound
+			cfg.Metrics = metrics
 			if cc.Stats != nil {
 				cfg.Stats = stats.NewTCPStats(cc.Stats, cfg.StatPrefix)
 			}

@@ -19,6 +19,7 @@ import (
 	"github.com/trellis-mesh/trellis/internal/proxy/lb"
 	"github.com/trellis-mesh/trellis/internal/proxy/respflag"
 	"github.com/trellis-mesh/trellis/internal/proxy/stats"
+	"github.com/trellis-mesh/trellis/internal/proxy/telemetry"
 )
 
 // Record describes one finished TCP connection.
@@ -40,6 +41,8 @@ type Record struct {
 	// verified; PeerPrincipal is its SPIFFE ID (URI SAN), if any.
 	MutualTLS     bool
 	PeerPrincipal string
+	// Metrics is the listener's stats config (Config.Metrics).
+	Metrics *telemetry.Metrics
 }
 
 // Observer receives finished connections (access logs).
@@ -89,6 +92,10 @@ type Config struct {
 	// Stats are the tcp.STAT_PREFIX.* counters (nil: none; bound by the
 	// listener compiler).
 	Stats *stats.TCPStats
+	// Metrics is the istio.stats network filter's config before this
+	// tcp_proxy (nil: Istio's standard metrics; set by the listener
+	// compiler).
+	Metrics *telemetry.Metrics
 }
 
 type weighted struct {
@@ -198,7 +205,7 @@ const DefaultFlushInterval = 5 * time.Second
 // Serve proxies one downstream connection; br holds bytes already read
 // from c. It closes c before returning.
 func (p *Proxy) Serve(ctx context.Context, cfg *Config, c net.Conn, br *bufio.Reader, originalDst string) {
-	rec := Record{Start: p.now(), Downstream: c.RemoteAddr(), Local: c.LocalAddr(), StatPrefix: cfg.StatPrefix, Inbound: cfg.Inbound}
+	rec := Record{Start: p.now(), Downstream: c.RemoteAddr(), Local: c.LocalAddr(), StatPrefix: cfg.StatPrefix, Inbound: cfg.Inbound, Metrics: cfg.Metrics}
 	if tc, ok := c.(*tls.Conn); ok {
 		rec.MutualTLS, rec.PeerPrincipal = PeerIdentity(tc.ConnectionState())
 	}

@@ -43,6 +43,11 @@ type Key struct {
 	// Security is connection_security_policy: "unknown" on the source
 	// side, "none" or "mutual_tls" on the destination side.
 	Security string
+	// Metrics is the istio.stats config of the listener that saw the call
+	// (nil: Istio's standard metrics).
+	Metrics *Metrics
+	// Dyn are the values of Metrics' request-valued tags (Metrics.Fill).
+	Dyn [MaxPerRequest]string
 }
 
 type seriesKey struct {
@@ -58,8 +63,16 @@ var (
 	BytesBuckets    = []float64{1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000, 1000000000}
 )
 
+// seriesLabels are a series' label set per standard metric (indexed as
+// tagexpr.Metrics), rendered once when the series is created; keep is
+// false for a metric the config drops.
+type seriesLabels struct {
+	labels [numMetrics]string
+	keep   [numMetrics]bool
+}
+
 type httpSeries struct {
-	labels   string
+	seriesLabels
 	requests atomic.Uint64
 	duration *stats.Histogram
 	reqBytes *stats.Histogram
@@ -69,7 +82,7 @@ type httpSeries struct {
 }
 
 type tcpSeries struct {
-	labels   string
+	seriesLabels
 	sent     atomic.Uint64
 	received atomic.Uint64
 	opened   atomic.Uint64
@@ -206,7 +219,7 @@ func (r *Recorder) tcpSeries(k *Key, flags string) *tcpSeries {
 	if s := old[sk]; s != nil {
 		return s
 	}
-	s := &tcpSeries{labels: labels(sk, false)}
+	s := &tcpSeries{seriesLabels: labelsOf(sk, false)}
 	next := make(map[seriesKey]*tcpSeries, len(old)+1)
 	for k, v := range old {
 		next[k] = v
@@ -223,7 +236,7 @@ func (r *Recorder) newHTTP(sk seriesKey) *httpSeries {
 	if s := old[sk]; s != nil {
 		return s
 	}
-	s := &httpSeries{labels: labels(sk, true),
+	s := &httpSeries{seriesLabels: labelsOf(sk, true),
 		duration: stats.NewHistogram(DurationBuckets),
 		reqBytes: stats.NewHistogram(BytesBuckets),
 		resBytes: stats.NewHistogram(BytesBuckets)}
@@ -253,8 +266,42 @@ func orLatest(s string) string {
 	return s
 }
 
-// labels renders a series' label set in Istio's order.
-func labels(k seriesKey, http bool) string {
+type label struct{ name, value string }
+
+func addLabel(b *strings.Builder, name, value string) {
+	if b.Len() > 0 {
+		b.WriteByte(',')
+	}
+	b.WriteString(name)
+	b.WriteString(`="`)
+	b.WriteString(stats.EscapeLabel(value))
+	b.WriteByte('"')
+}
+
+// labelsOf renders a series' label sets: Istio's standard set for every
+// metric, or each metric's as its stats config says.
+func labelsOf(k seriesKey, http bool) seriesLabels {
+	std := standardLabels(k, http)
+	var out seriesLabels
+	if k.Metrics == nil {
+		var b strings.Builder
+		for _, l := range std {
+			addLabel(&b, l.name, l.value)
+		}
+		s := b.String()
+		for i := range out.labels {
+			out.labels[i], out.keep[i] = s, true
+		}
+		return out
+	}
+	for i := range out.labels {
+		out.labels[i], out.keep[i] = k.Metrics.labelsFor(i, &k, std)
+	}
+	return out
+}
+
+// standardLabels are a series' labels in Istio's order.
+func standardLabels(k seriesKey, http bool) []label {
 	var src, dst Peer
 	if k.Source != nil {
 		src = *k.Source
@@ -266,16 +313,8 @@ func labels(k seriesKey, http bool) string {
 	if k.Service != nil {
 		svc = *k.Service
 	}
-	var b strings.Builder
-	add := func(name, value string) {
-		if b.Len() > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(name)
-		b.WriteString(`="`)
-		b.WriteString(stats.EscapeLabel(value))
-		b.WriteByte('"')
-	}
+	out := make([]label, 0, 26)
+	add := func(name, value string) { out = append(out, label{name, value}) }
 	add("reporter", k.Reporter.String())
 	add("source_workload", orUnknown(src.Workload))
 	add("source_canonical_service", orUnknown(src.CanonicalService))
@@ -307,74 +346,117 @@ func labels(k seriesKey, http bool) string {
 	}
 	add("response_flags", k.flags)
 	add("connection_security_policy", orUnknown(k.Security))
-	return b.String()
+	return out
 }
 
-// WritePrometheus renders every series in the Prometheus text format.
+// WritePrometheus renders every series in the Prometheus text format,
+// each metric with its own label set (a stats config may drop a metric or
+// change its labels). Series whose label sets for a metric are equal (a
+// removed tag was their only difference) are summed into one.
 func (r *Recorder) WritePrometheus(w io.Writer) error {
 	bw := bufio.NewWriter(w)
 	hs := make([]*httpSeries, 0)
 	for _, s := range *r.http.Load() {
 		hs = append(hs, s)
 	}
-	sort.Slice(hs, func(i, j int) bool { return hs[i].labels < hs[j].labels })
 	ts := make([]*tcpSeries, 0)
 	for _, s := range *r.tcp.Load() {
 		ts = append(ts, s)
 	}
-	sort.Slice(ts, func(i, j int) bool { return ts[i].labels < ts[j].labels })
-	if len(hs) > 0 {
-		bw.WriteString("# TYPE istio_requests_total counter\n")
-		for _, s := range hs {
-			writeCounter(bw, "istio_requests_total", s.labels, s.requests.Load())
-		}
-		for _, m := range []struct {
-			name string
-			get  func(*httpSeries) *stats.Histogram
-		}{
-			{"istio_request_duration_milliseconds", func(s *httpSeries) *stats.Histogram { return s.duration }},
-			{"istio_request_bytes", func(s *httpSeries) *stats.Histogram { return s.reqBytes }},
-			{"istio_response_bytes", func(s *httpSeries) *stats.Histogram { return s.resBytes }},
-		} {
-			bw.WriteString("# TYPE " + m.name + " histogram\n")
-			for _, s := range hs {
-				stats.WriteHistogram(bw, m.name, s.labels, m.get(s).Snapshot())
+	counters := func(name string, i int, n int, get func(int) (*seriesLabels, uint64, bool)) {
+		rows := make([]counterRow, 0, n)
+		for j := 0; j < n; j++ {
+			sl, v, ok := get(j)
+			if ok && sl.keep[i] {
+				rows = append(rows, counterRow{sl.labels[i], v})
 			}
 		}
-		var grpc []*httpSeries
-		for _, s := range hs {
-			if s.reqMsgs.Load()+s.respMsgs.Load() > 0 {
-				grpc = append(grpc, s)
-			}
+		if len(rows) == 0 {
+			return
 		}
-		if len(grpc) > 0 {
-			bw.WriteString("# TYPE istio_request_messages_total counter\n")
-			for _, s := range grpc {
-				writeCounter(bw, "istio_request_messages_total", s.labels, s.reqMsgs.Load())
+		sort.Slice(rows, func(a, b int) bool { return rows[a].labels < rows[b].labels })
+		bw.WriteString("# TYPE " + name + " counter\n")
+		for a := 0; a < len(rows); {
+			v := rows[a].v
+			b := a + 1
+			for ; b < len(rows) && rows[b].labels == rows[a].labels; b++ {
+				v += rows[b].v
 			}
-			bw.WriteString("# TYPE istio_response_messages_total counter\n")
-			for _, s := range grpc {
-				writeCounter(bw, "istio_response_messages_total", s.labels, s.respMsgs.Load())
-			}
+			writeCounter(bw, name, rows[a].labels, v)
+			a = b
 		}
 	}
-	if len(ts) > 0 {
-		for _, m := range []struct {
-			name string
-			get  func(*tcpSeries) uint64
-		}{
-			{"istio_tcp_connections_opened_total", func(s *tcpSeries) uint64 { return s.opened.Load() }},
-			{"istio_tcp_connections_closed_total", func(s *tcpSeries) uint64 { return s.closed.Load() }},
-			{"istio_tcp_received_bytes_total", func(s *tcpSeries) uint64 { return s.received.Load() }},
-			{"istio_tcp_sent_bytes_total", func(s *tcpSeries) uint64 { return s.sent.Load() }},
-		} {
-			bw.WriteString("# TYPE " + m.name + " counter\n")
-			for _, s := range ts {
-				writeCounter(bw, m.name, s.labels, m.get(s))
+	histograms := func(name string, i int, get func(*httpSeries) *stats.Histogram) {
+		rows := make([]histRow, 0, len(hs))
+		for _, s := range hs {
+			if s.keep[i] {
+				rows = append(rows, histRow{s.labels[i], get(s).Snapshot()})
 			}
 		}
+		if len(rows) == 0 {
+			return
+		}
+		sort.Slice(rows, func(a, b int) bool { return rows[a].labels < rows[b].labels })
+		bw.WriteString("# TYPE " + name + " histogram\n")
+		for a := 0; a < len(rows); {
+			h := rows[a].h
+			b := a + 1
+			for ; b < len(rows) && rows[b].labels == rows[a].labels; b++ {
+				h = mergeSnapshots(h, rows[b].h)
+			}
+			stats.WriteHistogram(bw, name, rows[a].labels, h)
+			a = b
+		}
+	}
+	httpCounter := func(get func(*httpSeries) uint64, grpcOnly bool) func(int) (*seriesLabels, uint64, bool) {
+		return func(j int) (*seriesLabels, uint64, bool) {
+			s := hs[j]
+			if grpcOnly && s.reqMsgs.Load()+s.respMsgs.Load() == 0 {
+				return nil, 0, false
+			}
+			return &s.seriesLabels, get(s), true
+		}
+	}
+	counters("istio_requests_total", mRequests, len(hs), httpCounter(func(s *httpSeries) uint64 { return s.requests.Load() }, false))
+	histograms("istio_request_duration_milliseconds", mDuration, func(s *httpSeries) *stats.Histogram { return s.duration })
+	histograms("istio_request_bytes", mRequestBytes, func(s *httpSeries) *stats.Histogram { return s.reqBytes })
+	histograms("istio_response_bytes", mResponseBytes, func(s *httpSeries) *stats.Histogram { return s.resBytes })
+	counters("istio_request_messages_total", mRequestMessages, len(hs), httpCounter(func(s *httpSeries) uint64 { return s.reqMsgs.Load() }, true))
+	counters("istio_response_messages_total", mResponseMessages, len(hs), httpCounter(func(s *httpSeries) uint64 { return s.respMsgs.Load() }, true))
+	for _, m := range []struct {
+		name string
+		i    int
+		get  func(*tcpSeries) uint64
+	}{
+		{"istio_tcp_connections_opened_total", mTCPOpened, func(s *tcpSeries) uint64 { return s.opened.Load() }},
+		{"istio_tcp_connections_closed_total", mTCPClosed, func(s *tcpSeries) uint64 { return s.closed.Load() }},
+		{"istio_tcp_received_bytes_total", mTCPReceived, func(s *tcpSeries) uint64 { return s.received.Load() }},
+		{"istio_tcp_sent_bytes_total", mTCPSent, func(s *tcpSeries) uint64 { return s.sent.Load() }},
+	} {
+		counters(m.name, m.i, len(ts), func(j int) (*seriesLabels, uint64, bool) {
+			return &ts[j].seriesLabels, m.get(ts[j]), true
+		})
 	}
 	return bw.Flush()
+}
+
+type counterRow struct {
+	labels string
+	v      uint64
+}
+
+type histRow struct {
+	labels string
+	h      stats.HistogramSnapshot
+}
+
+// mergeSnapshots adds two snapshots of histograms with the same bounds.
+func mergeSnapshots(a, b stats.HistogramSnapshot) stats.HistogramSnapshot {
+	out := stats.HistogramSnapshot{Bounds: a.Bounds, Cumulative: make([]uint64, len(a.Cumulative)), Count: a.Count + b.Count, Sum: a.Sum + b.Sum}
+	for i := range out.Cumulative {
+		out.Cumulative[i] = a.Cumulative[i] + b.Cumulative[i]
+	}
+	return out
 }
 
 func writeCounter(bw *bufio.Writer, name, labels string, v uint64) {

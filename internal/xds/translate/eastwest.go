@@ -60,7 +60,7 @@ func (s *scope) autoPassthroughChains(gs gatewayServer) []*listenerv3.FilterChai
 	for _, t := range s.sniTargets(gs) {
 		n := t.name()
 		out = append(out, filterChain(n, &listenerv3.FilterChainMatch{ServerNames: []string{n}},
-			append(s.networkRBACFilters(n), s.tcpProxy(n, []weightedName{{name: n, weight: 100}}))...))
+			append(s.networkRBACFilters(n), s.tcpProxy(n, []weightedName{{name: n, weight: 100}})...)...))
 	}
 	return out
 }

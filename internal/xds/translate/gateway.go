@@ -420,7 +420,7 @@ func (s *scope) gatewayTLSPassthrough(gs gatewayServer, port uint32) []*listener
 					continue
 				}
 				out = append(out, filterChain("sni:"+strings.Join(snis, ","), &listenerv3.FilterChainMatch{ServerNames: snis},
-					append(s.networkRBACFilters(dsts[0].name), s.tcpProxy(dsts[0].name, dsts))...))
+					append(s.networkRBACFilters(dsts[0].name), s.tcpProxy(dsts[0].name, dsts)...)...))
 			}
 		}
 	}
@@ -439,7 +439,7 @@ func (s *scope) gatewayTCP(gs gatewayServer, port uint32) *listenerv3.FilterChai
 				continue
 			}
 			if dsts := s.l4Destinations(vs, tr.GetRoute(), port); len(dsts) > 0 {
-				return filterChain("tcp."+u32(port), nil, append(s.networkRBACFilters(dsts[0].name), s.tcpProxy(dsts[0].name, dsts))...)
+				return filterChain("tcp."+u32(port), nil, append(s.networkRBACFilters(dsts[0].name), s.tcpProxy(dsts[0].name, dsts)...)...)
 			}
 		}
 	}

@@ -101,7 +101,7 @@ func (s *scope) sidecarInbound() ([]*listenerv3.Listener, []*clusterv3.Cluster) 
 		if p.protocol.IsHTTP() {
 			fs = []*listenerv3.Filter{s.hcm(hcmOptions{statPrefix: "inbound_0.0.0.0_" + u32(p.port), inline: inboundRouteConfig(p.port, inboundOperation(p)), inbound: true, authz: authz})}
 		} else {
-			fs = append(s.networkRBACFilters(name), s.tcpProxy(name, []weightedName{{name: name}}))
+			fs = append(s.networkRBACFilters(name), s.tcpProxy(name, []weightedName{{name: name}})...)
 		}
 		l.FilterChains = append(l.FilterChains, inboundChains(name, p.port, p.protocol.IsHTTP(), peers.forPort(p.port), fs...)...)
 		c := staticCluster(name, p.addr, p.target)
@@ -114,7 +114,7 @@ func (s *scope) sidecarInbound() ([]*listenerv3.Listener, []*clusterv3.Cluster) 
 		clusters = append(clusters, c)
 	}
 	l.FilterChains = append(l.FilterChains, filterChain("virtualInbound-catchall", nil,
-		append(s.networkRBACFilters(InboundPassthroughCluster), s.tcpProxy(InboundPassthroughCluster, []weightedName{{name: InboundPassthroughCluster}}))...))
+		append(s.networkRBACFilters(InboundPassthroughCluster), s.tcpProxy(InboundPassthroughCluster, []weightedName{{name: InboundPassthroughCluster}})...)...))
 	clusters = append(clusters, &clusterv3.Cluster{
 		Name:                 InboundPassthroughCluster,
 		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST},

@@ -83,14 +83,19 @@ func (s *scope) hcm(o hcmOptions) *listenerv3.Filter {
 			&hcmv3.HttpFilter{Name: CorsFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&corsv3.Cors{})}},
 		)
 	}
+	if sf := s.statsHTTPFilter(!o.inbound); sf != nil {
+		h.HttpFilters = append(h.HttpFilters, sf)
+	}
 	h.HttpFilters = append(h.HttpFilters, &hcmv3.HttpFilter{Name: RouterFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}})
 	return &listenerv3.Filter{Name: HTTPConnectionManagerFilter, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(h)}}
 }
 
 // tcpProxy forwards a connection to cluster, or splits connections over
-// weighted clusters when more than one is given.
-func (s *scope) tcpProxy(statPrefix string, clusters []weightedName) *listenerv3.Filter {
-	tp := &tcpproxyv3.TcpProxy{StatPrefix: statPrefix, AccessLog: s.accessLogs(!strings.HasPrefix(strings.ToLower(statPrefix), "inbound")), IdleTimeout: dur(time.Hour)}
+// weighted clusters when more than one is given: the tcp_proxy filter,
+// after the istio.stats filter when a Telemetry customizes the metrics.
+func (s *scope) tcpProxy(statPrefix string, clusters []weightedName) []*listenerv3.Filter {
+	client := !strings.HasPrefix(strings.ToLower(statPrefix), "inbound")
+	tp := &tcpproxyv3.TcpProxy{StatPrefix: statPrefix, AccessLog: s.accessLogs(client), IdleTimeout: dur(time.Hour)}
 	if len(clusters) == 1 {
 		tp.ClusterSpecifier = &tcpproxyv3.TcpProxy_Cluster{Cluster: clusters[0].name}
 	} else {
@@ -100,7 +105,11 @@ func (s *scope) tcpProxy(statPrefix string, clusters []weightedName) *listenerv3
 		}
 		tp.ClusterSpecifier = &tcpproxyv3.TcpProxy_WeightedClusters{WeightedClusters: wc}
 	}
-	return &listenerv3.Filter{Name: TCPProxyFilter, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(tp)}}
+	f := &listenerv3.Filter{Name: TCPProxyFilter, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(tp)}}
+	if sf := s.statsNetworkFilter(client); sf != nil {
+		return []*listenerv3.Filter{sf, f}
+	}
+	return []*listenerv3.Filter{f}
 }
 
 type weightedName struct {

@@ -116,12 +116,12 @@ func (s *scope) addCIDRChains(listeners []*listenerv3.Listener) []*listenerv3.Li
 				if !s.allowAny {
 					target = BlackHoleCluster
 				}
-				l.FilterChains = []*listenerv3.FilterChain{filterChain(target, nil, s.tcpProxy(target, []weightedName{{name: target}}))}
+				l.FilterChains = []*listenerv3.FilterChain{filterChain(target, nil, s.tcpProxy(target, []weightedName{{name: target}})...)}
 				byName[name] = l
 				listeners = append(listeners, l)
 			}
 			chain := filterChain(svc.Hostname+"_"+u32(port.Number), &listenerv3.FilterChainMatch{PrefixRanges: ranges},
-				s.tcpProxy(OutboundClusterName(port.Number, "", svc.Hostname), s.tcpRoute(svc, port)))
+				s.tcpProxy(OutboundClusterName(port.Number, "", svc.Hostname), s.tcpRoute(svc, port))...)
 			l.FilterChains = append([]*listenerv3.FilterChain{chain}, l.FilterChains...)
 		}
 	}
@@ -136,7 +136,7 @@ func (s *scope) virtualOutbound() *listenerv3.Listener {
 	if !s.allowAny {
 		target = BlackHoleCluster
 	}
-	l.FilterChains = []*listenerv3.FilterChain{filterChain("PassthroughFilterChain", nil, s.tcpProxy(target, []weightedName{{name: target}}))}
+	l.FilterChains = []*listenerv3.FilterChain{filterChain("PassthroughFilterChain", nil, s.tcpProxy(target, []weightedName{{name: target}})...)}
 	return l
 }
 
@@ -317,7 +317,7 @@ func (s *scope) l4Listener(name, addr string, port uint32, entries []l4Service) 
 			if !seen[e.svc.Hostname] {
 				seen[e.svc.Hostname] = true
 				chains = append(chains, filterChain(e.svc.Hostname, &listenerv3.FilterChainMatch{ServerNames: []string{e.svc.Hostname}},
-					s.tcpProxy(OutboundClusterName(port, "", e.svc.Hostname), s.tcpRoute(e.svc, e.port))))
+					s.tcpProxy(OutboundClusterName(port, "", e.svc.Hostname), s.tcpRoute(e.svc, e.port))...))
 			}
 			continue
 		}
@@ -326,14 +326,14 @@ func (s *scope) l4Listener(name, addr string, port uint32, entries []l4Service) 
 			chains = append(chains, filterChain(name+"-http", &listenerv3.FilterChainMatch{ApplicationProtocols: []string{"http/1.1", "h2c"}},
 				s.hcm(hcmOptions{statPrefix: "outbound_" + name, rds: u32(port)})))
 		}
-		chains = append(chains, filterChain(name, nil, s.tcpProxy(OutboundClusterName(port, "", e.svc.Hostname), s.tcpRoute(e.svc, e.port))))
+		chains = append(chains, filterChain(name, nil, s.tcpProxy(OutboundClusterName(port, "", e.svc.Hostname), s.tcpRoute(e.svc, e.port))...))
 	}
 	if wildTLS {
 		target := PassthroughCluster
 		if !s.allowAny {
 			target = BlackHoleCluster
 		}
-		chains = append(chains, filterChain(target, nil, s.tcpProxy(target, []weightedName{{name: target}})))
+		chains = append(chains, filterChain(target, nil, s.tcpProxy(target, []weightedName{{name: target}})...))
 	}
 	l.FilterChains = chains
 	if len(seen) > 0 {
@@ -371,7 +371,7 @@ func (s *scope) tlsRouteChains(svc *registry.Service, port registry.Port, seen m
 				if len(dsts) == 0 {
 					continue
 				}
-				out = append(out, filterChain("sni:"+strings.Join(snis, ","), &listenerv3.FilterChainMatch{ServerNames: snis}, s.tcpProxy(dsts[0].name, dsts)))
+				out = append(out, filterChain("sni:"+strings.Join(snis, ","), &listenerv3.FilterChainMatch{ServerNames: snis}, s.tcpProxy(dsts[0].name, dsts)...))
 			}
 		}
 	}

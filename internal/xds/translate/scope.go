@@ -46,6 +46,8 @@ type scope struct {
 	defaultRetry *routev3.RetryPolicy
 	// gws caches networkGateways.
 	gws map[string][]NetworkGateway
+	// stats are the istio.stats filter configs, [0] inbound, [1] outbound.
+	stats [2]statsCache
 }
 
 type virtualService struct {
