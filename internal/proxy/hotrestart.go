@@ -81,11 +81,13 @@ func (p *Proxy) takeOver(ctx context.Context, o Options) {
 }
 
 // waitInitialized blocks until the first configuration is in (what makes
-// /healthz/ready answer 200), or ctx ends.
+// /healthz/ready answer 200) and, with a CA, the workload certificate is
+// served (a hot restart's successor must terminate mTLS from its first
+// connection), or ctx ends.
 func (p *Proxy) waitInitialized(ctx context.Context, synced func() bool) bool {
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
-	for !p.initialized(synced()) {
+	for !p.initialized(synced()) || !p.hasCertificate() {
 		select {
 		case <-ctx.Done():
 			return false
@@ -93,6 +95,16 @@ func (p *Proxy) waitInitialized(ctx context.Context, synced func() bool) bool {
 		}
 	}
 	return true
+}
+
+// hasCertificate reports whether the workload certificate is in (true
+// without a CA).
+func (p *Proxy) hasCertificate() bool {
+	if p.Identity == nil {
+		return true
+	}
+	c, _ := p.Identity.Current()
+	return c != nil
 }
 
 // Sockets is hotrestart.Parent: every listening socket, the admin
