@@ -56,6 +56,13 @@ func TestChaosHotRestart(t *testing.T) {
 		defer cancel()
 		cmd, err := ms.m.HotRestartProxy(ctx, name, local.HotRestart{Binary: bin, DrainTime: 2 * time.Second, ParentShutdownTime: 5 * time.Second})
 		if err != nil {
+			for _, f := range []string{name + ".proxy.log", name + ".proxy.*.log"} {
+				logs, _ := filepath.Glob(filepath.Join(ms.m.LogDir(), f))
+				for _, l := range logs {
+					b, _ := os.ReadFile(l)
+					t.Logf("%s:\n%s", filepath.Base(l), tail(string(b), 40))
+				}
+			}
 			t.Fatalf("hot restart of %s's sidecar: %v", name, err)
 		}
 		what := "same binary"
@@ -87,7 +94,20 @@ func TestChaosHotRestart(t *testing.T) {
 		hot(t, "bill-v2", upgraded)
 		time.Sleep(spread(2))
 	})
-	// The new generations answer their admin API on the inherited 15000.
+	// The new generations answer their admin API on the inherited 15000,
+	// and took over with their workload certificate (mTLS between the
+	// sidecars from their first connection).
+	for _, w := range []string{"front", "bill-v1"} {
+		resp, err := ms.m.HTTPClient(w).Get("http://127.0.0.1:15000/certs")
+		if err != nil {
+			t.Fatalf("%s admin: %v", w, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(b), "spiffe://cluster.local/ns/"+namespace+"/sa/") {
+			t.Errorf("%s /certs after the hot restart: no workload certificate:\n%s", w, b)
+		}
+	}
 	for _, w := range []string{"front", "bill-v1"} {
 		resp, err := ms.m.HTTPClient(w).Get("http://127.0.0.1:15000/stats?filter=server.hot_restart_epoch")
 		if err != nil {
@@ -100,6 +120,15 @@ func TestChaosHotRestart(t *testing.T) {
 			t.Errorf("%s admin /stats: got %q, want %q", w, b, want)
 		}
 	}
+}
+
+// tail is the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }
 
 // stageUpgrade copies trellis-proxy to another path uid 1337 can run, as

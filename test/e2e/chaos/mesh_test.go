@@ -86,6 +86,14 @@ func startMeshOn(t *testing.T, prefix string, subnetX int) *mesh {
 		t.Fatal(err)
 	}
 	state := t.TempDir()
+	// The sidecars (uid 1337) read the published trust bundle under it:
+	// without this they have no certificate and call each other in
+	// plaintext.
+	for _, d := range []string{filepath.Dir(state), state} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	cfg := filepath.Join(state, "config")
 	if err := os.MkdirAll(cfg, 0o755); err != nil {
 		t.Fatal(err)

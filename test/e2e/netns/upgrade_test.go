@@ -67,6 +67,12 @@ func TestLocalUpUpgradesSidecarsOnSIGUSR2(t *testing.T) {
 	const prefix = "t84u"
 	subnet, vips := "10.184.2.0/24", "10.184.3.0/24"
 	state := t.TempDir()
+	// The sidecars (uid 1337) read the published trust bundle under it.
+	for _, d := range []string{filepath.Dir(state), state} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// The binaries must be runnable by uid 1337: a world-searchable path.
 	work, err := os.MkdirTemp("", "trellis-upgrade-")
 	if err != nil {
