@@ -98,7 +98,11 @@ func (b Binaries) MeshRunner(plan *Plan, configDir, stateDir string, log io.Writ
 		StateDir:        stateDir,
 		Intercept:       true,
 		IptablesCommand: []string{b.Proxy, "iptables"},
-		ProxyCommand:    func(p *Plan, w PlacedWorkload) []string { return ProxyArgs(b.Proxy, "", p, w) },
+		// Each sidecar is in its own namespace, so all can be epoch 0 of
+		// base id 0: hot-restartable (Mesh.HotRestartProxy).
+		ProxyCommand: func(p *Plan, w PlacedWorkload) []string {
+			return append(ProxyArgs(b.Proxy, "", p, w), "--restart-epoch", "0")
+		},
 		BeforeProcesses: func(ctx context.Context, m *Mesh) error {
 			argv := TrellisdArgs(b.Trellisd, configDir, plan.XDSAddress(), caDir, caf)
 			if log != nil {

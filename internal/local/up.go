@@ -80,6 +80,11 @@ type Mesh struct {
 	// their processes end on purpose and do not count for Exited.
 	pods   map[string]*PodRun
 	inPods map[*exec.Cmd]bool
+	// sidecars are the running proxy generation of each workload started
+	// by Up (hotrestart.go); retired are the generations a hot restart
+	// replaced, which end on purpose and do not count for Exited.
+	sidecars map[string]*sidecar
+	retired  map[*exec.Cmd]bool
 }
 
 func (r *Runner) logf(format string, a ...any) {
@@ -126,7 +131,7 @@ func (r *Runner) Up(ctx context.Context) (*Mesh, error) {
 		return nil, fmt.Errorf("remove leftovers of an earlier run: %w", err)
 	}
 	m := &Mesh{Plan: p, r: r, state: &stateFile{path: path}, done: map[*exec.Cmd]chan struct{}{}, roles: map[*exec.Cmd]string{},
-		pods: map[string]*PodRun{}, inPods: map[*exec.Cmd]bool{}}
+		pods: map[string]*PodRun{}, inPods: map[*exec.Cmd]bool{}, sidecars: map[string]*sidecar{}, retired: map[*exec.Cmd]bool{}}
 	if err := m.state.update(func(s *State) {
 		s.Prefix, s.Intercept, s.HostIP, s.XDSAddress = p.Options.Prefix, r.Intercept, p.HostIP.String(), p.XDSAddress()
 	}); err != nil {
@@ -188,21 +193,7 @@ func (m *Mesh) up(ctx context.Context) error {
 			if w.Pod != nil {
 				continue // started with its app, in order, below
 			}
-			argv := r.ProxyCommand(p, w)
-			uid := r.proxyUID()
-			var env []string
-			var token *os.File
-			if r.CA != nil {
-				var err error
-				if env, token, err = m.proxyCredential(w); err != nil {
-					return err
-				}
-			}
-			_, err := m.start(ctx, "proxy", w, uid, uid, argv, env, token)
-			if token != nil {
-				token.Close()
-			}
-			if err != nil {
+			if _, err := m.startSidecar(ctx, w, r.ProxyCommand(p, w), 0); err != nil {
 				return err
 			}
 		}
@@ -309,6 +300,11 @@ func IptablesFlags(o iptables.Options) []string {
 // start runs argv inside w's namespace as uid:gid, logging to the state
 // dir. A non-nil fd3 is the process's descriptor 3.
 func (m *Mesh) start(ctx context.Context, role string, w PlacedWorkload, uid, gid int, argv, env []string, fd3 *os.File) (*exec.Cmd, error) {
+	return m.startLogged(ctx, role, w.Name+"."+role+".log", w, uid, gid, argv, env, fd3)
+}
+
+// startLogged is start with the log file's name in the log dir.
+func (m *Mesh) startLogged(ctx context.Context, role, logName string, w PlacedWorkload, uid, gid int, argv, env []string, fd3 *os.File) (*exec.Cmd, error) {
 	logDir := m.LogDir()
 	if err := m.TrackFile(logDir); err != nil {
 		return nil, err
@@ -316,7 +312,7 @@ func (m *Mesh) start(ctx context.Context, role string, w PlacedWorkload, uid, gi
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return nil, err
 	}
-	logPath := filepath.Join(logDir, w.Name+"."+role+".log")
+	logPath := filepath.Join(logDir, logName)
 	if err := m.TrackFile(logPath); err != nil {
 		return nil, err
 	}
@@ -384,7 +380,7 @@ func (m *Mesh) Exited() (string, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, c := range m.procs {
-		if m.inPods[c] {
+		if m.inPods[c] || m.retired[c] {
 			continue
 		}
 		select {

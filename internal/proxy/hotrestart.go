@@ -81,18 +81,42 @@ func (p *Proxy) takeOver(ctx context.Context, o Options) {
 }
 
 // waitInitialized blocks until the first configuration is in (what makes
-// /healthz/ready answer 200), or ctx ends.
+// /healthz/ready answer 200) and, with a CA, the workload certificate is
+// served (a hot restart's successor must terminate mTLS from its first
+// connection), or ctx ends. A certificate that does not come within the
+// initial fetch timeout is not waited for longer (as Envoy's warming of
+// an SDS secret): the successor then takes over without it, as a fresh
+// proxy would serve.
 func (p *Proxy) waitInitialized(ctx context.Context, synced func() bool) bool {
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
-	for !p.initialized(synced()) {
+	certDeadline := time.Now().Add(p.warmTimeout)
+	for {
+		if p.initialized(synced()) {
+			if p.hasCertificate() {
+				return true
+			}
+			if time.Now().After(certDeadline) {
+				p.logf("hot restart: no workload certificate within %v; taking over without it", p.warmTimeout)
+				return true
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return false
 		case <-t.C:
 		}
 	}
-	return true
+}
+
+// hasCertificate reports whether the workload certificate is in (true
+// without a CA).
+func (p *Proxy) hasCertificate() bool {
+	if p.Identity == nil {
+		return true
+	}
+	c, _ := p.Identity.Current()
+	return c != nil
 }
 
 // Sockets is hotrestart.Parent: every listening socket, the admin

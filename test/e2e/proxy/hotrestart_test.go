@@ -211,6 +211,41 @@ func TestHotRestartUnderLoad(t *testing.T) {
 	}
 	time.Sleep(500 * time.Millisecond)
 
+	// A successor that cannot warm (nothing at its xDS address) takes the
+	// sockets but never accepts nor drains the running process; stopping
+	// it leaves epoch 0 serving.
+	stuckArgs := append([]string{}, args...)
+	stuckArgs[1] = freePort(t)
+	stuck := startHot(t, proxyBin, 1, stuckArgs)
+	eventually(t, "the stuck successor holds the sockets and warms", func() error {
+		if log := stuck.out.String(); !strings.Contains(log, "took 3 listener and 3 admin sockets") || !strings.Contains(log, "warming the configuration") {
+			return fmt.Errorf("log so far:\n%s", log)
+		}
+		return nil
+	})
+	n0 := total()
+	time.Sleep(500 * time.Millisecond)
+	select {
+	case <-cur.done:
+		t.Fatalf("epoch 0 exited while its successor could not warm: %v", cur.err)
+	default:
+	}
+	if total() == n0 {
+		t.Fatal("nothing answered while a successor was warming")
+	}
+	stuck.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-stuck.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stuck successor did not exit on SIGTERM")
+	}
+	n1 := total()
+	time.Sleep(300 * time.Millisecond)
+	if total() == n1 || strings.Contains(cur.out.String(), "took over") {
+		t.Fatal("epoch 0 stopped serving after its stuck successor was stopped")
+	}
+	t.Logf("a successor that could not warm held the sockets for 500 ms: epoch 0 answered %d requests meanwhile and serves on after it stopped", n1-n0)
+
 	for epoch, bin := range []string{proxyBin, upgraded, upgraded, proxyBin} {
 		epoch++
 		before := total()
