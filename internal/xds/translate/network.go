@@ -170,22 +170,25 @@ func lcm(a, b uint32) uint32 {
 	return a / x * b
 }
 
-// DroppedNetworks lists, for the proxy, the networks whose endpoints it
-// is not sent because no east-west gateway of theirs is known (Istio drops
-// them too). trellisd logs them.
-func DroppedNetworks(in Input) []string {
-	in.Proxy = NewOutboundProxy(in).Proxy()
-	s := newScope(in)
-	if s.proxy.Network == "" || in.Registry == nil {
-		return nil
+// NetworksWithoutGateway counts, per network, the healthy endpoints on a
+// named network that has no known east-west gateway: proxies on the other
+// networks are not sent them (Istio drops them too). trellisd logs them.
+func NetworksWithoutGateway(reg *registry.Snapshot, mesh MeshOptions) map[string]int {
+	s := buildScope(Input{Registry: reg, Mesh: mesh}, false)
+	gws := s.networkGateways()
+	out := map[string]int{}
+	if reg == nil {
+		return out
 	}
-	seen := map[string]bool{}
-	for _, eps := range in.Registry.Endpoints {
-		for _, ep := range eps {
-			if !SameNetwork(s.proxy.Network, ep.Network) && len(s.networkGateways()[ep.Network]) == 0 {
-				seen[ep.Network] = true
+	for _, svc := range reg.Services {
+		if isNetworkGateway(svc) || svc.Resolution != registry.ResolutionStatic {
+			continue
+		}
+		for _, ep := range reg.Endpoints[svc.Hostname] {
+			if ep.Network != "" && ep.Healthy && len(gws[ep.Network]) == 0 {
+				out[ep.Network]++
 			}
 		}
 	}
-	return sortedKeys(seen)
+	return out
 }
