@@ -26,7 +26,7 @@ const (
 )
 
 // NetworkGateway is one address where a network's east-west gateway is
-// reached from the other networks (MeshNetworks' gateways: address, port).
+// reached from the other networks.
 type NetworkGateway struct {
 	Address string
 	Port    uint32
@@ -57,20 +57,18 @@ func parseSNIDNATName(name string) (port, subset, host string, ok bool) {
 	return port, subset, host, true
 }
 
-// networkGateways lists each network's east-west gateways, from two
-// sources as in Istio: MeshOptions.NetworkGateways (MeshNetworks), and
-// every service labelled topology.istio.io/network=N with a port 15443 —
-// reached at its external addresses (LoadBalancer ingress, externalIPs)
-// or, when it has none, at its endpoints' addresses on that port. Each
-// list is sorted and without duplicates.
+// networkGateways lists each network's east-west gateways as Istio finds
+// them from the registry: every service labelled
+// topology.istio.io/network=N with a port 15443, reached at its external
+// addresses (LoadBalancer ingress, externalIPs) or, when it has none, at
+// its healthy endpoints' addresses on that port. (Istio's MeshNetworks
+// gateway addresses are not read.) Each list is sorted and without
+// duplicates.
 func (s *scope) networkGateways() map[string][]NetworkGateway {
 	if s.gws != nil {
 		return s.gws
 	}
 	gws := map[string][]NetworkGateway{}
-	for n, list := range s.mesh.NetworkGateways {
-		gws[n] = append(gws[n], list...)
-	}
 	if s.in.Registry != nil {
 		for _, svc := range s.in.Registry.Services {
 			if !isNetworkGateway(svc) {
