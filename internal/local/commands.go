@@ -32,6 +32,9 @@ func ProxyArgs(bin, xds string, p *Plan, w PlacedWorkload) []string {
 	if w.Pod != nil {
 		argv = append([]string{bin}, w.Pod.ProxyArgs...)
 	}
+	if w.EastWestGateway {
+		argv = append(argv, "--type", "router")
+	}
 	return append(argv,
 		"--xds-address", xds,
 		"--node-id", w.NodeID(p.Options.DomainSuffix),

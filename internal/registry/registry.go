@@ -54,7 +54,7 @@ type Service struct {
 	// externalIPs). A network's east-west gateway is found by them.
 	ExternalAddresses []string
 	Ports             []Port
-	Resolution Resolution
+	Resolution        Resolution
 	// MeshExternal is true for ServiceEntry location MESH_EXTERNAL.
 	MeshExternal bool
 	Labels       map[string]string

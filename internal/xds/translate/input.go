@@ -68,10 +68,6 @@ type MeshOptions struct {
 	// the providers of a Telemetry accessLogging entry that names none
 	// (empty: Istio's built-in "envoy", a file log to /dev/stdout).
 	DefaultAccessLogProviders []string
-	// NetworkGateways are MeshNetworks' gateways: per network, the
-	// addresses of its east-west gateway, added to those found from
-	// gateway Services (see networkGateways).
-	NetworkGateways map[string][]NetworkGateway
 }
 
 // DefaultMesh returns Istio's default mesh options.

@@ -26,7 +26,7 @@ const (
 )
 
 // NetworkGateway is one address where a network's east-west gateway is
-// reached from the other networks (MeshNetworks' gateways: address, port).
+// reached from the other networks.
 type NetworkGateway struct {
 	Address string
 	Port    uint32
@@ -57,20 +57,18 @@ func parseSNIDNATName(name string) (port, subset, host string, ok bool) {
 	return port, subset, host, true
 }
 
-// networkGateways lists each network's east-west gateways, from two
-// sources as in Istio: MeshOptions.NetworkGateways (MeshNetworks), and
-// every service labelled topology.istio.io/network=N with a port 15443 —
-// reached at its external addresses (LoadBalancer ingress, externalIPs)
-// or, when it has none, at its endpoints' addresses on that port. Each
-// list is sorted and without duplicates.
+// networkGateways lists each network's east-west gateways as Istio finds
+// them from the registry: every service labelled
+// topology.istio.io/network=N with a port 15443, reached at its external
+// addresses (LoadBalancer ingress, externalIPs) or, when it has none, at
+// its healthy endpoints' addresses on that port. (Istio's MeshNetworks
+// gateway addresses are not read.) Each list is sorted and without
+// duplicates.
 func (s *scope) networkGateways() map[string][]NetworkGateway {
 	if s.gws != nil {
 		return s.gws
 	}
 	gws := map[string][]NetworkGateway{}
-	for n, list := range s.mesh.NetworkGateways {
-		gws[n] = append(gws[n], list...)
-	}
 	if s.in.Registry != nil {
 		for _, svc := range s.in.Registry.Services {
 			if !isNetworkGateway(svc) {
@@ -170,22 +168,25 @@ func lcm(a, b uint32) uint32 {
 	return a / x * b
 }
 
-// DroppedNetworks lists, for the proxy, the networks whose endpoints it
-// is not sent because no east-west gateway of theirs is known (Istio drops
-// them too). trellisd logs them.
-func DroppedNetworks(in Input) []string {
-	in.Proxy = NewOutboundProxy(in).Proxy()
-	s := newScope(in)
-	if s.proxy.Network == "" || in.Registry == nil {
-		return nil
+// NetworksWithoutGateway counts, per network, the healthy endpoints on a
+// named network that has no known east-west gateway: proxies on the other
+// networks are not sent them (Istio drops them too). trellisd logs them.
+func NetworksWithoutGateway(reg *registry.Snapshot, mesh MeshOptions) map[string]int {
+	s := buildScope(Input{Registry: reg, Mesh: mesh}, false)
+	gws := s.networkGateways()
+	out := map[string]int{}
+	if reg == nil {
+		return out
 	}
-	seen := map[string]bool{}
-	for _, eps := range in.Registry.Endpoints {
-		for _, ep := range eps {
-			if !SameNetwork(s.proxy.Network, ep.Network) && len(s.networkGateways()[ep.Network]) == 0 {
-				seen[ep.Network] = true
+	for _, svc := range reg.Services {
+		if isNetworkGateway(svc) || svc.Resolution != registry.ResolutionStatic {
+			continue
+		}
+		for _, ep := range reg.Endpoints[svc.Hostname] {
+			if ep.Network != "" && ep.Healthy && len(gws[ep.Network]) == 0 {
+				out[ep.Network]++
 			}
 		}
 	}
-	return sortedKeys(seen)
+	return out
 }
