@@ -44,6 +44,7 @@ func rootCommand() *cobra.Command {
 		metadata []string
 		rebind   []string
 		ca       caFlags
+		hot      hotRestartFlags
 	)
 	o.Node = env
 	cmd := &cobra.Command{
@@ -55,7 +56,9 @@ func rootCommand() *cobra.Command {
 			"INSTANCE_IP, ISTIO_META_*, TRELLIS_XDS_ADDRESS) and connects to trellisd over ADS (Delta by default).",
 		Example: "  trellis-proxy -c bootstrap.yaml\n" +
 			"  trellis-proxy --xds-address 127.0.0.1:15010 --type sidecar --ip 10.0.0.5 --pod-name web-1 --namespace shop --labels app=web,version=v1\n" +
-			"  trellis-proxy -c hop.yaml --rebind 0.0.0.0:15006=127.0.0.1:25006",
+			"  trellis-proxy -c hop.yaml --rebind 0.0.0.0:15006=127.0.0.1:25006\n" +
+			"  trellis-proxy ... --restart-epoch 0     # first start, hot-restartable\n" +
+			"  trellis-proxy ... --restart-epoch 1     # takes over the sockets of epoch 0, which drains and exits",
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -100,6 +103,9 @@ func rootCommand() *cobra.Command {
 			if o.Identity, err = ca.options(o.Node); err != nil {
 				return err
 			}
+			if o.HotRestart, err = hot.options(cmd.Flags()); err != nil {
+				return err
+			}
 			return proxy.Run(cmd.Context(), o)
 		},
 	}
@@ -129,6 +135,7 @@ func rootCommand() *cobra.Command {
 	f.StringVar(&o.LogLevel, "log-level", "info", "log level: trace, debug, info, warning, error, critical, off")
 	f.StringSliceVar(&rebind, "rebind", nil, "bind a configured listener address elsewhere, from=to (e.g. 0.0.0.0:15006=127.0.0.1:25006); lets several proxies share one host without interception")
 	ca.register(f)
+	hot.register(f)
 	cmd.AddCommand(iptablesCommand(), waitCommand())
 	return cmd
 }

@@ -3,9 +3,13 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/netip"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -39,6 +43,7 @@ func newLocalUpCmd() *cobra.Command {
 	var (
 		lf                localFlags
 		file, binDir, dir string
+		subnet, vipSubnet string
 	)
 	cmd := &cobra.Command{
 		Use:   "up -f WORKLOADS.yaml",
@@ -49,7 +54,11 @@ func newLocalUpCmd() *cobra.Command {
 			"trellis-proxy (uid 1337) and the app (uid 65534) in each. Put your Istio YAML in --config-dir\n" +
 			"and trellisd applies it. Mesh names resolve inside the namespaces: run\n" +
 			"`trellis local exec WORKLOAD -- curl bill-service:9999`. It runs until Ctrl-C, then removes\n" +
-			"everything it created.",
+			"everything it created.\n\n" +
+			"Upgrading the sidecars: put the new trellis-proxy in --bin-dir and send SIGUSR2 to this process\n" +
+			"(`kill -USR2 PID`): each sidecar is hot-restarted in turn from the new binary (the next\n" +
+			"--restart-epoch takes the old proxy's listening sockets, warms its config and certificate, then\n" +
+			"the old one drains and exits), without refusing or failing a request.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if file == "" {
@@ -69,7 +78,19 @@ func newLocalUpCmd() *cobra.Command {
 			}
 			defer unstage()
 			spec.ExpandCommand(bins.Trellis)
-			plan, err := local.NewPlan(spec, local.Options{Prefix: lf.prefix})
+			opts := local.Options{Prefix: lf.prefix}
+			for _, f := range []struct {
+				name, v string
+				p       *netip.Prefix
+			}{{"--subnet", subnet, &opts.Subnet}, {"--vip-subnet", vipSubnet, &opts.VIPSubnet}} {
+				if f.v == "" {
+					continue
+				}
+				if *f.p, err = netip.ParsePrefix(f.v); err != nil {
+					return fmt.Errorf("%s: %w", f.name, err)
+				}
+			}
+			plan, err := local.NewPlan(spec, opts)
 			if err != nil {
 				return err
 			}
@@ -105,16 +126,63 @@ func newLocalUpCmd() *cobra.Command {
 				return err
 			}
 			printWorkloads(out, m.Plan)
-			fmt.Fprintf(out, "config dir: %s (add your Istio YAML here)\ndashboard: %s\nready; Ctrl-C to stop\n", dir, local.DashboardURL(m.Plan.HostIP.String()))
-			<-ctx.Done()
-			return nil
+			fmt.Fprintf(out, "config dir: %s (add your Istio YAML here)\ndashboard: %s\nready; Ctrl-C to stop, kill -USR2 %d to upgrade the sidecars from %s\n",
+				dir, local.DashboardURL(m.Plan.HostIP.String()), os.Getpid(), filepath.Dir(bins.Proxy))
+			upgrade := make(chan os.Signal, 1)
+			signal.Notify(upgrade, syscall.SIGUSR2)
+			defer signal.Stop(upgrade)
+			for {
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-upgrade:
+					upgradeSidecars(ctx, out, m, binDir, lf)
+				}
+			}
 		},
 	}
 	lf.add(cmd)
 	cmd.Flags().StringVarP(&file, "file", "f", "", "workloads spec file (services and workloads with their commands)")
 	cmd.Flags().StringVar(&binDir, "bin-dir", "", "directory holding trellis, trellisd and trellis-proxy")
 	cmd.Flags().StringVar(&dir, "config-dir", "", "directory trellisd watches (default STATE-DIR/config-PREFIX)")
+	cmd.Flags().StringVar(&subnet, "subnet", "", "the workloads' subnet, the bridge on its first address (default 10.244.0.0/24)")
+	cmd.Flags().StringVar(&vipSubnet, "vip-subnet", "", "the services' virtual IPs (default 10.245.0.0/24)")
 	return cmd
+}
+
+// localHotDrain bounds how long an old sidecar drains during a local
+// upgrade (it exits as soon as its last connection closes).
+const localHotDrain = 5 * time.Second
+
+// upgradeSidecars hot-restarts every sidecar Up started, one after the
+// other, from the trellis-proxy now in binDir (staged again when other
+// users cannot run it there). A sidecar that fails to take over leaves
+// the old one serving.
+func upgradeSidecars(ctx context.Context, out io.Writer, m *local.Mesh, binDir string, lf localFlags) {
+	bins, err := local.FindBinaries(binDir)
+	if err == nil {
+		bins, _, err = bins.Stage(lf.stateDir, lf.prefix)
+	}
+	if err != nil {
+		fmt.Fprintf(out, "upgrade: %v\n", err)
+		return
+	}
+	fmt.Fprintf(out, "upgrading the sidecars to %s\n", bins.Proxy)
+	n := 0
+	for _, w := range m.Plan.Workloads {
+		if w.Pod != nil {
+			continue // a pod's proxy is upgraded by starting the pod again
+		}
+		t0 := time.Now()
+		cmd, err := m.HotRestartProxy(ctx, w.Name, local.HotRestart{Binary: bins.Proxy, DrainTime: localHotDrain, ParentShutdownTime: 2 * localHotDrain})
+		if err != nil {
+			fmt.Fprintf(out, "upgrade: %v\n", err)
+			continue
+		}
+		n++
+		fmt.Fprintf(out, "sidecar of %s: now pid %d; the old one drained and exited in %s\n", w.Name, cmd.Process.Pid, time.Since(t0).Round(time.Millisecond))
+	}
+	fmt.Fprintf(out, "upgraded %d sidecars\n", n)
 }
 
 func printWorkloads(w interface{ Write([]byte) (int, error) }, p *local.Plan) {

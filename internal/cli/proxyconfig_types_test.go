@@ -35,20 +35,17 @@ func TestProxyConfigDecodesTranslatorTypes(t *testing.T) {
 	for _, p := range strings.Fields(string(out)) {
 		linked[p] = true
 	}
-	re := regexp.MustCompile(`type\.googleapis\.com/[A-Za-z0-9_.]+[A-Za-z0-9_]`)
+	// Only "@type" URLs name messages a dump must decode; a TypedStruct's
+	// type_url (Istio's stats.PluginConfig) travels as a Struct.
+	re := regexp.MustCompile(`'@type': (type\.googleapis\.com/[A-Za-z0-9_.]+[A-Za-z0-9_])`)
 	where := map[string]string{}
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, ix := range re.FindAllStringIndex(string(b), -1) {
-			// A TypedStruct's type_url (the istio.stats config) names a
-			// message carried as a Struct, never decoded as an Any.
-			if strings.HasSuffix(string(b[:ix[0]]), "type_url: ") {
-				continue
-			}
-			where[string(b[ix[0]:ix[1]])] = filepath.Base(filepath.Dir(f))
+		for _, m := range re.FindAllStringSubmatch(string(b), -1) {
+			where[m[1]] = filepath.Base(filepath.Dir(f))
 		}
 	}
 	var urls []string

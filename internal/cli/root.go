@@ -16,6 +16,7 @@ func Root() *cobra.Command {
 	}
 	root.AddCommand(
 		newAnalyzeCmd(),
+		newAuthzCmd(),
 		newCreateRemoteSecretCmd(),
 		newDashboardCmd(),
 		newDemoCmd(),

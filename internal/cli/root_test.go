@@ -11,7 +11,7 @@ func TestRootCommands(t *testing.T) {
 		names = append(names, c.Name())
 	}
 	got := strings.Join(names, " ")
-	want := "analyze create-remote-secret dashboard demo demoapp explain install kube-inject local manifest profile proxy-config proxy-status shift uninstall version"
+	want := "analyze authz create-remote-secret dashboard demo demoapp explain install kube-inject local manifest profile proxy-config proxy-status shift uninstall version"
 	if got != want {
 		t.Errorf("got commands %q, want %q", got, want)
 	}

@@ -13,10 +13,11 @@ import (
 type prober struct {
 	HTTPGet        *corev1.HTTPGetAction   `json:"httpGet,omitempty"`
 	TCPSocket      *corev1.TCPSocketAction `json:"tcpSocket,omitempty"`
+	GRPC           *corev1.GRPCAction      `json:"grpc,omitempty"`
 	TimeoutSeconds int32                   `json:"timeoutSeconds,omitempty"`
 }
 
-// rewriteProbes points every HTTP and TCP liveness, readiness and startup probe of
+// rewriteProbes points every HTTP, TCP and gRPC liveness, readiness and startup probe of
 // the pod's containers and its own native sidecars (init containers with
 // restartPolicy: Always, the only init containers that may have probes)
 // at the proxy's agent port and returns the originals keyed by their new
@@ -55,6 +56,16 @@ func rewriteProbes(spec *corev1.PodSpec) map[string]*prober {
 				}
 				out[path] = &prober{TCPSocket: orig, TimeoutSeconds: p.probe.TimeoutSeconds}
 				p.probe.TCPSocket = nil
+				p.probe.HTTPGet = &corev1.HTTPGetAction{Path: path, Port: intstr.FromInt32(AgentPort), Scheme: corev1.URISchemeHTTP}
+				continue
+			}
+			// A gRPC probe (Kubernetes 1.24+) is a plain-text
+			// grpc.health.v1 Health/Check the kubelet cannot make under
+			// STRICT mTLS: the agent makes it and answers the HTTP probe
+			// it becomes, as Istio does.
+			if g := p.probe.GRPC; g != nil {
+				out[path] = &prober{GRPC: g.DeepCopy(), TimeoutSeconds: p.probe.TimeoutSeconds}
+				p.probe.GRPC = nil
 				p.probe.HTTPGet = &corev1.HTTPGetAction{Path: path, Port: intstr.FromInt32(AgentPort), Scheme: corev1.URISchemeHTTP}
 				continue
 			}

@@ -55,6 +55,53 @@ func TestManifestGoldenPerProfile(t *testing.T) {
 	}
 }
 
+// TestManifestEastWest: the default profile plus Istio's east-west
+// gateway for network2 (golden manifest-eastwest.yaml): a LoadBalancer
+// Service labelled topology.istio.io/network=network2 with port 15443
+// named tls, and a router Deployment labelled istio: eastwestgateway on
+// that network.
+func TestManifestEastWest(t *testing.T) {
+	s := mustLoad(t, "values.global.network=network2", "values.global.multiCluster.clusterName=cluster2",
+		"components.ingressGateways[1].name=istio-eastwestgateway", "components.ingressGateways[1].enabled=true")
+	comps, err := Render(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	y, err := YAML(comps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "manifest-eastwest.yaml", y)
+	var svc, dep *unstructured.Unstructured
+	for _, o := range Objects(comps) {
+		if o.GetName() == EastWestGatewayName {
+			switch o.GetKind() {
+			case "Service":
+				svc = o
+			case "Deployment":
+				dep = o
+			}
+		}
+	}
+	if svc == nil || dep == nil {
+		t.Fatal("no east-west gateway Service and Deployment")
+	}
+	typ, _, _ := unstructured.NestedString(svc.Object, "spec", "type")
+	ports, _, _ := unstructured.NestedSlice(svc.Object, "spec", "ports")
+	tls := false
+	for _, p := range ports {
+		pm := p.(map[string]any)
+		tls = tls || (pm["name"] == "tls" && pm["port"] == int64(15443))
+	}
+	if typ != "LoadBalancer" || !tls || svc.GetLabels()[LabelNetwork] != "network2" {
+		t.Errorf("service: type %s, tls 15443 %v, labels %v", typ, tls, svc.GetLabels())
+	}
+	sel, _, _ := unstructured.NestedStringMap(dep.Object, "spec", "selector", "matchLabels")
+	if sel["istio"] != "eastwestgateway" {
+		t.Errorf("deployment selector %v, want istio: eastwestgateway", sel)
+	}
+}
+
 func TestProfilesContents(t *testing.T) {
 	kinds := func(p string) map[string]int {
 		s, err := Load(Options{Set: []string{"profile=" + p}})
@@ -205,7 +252,8 @@ func TestLoadRejects(t *testing.T) {
 		{"quantity", []string{"values.pilot.resources.requests.cpu=lots"}, `values.pilot.resources.requests.cpu: got "lots", want a Kubernetes quantity`},
 		{"native sidecars", []string{"values.pilot.env.ENABLE_NATIVE_SIDECARS=sometimes"}, `values.pilot.env.ENABLE_NATIVE_SIDECARS: got "sometimes", want one of auto, true, false`},
 		{"drain duration", []string{"meshConfig.defaultConfig.terminationDrainDuration=500ms"}, `meshConfig.defaultConfig.terminationDrainDuration: got "500ms", want seconds with an s suffix`},
-		{"east-west gateway", []string{"components.ingressGateways[1].name=istio-eastwestgateway", "components.ingressGateways[1].enabled=true"}, "components.ingressGateways[1].name: east-west gateways (multi-network meshes) are not supported"},
+		{"east-west gateway without a network", []string{"components.ingressGateways[1].name=istio-eastwestgateway", "components.ingressGateways[1].enabled=true"}, "components.ingressGateways[1]: istio-eastwestgateway is the gateway of this cluster's network; set values.global.network"},
+		{"east-west gateway as egress", []string{"components.egressGateways[1].name=istio-eastwestgateway"}, "components.egressGateways[1].name: an east-west gateway receives other networks' traffic: list it under components.ingressGateways"},
 		{"cluster name", []string{"values.global.multiCluster.clusterName=Cluster_1"}, `values.global.multiCluster.clusterName: got "Cluster_1", want lower-case letters`},
 		{"network", []string{"values.global.network=net 1"}, `values.global.network: got "net 1", want letters, digits`},
 		{"hold", []string{"meshConfig.defaultConfig.holdApplicationUntilProxyStarts=later"}, `meshConfig.defaultConfig.holdApplicationUntilProxyStarts: got "later", want true or false`},

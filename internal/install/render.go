@@ -527,10 +527,45 @@ func gateway(s *Settings, gw Gateway, istio string) []runtime.Object {
 		{Name: "http2", Port: 80, TargetPort: intstr.FromInt32(8080), Protocol: corev1.ProtocolTCP},
 		{Name: "https", Port: 443, TargetPort: intstr.FromInt32(8443), Protocol: corev1.ProtocolTCP},
 	}
+	containerPorts := []corev1.ContainerPort{
+		{Name: "http-envoy-prom", ContainerPort: 15090, Protocol: corev1.ProtocolTCP},
+		{Name: "status-port", ContainerPort: 15021, Protocol: corev1.ProtocolTCP},
+		{ContainerPort: 8080, Protocol: corev1.ProtocolTCP},
+		{ContainerPort: 8443, Protocol: corev1.ProtocolTCP},
+	}
 	if istio == "egressgateway" {
 		ports = ports[1:]
 	}
+	if gw.Name == EastWestGatewayName && istio == "ingressgateway" {
+		// Istio's east-west gateway: found by other networks' control
+		// planes from its Service's network label and its port 15443
+		// named tls (at the LoadBalancer address), where it routes mesh
+		// mTLS by SNI once a Gateway in AUTO_PASSTHROUGH mode selects it
+		// (istio: eastwestgateway).
+		labels = map[string]string{"app": gw.Name, "istio": "eastwestgateway", LabelNetwork: s.Values.Global.Network}
+		ports = []corev1.ServicePort{
+			{Name: "status-port", Port: 15021, TargetPort: intstr.FromInt32(15021), Protocol: corev1.ProtocolTCP},
+			{Name: "tls", Port: 15443, TargetPort: intstr.FromInt32(15443), Protocol: corev1.ProtocolTCP},
+		}
+		containerPorts = append(containerPorts[:2], corev1.ContainerPort{ContainerPort: 15443, Protocol: corev1.ProtocolTCP})
+		if s.Values.Gateways[gw.Name].Type == "" {
+			v.Type = "LoadBalancer"
+		}
+	}
 	cfg := InjectConfig(s)
+	env := []corev1.EnvVar{
+		{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+		{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
+		{Name: "INSTANCE_IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.podIP"}}},
+		{Name: "SERVICE_ACCOUNT", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.serviceAccountName"}}},
+		{Name: "ISTIO_META_CLUSTER_ID", Value: cfg.ClusterID},
+		{Name: "ISTIO_META_WORKLOAD_NAME", Value: gw.Name},
+		{Name: inject.EnvLabels, Value: labelsJSON(labels)},
+	}
+	if cfg.Network != "" {
+		// The gateway's network: its EDS is split by it like a sidecar's.
+		env = append(env, corev1.EnvVar{Name: "ISTIO_META_NETWORK", Value: cfg.Network})
+	}
 	return []runtime.Object{
 		&corev1.ServiceAccount{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"}, ObjectMeta: meta(gw.Name+"-service-account", ns, labels)},
 		&corev1.Service{
@@ -557,21 +592,8 @@ func gateway(s *Settings, gw Gateway, istio string) []runtime.Object {
 							Image:           cfg.ProxyImage,
 							ImagePullPolicy: corev1.PullPolicy(cfg.ImagePullPolicy),
 							Args:            []string{"--type", "router", "--xds-address", cfg.DiscoveryAddress, "--log-level", cfg.LogLevel},
-							Env: append([]corev1.EnvVar{
-								{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
-								{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
-								{Name: "INSTANCE_IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.podIP"}}},
-								{Name: "SERVICE_ACCOUNT", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.serviceAccountName"}}},
-								{Name: "ISTIO_META_CLUSTER_ID", Value: cfg.ClusterID},
-								{Name: "ISTIO_META_WORKLOAD_NAME", Value: gw.Name},
-								{Name: inject.EnvLabels, Value: labelsJSON(labels)},
-							}, cfg.IdentityEnv()...),
-							Ports: []corev1.ContainerPort{
-								{Name: "http-envoy-prom", ContainerPort: 15090, Protocol: corev1.ProtocolTCP},
-								{Name: "status-port", ContainerPort: 15021, Protocol: corev1.ProtocolTCP},
-								{ContainerPort: 8080, Protocol: corev1.ProtocolTCP},
-								{ContainerPort: 8443, Protocol: corev1.ProtocolTCP},
-							},
+							Env:             append(env, cfg.IdentityEnv()...),
+							Ports:           containerPorts,
 							ReadinessProbe: &corev1.Probe{
 								ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz/ready", Port: intstr.FromInt32(15021)}},
 								PeriodSeconds: 2, FailureThreshold: 30,

@@ -52,16 +52,23 @@ func resources() *field {
 	return obj(map[string]*field{"requests": q, "limits": q})
 }
 
-func gatewayField() *field {
-	return obj(map[string]*field{"name": checked(str(), notEastWest), "enabled": boolean(), "namespace": str()})
+func gatewayField(kind string) *field {
+	name := str()
+	if kind == "egress" {
+		name = checked(str(), notEastWest)
+	}
+	return obj(map[string]*field{"name": name, "enabled": boolean(), "namespace": str()})
 }
 
-// notEastWest refuses Istio's east-west gateway: Trellis would install a
-// plain ingress gateway under that name, without the 15443
-// AUTO_PASSTHROUGH listener multi-network meshes need.
+// EastWestGatewayName is Istio's east-west gateway: listed under
+// components.ingressGateways it is installed as the network's gateway
+// (see eastWestGateway in render.go).
+const EastWestGatewayName = "istio-eastwestgateway"
+
+// notEastWest refuses the east-west gateway's name among egress gateways.
 func notEastWest(v any) error {
-	if v.(string) == "istio-eastwestgateway" {
-		return fmt.Errorf("east-west gateways (multi-network meshes) are not supported by Trellis yet; put the clusters on one network (see docs/multicluster.md)")
+	if v.(string) == EastWestGatewayName {
+		return fmt.Errorf("an east-west gateway receives other networks' traffic: list it under components.ingressGateways")
 	}
 	return nil
 }
@@ -83,8 +90,8 @@ var specSchema = obj(map[string]*field{
 	"components": obj(map[string]*field{
 		"base":            obj(map[string]*field{"enabled": boolean()}),
 		"pilot":           obj(map[string]*field{"enabled": boolean()}),
-		"ingressGateways": list(gatewayField()),
-		"egressGateways":  list(gatewayField()),
+		"ingressGateways": list(gatewayField("ingress")),
+		"egressGateways":  list(gatewayField("egress")),
 		"cni": obj(map[string]*field{"enabled": checked(boolean(), func(v any) error {
 			if v == true {
 				return fmt.Errorf("Trellis has no CNI plugin: the injected init container (trellis-proxy iptables) sets up interception; remove the setting")

@@ -90,7 +90,16 @@ func Load(o Options) (*Settings, error) {
 	if len(errs) > 0 {
 		return nil, joinErrors(errs)
 	}
-	return decodeSettings(checked.(map[string]any))
+	s, err := decodeSettings(checked.(map[string]any))
+	if err != nil {
+		return nil, err
+	}
+	for i, g := range s.Components.IngressGateways {
+		if g.Enabled && g.Name == EastWestGatewayName && s.Values.Global.Network == "" {
+			return nil, fmt.Errorf("components.ingressGateways[%d]: %s is the gateway of this cluster's network; set values.global.network (e.g. --set values.global.network=network2)", i, EastWestGatewayName)
+		}
+	}
+	return s, nil
 }
 
 func profileTree(name string) (map[string]any, error) {

@@ -75,6 +75,7 @@ func Cleanup(ctx context.Context, path, prefix string, log io.Writer) error {
 	if st.Bridge != "" {
 		links = append(links, st.Bridge)
 	}
+	links = append(links, st.Bridges...)
 	if prefix != "" {
 		ifs, _ := net.Interfaces()
 		for _, i := range ifs {
@@ -145,9 +146,12 @@ func isOurLink(name, prefix string) bool {
 	if rest == "0" {
 		return true
 	}
-	if n, ok := strings.CutPrefix(rest, "v"); ok {
-		_, err := strconv.Atoi(n)
-		return err == nil
+	// veths PREFIXvN, the other networks' bridges PREFIXbN
+	for _, kind := range []string{"v", "b"} {
+		if n, ok := strings.CutPrefix(rest, kind); ok {
+			_, err := strconv.Atoi(n)
+			return err == nil
+		}
 	}
 	return false
 }

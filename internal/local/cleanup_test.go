@@ -19,6 +19,8 @@ func TestIsOurLink(t *testing.T) {
 		{"trellisv0", true},
 		{"trellisv12", true},
 		{"trellis1", false},
+		{"trellisb1", true},
+		{"trellisbx", false},
 		{"trellisvx", false},
 		{"trellis-extra", false},
 		{"eth0", false},

@@ -32,6 +32,9 @@ func ProxyArgs(bin, xds string, p *Plan, w PlacedWorkload) []string {
 	if w.Pod != nil {
 		argv = append([]string{bin}, w.Pod.ProxyArgs...)
 	}
+	if w.EastWestGateway {
+		argv = append(argv, "--type", "router")
+	}
 	return append(argv,
 		"--xds-address", xds,
 		"--node-id", w.NodeID(p.Options.DomainSuffix),
@@ -98,7 +101,11 @@ func (b Binaries) MeshRunner(plan *Plan, configDir, stateDir string, log io.Writ
 		StateDir:        stateDir,
 		Intercept:       true,
 		IptablesCommand: []string{b.Proxy, "iptables"},
-		ProxyCommand:    func(p *Plan, w PlacedWorkload) []string { return ProxyArgs(b.Proxy, "", p, w) },
+		// Each sidecar is in its own namespace, so all can be epoch 0 of
+		// base id 0: hot-restartable (Mesh.HotRestartProxy).
+		ProxyCommand: func(p *Plan, w PlacedWorkload) []string {
+			return append(ProxyArgs(b.Proxy, "", p, w), "--restart-epoch", "0")
+		},
 		BeforeProcesses: func(ctx context.Context, m *Mesh) error {
 			argv := TrellisdArgs(b.Trellisd, configDir, plan.XDSAddress(), caDir, caf)
 			if log != nil {

@@ -55,6 +55,30 @@ type Plan struct {
 	HostIP    netip.Addr // the bridge's address; trellisd's xDS listens here
 	Services  []PlacedService
 	Workloads []PlacedWorkload
+	// Networks are the bridges: one, unnamed, on Options.Subnet (Bridge,
+	// HostIP), or one per Spec network, the first being Bridge/HostIP.
+	Networks []PlacedNetwork
+}
+
+// PlacedNetwork is one bridge and its subnet.
+type PlacedNetwork struct {
+	Name   string // empty for a single-network mesh
+	Bridge string
+	Subnet netip.Prefix
+	HostIP netip.Addr // the bridge's address
+}
+
+// MultiNetwork reports whether the workloads are on named, separate
+// networks.
+func (p *Plan) MultiNetwork() bool { return len(p.Networks) > 0 && p.Networks[0].Name != "" }
+
+func (p *Plan) network(name string) PlacedNetwork {
+	for _, n := range p.Networks {
+		if n.Name == name {
+			return n
+		}
+	}
+	return p.Networks[0]
 }
 
 // PlacedService is a service with its FQDN and VIP.
@@ -79,11 +103,23 @@ type PlacedWorkload struct {
 	// name -> the port the app really listens on), for workloads sharing
 	// one address without interception.
 	EntryPorts map[string]uint32
+	// Net is the workload's network (its bridge, subnet, host address).
+	Net PlacedNetwork
+	// For an east-west gateway: its second link, eth1, on the other
+	// network's bridge (ExternalNet) at ExternalIP, the address other
+	// networks reach it by; ExternalVeth is that link's end on the bridge.
+	ExternalNet  PlacedNetwork
+	ExternalIP   netip.Addr
+	ExternalVeth string
 }
 
-// NodeID is the proxy's xDS node id.
+// NodeID is the proxy's xDS node id (router for an east-west gateway).
 func (w PlacedWorkload) NodeID(domain string) string {
-	return fmt.Sprintf("sidecar~%s~%s.%s~%s.svc.%s", w.IP, w.Name, w.Namespace, w.Namespace, domain)
+	typ := "sidecar"
+	if w.EastWestGateway {
+		typ = "router"
+	}
+	return fmt.Sprintf("%s~%s~%s.%s~%s.svc.%s", typ, w.IP, w.Name, w.Namespace, w.Namespace, domain)
 }
 
 // XDSAddress is trellisd's address as the proxies see it.
@@ -107,24 +143,73 @@ func NewPlan(spec *Spec, opts Options) (*Plan, error) {
 	if o.Subnet.Overlaps(o.VIPSubnet) {
 		return nil, fmt.Errorf("subnet %s overlaps vip-subnet %s; pick two separate ranges", o.Subnet, o.VIPSubnet)
 	}
-	p := &Plan{Options: o, Bridge: o.Prefix + "0", HostIP: o.Subnet.Addr().Next()}
-	ip := p.HostIP
-	for i := 0; i < 9; i++ {
-		ip = ip.Next()
+	if len(spec.Networks) > 0 && opts.Subnet.IsValid() {
+		return nil, fmt.Errorf("subnet: the spec's networks name their own subnets; remove the subnet option")
 	}
-	for i, w := range spec.Workloads {
-		if !o.Subnet.Contains(ip) || ip == lastAddr(o.Subnet) {
-			return nil, fmt.Errorf("subnet %s is too small for %d workloads", o.Subnet, len(spec.Workloads))
+	p := &Plan{Options: o}
+	if len(spec.Networks) == 0 {
+		p.Networks = []PlacedNetwork{{Bridge: o.Prefix + "0", Subnet: o.Subnet, HostIP: o.Subnet.Addr().Next()}}
+	}
+	for i, n := range spec.Networks {
+		sub := netip.MustParsePrefix(n.Subnet).Masked() // Validate checked it
+		for _, other := range append([]netip.Prefix{o.VIPSubnet}, networkSubnets(p.Networks)...) {
+			if sub.Overlaps(other) {
+				return nil, fmt.Errorf("networks[%d].subnet %s overlaps %s; pick separate ranges", i, sub, other)
+			}
 		}
-		p.Workloads = append(p.Workloads, PlacedWorkload{
+		bridge := o.Prefix + "0"
+		if i > 0 {
+			bridge = fmt.Sprintf("%sb%d", o.Prefix, i)
+		}
+		p.Networks = append(p.Networks, PlacedNetwork{Name: n.Name, Bridge: bridge, Subnet: sub, HostIP: sub.Addr().Next()})
+	}
+	p.Bridge, p.HostIP = p.Networks[0].Bridge, p.Networks[0].HostIP
+	next := map[string]netip.Addr{}
+	alloc := func(n PlacedNetwork) (netip.Addr, error) {
+		ip, ok := next[n.Bridge]
+		if !ok {
+			ip = n.HostIP
+			for i := 0; i < 9; i++ {
+				ip = ip.Next()
+			}
+		}
+		if !n.Subnet.Contains(ip) || ip == lastAddr(n.Subnet) {
+			return ip, fmt.Errorf("subnet %s is too small for %d workloads", n.Subnet, len(spec.Workloads))
+		}
+		next[n.Bridge] = ip.Next()
+		return ip, nil
+	}
+	veths := 0
+	for _, w := range spec.Workloads {
+		net := p.network(w.Network)
+		ip, err := alloc(net)
+		if err != nil {
+			return nil, err
+		}
+		pw := PlacedWorkload{
 			Workload:     w,
 			Namespace:    spec.namespace(w.Namespace),
 			Netns:        o.Prefix + "-" + w.Name,
-			HostVeth:     fmt.Sprintf("%sv%d", o.Prefix, i),
+			HostVeth:     fmt.Sprintf("%sv%d", o.Prefix, veths),
 			IP:           ip,
 			InboundPorts: spec.inboundPorts(w),
-		})
-		ip = ip.Next()
+			Net:          net,
+		}
+		veths++
+		if w.EastWestGateway {
+			for _, other := range p.Networks {
+				if other.Name != net.Name {
+					pw.ExternalNet = other
+				}
+			}
+			if pw.ExternalIP, err = alloc(pw.ExternalNet); err != nil {
+				return nil, err
+			}
+			pw.ExternalVeth = fmt.Sprintf("%sv%d", o.Prefix, veths)
+			veths++
+			pw.InboundPorts = nil
+		}
+		p.Workloads = append(p.Workloads, pw)
 	}
 	vip := o.VIPSubnet.Addr().Next()
 	for i := 0; i < 9; i++ {
@@ -139,6 +224,14 @@ func NewPlan(spec *Spec, opts Options) (*Plan, error) {
 		vip = vip.Next()
 	}
 	return p, nil
+}
+
+func networkSubnets(ns []PlacedNetwork) []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(ns))
+	for _, n := range ns {
+		out = append(out, n.Subnet)
+	}
+	return out
 }
 
 func lastAddr(p netip.Prefix) netip.Addr {
@@ -188,6 +281,14 @@ func (p *Plan) MeshConfig() ([]byte, error) {
 		docs = append(docs, string(doc))
 	}
 	for _, w := range p.Workloads {
+		if w.EastWestGateway {
+			doc, err := eastWestGatewayConfig(p, w)
+			if err != nil {
+				return nil, err
+			}
+			docs = append(docs, doc)
+			continue
+		}
 		// Every local workload runs with a sidecar: label it as the
 		// injector labels pods, so clients use mesh mTLS to it.
 		labels := map[string]string{"security.istio.io/tlsMode": "istio"}
@@ -195,6 +296,9 @@ func (p *Plan) MeshConfig() ([]byte, error) {
 			labels[k] = v
 		}
 		spec := map[string]any{"address": w.IP.String(), "labels": labels}
+		if w.Net.Name != "" {
+			spec["network"] = w.Net.Name
+		}
 		if len(w.EntryPorts) > 0 {
 			spec["ports"] = w.EntryPorts
 		}
@@ -214,6 +318,49 @@ func (p *Plan) MeshConfig() ([]byte, error) {
 	}
 	return []byte("# Generated by trellis local mode: the local workloads and their services.\n" + strings.Join(docs, "---\n")), nil
 }
+
+// eastWestGatewayConfig registers an east-west gateway the way Istio finds
+// one: a service labelled topology.istio.io/network with port 15443 named
+// tls, whose endpoint is the gateway's address on the other network's
+// bridge (as a LoadBalancer address would be).
+func eastWestGatewayConfig(p *Plan, w PlacedWorkload) (string, error) {
+	se, err := yaml.Marshal(map[string]any{
+		"apiVersion": "networking.istio.io/v1",
+		"kind":       "ServiceEntry",
+		"metadata":   map[string]any{"name": w.Name, "namespace": w.Namespace, "labels": map[string]string{networkLabel: w.Net.Name}},
+		"spec": map[string]any{
+			"hosts":            []string{w.Name + "." + w.Namespace + ".svc." + p.Options.DomainSuffix},
+			"ports":            []map[string]any{{"number": 15443, "name": "tls", "protocol": "TLS"}},
+			"location":         "MESH_INTERNAL",
+			"resolution":       "STATIC",
+			"workloadSelector": map[string]any{"labels": map[string]string{eastWestWorkloadLabel: w.Name}},
+		},
+	})
+	if err != nil {
+		return "", err
+	}
+	labels := map[string]string{eastWestWorkloadLabel: w.Name}
+	for k, v := range w.Labels {
+		labels[k] = v
+	}
+	we, err := yaml.Marshal(map[string]any{
+		"apiVersion": "networking.istio.io/v1",
+		"kind":       "WorkloadEntry",
+		"metadata":   map[string]any{"name": w.Name, "namespace": w.Namespace, "labels": w.Labels},
+		"spec":       map[string]any{"address": w.ExternalIP.String(), "labels": labels, "network": w.Net.Name},
+	})
+	if err != nil {
+		return "", err
+	}
+	return string(se) + "---\n" + string(we), nil
+}
+
+const (
+	networkLabel = "topology.istio.io/network"
+	// eastWestWorkloadLabel ties a gateway's ServiceEntry to its
+	// WorkloadEntry alone.
+	eastWestWorkloadLabel = "trellis.local/east-west-gateway"
+)
 
 // Hosts renders the hosts file of a workload's namespace: localhost, the
 // workload's own name, and every service under its short name (for

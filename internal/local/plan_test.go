@@ -139,3 +139,66 @@ func TestPlanRejectsBadOptions(t *testing.T) {
 		})
 	}
 }
+
+// Two networks: a bridge each, workloads placed on their network's
+// subnet, the east-west gateway a router joined to the other bridge and
+// registered at that address, labelled with its network.
+func TestPlanTwoNetworks(t *testing.T) {
+	spec := &Spec{
+		Networks: []Network{{Name: "network1", Subnet: "10.186.1.0/24"}, {Name: "network2", Subnet: "10.187.1.0/24"}},
+		Services: []Service{{Name: "worker", Ports: []ServicePort{{Port: 80}}, Selector: map[string]string{"app": "worker"}}},
+		Workloads: []Workload{
+			{Name: "front", Labels: map[string]string{"app": "front"}},
+			{Name: "burst", Network: "network2", Labels: map[string]string{"app": "worker"}, Command: []string{"x"}},
+			{Name: "gw2", Network: "network2", EastWestGateway: true, Labels: map[string]string{"istio": "eastwestgateway"}},
+		},
+	}
+	p, err := NewPlan(spec, Options{Prefix: "tp", VIPSubnet: netip.MustParsePrefix("10.186.2.0/24")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Networks) != 2 || p.Networks[0].Bridge != "tp0" || p.Networks[1].Bridge != "tpb1" || p.HostIP.String() != "10.186.1.1" {
+		t.Fatalf("networks %+v, host %s", p.Networks, p.HostIP)
+	}
+	front, burst, gw := p.Workloads[0], p.Workloads[1], p.Workloads[2]
+	if front.IP.String() != "10.186.1.10" || front.Net.Name != "network1" || burst.IP.String() != "10.187.1.10" || burst.Net.Bridge != "tpb1" {
+		t.Errorf("front %s %s, burst %s %s", front.IP, front.Net.Name, burst.IP, burst.Net.Bridge)
+	}
+	if gw.IP.String() != "10.187.1.11" || gw.ExternalIP.String() != "10.186.1.11" || gw.ExternalNet.Bridge != "tp0" || gw.ExternalVeth != "tpv3" ||
+		!strings.HasPrefix(gw.NodeID("cluster.local"), "router~10.187.1.11~gw2.") {
+		t.Errorf("gateway %s ext %s on %s via %s, node %s", gw.IP, gw.ExternalIP, gw.ExternalNet.Bridge, gw.ExternalVeth, gw.NodeID("cluster.local"))
+	}
+	cfg, err := p.MeshConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := config.Parse(cfg, "two-networks.yaml")
+	if err != nil || len(res.Errors) > 0 {
+		t.Fatalf("%v %v", err, res.Errors)
+	}
+	for _, want := range []string{"network: network2", "topology.istio.io/network: network2", "address: 10.186.1.11", "number: 15443"} {
+		if !strings.Contains(string(cfg), want) {
+			t.Errorf("mesh config lacks %q:\n%s", want, cfg)
+		}
+	}
+	ses := 0
+	for _, r := range res.Resources {
+		if r.Kind == config.KindServiceEntry {
+			ses++
+		}
+	}
+	if ses != 2 {
+		t.Errorf("%d ServiceEntries, want the service's and the gateway's", ses)
+	}
+
+	bad := *spec
+	bad.Workloads = append([]Workload(nil), spec.Workloads...)
+	bad.Workloads[0].Network = "network9"
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), `workloads[0].network: "network9" is not one of networks[].name`) {
+		t.Errorf("unknown network: %v", err)
+	}
+	one := &Spec{Workloads: []Workload{{Name: "gw", EastWestGateway: true}}}
+	if err := one.Validate(); err == nil || !strings.Contains(err.Error(), "workloads[0].eastWestGateway: needs two networks") {
+		t.Errorf("gateway without networks: %v", err)
+	}
+}

@@ -2,6 +2,7 @@ package local
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"regexp"
 	"sort"
@@ -16,6 +17,22 @@ type Spec struct {
 	Namespace string     `json:"namespace,omitempty"`
 	Services  []Service  `json:"services"`
 	Workloads []Workload `json:"workloads"`
+	// Networks, when set, put the workloads on separate networks (Istio's
+	// multi-network mesh): a bridge and subnet each, with no route between
+	// them, so a workload reaches another network only through that
+	// network's east-west gateway. At most two. Empty: one bridge on
+	// Options.Subnet, no network names.
+	Networks []Network `json:"networks,omitempty"`
+}
+
+// Network is one network of a multi-network local mesh.
+type Network struct {
+	// Name is the topology.istio.io/network value (WorkloadEntry network,
+	// the proxies' ISTIO_META_NETWORK).
+	Name string `json:"name"`
+	// Subnet holds the network's bridge (first address) and workloads
+	// (from the 10th address on), e.g. 10.186.1.0/24.
+	Subnet string `json:"subnet"`
 }
 
 // Service is a mesh service: a name, ports and the labels that select its
@@ -50,6 +67,17 @@ type Workload struct {
 	// user. Empty means a sidecar with no app (e.g. a client).
 	Command []string `json:"command,omitempty"`
 	Env     []string `json:"env,omitempty"`
+	// Network names the workload's network (one of Spec.Networks); empty
+	// means the first.
+	Network string `json:"network,omitempty"`
+	// EastWestGateway makes the workload its network's east-west gateway
+	// (Istio's istio-eastwestgateway): a trellis-proxy router without
+	// interception and without an app, joined to the other network's
+	// bridge as well, at the address other networks reach it by (its
+	// WorkloadEntry address in the generated gateway ServiceEntry,
+	// labelled with its network, port 15443). A Gateway resource in
+	// AUTO_PASSTHROUGH mode selecting its labels makes it route.
+	EastWestGateway bool `json:"eastWestGateway,omitempty"`
 	// Pod, set by FromPod (`trellis local from-pod`), runs the workload's
 	// injected pod the way a kubelet would (see PodSteps); nil starts the
 	// sidecar and the app side by side.
@@ -125,6 +153,37 @@ func (s *Spec) Validate() error {
 	}
 	if len(s.Workloads) == 0 {
 		bad("workloads: at least one workload is required")
+	}
+	nets := map[string]bool{}
+	for i, n := range s.Networks {
+		p := fmt.Sprintf("networks[%d]", i)
+		if !dnsLabel.MatchString(n.Name) {
+			bad("%s.name: %q is not a DNS label (lower-case letters, digits, '-')", p, n.Name)
+		}
+		if nets[n.Name] {
+			bad("%s.name: duplicate network %q", p, n.Name)
+		}
+		nets[n.Name] = true
+		if pfx, err := netip.ParsePrefix(n.Subnet); err != nil || !pfx.Addr().Is4() {
+			bad("%s.subnet: %q is not an IPv4 prefix such as 10.186.1.0/24", p, n.Subnet)
+		}
+	}
+	if len(s.Networks) > 2 {
+		bad("networks: at most two (an east-west gateway joins the one other network's bridge)")
+	}
+	for i, w := range s.Workloads {
+		p := fmt.Sprintf("workloads[%d]", i)
+		if w.Network != "" && !nets[w.Network] {
+			bad("%s.network: %q is not one of networks[].name", p, w.Network)
+		}
+		if w.EastWestGateway {
+			switch {
+			case len(s.Networks) < 2:
+				bad("%s.eastWestGateway: needs two networks (networks[]) to join", p)
+			case len(w.Command) > 0 || w.Pod != nil:
+				bad("%s.eastWestGateway: a gateway runs only its proxy; remove command/pod", p)
+			}
+		}
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("invalid local mesh spec:\n  %s", strings.Join(errs, "\n  "))

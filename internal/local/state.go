@@ -32,6 +32,7 @@ func StateDir(dir string) string {
 type State struct {
 	Prefix     string          `json:"prefix"`
 	Bridge     string          `json:"bridge,omitempty"`
+	Bridges    []string        `json:"bridges,omitempty"` // the other networks' bridges
 	HostIP     string          `json:"hostIP,omitempty"`
 	Netns      []string        `json:"netns,omitempty"`
 	HostsDirs  []string        `json:"hostsDirs,omitempty"`

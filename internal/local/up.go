@@ -80,6 +80,11 @@ type Mesh struct {
 	// their processes end on purpose and do not count for Exited.
 	pods   map[string]*PodRun
 	inPods map[*exec.Cmd]bool
+	// sidecars are the running proxy generation of each workload started
+	// by Up (hotrestart.go); retired are the generations a hot restart
+	// replaced, which end on purpose and do not count for Exited.
+	sidecars map[string]*sidecar
+	retired  map[*exec.Cmd]bool
 }
 
 func (r *Runner) logf(format string, a ...any) {
@@ -126,7 +131,7 @@ func (r *Runner) Up(ctx context.Context) (*Mesh, error) {
 		return nil, fmt.Errorf("remove leftovers of an earlier run: %w", err)
 	}
 	m := &Mesh{Plan: p, r: r, state: &stateFile{path: path}, done: map[*exec.Cmd]chan struct{}{}, roles: map[*exec.Cmd]string{},
-		pods: map[string]*PodRun{}, inPods: map[*exec.Cmd]bool{}}
+		pods: map[string]*PodRun{}, inPods: map[*exec.Cmd]bool{}, sidecars: map[string]*sidecar{}, retired: map[*exec.Cmd]bool{}}
 	if err := m.state.update(func(s *State) {
 		s.Prefix, s.Intercept, s.HostIP, s.XDSAddress = p.Options.Prefix, r.Intercept, p.HostIP.String(), p.XDSAddress()
 	}); err != nil {
@@ -141,17 +146,25 @@ func (r *Runner) Up(ctx context.Context) (*Mesh, error) {
 
 func (m *Mesh) up(ctx context.Context) error {
 	p, r := m.Plan, m.r
-	r.logf("creating bridge %s (%s/%d)", p.Bridge, p.HostIP, p.Options.Subnet.Bits())
-	if err := m.state.update(func(s *State) { s.Bridge = p.Bridge }); err != nil {
-		return err
-	}
-	for _, args := range [][]string{
-		{"link", "add", p.Bridge, "type", "bridge"},
-		{"addr", "add", fmt.Sprintf("%s/%d", p.HostIP, p.Options.Subnet.Bits()), "dev", p.Bridge},
-		{"link", "set", p.Bridge, "up"},
-	} {
-		if err := netns.IP(ctx, args...); err != nil {
+	for i, n := range p.Networks {
+		r.logf("creating bridge %s (%s/%d) %s", n.Bridge, n.HostIP, n.Subnet.Bits(), n.Name)
+		if err := m.state.update(func(s *State) {
+			if i == 0 {
+				s.Bridge = n.Bridge
+			} else {
+				s.Bridges = append(s.Bridges, n.Bridge)
+			}
+		}); err != nil {
 			return err
+		}
+		for _, args := range [][]string{
+			{"link", "add", n.Bridge, "type", "bridge"},
+			{"addr", "add", fmt.Sprintf("%s/%d", n.HostIP, n.Subnet.Bits()), "dev", n.Bridge},
+			{"link", "set", n.Bridge, "up"},
+		} {
+			if err := netns.IP(ctx, args...); err != nil {
+				return err
+			}
 		}
 	}
 	for _, w := range p.Workloads {
@@ -188,21 +201,7 @@ func (m *Mesh) up(ctx context.Context) error {
 			if w.Pod != nil {
 				continue // started with its app, in order, below
 			}
-			argv := r.ProxyCommand(p, w)
-			uid := r.proxyUID()
-			var env []string
-			var token *os.File
-			if r.CA != nil {
-				var err error
-				if env, token, err = m.proxyCredential(w); err != nil {
-					return err
-				}
-			}
-			_, err := m.start(ctx, "proxy", w, uid, uid, argv, env, token)
-			if token != nil {
-				token.Close()
-			}
-			if err != nil {
+			if _, err := m.startSidecar(ctx, w, r.ProxyCommand(p, w), 0); err != nil {
 				return err
 			}
 		}
@@ -240,14 +239,34 @@ func (m *Mesh) addWorkload(ctx context.Context, w PlacedWorkload) error {
 	if err := netns.Add(ctx, w.Netns); err != nil {
 		return err
 	}
-	for _, args := range [][]string{
+	steps := [][]string{
 		{"link", "add", w.HostVeth, "type", "veth", "peer", "name", "eth0", "netns", w.Netns},
-		{"link", "set", w.HostVeth, "master", p.Bridge},
+		{"link", "set", w.HostVeth, "master", w.Net.Bridge},
 		{"link", "set", w.HostVeth, "up"},
-		{"-n", w.Netns, "addr", "add", fmt.Sprintf("%s/%d", w.IP, p.Options.Subnet.Bits()), "dev", "eth0"},
+		{"-n", w.Netns, "addr", "add", fmt.Sprintf("%s/%d", w.IP, w.Net.Subnet.Bits()), "dev", "eth0"},
 		{"-n", w.Netns, "link", "set", "eth0", "up"},
-		{"-n", w.Netns, "route", "add", "default", "via", p.HostIP.String()},
-	} {
+	}
+	if !p.MultiNetwork() {
+		steps = append(steps, []string{"-n", w.Netns, "route", "add", "default", "via", w.Net.HostIP.String()})
+	} else {
+		// Separate networks: no default route (the host would forward
+		// between the bridges). The workload reaches its own bridge, the
+		// services' VIPs (captured by its sidecar) and trellisd.
+		steps = append(steps, []string{"-n", w.Netns, "route", "add", p.Options.VIPSubnet.String(), "via", w.Net.HostIP.String()})
+		if w.Net.HostIP != p.HostIP {
+			steps = append(steps, []string{"-n", w.Netns, "route", "add", p.HostIP.String() + "/32", "via", w.Net.HostIP.String()})
+		}
+	}
+	if w.EastWestGateway {
+		steps = append(steps,
+			[]string{"link", "add", w.ExternalVeth, "type", "veth", "peer", "name", "eth1", "netns", w.Netns},
+			[]string{"link", "set", w.ExternalVeth, "master", w.ExternalNet.Bridge},
+			[]string{"link", "set", w.ExternalVeth, "up"},
+			[]string{"-n", w.Netns, "addr", "add", fmt.Sprintf("%s/%d", w.ExternalIP, w.ExternalNet.Subnet.Bits()), "dev", "eth1"},
+			[]string{"-n", w.Netns, "link", "set", "eth1", "up"},
+		)
+	}
+	for _, args := range steps {
 		if err := netns.IP(ctx, args...); err != nil {
 			return err
 		}
@@ -264,7 +283,9 @@ func (m *Mesh) addWorkload(ctx context.Context, w PlacedWorkload) error {
 	if err := os.WriteFile(filepath.Join(hostsDir, "hosts"), []byte(p.Hosts(w)), 0o644); err != nil {
 		return fmt.Errorf("write hosts file: %w", err)
 	}
-	if !r.Intercept {
+	if !r.Intercept || w.EastWestGateway {
+		// A gateway proxies its listeners' traffic, like Istio's
+		// gateways: no interception.
 		return nil
 	}
 	opts := iptables.DefaultOptions()
@@ -309,6 +330,11 @@ func IptablesFlags(o iptables.Options) []string {
 // start runs argv inside w's namespace as uid:gid, logging to the state
 // dir. A non-nil fd3 is the process's descriptor 3.
 func (m *Mesh) start(ctx context.Context, role string, w PlacedWorkload, uid, gid int, argv, env []string, fd3 *os.File) (*exec.Cmd, error) {
+	return m.startLogged(ctx, role, w.Name+"."+role+".log", w, uid, gid, argv, env, fd3)
+}
+
+// startLogged is start with the log file's name in the log dir.
+func (m *Mesh) startLogged(ctx context.Context, role, logName string, w PlacedWorkload, uid, gid int, argv, env []string, fd3 *os.File) (*exec.Cmd, error) {
 	logDir := m.LogDir()
 	if err := m.TrackFile(logDir); err != nil {
 		return nil, err
@@ -316,7 +342,7 @@ func (m *Mesh) start(ctx context.Context, role string, w PlacedWorkload, uid, gi
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return nil, err
 	}
-	logPath := filepath.Join(logDir, w.Name+"."+role+".log")
+	logPath := filepath.Join(logDir, logName)
 	if err := m.TrackFile(logPath); err != nil {
 		return nil, err
 	}
@@ -328,7 +354,11 @@ func (m *Mesh) start(ctx context.Context, role string, w PlacedWorkload, uid, gi
 		"--reuid=" + strconv.Itoa(uid), "--regid=" + strconv.Itoa(gid), "--clear-groups", "--"}, argv...)
 	cmd := exec.Command(full[0], full[1:]...)
 	cmd.Stdout, cmd.Stderr = lf, lf
-	cmd.Env = append(append(os.Environ(), "POD_NAME="+w.Name, "POD_NAMESPACE="+w.Namespace, "INSTANCE_IP="+w.IP.String(), "HOSTNAME="+w.Name), env...)
+	cmd.Env = append(os.Environ(), "POD_NAME="+w.Name, "POD_NAMESPACE="+w.Namespace, "INSTANCE_IP="+w.IP.String(), "HOSTNAME="+w.Name)
+	if w.Net.Name != "" {
+		cmd.Env = append(cmd.Env, "ISTIO_META_NETWORK="+w.Net.Name)
+	}
+	cmd.Env = append(cmd.Env, env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if fd3 != nil {
 		cmd.ExtraFiles = []*os.File{fd3}
@@ -384,7 +414,7 @@ func (m *Mesh) Exited() (string, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, c := range m.procs {
-		if m.inPods[c] {
+		if m.inPods[c] || m.retired[c] {
 			continue
 		}
 		select {

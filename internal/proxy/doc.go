@@ -32,4 +32,10 @@
 // (warming.go): the previous version keeps serving, a new one is not
 // bound, until the routes arrive or Options.InitialFetchTimeout (15 s)
 // passes; /healthz/ready waits for the first listeners to warm.
+//
+// Hot restart (hotrestart.go, package hotrestart): with
+// Options.HotRestart the proxy listens for a successor; an epoch above 0
+// first takes the listening sockets of the previous one, warms (config
+// and certificate) without accepting, then accepts and makes the parent
+// stop accepting, drain and exit.
 package proxy

@@ -11,6 +11,8 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/trellis-mesh/trellis/internal/proxy/authz"
 )
 
 // TestNetworkRBACClosesDeniedConnections serves two TCP listeners whose
@@ -92,6 +94,19 @@ filter_chains:
 	}
 	if got, err := roundTrip(denied); err == nil {
 		t.Errorf("denied: got %q, want the connection closed", got)
+	}
+	// authz.Check answers for the same connections as they were served.
+	for _, tt := range []struct{ listener, reason string }{
+		{"allowed", "allowed by ALLOW policy default/db rule 0"},
+		{"denied", "no ALLOW policy matched (the connection is closed)"},
+	} {
+		a, err := authz.Check(r.p.Listeners.Listeners(), authz.Query{Listener: tt.listener, SourceIP: "127.0.0.1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Reason != tt.reason || a.Allowed != (tt.listener == "allowed") || len(a.Verdicts) != 1 || a.Verdicts[0].Kind != "network" {
+			t.Errorf("check %s: got %+v, want %q", tt.listener, a, tt.reason)
+		}
 	}
 	if !strings.Contains(logs.String(), `rbac: connection from 127.0.0.1:`) || !strings.Contains(logs.String(), "closed: enforced denied, rbac_access_denied_matched_policy[none]") {
 		t.Errorf("log lacks the denial:\n%s", logs.String())

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -25,6 +26,7 @@ import (
 	"github.com/trellis-mesh/trellis/internal/proxy/bootstrap"
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster"
 	"github.com/trellis-mesh/trellis/internal/proxy/failures"
+	"github.com/trellis-mesh/trellis/internal/proxy/hotrestart"
 	"github.com/trellis-mesh/trellis/internal/proxy/httpconn"
 	"github.com/trellis-mesh/trellis/internal/proxy/identity"
 	"github.com/trellis-mesh/trellis/internal/proxy/listener"
@@ -86,6 +88,11 @@ type Options struct {
 	// `default` and `ROOTCA` (its Sink is the proxy's secret store). Nil
 	// means no CA: only secrets sent over xDS exist.
 	Identity *identity.Options
+	// HotRestart, when set, makes the proxy a hot restart generation
+	// (Envoy's --restart-epoch and --base-id; hotrestart.go): it listens
+	// for a successor and, with Epoch > 0, takes over the listening
+	// sockets of the process of the previous epoch first. Nil: neither.
+	HotRestart *hotrestart.Options
 }
 
 // Proxy is a running proxy: what the admin endpoints and tests look at.
@@ -124,6 +131,14 @@ type Proxy struct {
 	// initDone latches readiness (warming.go).
 	initDeadline atomic.Int64
 	initDone     atomic.Bool
+	// hot restart (hotrestart.go): child is the connection to the parent
+	// (nil unless this process took over from one); adminInherited are
+	// the parent's admin sockets; handedOver is set, and handover
+	// receives, when a successor took over from this process.
+	child          *hotrestart.Child
+	adminInherited map[string]net.Listener
+	handedOver     atomic.Bool
+	handover       chan hotrestart.Drain
 }
 
 // Routes returns the RDS route configurations the proxy holds.
@@ -172,7 +187,7 @@ func New(bs *bootstrapv3.Bootstrap, o Options) (*Proxy, error) {
 	if w == nil {
 		w = os.Stderr
 	}
-	p := &Proxy{Bootstrap: bs, Stats: stats.NewStore(), Secrets: tlsterm.NewStore(), logger: log.New(w, "trellis-proxy ", log.LstdFlags|log.Lmicroseconds)}
+	p := &Proxy{Bootstrap: bs, Stats: stats.NewStore(), handover: make(chan hotrestart.Drain, 1), Secrets: tlsterm.NewStore(), logger: log.New(w, "trellis-proxy ", log.LstdFlags|log.Lmicroseconds)}
 	p.debug = strings.EqualFold(o.LogLevel, "debug")
 	p.warmTimeout = o.InitialFetchTimeout
 	if p.warmTimeout <= 0 {
@@ -257,6 +272,11 @@ func (p *Proxy) Apply(typeURL string, res map[string]*anypb.Any) error {
 		// termination and upstream TLS read at handshake time.
 		return p.Secrets.ApplyAny(res)
 	case resourcev3.ListenerType:
+		if p.handedOver.Load() {
+			// A successor serves the sockets: this process accepts no
+			// more and keeps its draining connections on their config.
+			return nil
+		}
 		ls, err := compileListeners(res, p.cc)
 		if err != nil {
 			return err
@@ -276,6 +296,17 @@ func (p *Proxy) Serve(ctx context.Context, o Options) error {
 	ctx, quit := context.WithCancel(ctx)
 	defer quit()
 	started := time.Now()
+	if o.HotRestart != nil {
+		p.Stats.Scope("server", "").Gauge("hot_restart_epoch").Set(int64(o.HotRestart.Epoch))
+		if o.HotRestart.Epoch > 0 {
+			if err := p.inheritSockets(ctx, o); err != nil {
+				return err
+			}
+		}
+	}
+	if p.child != nil {
+		defer p.child.Close()
+	}
 	if err := p.Listeners.Update(context.Background(), p.static); err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
@@ -326,12 +357,17 @@ func (p *Proxy) Serve(ctx context.Context, o Options) error {
 			}()
 		}
 	}
-	adminAddr := ""
-	if a := p.Bootstrap.GetAdmin().GetAddress(); a != nil {
-		adminAddr = bootstrap.AdminAddress(p.Bootstrap)
+	if p.child != nil {
+		// Warm before accepting: the parent serves meanwhile.
+		p.logf("hot restart epoch %d: warming the configuration before accepting", o.HotRestart.Epoch)
+		if !p.waitInitialized(ctx, synced.Load) {
+			p.Listeners.Close()
+			return nil
+		}
 	}
 	ad, err := admin.New(admin.Options{
-		Address:           adminAddr,
+		Inherited:         p.adminInherited,
+		Address:           p.adminAddress(),
 		ReadyAddress:      o.ReadyAddress,
 		PrometheusAddress: o.PrometheusAddress,
 		MergedAddress:     o.MergedAddress,
@@ -343,6 +379,7 @@ func (p *Proxy) Serve(ctx context.Context, o Options) error {
 		Stats:             p.Stats,
 		Telemetry:         p.Telemetry,
 		Failures:          p.Failures,
+		Listeners:         p.Listeners.Listeners,
 		Ready:             func() bool { return p.initialized(synced.Load()) },
 		Drain:             p.startDrain,
 		Quit:              quit,
@@ -355,6 +392,17 @@ func (p *Proxy) Serve(ctx context.Context, o Options) error {
 	}
 	p.Admin = ad
 	defer ad.Close()
+	if p.child != nil {
+		p.takeOver(ctx, o)
+	}
+	if o.HotRestart != nil {
+		hs, err := p.listenForSuccessor(o)
+		if err != nil {
+			p.Listeners.Close()
+			return err
+		}
+		defer hs.Close()
+	}
 	if p.XDS == nil && o.Ready != nil {
 		o.Ready(p)
 	}
@@ -362,9 +410,20 @@ func (p *Proxy) Serve(ctx context.Context, o Options) error {
 	case <-ctx.Done():
 	case err := <-errc:
 		return err
+	case d := <-p.handover:
+		p.exitAfterHandover(d)
+		return nil
 	}
 	p.shutdown(o.DrainDuration)
 	return nil
+}
+
+// adminAddress is the bootstrap's admin address ("" when it has none).
+func (p *Proxy) adminAddress() string {
+	if p.Bootstrap.GetAdmin().GetAddress() == nil {
+		return ""
+	}
+	return bootstrap.AdminAddress(p.Bootstrap)
 }
 
 // certChains lists the certificate secrets the proxy holds, for /certs.

@@ -48,9 +48,13 @@ type Service struct {
 	// CIDRs are ServiceEntry addresses wider than one IP ("10.1.0.0/16"):
 	// TCP traffic to any address in them on a service port reaches the
 	// service. They are not virtual IPs (no listener, no DNS name).
-	CIDRs      []string
-	Ports      []Port
-	Resolution Resolution
+	CIDRs []string
+	// ExternalAddresses are where the service is reached from outside its
+	// cluster's network (Kubernetes LoadBalancer ingress IPs and
+	// externalIPs). A network's east-west gateway is found by them.
+	ExternalAddresses []string
+	Ports             []Port
+	Resolution        Resolution
 	// MeshExternal is true for ServiceEntry location MESH_EXTERNAL.
 	MeshExternal bool
 	Labels       map[string]string

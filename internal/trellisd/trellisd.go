@@ -7,7 +7,10 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"sort"
 	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -155,6 +158,10 @@ type Server struct {
 	ads     *server.Server
 	reg     *prometheus.Registry
 	version atomic.Uint64
+
+	// ungated is the last logged list of networks without a gateway.
+	ungatedMu sync.Mutex
+	ungated   string
 
 	xdsAddr, debugAddr, metricsAddr, caAddr, dashboardAddr net.Addr
 	configVersion                                          prometheus.Gauge
@@ -396,9 +403,38 @@ func (s *Server) rebuild(mesh translate.MeshOptions) {
 	if s.opts.Credentials != nil {
 		creds = s.opts.Credentials.Credentials()
 	}
+	s.logUngated(reg, mesh)
 	v := s.version.Add(1)
 	s.gen.setState(&state{version: v, cfg: cfg, reg: reg, mesh: mesh, creds: creds})
 	s.configVersion.Set(float64(v))
+}
+
+// logUngated logs, when it changes, which networks have endpoints but no
+// east-west gateway: proxies on other networks are not sent those
+// endpoints (docs/multicluster.md).
+func (s *Server) logUngated(reg *registry.Snapshot, mesh translate.MeshOptions) {
+	counts := translate.NetworksWithoutGateway(reg, mesh)
+	nets := make([]string, 0, len(counts))
+	for n := range counts {
+		nets = append(nets, n)
+	}
+	sort.Strings(nets)
+	var parts []string
+	for _, n := range nets {
+		parts = append(parts, fmt.Sprintf("%s (%d endpoints)", n, counts[n]))
+	}
+	msg := strings.Join(parts, ", ")
+	s.ungatedMu.Lock()
+	changed := msg != s.ungated
+	s.ungated = msg
+	s.ungatedMu.Unlock()
+	switch {
+	case changed && msg != "":
+		s.opts.Logf("trellisd: no east-west gateway known for network %s: proxies on other networks are not sent these endpoints; "+
+			"add a Service labelled topology.istio.io/network with a port 15443 named tls", msg)
+	case changed:
+		s.opts.Logf("trellisd: every network with endpoints has an east-west gateway")
+	}
 }
 
 // versionString is how a state version appears in xDS and debug output.

@@ -130,11 +130,10 @@ func (c *checker) serverTLS(p Path, t *networking.ServerTLSSettings, proto strin
 		if hasCert && !t.GetHttpsRedirect() {
 			c.warnf(p, "mode %s forwards TLS untouched; the certificate settings are ignored", t.GetMode())
 		}
-		if proto == "HTTPS" && t.GetMode() == networking.ServerTLSSettings_AUTO_PASSTHROUGH {
-			c.errorf(p.Field("mode"), "AUTO_PASSTHROUGH needs protocol TLS, not HTTPS")
-		} else if t.GetMode() == networking.ServerTLSSettings_AUTO_PASSTHROUGH {
-			c.errorf(p.Field("mode"), "AUTO_PASSTHROUGH (an east-west gateway routing by SNI outbound_.PORT_.SUBSET_.HOST) is not supported by Trellis yet: "+
-				"multi-network meshes are not (see docs/multicluster.md); use PASSTHROUGH with a VirtualService tls route, or put the clusters on one network")
+		if proto != "TLS" && t.GetMode() == networking.ServerTLSSettings_AUTO_PASSTHROUGH {
+			// An east-west gateway routes by the SNI of mesh mTLS
+			// (outbound_.PORT_.SUBSET_.HOST); only a TLS server sees it.
+			c.errorf(p.Field("mode"), "AUTO_PASSTHROUGH needs protocol TLS, not %s (an east-west gateway: port 15443, protocol TLS, hosts \"*.local\")", proto)
 		}
 	case networking.ServerTLSSettings_ISTIO_MUTUAL:
 		if hasCert || t.GetServerCertificate() != "" || t.GetPrivateKey() != "" || t.GetCaCertificates() != "" {

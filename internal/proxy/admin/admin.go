@@ -27,6 +27,7 @@ import (
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster"
 	"github.com/trellis-mesh/trellis/internal/proxy/failures"
 	"github.com/trellis-mesh/trellis/internal/proxy/lb"
+	"github.com/trellis-mesh/trellis/internal/proxy/listener"
 	"github.com/trellis-mesh/trellis/internal/proxy/stats"
 	"github.com/trellis-mesh/trellis/internal/proxy/telemetry"
 )
@@ -71,6 +72,9 @@ type Options struct {
 	// Failures renders /debug/failures (the last failed requests); may
 	// be nil.
 	Failures *failures.Ring
+	// Listeners returns the compiled listeners the proxy serves, for
+	// /debug/authz and /debug/authz/check; may be nil (both answer 503).
+	Listeners func() map[string]*listener.Listener
 	// Logging backs /logging; nil creates one with the default loggers.
 	Logging *Logging
 	// Ready reports whether the first configuration is applied; nil means ready.
@@ -83,6 +87,10 @@ type Options struct {
 	// Version is reported by /server_info; NodeID too.
 	Version string
 	NodeID  string
+	// Inherited are listening sockets handed over by the process this one
+	// hot-restarts from, by address: a server whose address has one
+	// serves on it instead of binding. Nil binds every address.
+	Inherited map[string]net.Listener
 }
 
 // Server is the running admin, ready and Prometheus endpoints.
@@ -92,6 +100,7 @@ type Server struct {
 	draining atomic.Bool
 	servers  []*http.Server
 	addrs    map[string]string
+	sockets  map[string]net.Listener // by configured address
 	wg       sync.WaitGroup
 	uptime   *stats.Gauge
 	// Refreshed on every stats read: what an operator watches for a leak.
@@ -114,7 +123,7 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("admin: %w", err)
 	}
-	s := &Server{opts: opts, started: time.Now(), addrs: map[string]string{}, probes: probes,
+	s := &Server{opts: opts, started: time.Now(), addrs: map[string]string{}, sockets: map[string]net.Listener{}, probes: probes,
 		appClient: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil}}}
 	server := opts.Stats.Scope("server", "")
 	s.appScrapeErrors = opts.Stats.Scope("agent", "").Counter("app_metrics_scrape_errors")
@@ -136,12 +145,16 @@ func New(opts Options) (*Server, error) {
 		if b.addr == "" {
 			continue
 		}
-		ln, err := net.Listen("tcp", b.addr)
-		if err != nil {
-			s.Close()
-			return nil, fmt.Errorf("admin: listen %s (%s): %w", b.addr, b.kind, err)
+		ln := opts.Inherited[b.addr]
+		if ln == nil {
+			var err error
+			if ln, err = net.Listen("tcp", b.addr); err != nil {
+				s.Close()
+				return nil, fmt.Errorf("admin: listen %s (%s): %w", b.addr, b.kind, err)
+			}
 		}
 		s.addrs[b.kind] = ln.Addr().String()
+		s.sockets[b.addr] = ln
 		hs := &http.Server{Handler: b.mux, ReadHeaderTimeout: 10 * time.Second}
 		s.servers = append(s.servers, hs)
 		s.wg.Add(1)
@@ -178,6 +191,32 @@ func (s *Server) Close() error {
 	}
 	s.wg.Wait()
 	return errors.Join(errs...)
+}
+
+// Sockets returns the listening sockets by configured address (port 0
+// binds left out), for a hot restart successor.
+func (s *Server) Sockets() map[string]net.Listener {
+	out := make(map[string]net.Listener, len(s.sockets))
+	for a, ln := range s.sockets {
+		if !strings.HasSuffix(a, ":0") {
+			out[a] = ln
+		}
+	}
+	return out
+}
+
+// StopAccepting closes the servers' listening descriptors (a hot restart
+// successor holding its own copies serves the sockets from now on) and
+// turns keep-alive off: each connection closes after its next response,
+// idle ones at once. (Not http.Server.Shutdown: a server shutting down
+// drops, unanswered, a request it reads after the call.)
+func (s *Server) StopAccepting() {
+	for _, ln := range s.sockets {
+		ln.Close()
+	}
+	for _, hs := range s.servers {
+		hs.SetKeepAlivesEnabled(false)
+	}
 }
 
 // SetDraining marks the proxy as draining (health turns 503).
@@ -218,6 +257,8 @@ func (s *Server) endpoints() []endpoint {
 		}},
 		{"/xds", "the xDS client's per-type state: version, nonce, last NACK reason, subscriptions (Trellis)", false, s.handleXDS},
 		{"/debug/failures", "the last failed requests: status, response flags and details, route, upstream cluster (JSON, Trellis)", false, s.handleFailures},
+		{"/debug/authz", "the AuthorizationPolicies a listener's RBAC filters hold (param: listener, default virtualInbound; JSON, Trellis)", false, s.handleAuthzPolicies},
+		{"/debug/authz/check", "would a request be allowed, and by which policy and rule: runs it through the live RBAC filters (params: listener, method, path, host, header=NAME:VALUE, principal, namespace, source_ip, destination_ip, port, sni; JSON, Trellis)", false, s.handleAuthzCheck},
 		{"/reset_counters", "reset all counters to zero", true, func(w http.ResponseWriter, r *http.Request) {
 			s.opts.Stats.ResetCounters()
 			io.WriteString(w, "OK\n")

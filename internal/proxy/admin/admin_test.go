@@ -538,7 +538,8 @@ func TestAppProbes(t *testing.T) {
 		{`[`, "not a JSON object"},
 		{`{"/x": {"httpGet": {"port": 80}}}`, "must start with /app-health/"},
 		{`{"/app-health/a/livez": {"httpGet": {"port": "http"}}}`, "is not a port number"},
-		{`{"/app-health/a/livez": {}}`, "httpGet or tcpSocket must be set"},
+		{`{"/app-health/a/livez": {}}`, "one of httpGet, tcpSocket or grpc must be set"},
+		{`{"/app-health/a/livez": {"grpc": {"port": "grpc"}}}`, `["/app-health/a/livez"].grpc.port: "grpc" is not a port number`},
 		{`{"/app-health/a/livez": {"tcpSocket": {"port": "db"}}}`, "tcpSocket.port"},
 	} {
 		if _, err := New(Options{AppProbers: bad.json}); err == nil || !strings.Contains(err.Error(), bad.want) {

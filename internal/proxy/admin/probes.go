@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,12 +10,18 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
 // EnvAppProbers is the environment variable the injector fills with the
-// application's original HTTP and TCP probes (JSON: {"/app-health/C/KIND":
-// {"httpGet": {...} or "tcpSocket": {"port": N}, "timeoutSeconds": N}}); the merged server answers
-// those paths by calling the application from inside the pod.
+// application's original HTTP, TCP and gRPC probes (JSON:
+// {"/app-health/C/KIND": {"httpGet": {...}, "tcpSocket": {"port": N} or
+// "grpc": {"port": N, "service": S}, "timeoutSeconds": N}}); the merged
+// server answers those paths by calling the application from inside the
+// pod.
 const EnvAppProbers = "ISTIO_KUBE_APP_PROBERS"
 
 // appProbe is one original probe. Port is a number (the injector resolves
@@ -34,11 +41,18 @@ type appProbe struct {
 		Port json.RawMessage `json:"port"`
 		Host string          `json:"host"`
 	} `json:"tcpSocket"`
+	GRPC *struct {
+		Port json.RawMessage `json:"port"`
+		// Service is the grpc.health.v1 service name; null or absent
+		// asks about the server as a whole ("").
+		Service *string `json:"service"`
+	} `json:"grpc"`
 	TimeoutSeconds int32 `json:"timeoutSeconds"`
 
-	url     string
-	tcpAddr string // host:port for a tcpSocket probe
-	timeout time.Duration
+	url      string
+	tcpAddr  string // host:port for a tcpSocket probe
+	grpcAddr string // host:port for a grpc probe
+	timeout  time.Duration
 }
 
 // parseAppProbers reads ISTIO_KUBE_APP_PROBERS.
@@ -53,6 +67,18 @@ func parseAppProbers(s string) (map[string]*appProbe, error) {
 	for path, p := range m {
 		if !strings.HasPrefix(path, "/app-health/") {
 			return nil, fmt.Errorf("%s[%q]: path must start with /app-health/", EnvAppProbers, path)
+		}
+		if p != nil && p.HTTPGet == nil && p.TCPSocket == nil && p.GRPC != nil {
+			port := strings.Trim(string(p.GRPC.Port), `"`)
+			n, err := strconv.Atoi(port)
+			if err != nil || n <= 0 || n > 65535 {
+				return nil, fmt.Errorf("%s[%q].grpc.port: %s is not a port number", EnvAppProbers, path, p.GRPC.Port)
+			}
+			// Kubernetes' gRPC probe has no host: it is the pod's, and
+			// the agent runs in the pod.
+			p.grpcAddr = net.JoinHostPort("127.0.0.1", port)
+			p.timeout = time.Duration(max(p.TimeoutSeconds, 1)) * time.Second
+			continue
 		}
 		if p != nil && p.HTTPGet == nil && p.TCPSocket != nil {
 			port := strings.Trim(string(p.TCPSocket.Port), `"`)
@@ -69,7 +95,7 @@ func parseAppProbers(s string) (map[string]*appProbe, error) {
 			continue
 		}
 		if p == nil || p.HTTPGet == nil {
-			return nil, fmt.Errorf("%s[%q]: httpGet or tcpSocket must be set (only HTTP and TCP probes are rewritten)", EnvAppProbers, path)
+			return nil, fmt.Errorf("%s[%q]: one of httpGet, tcpSocket or grpc must be set (only HTTP, TCP and gRPC probes are rewritten)", EnvAppProbers, path)
 		}
 		port := strings.Trim(string(p.HTTPGet.Port), `"`)
 		n, err := strconv.Atoi(port)
@@ -103,6 +129,10 @@ func (s *Server) handleAppHealth(w http.ResponseWriter, r *http.Request) {
 	p := s.probes[r.URL.Path]
 	if p == nil {
 		http.Error(w, "no application probe at "+r.URL.Path, http.StatusNotFound)
+		return
+	}
+	if p.grpcAddr != "" {
+		s.grpcProbe(w, r, p)
 		return
 	}
 	if p.tcpAddr != "" {
@@ -139,4 +169,34 @@ func (s *Server) handleAppHealth(w http.ResponseWriter, r *http.Request) {
 	defer resp.Body.Close()
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 	w.WriteHeader(resp.StatusCode)
+}
+
+// grpcProbe makes the grpc.health.v1 Health/Check the kubelet would, in
+// plain text on loopback within the probe's timeout: 200 when the app
+// answers SERVING, 503 for any other status, an error (an unknown
+// service is NOT_FOUND) or a timeout.
+func (s *Server) grpcProbe(w http.ResponseWriter, r *http.Request, p *appProbe) {
+	ctx, cancel := context.WithTimeout(r.Context(), p.timeout)
+	defer cancel()
+	conn, err := grpc.NewClient("passthrough:///"+p.grpcAddr,
+		grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithUserAgent("kube-probe/trellis"))
+	if err != nil {
+		http.Error(w, "application gRPC probe failed: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	defer conn.Close()
+	service := ""
+	if p.GRPC.Service != nil {
+		service = *p.GRPC.Service
+	}
+	resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: service})
+	if err != nil {
+		http.Error(w, "application gRPC probe failed: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	if st := resp.GetStatus(); st != healthpb.HealthCheckResponse_SERVING {
+		http.Error(w, "application gRPC probe: service "+strconv.Quote(service)+" is "+st.String(), http.StatusServiceUnavailable)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
 }

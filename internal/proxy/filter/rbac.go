@@ -434,32 +434,22 @@ type rbacFilter struct{ def *RBAC }
 // rules: a request they do not let through gets 403 "RBAC: access denied"
 // naming the deciding policy in its response code details.
 func (f rbacFilter) Decode(s Stream, perRoute any) Status {
-	c := f.def
-	if p, ok := perRoute.(*RBAC); ok {
-		c = p
+	v := f.rules(perRoute).verdict(s)
+	if v.HasShadow {
+		s.LogRBAC(true, v.Shadow.Allowed, v.Shadow.Policy)
 	}
-	if c.Shadow != nil {
-		allowed, p := c.Shadow.Evaluate(s)
-		s.LogRBAC(true, allowed, p)
-	}
-	if c.Rules == nil {
+	switch {
+	case !v.Enforced:
 		return Continue
-	}
-	allowed, p := c.Rules.Evaluate(s)
-	if c.Rules.Action == RBACLog {
-		if p != nil {
-			s.LogRBAC(false, true, p)
+	case v.Action == RBACLog:
+		if v.Policy != nil {
+			s.LogRBAC(false, true, v.Policy)
 		}
 		return Continue
-	}
-	if allowed {
+	case v.Allowed:
 		return Continue
 	}
-	details := noPolicy
-	if p != nil {
-		details = p.Details
-	}
-	s.Deny(details)
+	s.Deny(v.Details())
 	return Stop
 }
 

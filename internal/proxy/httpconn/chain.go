@@ -107,9 +107,13 @@ func (fs *filterStream) Path() []byte { return fs.e.q.Path }
 func (fs *filterStream) Conn() *filter.Conn { return &fs.e.info.Conn }
 
 func (fs *filterStream) RemoteIP() netip.Addr {
-	peer := fs.e.info.Conn.Remote.Addr()
-	cfg := fs.e.cfg
-	xff, ok := fs.e.q.Headers.Get("x-forwarded-for")
+	return remoteIP(fs.e.cfg, fs.e.info.Conn.Remote.Addr(), fs.e.q.Headers)
+}
+
+// remoteIP is Envoy's downstream remote address of a request with
+// headers h on a connection from peer (see filter.Stream.RemoteIP).
+func remoteIP(cfg *Config, peer netip.Addr, h http1.Headers) netip.Addr {
+	xff, ok := h.Get("x-forwarded-for")
 	if !ok {
 		return peer
 	}

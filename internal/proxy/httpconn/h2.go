@@ -33,8 +33,28 @@ func (m *Manager) h2server() *http2.Server {
 			// included, take a 512 KiB scratch buffer per request body.
 			MaxReadFrameSize: 16 << 10,
 		}
+		// Registering the server on an http.Server (which serves nothing
+		// itself) makes the library track its connections, so that
+		// GoAway can reach the idle ones too.
+		m.h2base = &http.Server{}
+		if err := http2.ConfigureServer(m.h2base, m.h2srv); err != nil {
+			panic("httpconn: http2.ConfigureServer: " + err.Error())
+		}
 	})
 	return m.h2srv
+}
+
+// GoAway sends a graceful GOAWAY on every HTTP/2 downstream connection
+// open now: the client sends its next requests on a new connection, and
+// the streams in progress finish before the connection closes. A hot
+// restart's old process calls it as it starts draining (an idle
+// connection would otherwise hear of the drain only on its next
+// request); connections opened later learn it from their responses.
+func (m *Manager) GoAway() {
+	m.h2server()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // nothing to wait for: the server has no listener of its own
+	m.h2base.Shutdown(ctx)
 }
 
 func (m *Manager) serveH2(ctx context.Context, cfg *Config, c net.Conn, br *bufio.Reader, info ConnInfo) {

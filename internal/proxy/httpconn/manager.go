@@ -6,6 +6,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"net/netip"
 	"sync"
 	"time"
@@ -124,6 +125,8 @@ type Manager struct {
 
 	h2once sync.Once
 	h2srv  *http2.Server
+	// h2base registers h2srv's connections so that GoAway reaches them.
+	h2base *http.Server
 }
 
 func (m *Manager) rand() uint64 {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,11 +33,22 @@ type Server struct {
 	DrainTime time.Duration
 	// Logf logs listener events (nil: silent).
 	Logf func(format string, args ...any)
+	// Inherited holds listening sockets handed over by the process this
+	// one hot-restarts from, by bind address: a listener bound at one of
+	// them takes it instead of binding (see Inherit).
+	inherited map[string]net.Listener
+	// hold, when set, keeps every accept loop waiting until it is closed
+	// (HoldAccepting, StartAccepting).
+	hold     chan struct{}
+	holdOnce sync.Once
+	// stopped: StopAccepting was called; Update binds nothing more.
+	stopped bool
 
 	mu      sync.Mutex
 	running map[string]*running
 	byAddr  atomic.Pointer[map[string]*running]
 	conns   sync.WaitGroup
+	open    atomic.Int64
 }
 
 type running struct {
@@ -124,7 +136,11 @@ func (s *Server) Update(ctx context.Context, ls []*Listener) error {
 		}
 		p := bindPlan{l: l, addr: bindAddr}
 		if l.Bind || rebound {
-			ln, err := listen(ctx, bindAddr)
+			if s.stopped {
+				closeAll()
+				return fmt.Errorf("listener %q: this process handed its sockets to its successor (hot restart) and binds no new one", l.Name)
+			}
+			ln, err := s.listen(ctx, bindAddr)
 			if err != nil {
 				closeAll()
 				return fmt.Errorf("listener %q: bind %s: %w", l.Name, bindAddr, err)
@@ -185,6 +201,16 @@ func (s *Server) drainTime() time.Duration {
 	return s.DrainTime
 }
 
+// listen takes the inherited socket for addr, or binds one.
+func (s *Server) listen(ctx context.Context, addr string) (net.Listener, error) {
+	if ln := s.inherited[addr]; ln != nil {
+		delete(s.inherited, addr)
+		s.logf("listening on %s: inherited from the previous process", addr)
+		return ln, nil
+	}
+	return listen(ctx, addr)
+}
+
 func listen(ctx context.Context, addr string) (net.Listener, error) {
 	lc := net.ListenConfig{}
 	network := "tcp"
@@ -231,6 +257,13 @@ func (s *Server) drain(r *running) {
 }
 
 func (s *Server) accept(r *running) {
+	if s.hold != nil {
+		select {
+		case <-s.hold:
+		case <-r.ctx.Done():
+			return
+		}
+	}
 	var delay time.Duration
 	for {
 		c, err := r.ln.Accept()
@@ -256,6 +289,7 @@ func (s *Server) accept(r *running) {
 		r.mu.Unlock()
 		r.wg.Add(1)
 		s.conns.Add(1)
+		s.open.Add(1)
 		go s.serve(r, c)
 	}
 }
@@ -275,6 +309,7 @@ func (s *Server) serve(r *running, c net.Conn) {
 		delete(r.conns, c)
 		r.mu.Unlock()
 		r.wg.Done()
+		s.open.Add(-1)
 		s.conns.Done()
 	}()
 	l := r.cfg.Load()
@@ -363,6 +398,80 @@ func (s *Server) serve(r *running, c net.Conn) {
 		s.TCP.Serve(ctx, chain.TCP, c, br, origDst)
 	}
 }
+
+// Inherit gives the server the listening sockets of the process it
+// hot-restarts from, by bind address (the configured address, or its
+// Rebind target); call it before the first Update. A listener whose
+// address has one takes it instead of binding, so the socket (and the
+// connections queued on it) is never closed.
+func (s *Server) Inherit(ls map[string]net.Listener) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.inherited = ls
+}
+
+// CloseUnclaimed closes the inherited sockets no listener took (the new
+// configuration has no listener there any more) and returns their
+// addresses.
+func (s *Server) CloseUnclaimed() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for a, ln := range s.inherited {
+		ln.Close()
+		out = append(out, a)
+	}
+	s.inherited = nil
+	return out
+}
+
+// HoldAccepting makes listeners bound from now on wait before their first
+// accept until StartAccepting: a hot-restarted process holds the sockets
+// while it warms its configuration, and the old process keeps accepting
+// on them. Call it before the first Update.
+func (s *Server) HoldAccepting() { s.hold = make(chan struct{}) }
+
+// StartAccepting ends HoldAccepting.
+func (s *Server) StartAccepting() {
+	if s.hold != nil {
+		s.holdOnce.Do(func() { close(s.hold) })
+	}
+}
+
+// Sockets returns the bound listening sockets by bind address (port 0
+// binds left out: a successor could not ask for them by address).
+func (s *Server) Sockets() map[string]net.Listener {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]net.Listener{}
+	for _, r := range s.running {
+		if r.ln == nil || strings.HasSuffix(r.bound, ":0") {
+			continue
+		}
+		out[r.bound] = r.ln
+	}
+	return out
+}
+
+// StopAccepting closes this process's listening descriptors and binds no
+// new ones, keeping every connection: the hot restart handover, after
+// which the successor, holding its own descriptors for the same sockets,
+// accepts alone. Connections already accepted are served on (drain them
+// with the connection managers' drain).
+func (s *Server) StopAccepting() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stopped = true
+	for _, r := range s.running {
+		if r.ln != nil {
+			r.ln.Close()
+		}
+	}
+}
+
+// Conns returns how many downstream connections are open, those of
+// removed listeners still draining included.
+func (s *Server) Conns() int64 { return s.open.Load() }
 
 // handOff finds the listener for an original destination: exact ip:port,
 // then 0.0.0.0:port (or [::]:port).

@@ -17,6 +17,7 @@ type service struct {
 	metav1.TypeMeta
 	metav1.ObjectMeta
 	ClusterIPs   []string
+	External     []string // LoadBalancer ingress IPs, then externalIPs
 	Headless     bool
 	ExternalName string
 	Ports        []servicePort
@@ -94,6 +95,12 @@ func toService(s *corev1.Service) *service {
 			ips = []string{s.Spec.ClusterIP}
 		}
 		out.ClusterIPs = ips
+		for _, in := range s.Status.LoadBalancer.Ingress {
+			if in.IP != "" {
+				out.External = append(out.External, in.IP)
+			}
+		}
+		out.External = append(out.External, s.Spec.ExternalIPs...)
 	}
 	for _, p := range s.Spec.Ports {
 		sp := servicePort{Name: p.Name, Port: p.Port, UDP: p.Protocol == corev1.ProtocolUDP || p.Protocol == corev1.ProtocolSCTP}

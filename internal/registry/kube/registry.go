@@ -325,12 +325,13 @@ func sliceService(obj any) ([]string, error) {
 func (in *buildInput) service(s *service) *registry.Service {
 	host := s.Name + "." + s.Namespace + ".svc." + in.opts.DomainSuffix
 	rs := &registry.Service{
-		Hostname:  host,
-		Name:      s.Name,
-		Namespace: s.Namespace,
-		Addresses: s.ClusterIPs,
-		Labels:    s.Labels,
-		Source:    "kube:Service/" + s.Namespace + "/" + s.Name,
+		Hostname:          host,
+		Name:              s.Name,
+		Namespace:         s.Namespace,
+		Addresses:         s.ClusterIPs,
+		Labels:            s.Labels,
+		ExternalAddresses: s.External,
+		Source:            "kube:Service/" + s.Namespace + "/" + s.Name,
 	}
 	switch {
 	case s.ExternalName != "":

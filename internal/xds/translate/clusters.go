@@ -124,7 +124,7 @@ func (s *scope) buildCluster(svc *registry.Service, port registry.Port, subset s
 	case registry.ResolutionDNS:
 		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STRICT_DNS}
 		c.DnsLookupFamily = clusterv3.Cluster_V4_ONLY
-		c.LoadAssignment = s.loadAssignment(name, svc, port.Number, subsetLabels, pol)
+		c.LoadAssignment = s.loadAssignment(name, svc, port.Number, subsetLabels, pol, false)
 	default:
 		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS}
 		c.EdsClusterConfig = &clusterv3.Cluster_EdsClusterConfig{EdsConfig: s.shared.ads, ServiceName: name}

@@ -7,6 +7,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/trellis-mesh/trellis/internal/registry"
@@ -35,6 +36,12 @@ func Endpoints(in Input, clusterNames []string) []*endpointv3.ClusterLoadAssignm
 			continue
 		}
 		dir, portS, subset, host, ok := ParseClusterName(name)
+		sniDNAT := false
+		if !ok {
+			// An east-west gateway's outbound_.PORT_.SUBSET_.HOST cluster.
+			portS, subset, host, sniDNAT = parseSNIDNATName(name)
+			ok, dir = sniDNAT, "outbound"
+		}
 		if !ok || dir != "outbound" {
 			continue
 		}
@@ -61,44 +68,79 @@ func Endpoints(in Input, clusterNames []string) []*endpointv3.ClusterLoadAssignm
 				continue
 			}
 		}
-		out = append(out, s.loadAssignment(name, svc, uint32(port), labels, trafficPolicy(dr, uint32(port), subset)))
+		out = append(out, s.loadAssignment(name, svc, uint32(port), labels, trafficPolicy(dr, uint32(port), subset), sniDNAT))
 	}
 	return out
 }
 
 // loadAssignment groups the service's endpoints on servicePort that carry
 // subsetLabels by locality; with locality failover on, each locality gets a
-// priority by how much of it matches the proxy's locality.
-func (s *scope) loadAssignment(name string, svc *registry.Service, servicePort uint32, subsetLabels map[string]string, pol policy) *endpointv3.ClusterLoadAssignment {
+// priority by how much of it matches the proxy's locality. Endpoints on
+// another network than the proxy's are replaced by their network's
+// east-west gateways (split horizon, see network.go), or left out when
+// the network has no known gateway; localOnly (an east-west gateway's own
+// clusters) leaves them all out.
+func (s *scope) loadAssignment(name string, svc *registry.Service, servicePort uint32, subsetLabels map[string]string, pol policy, localOnly bool) *endpointv3.ClusterLoadAssignment {
 	cla := &endpointv3.ClusterLoadAssignment{ClusterName: name}
 	failover := pol.od != nil && (pol.lb.GetLocalityLbSetting() == nil || pol.lb.GetLocalityLbSetting().GetEnabled() == nil || pol.lb.GetLocalityLbSetting().GetEnabled().GetValue())
 	byLocality := map[string]*endpointv3.LocalityLbEndpoints{}
 	var localities []string
+	groupOf := func(l string) *endpointv3.LocalityLbEndpoints {
+		group := byLocality[l]
+		if group == nil {
+			group = &endpointv3.LocalityLbEndpoints{Locality: locality(l)}
+			if failover {
+				group.Priority = s.localityPriority(l, pol)
+			}
+			byLocality[l] = group
+			localities = append(localities, l)
+		}
+		return group
+	}
+	var local []*registry.Endpoint
+	remote := map[string]remoteNetworks{} // by locality
+	networks := map[string]bool{}
 	for _, ep := range s.in.Registry.Endpoints[svc.Hostname] {
 		if ep.ServicePort != servicePort || !registry.Matches(subsetLabels, ep.Labels) {
 			continue
 		}
-		if !SameNetwork(s.proxy.Network, ep.Network) {
-			// Istio's split horizon with no gateway for the endpoint's
-			// network: the proxy cannot reach it, so it is left out.
-			// Trellis has no east-west gateway (see docs/multicluster.md).
+		// A gateway's own addresses are reached from every network.
+		if SameNetwork(s.proxy.Network, ep.Network) || isNetworkGateway(svc) {
+			local = append(local, ep)
 			continue
 		}
-		group := byLocality[ep.Locality]
-		if group == nil {
-			group = &endpointv3.LocalityLbEndpoints{Locality: locality(ep.Locality)}
-			if failover {
-				group.Priority = s.localityPriority(ep.Locality, pol)
-			}
-			byLocality[ep.Locality] = group
-			localities = append(localities, ep.Locality)
+		if localOnly || !ep.Healthy || svc.Resolution != registry.ResolutionStatic {
+			continue
 		}
+		if remote[ep.Locality] == nil {
+			remote[ep.Locality] = remoteNetworks{}
+		}
+		w := ep.Weight
+		if w == 0 {
+			w = 1
+		}
+		remote[ep.Locality][ep.Network] += w
+		networks[ep.Network] = true
+	}
+	scale := s.gatewayScale(networks)
+	for _, ep := range local {
 		lbe := s.shared.lbEndpoints[ep]
 		if lbe == nil {
 			lbe = lbEndpoint(ep)
 			s.shared.lbEndpoints[ep] = lbe
 		}
+		if scale > 1 {
+			lbe = proto.Clone(lbe).(*endpointv3.LbEndpoint)
+			lbe.LoadBalancingWeight = u32v(lbe.GetLoadBalancingWeight().GetValue() * scale)
+		}
+		group := groupOf(ep.Locality)
 		group.LbEndpoints = append(group.LbEndpoints, lbe)
+	}
+	for _, l := range sortedKeys(remote) {
+		if eps, _ := s.gatewayEndpoints(remote[l], scale); len(eps) > 0 {
+			group := groupOf(l)
+			group.LbEndpoints = append(group.LbEndpoints, eps...)
+		}
 	}
 	sort.Strings(localities)
 	if failover {

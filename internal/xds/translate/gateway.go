@@ -27,6 +27,11 @@ type gatewayServer struct {
 	proto  registry.Protocol
 }
 
+// autoPassthrough is an east-west gateway's server (see eastwest.go).
+func (g gatewayServer) autoPassthrough() bool {
+	return g.proto == registry.TLS && g.server.GetTls().GetMode() == networking.ServerTLSSettings_AUTO_PASSTHROUGH
+}
+
 func (g gatewayServer) terminatesTLS() bool {
 	m := g.server.GetTls().GetMode()
 	return (g.proto == registry.HTTPS || g.proto == registry.TLS) && g.server.GetTls() != nil &&
@@ -42,19 +47,9 @@ func (s *scope) gatewayConfig() ([]*listenerv3.Listener, []*routev3.RouteConfigu
 		port uint32
 	}
 	byPort := map[bindPort][]gatewayServer{}
-	for _, r := range s.gateways {
-		gw := r.Spec.(*networking.Gateway)
-		for _, srv := range gw.GetServers() {
-			p := srv.GetPort().GetNumber()
-			if p == 0 {
-				continue
-			}
-			k := bindPort{bind: srv.GetBind(), port: p}
-			byPort[k] = append(byPort[k], gatewayServer{
-				key: nsOf(r) + "/" + r.Name, ns: nsOf(r), name: r.Name, server: srv,
-				proto: registry.ParseProtocol(srv.GetPort().GetProtocol(), srv.GetPort().GetName()),
-			})
-		}
+	for _, gs := range s.gatewayServers() {
+		k := bindPort{bind: gs.server.GetBind(), port: gs.server.GetPort().GetNumber()}
+		byPort[k] = append(byPort[k], gs)
 	}
 	keys := make([]bindPort, 0, len(byPort))
 	for k := range byPort {
@@ -90,6 +85,8 @@ func (s *scope) gatewayConfig() ([]*listenerv3.Listener, []*routev3.RouteConfigu
 				routes = append(routes, s.gatewayRouteConfig(rcName, port, []gatewayServer{gs}))
 			case gs.proto.IsHTTP():
 				plainHTTP = append(plainHTTP, gs)
+			case gs.autoPassthrough():
+				l.FilterChains = append(l.FilterChains, s.autoPassthroughChains(gs)...)
 			case gs.proto == registry.HTTPS || gs.proto == registry.TLS:
 				l.FilterChains = append(l.FilterChains, s.gatewayTLSPassthrough(gs, port)...)
 			default:
@@ -119,6 +116,25 @@ func (s *scope) gatewayConfig() ([]*listenerv3.Listener, []*routev3.RouteConfigu
 		out = append(out, sec)
 	}
 	return listeners, routes, out
+}
+
+// gatewayServers are the servers (with a port) of the gateways selected
+// for the proxy, in Gateway then server order.
+func (s *scope) gatewayServers() []gatewayServer {
+	var out []gatewayServer
+	for _, r := range s.gateways {
+		gw := r.Spec.(*networking.Gateway)
+		for _, srv := range gw.GetServers() {
+			if srv.GetPort().GetNumber() == 0 {
+				continue
+			}
+			out = append(out, gatewayServer{
+				key: nsOf(r) + "/" + r.Name, ns: nsOf(r), name: r.Name, server: srv,
+				proto: registry.ParseProtocol(srv.GetPort().GetProtocol(), srv.GetPort().GetName()),
+			})
+		}
+	}
+	return out
 }
 
 // serverHost splits a Gateway server host "ns/host" (no slash means any

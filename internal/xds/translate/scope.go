@@ -44,6 +44,8 @@ type scope struct {
 	shared sharedParts
 	// defaultRetry is shared by routes without a retries block.
 	defaultRetry *routev3.RetryPolicy
+	// gws caches networkGateways.
+	gws map[string][]NetworkGateway
 	// stats are the istio.stats filter configs, [0] inbound, [1] outbound.
 	stats [2]statsCache
 }

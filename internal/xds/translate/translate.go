@@ -48,6 +48,7 @@ func Outbound(in Input) *Output {
 	case s.proxy.Type == RouterProxy:
 		out.Listeners, out.Routes, out.Secrets = s.gatewayConfig()
 		out.Clusters = append(s.outboundClusters(), passthroughClusters()...)
+		out.Clusters = append(out.Clusters, s.sniDNATClusters()...)
 	default:
 		out.Listeners, out.Routes = s.sidecarOutbound()
 		out.Clusters = append(s.outboundClusters(), passthroughClusters()...)

@@ -63,23 +63,8 @@ func TestChaos(t *testing.T) {
 	ms.waitAnswers(front.Netns, url, "this is bill-service-v1", "this is bill-service-v2")
 	t.Logf("load: %d rps of HTTP/1.1 GET %s from %s through both sidecars; windows %s/%s/%s", *rps, url, front.Netns, d.before, d.during, d.after)
 
-	run := func(name string, zeroLoss bool, disrupt func(t *testing.T, l *load)) (s summary) {
-		t.Run(name, func(t *testing.T) {
-			rss0, flags0 := ms.rssReport(), ms.flags()
-			l := startLoad(front.Netns, url, *rps)
-			time.Sleep(d.before)
-			l.setPhase(during)
-			disrupt(t, l)
-			l.setPhase(after)
-			time.Sleep(d.after)
-			s = summarize(l.finish())
-			flags, proxyBad := flagDelta(flags0, ms.flags())
-			t.Logf("%s: %s\n  client sidecar (code flags): %s\n  RSS before: %s\n  RSS after:  %s", name, s, flags, rss0, ms.rssReport())
-			if zeroLoss && (s.failed > 0 || proxyBad > 0) {
-				t.Errorf("%s lost requests: %d failed at the client, %d non-200 at the client sidecar; want 0", name, s.failed, proxyBad)
-			}
-		})
-		return s
+	run := func(name string, zeroLoss bool, disrupt func(t *testing.T, l *load)) summary {
+		return ms.runCase(t, name, front.Netns, url, d, zeroLoss, ms.clientCounts(), disrupt)
 	}
 
 	run("virtualservice-edits", true, func(t *testing.T, l *load) {
@@ -192,6 +177,38 @@ spec:
 		ms.signal(ms.process("app", "bill-v1c").PID, syscall.SIGKILL)
 		time.Sleep(d.during)
 	})
+}
+
+// counts is a proxy-side count of the load's requests by "code flags".
+type counts struct {
+	who  string
+	read func() map[string]float64
+}
+
+// clientCounts are the client sidecar's (reporter=source).
+func (ms *mesh) clientCounts() counts { return counts{"client sidecar", ms.flags} }
+
+// runCase runs one case as a subtest: load from ns for d.before, the
+// disruption, load for d.after; it prints the summary, the proxy-side
+// counts c and the RSS, and with zeroLoss fails on any failed request or
+// any non-200 in c.
+func (ms *mesh) runCase(t *testing.T, name, ns, url string, d durations, zeroLoss bool, c counts, disrupt func(t *testing.T, l *load)) (s summary) {
+	t.Run(name, func(t *testing.T) {
+		rss0, flags0 := ms.rssReport(), c.read()
+		l := startLoad(ns, url, *rps)
+		time.Sleep(d.before)
+		l.setPhase(during)
+		disrupt(t, l)
+		l.setPhase(after)
+		time.Sleep(d.after)
+		s = summarize(l.finish())
+		flags, proxyBad := flagDelta(flags0, c.read())
+		t.Logf("%s: %s\n  %s (code flags): %s\n  RSS before: %s\n  RSS after:  %s", name, s, c.who, flags, rss0, ms.rssReport())
+		if zeroLoss && (s.failed > 0 || proxyBad > 0) {
+			t.Errorf("%s lost requests: %d failed at the client, %d non-200 at the %s; want 0", name, s.failed, proxyBad, c.who)
+		}
+	})
+	return s
 }
 
 // waitAnswers waits until the service has answered with each of want.

@@ -4,7 +4,8 @@
 // sidecars, and disrupts the mesh while the load runs: VirtualService
 // edits, trellisd killed and restarted, endpoints drained or killed,
 // DestinationRule subsets changed and a service added, packet loss, delay
-// and app resets on real packets. Each case prints the
+// and app resets on real packets, and sidecars hot-restarted (upgraded)
+// under load (TestChaosHotRestart, on its own mesh). Each case prints the
 // requests sent and failed (by status code, and by the client sidecar's
 // response flags), p50/p99 before/during/after, and the proxies' and
 // trellisd's RSS before and after, and asserts zero loss where the mesh

@@ -51,7 +51,10 @@ func spec() *local.Spec {
 
 // mesh is the running local mesh and what the cases need to disturb it.
 type mesh struct {
-	t        *testing.T
+	t *testing.T
+	// prefix names the mesh's namespaces, links and state (net: its
+	// 10.X.0.0/24 and VIPs 10.X.1.0/24).
+	prefix   string
 	m        *local.Mesh
 	bins     local.Binaries
 	stateDir string
@@ -61,7 +64,12 @@ type mesh struct {
 	argv     []string // trellisd's command line, to restart it
 }
 
-func startMesh(t *testing.T) *mesh {
+func startMesh(t *testing.T) *mesh { return startMeshOn(t, prefix, subnetX) }
+
+// startMeshOn starts the mesh with its own name prefix and subnet
+// 10.x.0.0/24 (VIPs 10.x.1.0/24), so that tests of other subnets can run
+// the same spec.
+func startMeshOn(t *testing.T, prefix string, subnetX int) *mesh {
 	t.Helper()
 	bins, err := local.FindBinaries(meshbin.Dir())
 	if err != nil {
@@ -78,6 +86,14 @@ func startMesh(t *testing.T) *mesh {
 		t.Fatal(err)
 	}
 	state := t.TempDir()
+	// The sidecars (uid 1337) read the published trust bundle under it:
+	// without this they have no certificate and call each other in
+	// plaintext.
+	for _, d := range []string{filepath.Dir(state), state} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	cfg := filepath.Join(state, "config")
 	if err := os.MkdirAll(cfg, 0o755); err != nil {
 		t.Fatal(err)
@@ -96,21 +112,22 @@ func startMesh(t *testing.T) *mesh {
 	if err := m.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
-	ms := &mesh{t: t, m: m, bins: bins, stateDir: state, cfgDir: cfg}
+	ms := &mesh{t: t, prefix: prefix, m: m, bins: bins, stateDir: state, cfgDir: cfg}
 	p := ms.process("trellisd", "trellisd")
 	ms.trellisd, ms.argv = p.PID, p.Argv
 	return ms
 }
 
-// process is the one the mesh started with this role for this workload.
+// process is the one the mesh started last with this role for this
+// workload (after a hot restart, the new generation).
 func (ms *mesh) process(role, name string) local.Process {
 	ms.t.Helper()
-	st, err := local.ReadState(local.StatePath(ms.stateDir, prefix))
+	st, err := local.ReadState(local.StatePath(ms.stateDir, ms.prefix))
 	if err != nil {
 		ms.t.Fatal(err)
 	}
-	for _, p := range st.Processes {
-		if p.Role == role && p.Name == name {
+	for i := len(st.Processes) - 1; i >= 0; i-- {
+		if p := st.Processes[i]; p.Role == role && p.Name == name {
 			return p
 		}
 	}
@@ -146,7 +163,7 @@ func (ms *mesh) deregister(workload string) {
 	if err != nil {
 		ms.t.Fatal(err)
 	}
-	ms.apply(prefix+"-workloads", string(cfg))
+	ms.apply(ms.prefix+"-workloads", string(cfg))
 }
 
 // signal sends sig to a process group the mesh started and, for a signal

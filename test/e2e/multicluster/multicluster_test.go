@@ -89,6 +89,12 @@ func startCluster(t *testing.T, ctx context.Context, name, network string) *clus
 // serves this one's proxies) and xds is empty.
 func startClusterProfile(t *testing.T, ctx context.Context, name, network, profile string) *cluster {
 	t.Helper()
+	return startClusterWith(t, ctx, name, network, profile)
+}
+
+// startClusterWith is startClusterProfile with more install settings.
+func startClusterWith(t *testing.T, ctx context.Context, name, network, profile string, set ...string) *cluster {
+	t.Helper()
 	env, err := kubetest.Start()
 	if err != nil {
 		if strings.Contains(err.Error(), kubetest.ErrNoBinaries.Error()) {
@@ -97,8 +103,8 @@ func startClusterProfile(t *testing.T, ctx context.Context, name, network, profi
 		t.Fatal(err)
 	}
 	t.Cleanup(env.Stop)
-	s, err := install.Load(install.Options{Set: []string{"profile=" + profile,
-		"values.global.multiCluster.clusterName=" + name, "values.global.network=" + network, "values.global.meshID=mesh1"}})
+	s, err := install.Load(install.Options{Set: append([]string{"profile=" + profile,
+		"values.global.multiCluster.clusterName=" + name, "values.global.network=" + network, "values.global.meshID=mesh1"}, set...)})
 	if err != nil {
 		t.Fatal(err)
 	}
