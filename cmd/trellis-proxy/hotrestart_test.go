@@ -49,4 +49,3 @@ func TestHotRestartFlags(t *testing.T) {
 		})
 	}
 }
-

@@ -33,7 +33,7 @@ type Server struct {
 	DrainTime time.Duration
 	// Logf logs listener events (nil: silent).
 	Logf func(format string, args ...any)
-	// Inherited holds listening sockets handed over by the process this
+	// inherited holds listening sockets handed over by the process this
 	// one hot-restarts from, by bind address: a listener bound at one of
 	// them takes it instead of binding (see Inherit).
 	inherited map[string]net.Listener
