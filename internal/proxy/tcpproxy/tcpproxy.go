@@ -262,6 +262,14 @@ func (p *Proxy) Serve(ctx context.Context, cfg *Config, c net.Conn, br *bufio.Re
 			h.CxTotal.Add(1)
 			h.CxActive.Add(1)
 			defer h.CxActive.Add(-1)
+			// The cluster's upstream_cx_total/active count tcp_proxy's
+			// connections too, as in Envoy (an east-west gateway's SNI
+			// clusters carry nothing else).
+			if st := cl.Stats; st != nil {
+				st.UpstreamCxTotal.Inc()
+				st.UpstreamCxActive.Inc()
+				defer st.UpstreamCxActive.Dec()
+			}
 			break
 		}
 		cl.Report(h, cluster.Outcome{ConnectFailure: true})

@@ -271,6 +271,9 @@ func TestEastWestGateway(t *testing.T) {
 	if cx := statValue(t, gwAdmin, "tcp.outbound_.80_.primary_.worker.shop.svc.cluster.local.downstream_cx_total"); cx != 0 {
 		t.Fatalf("gateway carried %d primary connections, want 0", cx)
 	}
+	if cx := statValue(t, gwAdmin, "cluster."+burstSNI+".upstream_cx_total"); cx < 1 {
+		t.Fatalf("gateway cluster %s: upstream_cx_total %d, want >= 1", burstSNI, cx)
+	}
 	// The gateway did not open the mTLS: the burst sidecar saw the
 	// frontend's certificate.
 	if err := wantProm(burstProm, map[string]string{"reporter": "destination", "response_code": "200",

@@ -171,11 +171,6 @@ func (l *load) run(ctx context.Context, client *http.Client, url string) {
 // config dir trellisd watches, and the front end's calls move to the
 // burst worker above 15 req/s and back to primary below 10 req/s.
 func TestBurstWatcherOnLocalMesh(t *testing.T) {
-	promBin := requireMesh(t)
-	bins, err := local.FindBinaries(meshbin.Dir())
-	if err != nil {
-		t.Fatal(err)
-	}
 	spec := &local.Spec{
 		Namespace: "default",
 		Services: []local.Service{{
@@ -190,16 +185,123 @@ func TestBurstWatcherOnLocalMesh(t *testing.T) {
 				Command: []string{"TRELLIS", "demoapp", "--name", "burst", "--listen", ":8081"}},
 		},
 	}
-	spec.ExpandCommand(bins.Trellis)
-	plan, err := local.NewPlan(spec, local.Options{
+	burstWatcher(t, spec, local.Options{
 		Prefix:    "t6s",
 		Subnet:    netip.MustParsePrefix("10.233.0.0/24"),
 		VIPSubnet: netip.MustParsePrefix("10.233.1.0/24"),
-	})
+	}, nil, nil)
+}
+
+// crossNetwork is Istio's expose-services Gateway for the east-west
+// gateways.
+const crossNetwork = `apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: cross-network-gateway, namespace: istio-system}
+spec:
+  selector: {istio: eastwestgateway}
+  servers:
+  - port: {number: 15443, name: tls, protocol: TLS}
+    tls: {mode: AUTO_PASSTHROUGH}
+    hosts: ["*.local"]
+`
+
+// TestBurstWatcherAcrossNetworks is the same with the burst worker on
+// another network (local mode's two bridges, no route between them): the
+// burst calls go through network2's east-west gateway, whose SNI chain
+// carries bytes only while shift has the traffic on burst.
+func TestBurstWatcherAcrossNetworks(t *testing.T) {
+	spec := &local.Spec{
+		Namespace: "default",
+		Networks:  []local.Network{{Name: "network1", Subnet: "10.186.4.0/24"}, {Name: "network2", Subnet: "10.187.4.0/24"}},
+		Services: []local.Service{{
+			Name: "worker-service", Ports: []local.ServicePort{{Name: "http", Port: 80, TargetPort: 8081}},
+			Selector: map[string]string{"app": "worker"},
+		}},
+		Workloads: []local.Workload{
+			{Name: "frontend-deployment", Network: "network1", Labels: map[string]string{"app": "frontend"}},
+			{Name: "worker-primary", Network: "network1", Labels: map[string]string{"app": "worker", "cluster-type": "primary-cluster"},
+				Command: []string{"TRELLIS", "demoapp", "--name", "primary", "--listen", ":8081"}},
+			{Name: "worker-burst", Network: "network2", Labels: map[string]string{"app": "worker", "cluster-type": "burst-cluster"},
+				Command: []string{"TRELLIS", "demoapp", "--name", "burst", "--listen", ":8081"}},
+			{Name: "eastwest-network2", Network: "network2", EastWestGateway: true, Labels: map[string]string{"istio": "eastwestgateway"}},
+		},
+	}
+	const chain = "tcp.outbound_.80_.burst_.worker-service.default.svc.cluster.local.downstream_cx_rx_bytes_total"
+	var atBurst int
+	burstWatcher(t, spec, local.Options{Prefix: "tsn", VIPSubnet: netip.MustParsePrefix("10.186.5.0/24")},
+		map[string]string{"gateway.yaml": crossNetwork},
+		func(m *local.Mesh, phase string) {
+			n := gatewayStat(t, m, "eastwest-network2", chain)
+			t.Logf("%s: network2's gateway received %d bytes on the burst chain", phase, n)
+			switch phase {
+			case "natural":
+				if n != 0 {
+					t.Fatalf("before any burst the gateway carried %d bytes", n)
+				}
+			case "burst":
+				if n == 0 {
+					t.Fatal("calls answered by burst, but not through network2's gateway")
+				}
+				atBurst = n
+			case "natural again":
+				// The last burst calls may still have been in flight when
+				// the decision was taken; after that, nothing more.
+				time.Sleep(2 * time.Second)
+				again := gatewayStat(t, m, "eastwest-network2", chain)
+				time.Sleep(2 * time.Second)
+				if after := gatewayStat(t, m, "eastwest-network2", chain); after != again || again < atBurst {
+					t.Fatalf("back on primary the gateway still carries burst bytes (%d, then %d)", again, after)
+				}
+			}
+		})
+}
+
+// gatewayStat reads one counter of a workload's proxy admin API.
+func gatewayStat(t *testing.T, m *local.Mesh, workload, name string) int {
+	t.Helper()
+	resp, err := m.HTTPClient(workload).Get("http://127.0.0.1:15000/stats")
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ": "); ok && k == name {
+			var n int
+			fmt.Sscan(v, &n)
+			return n
+		}
+	}
+	return 0
+}
+
+// burstWatcher runs the scenario on the spec's mesh; files go into the
+// config dir first; check, when set, runs once the calls are answered
+// by primary ("natural"), by burst ("burst"), and by primary again
+// ("natural again").
+func burstWatcher(t *testing.T, spec *local.Spec, opts local.Options, files map[string]string, check func(m *local.Mesh, phase string)) {
+	promBin := requireMesh(t)
+	bins, err := local.FindBinaries(meshbin.Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec.ExpandCommand(bins.Trellis)
+	plan, err := local.NewPlan(spec, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if check == nil {
+		check = func(*local.Mesh, string) {}
+	}
 	state := t.TempDir()
+	// The sidecars (uid 1337) read the published trust bundle under it:
+	// with their certificates they use mesh mTLS, which the east-west
+	// gateway routes by its SNI.
+	for _, d := range []string{filepath.Dir(state), state} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	cfg := filepath.Join(state, "config")
 	if err := os.MkdirAll(cfg, 0o755); err != nil {
 		t.Fatal(err)
@@ -214,6 +316,11 @@ func TestBurstWatcherOnLocalMesh(t *testing.T) {
 	}
 	if err := os.WriteFile(filepath.Join(cfg, "worker-destination-rule.yaml"), []byte(routing), 0o644); err != nil {
 		t.Fatal(err)
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(cfg, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	r := bins.MeshRunner(plan, cfg, state, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -270,6 +377,7 @@ func TestBurstWatcherOnLocalMesh(t *testing.T) {
 		}
 		return nil
 	})
+	check(m, "natural")
 
 	sampler, err := shift.NewPrometheusSampler(promURL, shift.DefaultQuery("worker-service.default.svc.cluster.local", "frontend-deployment", 4*time.Second))
 	if err != nil {
@@ -325,6 +433,7 @@ func TestBurstWatcherOnLocalMesh(t *testing.T) {
 		}
 		return nil
 	})
+	check(m, "burst")
 
 	// Between the thresholds: no change.
 	l.rate.Store(12500)
@@ -351,6 +460,7 @@ func TestBurstWatcherOnLocalMesh(t *testing.T) {
 		}
 		return nil
 	})
+	check(m, "natural again")
 }
 
 func eventually(t *testing.T, what string, limit time.Duration, check func() error) {
