@@ -10,6 +10,7 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 
 	"github.com/trellis-mesh/trellis/internal/proxy/filter"
+	"github.com/trellis-mesh/trellis/internal/proxy/http1"
 	"github.com/trellis-mesh/trellis/internal/proxy/route"
 	"github.com/trellis-mesh/trellis/internal/proxy/stats"
 	"github.com/trellis-mesh/trellis/internal/proxy/trace"
@@ -53,10 +54,18 @@ type Config struct {
 	// client trickling its head (slowloris) gets 408 and is closed. Zero,
 	// the default as in Envoy, leaves only StreamIdleTimeout.
 	RequestHeadersTimeout time.Duration
-	UseRemoteAddress      bool
-	XffNumTrustedHops     int
-	SkipXffAppend         bool
-	GenerateRequestID     bool
+	// MaxRequestHeadersBytes bounds a request's header list (Envoy's
+	// max_request_headers_kb, default 60 KiB) and MaxHeadersCount its
+	// number of fields (common_http_protocol_options.max_headers_count,
+	// default 100): HTTP/1.1 counts the head's bytes and answers 431;
+	// HTTP/2 advertises SETTINGS_MAX_HEADER_LIST_SIZE, answers 431 to a
+	// list past it or with too many fields, and ends the connection with
+	// GOAWAY when a peer keeps sending header blocks far past it.
+	MaxRequestHeadersBytes, MaxHeadersCount int
+	UseRemoteAddress                        bool
+	XffNumTrustedHops                       int
+	SkipXffAppend                           bool
+	GenerateRequestID                       bool
 	// Upgrades are the enabled upgrade types (lower case, e.g. websocket).
 	Upgrades []string
 	// ServerName, when set, is written as the server header of responses
@@ -95,6 +104,22 @@ func Compile(h *hcmv3.HttpConnectionManager, routes RouteSource, logs AccessLogC
 		serverName:        []byte(h.GetServerName()),
 		NormalizePath:     h.GetNormalizePath().GetValue(),
 		MergeSlashes:      h.GetMergeSlashes(),
+
+		MaxRequestHeadersBytes: http1.MaxHeaderBytes,
+		MaxHeadersCount:        http1.MaxHeaders,
+	}
+	if kb := h.GetMaxRequestHeadersKb(); kb != nil {
+		// Envoy's bounds: more than 0, at most 8192 (8 MiB).
+		if kb.GetValue() == 0 || kb.GetValue() > 8192 {
+			return nil, fmt.Errorf("%s.max_request_headers_kb: %d is out of range; use 1 to 8192", path, kb.GetValue())
+		}
+		c.MaxRequestHeadersBytes = int(kb.GetValue()) << 10
+	}
+	if n := h.GetCommonHttpProtocolOptions().GetMaxHeadersCount(); n != nil {
+		if n.GetValue() == 0 {
+			return nil, fmt.Errorf("%s.common_http_protocol_options.max_headers_count: must be at least 1", path)
+		}
+		c.MaxHeadersCount = int(n.GetValue())
 	}
 	if a := h.GetPathWithEscapedSlashesAction(); a != hcmv3.HttpConnectionManager_IMPLEMENTATION_SPECIFIC_DEFAULT && a != hcmv3.HttpConnectionManager_KEEP_UNCHANGED {
 		return nil, fmt.Errorf("%s.path_with_escaped_slashes_action: %v is not supported; use KEEP_UNCHANGED", path, a)

@@ -48,9 +48,37 @@ func (m *Manager) serveH2(ctx context.Context, cfg *Config, c net.Conn, br *bufi
 			c.Close()
 			return
 		}
+		if tooManyFields(r.Header, cfg.MaxHeadersCount) {
+			// As HTTP/1.1 and as the library does for a list past
+			// SETTINGS_MAX_HEADER_LIST_SIZE: 431, nothing goes upstream.
+			w.WriteHeader(http.StatusRequestHeaderFieldsTooLarge)
+			return
+		}
 		m.serveH2Request(cfg, &info, w, r)
 	})
-	srv.ServeConn(&bufConn{Conn: c, br: br}, &http2.ServeConnOpts{Context: ctx, Handler: h, BaseConfig: &http.Server{}})
+	srv.ServeConn(&bufConn{Conn: c, br: br}, &http2.ServeConnOpts{Context: ctx, Handler: h,
+		BaseConfig: &http.Server{MaxHeaderBytes: h2MaxHeaderBytes(cfg.MaxRequestHeadersBytes)}})
+}
+
+// h2MaxHeaderBytes is the http.Server.MaxHeaderBytes that makes the
+// library advertise and enforce a SETTINGS_MAX_HEADER_LIST_SIZE of n: it
+// adds 320 bytes of slack to the value it is given.
+func h2MaxHeaderBytes(n int) int {
+	const slack = 32 * 10
+	if n <= slack {
+		return 1
+	}
+	return n - slack
+}
+
+// tooManyFields reports a header list of more than max fields (the
+// pseudo-header fields are not counted).
+func tooManyFields(h http.Header, max int) bool {
+	n := 0
+	for _, vs := range h {
+		n += len(vs)
+	}
+	return max > 0 && n > max
 }
 
 // h2Exchange is the per-stream state of an HTTP/2 request, pooled: an
