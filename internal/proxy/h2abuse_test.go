@@ -280,3 +280,122 @@ func TestRequestHeaderLimits(t *testing.T) {
 		})
 	}
 }
+
+// TestH2RapidReset (CVE-2023-44487): a client opening streams and
+// resetting each at once makes the proxy close the connection with GOAWAY
+// ENHANCE_YOUR_CALM once most of its streams ended that way (Envoy's
+// premature-reset limit: 500 streams, half reset early), and the resets do
+// not turn into as many upstream requests.
+func TestH2RapidReset(t *testing.T) {
+	be, reached := countingBackend(t)
+	addr := abuseProxy(t, be, "")
+	h := dialH2(t, addr, true)
+	const streams = 20000
+	blk := h.block("/")
+	sent := 0
+	for id := uint32(1); sent < streams; id += 2 {
+		if err := h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: blk, EndStream: true, EndHeaders: true}); err != nil {
+			break
+		}
+		if err := h.fr.WriteRSTStream(id, http2.ErrCodeCancel); err != nil {
+			break
+		}
+		sent++
+		if sent%100 == 0 && h.flush() != nil {
+			break
+		}
+	}
+	h.flush()
+	g := h.drain()
+	t.Logf("sent %d streams; the upstream got %d requests; GOAWAY %+v", sent, reached.Load(), g)
+	if g == nil || g.ErrCode != http2.ErrCodeEnhanceYourCalm {
+		t.Errorf("got GOAWAY %+v, want one with ENHANCE_YOUR_CALM", g)
+	}
+	if n := reached.Load(); n > streams/4 {
+		t.Errorf("the upstream got %d requests for %d reset streams, want at most %d", n, sent, streams/4)
+	}
+	// Well-behaved clients are still served.
+	ok := dialH2(t, addr, true)
+	if err := ok.request(1, ok.block("/")); err != nil {
+		t.Fatal(err)
+	}
+	if o := ok.await(1); o.status != "200" {
+		t.Errorf("a normal request after the attack: got %+v, want 200", o)
+	}
+}
+
+// TestH2ContinuationFlood (CVE-2024-27316 class): a header block that never
+// ends (CONTINUATION frames without END_HEADERS) is cut off once it passes
+// the header list limit: the proxy sends GOAWAY and closes instead of
+// buffering or decoding without end, and nothing goes upstream.
+func TestH2ContinuationFlood(t *testing.T) {
+	be, reached := countingBackend(t)
+	addr := abuseProxy(t, be, "")
+	h := dialH2(t, addr, true)
+	if err := h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: h.block("/"), EndStream: true}); err != nil {
+		t.Fatal(err)
+	}
+	// Each CONTINUATION carries 150 new 100-byte fields: the whole block
+	// is valid HPACK, only too long.
+	const limit = 256 << 20
+	written := 0
+	for i := 0; written < limit; i++ {
+		h.hbuf.Reset()
+		for j := range 150 {
+			h.enc.WriteField(hpack.HeaderField{Name: fmt.Sprintf("x-%d-%d", i, j), Value: strings.Repeat("v", 90), Sensitive: true})
+		}
+		if err := h.fr.WriteContinuation(1, false, h.hbuf.Bytes()); err != nil {
+			break
+		}
+		if err := h.flush(); err != nil {
+			break
+		}
+		written += h.hbuf.Len() + 9
+	}
+	if written >= limit {
+		t.Fatalf("the proxy took %d bytes of one header block without closing", written)
+	}
+	g := h.drain()
+	t.Logf("the proxy closed after %d bytes of header block; GOAWAY %+v", written, g)
+	if g == nil || g.ErrCode == http2.ErrCodeNo {
+		t.Errorf("got GOAWAY %+v, want one with an error code", g)
+	}
+	if n := reached.Load(); n != 0 {
+		t.Errorf("the upstream got %d requests, want none", n)
+	}
+}
+
+// TestH2ControlFrameFloods: a client sending PING or SETTINGS frames
+// without reading the acknowledgements is disconnected once the proxy's
+// queue of unsent control frames passes its bound (Envoy:
+// max_outbound_control_frames), instead of queueing without end.
+func TestH2ControlFrameFloods(t *testing.T) {
+	be, _ := countingBackend(t)
+	addr := abuseProxy(t, be, "")
+	floods := []struct {
+		name  string
+		write func(*http2.Framer) error
+	}{
+		{"PING", func(fr *http2.Framer) error { return fr.WritePing(false, [8]byte{1}) }},
+	}
+	for _, fl := range floods {
+		t.Run(fl.name, func(t *testing.T) {
+			h := dialH2(t, addr, false)
+			const limit = 4 << 20 // frames, about 64 MiB of acks unread
+			sent := 0
+			var err error
+			for ; sent < limit && err == nil; sent++ {
+				if err = fl.write(h.fr); err == nil && sent%1000 == 0 {
+					err = h.flush()
+				}
+			}
+			if err == nil {
+				err = h.flush()
+			}
+			if err == nil {
+				t.Fatalf("the proxy took %d %s frames without reading being resumed and kept the connection", sent, fl.name)
+			}
+			t.Logf("the proxy closed after %d %s frames: %v", sent, fl.name, err)
+		})
+	}
+}

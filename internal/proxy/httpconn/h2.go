@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/trellis-mesh/trellis/internal/proxy/http1"
@@ -14,14 +15,68 @@ import (
 	"golang.org/x/net/http2"
 )
 
-// bufConn replays bytes a reader already buffered before reading the
-// connection.
-type bufConn struct {
+// Envoy's premature-reset limit (its runtime keys
+// overload.premature_reset_total_stream_count and
+// overload.premature_reset_min_stream_lifetime_seconds): a connection whose
+// streams are, past the first prematureResetStreams, at least half reset by
+// the client within prematureResetLifetime of their start is closed.
+const (
+	prematureResetStreams  = 500
+	prematureResetLifetime = time.Second
+)
+
+// h2Conn is a downstream connection as the HTTP/2 server library reads
+// it: it replays the bytes the protocol sniffing buffered, counts how the
+// connection's streams end, and, once the client is found abusive,
+// makes the library's frame reader fail with ENHANCE_YOUR_CALM, which the
+// library answers with a GOAWAY carrying that code before closing. (The
+// library has no other way to end one connection with a code.)
+type h2Conn struct {
 	net.Conn
 	br *bufio.Reader
+	// ended and premature count the streams whose handler returned, and
+	// those of them the client reset early.
+	ended, premature atomic.Int64
+	calm             atomic.Bool
 }
 
-func (c *bufConn) Read(p []byte) (int, error) { return c.br.Read(p) }
+var errEnhanceYourCalm = http2.ConnectionError(http2.ErrCodeEnhanceYourCalm)
+
+func (c *h2Conn) Read(p []byte) (int, error) {
+	if c.calm.Load() {
+		return 0, errEnhanceYourCalm
+	}
+	n, err := c.br.Read(p)
+	if err != nil && c.calm.Load() {
+		err = errEnhanceYourCalm
+	}
+	return n, err
+}
+
+// streamEnded counts a stream whose handler returned and reports whether
+// the connection is now to be closed for too many premature resets.
+func (c *h2Conn) streamEnded(premature bool) bool {
+	ended, p := c.ended.Add(1), c.premature.Load()
+	if premature {
+		p = c.premature.Add(1)
+	}
+	if ended < prematureResetStreams {
+		// Too early to judge a ratio, unless the resets alone already
+		// make half of the threshold.
+		return 2*p >= prematureResetStreams
+	}
+	return 2*p >= ended
+}
+
+// enhanceYourCalm ends the connection with GOAWAY ENHANCE_YOUR_CALM: the
+// frame reader, woken by the past read deadline, reports the error.
+func (c *h2Conn) enhanceYourCalm() bool {
+	if !c.calm.CompareAndSwap(false, true) {
+		return false
+	}
+	c.Conn.SetReadDeadline(time.Unix(1, 0))
+	return true
+}
 
 func (m *Manager) h2server() *http2.Server {
 	m.h2once.Do(func() {
@@ -39,7 +94,13 @@ func (m *Manager) h2server() *http2.Server {
 
 func (m *Manager) serveH2(ctx context.Context, cfg *Config, c net.Conn, br *bufio.Reader, info ConnInfo) {
 	srv := m.h2server()
+	hc := &h2Conn{Conn: c, br: br}
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Context().Err() != nil {
+			// Reset before its handler ran: nothing goes upstream.
+			m.h2StreamEnded(cfg, hc, true)
+			return
+		}
 		if malformedH2(r.Header) {
 			// RFC 9113 8.2.2: a request with connection-specific fields is
 			// malformed; treating the stream error as a connection error is
@@ -54,10 +115,20 @@ func (m *Manager) serveH2(ctx context.Context, cfg *Config, c net.Conn, br *bufi
 			w.WriteHeader(http.StatusRequestHeaderFieldsTooLarge)
 			return
 		}
+		start := m.now()
 		m.serveH2Request(cfg, &info, w, r)
+		// The stream's context ends before its handler returns only when
+		// the client reset it (or the connection ended).
+		m.h2StreamEnded(cfg, hc, r.Context().Err() != nil && m.now().Sub(start) < prematureResetLifetime)
 	})
-	srv.ServeConn(&bufConn{Conn: c, br: br}, &http2.ServeConnOpts{Context: ctx, Handler: h,
+	srv.ServeConn(hc, &http2.ServeConnOpts{Context: ctx, Handler: h,
 		BaseConfig: &http.Server{MaxHeaderBytes: h2MaxHeaderBytes(cfg.MaxRequestHeadersBytes)}})
+}
+
+func (m *Manager) h2StreamEnded(cfg *Config, hc *h2Conn, premature bool) {
+	if hc.streamEnded(premature) && hc.enhanceYourCalm() && cfg.Stats != nil {
+		cfg.Stats.DownstreamRqTooManyPrematureResets.Inc()
+	}
 }
 
 // h2MaxHeaderBytes is the http.Server.MaxHeaderBytes that makes the
