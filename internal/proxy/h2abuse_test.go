@@ -377,6 +377,7 @@ func TestH2ControlFrameFloods(t *testing.T) {
 		write func(*http2.Framer) error
 	}{
 		{"PING", func(fr *http2.Framer) error { return fr.WritePing(false, [8]byte{1}) }},
+		{"SETTINGS", func(fr *http2.Framer) error { return fr.WriteSettings() }},
 	}
 	for _, fl := range floods {
 		t.Run(fl.name, func(t *testing.T) {

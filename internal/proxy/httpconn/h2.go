@@ -38,6 +38,7 @@ type h2Conn struct {
 	// those of them the client reset early.
 	ended, premature atomic.Int64
 	calm             atomic.Bool
+	flood            controlFlood
 }
 
 var errEnhanceYourCalm = http2.ConnectionError(http2.ErrCodeEnhanceYourCalm)
@@ -50,6 +51,19 @@ func (c *h2Conn) Read(p []byte) (int, error) {
 	if err != nil && c.calm.Load() {
 		err = errEnhanceYourCalm
 	}
+	if c.flood.read(p[:n]) {
+		// The client does not read what it asks for (Envoy: outbound
+		// control frame flood): its connection is dropped, as a GOAWAY
+		// would wait behind the unread acknowledgements.
+		c.Conn.Close()
+		return 0, net.ErrClosed
+	}
+	return n, err
+}
+
+func (c *h2Conn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.flood.wrote(p[:n])
 	return n, err
 }
 
@@ -94,7 +108,7 @@ func (m *Manager) h2server() *http2.Server {
 
 func (m *Manager) serveH2(ctx context.Context, cfg *Config, c net.Conn, br *bufio.Reader, info ConnInfo) {
 	srv := m.h2server()
-	hc := &h2Conn{Conn: c, br: br}
+	hc := &h2Conn{Conn: c, br: br, flood: newControlFlood()}
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Context().Err() != nil {
 			// Reset before its handler ran: nothing goes upstream.
