@@ -55,7 +55,7 @@ type HTTPStats struct {
 	// because most of their streams were reset by the client early
 	// (rapid reset, CVE-2023-44487).
 	DownstreamRqTooManyPrematureResets *Counter
-	classes                [6]*Counter
+	classes                            [6]*Counter
 }
 
 // NewHTTPStats binds the counters of a connection manager's stat_prefix.
