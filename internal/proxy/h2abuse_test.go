@@ -400,3 +400,43 @@ func TestH2ControlFrameFloods(t *testing.T) {
 		})
 	}
 }
+
+// TestCodecType: codec_type HTTP2 serves only HTTP/2 (a connection that
+// does not open with the preface is closed unanswered), HTTP1 only
+// HTTP/1.1 (the preface is a malformed HTTP/1.1 request, 400), AUTO both.
+func TestCodecType(t *testing.T) {
+	be, _ := countingBackend(t)
+	with := func(codec string) string {
+		r := startProxy(t, []testListener{{Name: "out", HCM: strings.Replace(hcm(vhost(`              - match: {prefix: /}
+                route: {cluster: be}
+`), ""), "codec_type: AUTO", "codec_type: "+codec, 1)}}, []testCluster{{Name: "be", Addrs: []string{be}}}, nil)
+		return r.addr(t, "out")
+	}
+	h2only, h1only, auto := with("HTTP2"), with("HTTP1"), with("AUTO")
+	for _, addr := range []string{h2only, auto} {
+		h := dialH2(t, addr, true)
+		if err := h.request(1, h.block("/")); err != nil {
+			t.Fatal(err)
+		}
+		if o := h.await(1); o.status != "200" {
+			t.Errorf("HTTP/2 to %s: got %+v, want 200", addr, o)
+		}
+	}
+	if st := h1Status(t, auto, "GET / HTTP/1.1\r\nHost: a\r\n\r\n"); st != 200 {
+		t.Errorf("HTTP/1.1 to AUTO: got %d, want 200", st)
+	}
+	if st := h1Status(t, h1only, http2.ClientPreface); st != 400 {
+		t.Errorf("HTTP/2 preface to HTTP1: got %d, want 400", st)
+	}
+	c, err := net.Dial("tcp", h2only)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	b, _ := io.ReadAll(c)
+	if bytes.HasPrefix(b, []byte("HTTP/1.1")) {
+		t.Errorf("HTTP/1.1 to HTTP2: got an HTTP/1.1 answer %q, want the connection closed", b)
+	}
+}

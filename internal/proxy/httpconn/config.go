@@ -62,10 +62,15 @@ type Config struct {
 	// list past it or with too many fields, and ends the connection with
 	// GOAWAY when a peer keeps sending header blocks far past it.
 	MaxRequestHeadersBytes, MaxHeadersCount int
-	UseRemoteAddress                        bool
-	XffNumTrustedHops                       int
-	SkipXffAppend                           bool
-	GenerateRequestID                       bool
+	// Codec is the HCM's codec_type: AUTO (the zero value) tells HTTP/2
+	// by its connection preface or ALPN; HTTP1 and HTTP2 serve only that
+	// protocol, so an HTTP2 connection manager closes a connection that
+	// does not open with the HTTP/2 preface (RFC 9113 3.4).
+	Codec             hcmv3.HttpConnectionManager_CodecType
+	UseRemoteAddress  bool
+	XffNumTrustedHops int
+	SkipXffAppend     bool
+	GenerateRequestID bool
 	// Upgrades are the enabled upgrade types (lower case, e.g. websocket).
 	Upgrades []string
 	// ServerName, when set, is written as the server header of responses
@@ -124,7 +129,7 @@ func Compile(h *hcmv3.HttpConnectionManager, routes RouteSource, logs AccessLogC
 	if a := h.GetPathWithEscapedSlashesAction(); a != hcmv3.HttpConnectionManager_IMPLEMENTATION_SPECIFIC_DEFAULT && a != hcmv3.HttpConnectionManager_KEEP_UNCHANGED {
 		return nil, fmt.Errorf("%s.path_with_escaped_slashes_action: %v is not supported; use KEEP_UNCHANGED", path, a)
 	}
-	switch h.GetCodecType() {
+	switch c.Codec = h.GetCodecType(); c.Codec {
 	case hcmv3.HttpConnectionManager_AUTO, hcmv3.HttpConnectionManager_HTTP1, hcmv3.HttpConnectionManager_HTTP2:
 	default:
 		return nil, fmt.Errorf("%s.codec_type: %v is not supported; use AUTO, HTTP1 or HTTP2", path, h.GetCodecType())

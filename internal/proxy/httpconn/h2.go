@@ -5,7 +5,6 @@ import (
 	"context"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -113,14 +112,6 @@ func (m *Manager) serveH2(ctx context.Context, cfg *Config, c net.Conn, br *bufi
 		if r.Context().Err() != nil {
 			// Reset before its handler ran: nothing goes upstream.
 			m.h2StreamEnded(cfg, hc, true)
-			return
-		}
-		if malformedH2(r.Header) {
-			// RFC 9113 8.2.2: a request with connection-specific fields is
-			// malformed; treating the stream error as a connection error is
-			// allowed and the server library cannot reset with
-			// PROTOCOL_ERROR from a handler.
-			c.Close()
 			return
 		}
 		if tooManyFields(r.Header, cfg.MaxHeadersCount) {
@@ -242,24 +233,6 @@ func (m *Manager) serveH2Request(cfg *Config, info *ConnInfo, w http.ResponseWri
 	e.rec = Record{}
 	x.s = h2sink{}
 	h2Exchanges.Put(x)
-}
-
-// malformedH2 reports connection-specific header fields, forbidden in
-// HTTP/2 (TE is allowed only as "trailers").
-func malformedH2(h http.Header) bool {
-	for k, vs := range h {
-		switch strings.ToLower(k) {
-		case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
-			return true
-		case "te":
-			for _, v := range vs {
-				if !strings.EqualFold(strings.TrimSpace(v), "trailers") {
-					return true
-				}
-			}
-		}
-	}
-	return false
 }
 
 // h2sink writes a response on an HTTP/2 stream.
