@@ -115,6 +115,7 @@ type outcome struct {
 	goAway  *http2.GoAwayFrame
 	closed  bool // the connection ended
 	dataLen int
+	body    string
 }
 
 // await reads frames until stream id ends (response END_STREAM or
@@ -135,6 +136,7 @@ func (h *rawH2) await(id uint32) outcome {
 		case *http2.DataFrame:
 			if f.StreamID == id {
 				o.dataLen += len(f.Data())
+				o.body += string(f.Data())
 				if f.StreamEnded() {
 					return o
 				}

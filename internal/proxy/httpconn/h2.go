@@ -109,7 +109,10 @@ func (m *Manager) serveH2(ctx context.Context, cfg *Config, c net.Conn, br *bufi
 	srv := m.h2server()
 	hc := &h2Conn{Conn: c, br: br, flood: newControlFlood()}
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Context().Err() != nil {
+		// A stream's context ends early when the client resets it, and
+		// also when ctx does (the listener version retired): only the
+		// first is the client's doing.
+		if r.Context().Err() != nil && ctx.Err() == nil {
 			// Reset before its handler ran: nothing goes upstream.
 			m.h2StreamEnded(cfg, hc, true)
 			return
@@ -122,9 +125,9 @@ func (m *Manager) serveH2(ctx context.Context, cfg *Config, c net.Conn, br *bufi
 		}
 		start := m.now()
 		m.serveH2Request(cfg, &info, w, r)
-		// The stream's context ends before its handler returns only when
-		// the client reset it (or the connection ended).
-		m.h2StreamEnded(cfg, hc, r.Context().Err() != nil && m.now().Sub(start) < prematureResetLifetime)
+		// The stream's context ends before its handler returns when the
+		// client reset it (or the connection ended).
+		m.h2StreamEnded(cfg, hc, r.Context().Err() != nil && ctx.Err() == nil && m.now().Sub(start) < prematureResetLifetime)
 	})
 	srv.ServeConn(hc, &http2.ServeConnOpts{Context: ctx, Handler: h,
 		BaseConfig: &http.Server{MaxHeaderBytes: h2MaxHeaderBytes(cfg.MaxRequestHeadersBytes)}})
