@@ -14,6 +14,8 @@ fi
 HELM=$(bash scripts/helm.sh) && export TRELLIS_HELM="$HELM"
 # The pinned OpenTelemetry Collector for the tracing tests (built once).
 OTELCOL=$(bash scripts/otelcol.sh) && export TRELLIS_OTELCOL="$OTELCOL"
+# The pinned h2spec for the HTTP/2 conformance test (built once).
+H2SPEC=$(bash scripts/h2spec.sh) && export TRELLIS_H2SPEC="$H2SPEC"
 
 go vet ./...
 go test -count=1 -timeout 30m "$@" ./...

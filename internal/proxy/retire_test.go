@@ -92,3 +92,33 @@ func TestListenerUpdateRetiresOldVersion(t *testing.T) {
 	}
 	t.Logf("idle connection closed %v after the update", time.Since(start).Round(10*time.Millisecond))
 }
+
+// TestH2StreamsOfARetiredListenerVersion: on an HTTP/2 connection of a
+// listener version that retired, a new stream is still proxied by the old
+// version (its context ending with the version's is not a client reset).
+func TestH2StreamsOfARetiredListenerVersion(t *testing.T) {
+	r := startProxy(t, nil, nil, nil) // drain time 1 s
+	p := r.p
+	if err := p.Apply(resourcev3.RouteType, directRoutes(t, "r1", "r2")); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Apply(resourcev3.ListenerType, rdsListener(t, "l", "r1")); err != nil {
+		t.Fatal(err)
+	}
+	h := dialH2(t, r.addr(t, "l"), true)
+	if err := h.request(1, h.block("/")); err != nil {
+		t.Fatal(err)
+	}
+	if o := h.await(1); o.status != "200" || o.body != "r1" {
+		t.Fatalf("before the change: got %+v, want 200 r1", o)
+	}
+	if err := p.Apply(resourcev3.ListenerType, rdsListener(t, "l", "r2")); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.request(3, h.block("/")); err != nil {
+		t.Fatal(err)
+	}
+	if o := h.await(3); o.status != "200" || o.body != "r1" {
+		t.Errorf("a new stream after the change: got %+v, want 200 r1 from the old version", o)
+	}
+}

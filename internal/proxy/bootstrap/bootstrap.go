@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"sigs.k8s.io/yaml"
@@ -80,6 +81,12 @@ func Validate(bs *bootstrapv3.Bootstrap) error {
 			errs = append(errs, fmt.Errorf("static_resources.clusters[%d].name: duplicate cluster name %q", i, c.GetName()))
 		}
 		seen[c.GetName()] = true
+		// A static EDS cluster takes its endpoints over ADS: like Envoy,
+		// refuse it without an ADS stream (which also brings the node id
+		// requirement above).
+		if c.GetType() == clusterv3.Cluster_EDS && bs.GetDynamicResources().GetAdsConfig() == nil {
+			errs = append(errs, fmt.Errorf("static_resources.clusters[%d].eds_cluster_config: an EDS cluster needs dynamic_resources.ads_config to get its endpoints; use type STATIC with a load_assignment, or configure ADS and a node.id", i))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -97,6 +97,7 @@ func TestParseErrors(t *testing.T) {
 		{"rest api", "node: {id: x}\ndynamic_resources: {ads_config: {api_type: REST}}", "api_type: REST is not supported"},
 		{"duration as ms", "node: {id: x}\nstatic_resources: {clusters: [{name: a, connect_timeout: 500ms}]}", "decode"},
 		{"proto validation", "node: {id: x}\nstatic_resources: {clusters: [{name: ''}]}", "Name"},
+		{"static EDS cluster without ADS", "static_resources: {clusters: [{name: a, type: EDS, eds_cluster_config: {eds_config: {ads: {}}}}]}", "static_resources.clusters[0].eds_cluster_config: an EDS cluster needs dynamic_resources.ads_config"},
 		{"duplicate cluster", "node: {id: x}\nstatic_resources: {clusters: [{name: a}, {name: a}]}", `static_resources.clusters[1].name: duplicate cluster name "a"`},
 	}
 	for _, tt := range tests {

@@ -31,6 +31,11 @@ type span struct{ off, end int32 }
 // head is what requests and responses share: the raw bytes of the head and
 // the parsed header list pointing into them.
 type head struct {
+	// MaxBytes and MaxFields bound the head (request or status line plus
+	// fields) and its number of fields; zero means MaxHeaderBytes and
+	// MaxHeaders. They survive the reuse of the head for the next message.
+	MaxBytes, MaxFields int
+
 	buf     []byte
 	spans   []span // name, value pairs
 	Headers Headers
@@ -65,7 +70,7 @@ func (h *head) readLine(br *bufio.Reader) (span, error) {
 	start := len(h.buf)
 	for {
 		line, err := br.ReadSlice('\n')
-		if len(h.buf)+len(line) > MaxHeaderBytes {
+		if len(h.buf)+len(line) > h.maxBytes() {
 			return span{}, ErrHeaderTooLarge
 		}
 		h.buf = append(h.buf, line...)
@@ -85,6 +90,20 @@ func (h *head) readLine(br *bufio.Reader) (span, error) {
 		end--
 	}
 	return span{int32(start), int32(end)}, nil
+}
+
+func (h *head) maxBytes() int {
+	if h.MaxBytes > 0 {
+		return h.MaxBytes
+	}
+	return MaxHeaderBytes
+}
+
+func (h *head) maxFields() int {
+	if h.MaxFields > 0 {
+		return h.MaxFields
+	}
+	return MaxHeaders
 }
 
 func (h *head) bytes(s span) []byte { return h.buf[s.off:s.end:s.end] }
@@ -125,7 +144,7 @@ func (h *head) readFields(br *bufio.Reader) error {
 				return fmt.Errorf("%w: invalid header value", ErrMalformed)
 			}
 		}
-		if len(h.spans)/2 >= MaxHeaders {
+		if len(h.spans)/2 >= h.maxFields() {
 			return ErrHeaderTooLarge
 		}
 		h.spans = append(h.spans, span{s.off, s.off + int32(colon)}, span{s.off + int32(vs), s.off + int32(ve)})

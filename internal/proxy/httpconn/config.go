@@ -10,6 +10,7 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 
 	"github.com/trellis-mesh/trellis/internal/proxy/filter"
+	"github.com/trellis-mesh/trellis/internal/proxy/http1"
 	"github.com/trellis-mesh/trellis/internal/proxy/route"
 	"github.com/trellis-mesh/trellis/internal/proxy/stats"
 	"github.com/trellis-mesh/trellis/internal/proxy/telemetry"
@@ -58,10 +59,23 @@ type Config struct {
 	// client trickling its head (slowloris) gets 408 and is closed. Zero,
 	// the default as in Envoy, leaves only StreamIdleTimeout.
 	RequestHeadersTimeout time.Duration
-	UseRemoteAddress      bool
-	XffNumTrustedHops     int
-	SkipXffAppend         bool
-	GenerateRequestID     bool
+	// MaxRequestHeadersBytes bounds a request's header list (Envoy's
+	// max_request_headers_kb, default 60 KiB) and MaxHeadersCount its
+	// number of fields (common_http_protocol_options.max_headers_count,
+	// default 100): HTTP/1.1 counts the head's bytes and answers 431;
+	// HTTP/2 advertises SETTINGS_MAX_HEADER_LIST_SIZE, answers 431 to a
+	// list past it or with too many fields, and ends the connection with
+	// GOAWAY when a peer keeps sending header blocks far past it.
+	MaxRequestHeadersBytes, MaxHeadersCount int
+	// Codec is the HCM's codec_type: AUTO (the zero value) tells HTTP/2
+	// by its connection preface or ALPN; HTTP1 and HTTP2 serve only that
+	// protocol, so an HTTP2 connection manager closes a connection that
+	// does not open with the HTTP/2 preface (RFC 9113 3.4).
+	Codec             hcmv3.HttpConnectionManager_CodecType
+	UseRemoteAddress  bool
+	XffNumTrustedHops int
+	SkipXffAppend     bool
+	GenerateRequestID bool
 	// Upgrades are the enabled upgrade types (lower case, e.g. websocket).
 	Upgrades []string
 	// ServerName, when set, is written as the server header of responses
@@ -100,11 +114,27 @@ func Compile(h *hcmv3.HttpConnectionManager, routes RouteSource, logs AccessLogC
 		serverName:        []byte(h.GetServerName()),
 		NormalizePath:     h.GetNormalizePath().GetValue(),
 		MergeSlashes:      h.GetMergeSlashes(),
+
+		MaxRequestHeadersBytes: http1.MaxHeaderBytes,
+		MaxHeadersCount:        http1.MaxHeaders,
+	}
+	if kb := h.GetMaxRequestHeadersKb(); kb != nil {
+		// Envoy's bounds: more than 0, at most 8192 (8 MiB).
+		if kb.GetValue() == 0 || kb.GetValue() > 8192 {
+			return nil, fmt.Errorf("%s.max_request_headers_kb: %d is out of range; use 1 to 8192", path, kb.GetValue())
+		}
+		c.MaxRequestHeadersBytes = int(kb.GetValue()) << 10
+	}
+	if n := h.GetCommonHttpProtocolOptions().GetMaxHeadersCount(); n != nil {
+		if n.GetValue() == 0 {
+			return nil, fmt.Errorf("%s.common_http_protocol_options.max_headers_count: must be at least 1", path)
+		}
+		c.MaxHeadersCount = int(n.GetValue())
 	}
 	if a := h.GetPathWithEscapedSlashesAction(); a != hcmv3.HttpConnectionManager_IMPLEMENTATION_SPECIFIC_DEFAULT && a != hcmv3.HttpConnectionManager_KEEP_UNCHANGED {
 		return nil, fmt.Errorf("%s.path_with_escaped_slashes_action: %v is not supported; use KEEP_UNCHANGED", path, a)
 	}
-	switch h.GetCodecType() {
+	switch c.Codec = h.GetCodecType(); c.Codec {
 	case hcmv3.HttpConnectionManager_AUTO, hcmv3.HttpConnectionManager_HTTP1, hcmv3.HttpConnectionManager_HTTP2:
 	default:
 		return nil, fmt.Errorf("%s.codec_type: %v is not supported; use AUTO, HTTP1 or HTTP2", path, h.GetCodecType())

@@ -120,6 +120,7 @@ func (m *Manager) serveH1(ctx context.Context, cfg *Config, c net.Conn, br *bufi
 	hc.bw.Reset(c)
 	hc.cw.W = hc.bw
 	hc.broken = false
+	hc.req.MaxBytes, hc.req.MaxFields = cfg.MaxRequestHeadersBytes, cfg.MaxHeadersCount
 	ex := &hc.ex
 	ex.m, ex.cfg, ex.info, ex.sink, ex.h1 = m, cfg, &hc.info, hc, hc
 	defer func() {

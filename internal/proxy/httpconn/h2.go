@@ -5,8 +5,8 @@ import (
 	"context"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/trellis-mesh/trellis/internal/proxy/http1"
@@ -14,14 +14,82 @@ import (
 	"golang.org/x/net/http2"
 )
 
-// bufConn replays bytes a reader already buffered before reading the
-// connection.
-type bufConn struct {
+// Envoy's premature-reset limit (its runtime keys
+// overload.premature_reset_total_stream_count and
+// overload.premature_reset_min_stream_lifetime_seconds): a connection whose
+// streams are, past the first prematureResetStreams, at least half reset by
+// the client within prematureResetLifetime of their start is closed.
+const (
+	prematureResetStreams  = 500
+	prematureResetLifetime = time.Second
+)
+
+// h2Conn is a downstream connection as the HTTP/2 server library reads
+// it: it replays the bytes the protocol sniffing buffered, counts how the
+// connection's streams end, and, once the client is found abusive,
+// makes the library's frame reader fail with ENHANCE_YOUR_CALM, which the
+// library answers with a GOAWAY carrying that code before closing. (The
+// library has no other way to end one connection with a code.)
+type h2Conn struct {
 	net.Conn
 	br *bufio.Reader
+	// ended and premature count the streams whose handler returned, and
+	// those of them the client reset early.
+	ended, premature atomic.Int64
+	calm             atomic.Bool
+	flood            controlFlood
 }
 
-func (c *bufConn) Read(p []byte) (int, error) { return c.br.Read(p) }
+var errEnhanceYourCalm = http2.ConnectionError(http2.ErrCodeEnhanceYourCalm)
+
+func (c *h2Conn) Read(p []byte) (int, error) {
+	if c.calm.Load() {
+		return 0, errEnhanceYourCalm
+	}
+	n, err := c.br.Read(p)
+	if err != nil && c.calm.Load() {
+		err = errEnhanceYourCalm
+	}
+	if c.flood.read(p[:n]) {
+		// The client does not read what it asks for (Envoy: outbound
+		// control frame flood): its connection is dropped, as a GOAWAY
+		// would wait behind the unread acknowledgements.
+		c.Conn.Close()
+		return 0, net.ErrClosed
+	}
+	return n, err
+}
+
+func (c *h2Conn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.flood.wrote(p[:n])
+	return n, err
+}
+
+// streamEnded counts a stream whose handler returned and reports whether
+// the connection is now to be closed for too many premature resets.
+func (c *h2Conn) streamEnded(premature bool) bool {
+	ended, p := c.ended.Add(1), c.premature.Load()
+	if premature {
+		p = c.premature.Add(1)
+	}
+	if ended < prematureResetStreams {
+		// Too early to judge a ratio, unless the resets alone already
+		// make half of the threshold.
+		return 2*p >= prematureResetStreams
+	}
+	return 2*p >= ended
+}
+
+// enhanceYourCalm ends the connection with GOAWAY ENHANCE_YOUR_CALM: the
+// frame reader, woken by the past read deadline, reports the error.
+func (c *h2Conn) enhanceYourCalm() bool {
+	if !c.calm.CompareAndSwap(false, true) {
+		return false
+	}
+	c.Conn.SetReadDeadline(time.Unix(1, 0))
+	return true
+}
 
 func (m *Manager) h2server() *http2.Server {
 	m.h2once.Do(func() {
@@ -59,18 +127,57 @@ func (m *Manager) GoAway() {
 
 func (m *Manager) serveH2(ctx context.Context, cfg *Config, c net.Conn, br *bufio.Reader, info ConnInfo) {
 	srv := m.h2server()
+	hc := &h2Conn{Conn: c, br: br, flood: newControlFlood()}
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if malformedH2(r.Header) {
-			// RFC 9113 8.2.2: a request with connection-specific fields is
-			// malformed; treating the stream error as a connection error is
-			// allowed and the server library cannot reset with
-			// PROTOCOL_ERROR from a handler.
-			c.Close()
+		// A stream's context ends early when the client resets it, and
+		// also when ctx does (the listener version retired): only the
+		// first is the client's doing.
+		if r.Context().Err() != nil && ctx.Err() == nil {
+			// Reset before its handler ran: nothing goes upstream.
+			m.h2StreamEnded(cfg, hc, true)
 			return
 		}
+		if tooManyFields(r.Header, cfg.MaxHeadersCount) {
+			// As HTTP/1.1 and as the library does for a list past
+			// SETTINGS_MAX_HEADER_LIST_SIZE: 431, nothing goes upstream.
+			w.WriteHeader(http.StatusRequestHeaderFieldsTooLarge)
+			return
+		}
+		start := m.now()
 		m.serveH2Request(cfg, &info, w, r)
+		// The stream's context ends before its handler returns when the
+		// client reset it (or the connection ended).
+		m.h2StreamEnded(cfg, hc, r.Context().Err() != nil && ctx.Err() == nil && m.now().Sub(start) < prematureResetLifetime)
 	})
-	srv.ServeConn(&bufConn{Conn: c, br: br}, &http2.ServeConnOpts{Context: ctx, Handler: h, BaseConfig: &http.Server{}})
+	srv.ServeConn(hc, &http2.ServeConnOpts{Context: ctx, Handler: h,
+		BaseConfig: &http.Server{MaxHeaderBytes: h2MaxHeaderBytes(cfg.MaxRequestHeadersBytes)}})
+}
+
+func (m *Manager) h2StreamEnded(cfg *Config, hc *h2Conn, premature bool) {
+	if hc.streamEnded(premature) && hc.enhanceYourCalm() && cfg.Stats != nil {
+		cfg.Stats.DownstreamRqTooManyPrematureResets.Inc()
+	}
+}
+
+// h2MaxHeaderBytes is the http.Server.MaxHeaderBytes that makes the
+// library advertise and enforce a SETTINGS_MAX_HEADER_LIST_SIZE of n: it
+// adds 320 bytes of slack to the value it is given.
+func h2MaxHeaderBytes(n int) int {
+	const slack = 32 * 10
+	if n <= slack {
+		return 1
+	}
+	return n - slack
+}
+
+// tooManyFields reports a header list of more than max fields (the
+// pseudo-header fields are not counted).
+func tooManyFields(h http.Header, max int) bool {
+	n := 0
+	for _, vs := range h {
+		n += len(vs)
+	}
+	return max > 0 && n > max
 }
 
 // h2Exchange is the per-stream state of an HTTP/2 request, pooled: an
@@ -149,24 +256,6 @@ func (m *Manager) serveH2Request(cfg *Config, info *ConnInfo, w http.ResponseWri
 	e.rec = Record{}
 	x.s = h2sink{}
 	h2Exchanges.Put(x)
-}
-
-// malformedH2 reports connection-specific header fields, forbidden in
-// HTTP/2 (TE is allowed only as "trailers").
-func malformedH2(h http.Header) bool {
-	for k, vs := range h {
-		switch strings.ToLower(k) {
-		case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
-			return true
-		case "te":
-			for _, v := range vs {
-				if !strings.EqualFold(strings.TrimSpace(v), "trailers") {
-					return true
-				}
-			}
-		}
-	}
-	return false
 }
 
 // h2sink writes a response on an HTTP/2 stream.

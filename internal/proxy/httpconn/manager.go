@@ -18,6 +18,8 @@ import (
 	"github.com/trellis-mesh/trellis/internal/proxy/route"
 	"github.com/trellis-mesh/trellis/internal/proxy/telemetry"
 	"golang.org/x/net/http2"
+
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 )
 
 // Clusters is the cluster manager as the router sees it: Get returns the
@@ -93,6 +95,10 @@ type ConnInfo struct {
 	// TLS reports that the listener terminated TLS on the connection: the
 	// request's scheme (and so x-forwarded-proto at the edge) is https.
 	TLS bool
+	// ALPN is the protocol TLS negotiated ("h2", "http/1.1"), empty
+	// without TLS or ALPN. A connection that negotiated h2 is HTTP/2
+	// whatever it sends: an invalid preface ends it (RFC 9113 3.4).
+	ALPN string
 	// Conn is the connection as HTTP filters see it; ServeConn fills in
 	// the addresses it leaves unset.
 	Conn filter.Conn
@@ -195,7 +201,13 @@ func (m *Manager) ServeConn(ctx context.Context, cfg *Config, c net.Conn, br *bu
 		c.SetReadDeadline(m.now().Add(cfg.StreamIdleTimeout))
 	}
 	defer connClosed(cfg.Stats)
-	if p, err := br.Peek(3); err == nil && string(p) == "PRI" {
+	if cfg.Codec == hcmv3.HttpConnectionManager_HTTP2 || (info.ALPN == "h2" && cfg.Codec != hcmv3.HttpConnectionManager_HTTP1) {
+		connOpened(cfg.Stats, true)
+		c.SetReadDeadline(time.Time{})
+		m.serveH2(ctx, cfg, c, br, info)
+		return
+	}
+	if p, err := br.Peek(3); err == nil && string(p) == "PRI" && cfg.Codec != hcmv3.HttpConnectionManager_HTTP1 {
 		if p, err := br.Peek(len(h2Preface)); err == nil && string(p) == h2Preface {
 			connOpened(cfg.Stats, true)
 			c.SetReadDeadline(time.Time{})

@@ -361,6 +361,7 @@ func (s *Server) serve(r *running, c net.Conn) {
 		}()
 	}
 	fc := httpfilter.Conn{Remote: netip.AddrPortFrom(f.SrcIP, uint16(f.SrcPort)), Local: netip.AddrPortFrom(f.DstIP, uint16(f.DstPort))}
+	alpn := ""
 	if chain.TLS != nil {
 		hctx, cancel := context.WithTimeout(r.ctx, 10*time.Second)
 		tc, err := chain.TLS.HandshakeReader(hctx, c, br)
@@ -374,7 +375,7 @@ func (s *Server) serve(r *running, c net.Conn) {
 		defer httpconn.PutReader(tbr)
 		c, br = tc, tbr
 		cs := tc.ConnectionState()
-		fc.SNI = cs.ServerName
+		fc.SNI, alpn = cs.ServerName, cs.NegotiatedProtocol
 		if len(cs.PeerCertificates) > 0 {
 			fc.PeerCertificate, fc.PeerPrincipal = true, peerPrincipal(cs.PeerCertificates[0])
 		}
@@ -393,7 +394,7 @@ func (s *Server) serve(r *running, c net.Conn) {
 	defer done()
 	switch {
 	case chain.HTTP != nil:
-		s.HTTP.ServeConn(ctx, chain.HTTP, c, br, httpconn.ConnInfo{OriginalDst: origDst, TLS: chain.TLS != nil, Conn: fc})
+		s.HTTP.ServeConn(ctx, chain.HTTP, c, br, httpconn.ConnInfo{OriginalDst: origDst, TLS: chain.TLS != nil, ALPN: alpn, Conn: fc})
 	case chain.TCP != nil:
 		s.TCP.Serve(ctx, chain.TCP, c, br, origDst)
 	}

@@ -51,7 +51,11 @@ type HTTPStats struct {
 	NoRoute                *Counter
 	NoCluster              *Counter
 	DownstreamRqCompleted  *Counter
-	classes                [6]*Counter
+	// DownstreamRqTooManyPrematureResets counts HTTP/2 connections closed
+	// because most of their streams were reset by the client early
+	// (rapid reset, CVE-2023-44487).
+	DownstreamRqTooManyPrematureResets *Counter
+	classes                            [6]*Counter
 }
 
 // NewHTTPStats binds the counters of a connection manager's stat_prefix.
@@ -71,6 +75,8 @@ func NewHTTPStats(s *Store, prefix string) *HTTPStats {
 		NoRoute:                sc.Counter("no_route"),
 		NoCluster:              sc.Counter("no_cluster"),
 		DownstreamRqCompleted:  sc.Counter("downstream_rq_completed"),
+
+		DownstreamRqTooManyPrematureResets: sc.Counter("downstream_rq_too_many_premature_resets"),
 	}
 	for i := 1; i <= 5; i++ {
 		h.classes[i] = sc.Counter("downstream_rq_" + strconv.Itoa(i) + "xx")
