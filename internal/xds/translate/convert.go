@@ -18,9 +18,12 @@ import (
 // Small constructors shared by the builders. Nothing here reads Input.
 
 func mustAny(m proto.Message) *anypb.Any {
-	a, err := anypb.New(m)
-	if err != nil {
-		// anypb.New fails only for a nil message or a marshal bug, both
+	// Deterministic: a message holding a map (a Struct's fields, say)
+	// must give the same bytes every time, because a resource's version
+	// is a hash of its bytes and a new version retires a listener.
+	a := &anypb.Any{}
+	if err := anypb.MarshalFrom(a, m, proto.MarshalOptions{Deterministic: true}); err != nil {
+		// MarshalFrom fails only for a nil message or a marshal bug, both
 		// programming errors in this package.
 		panic("translate: marshal " + string(proto.MessageName(m)) + ": " + err.Error())
 	}

@@ -6,7 +6,6 @@ import (
 	udpatypev1 "github.com/cncf/xds/go/udpa/type/v1"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 	telemetry "istio.io/api/telemetry/v1alpha1"
@@ -148,13 +147,7 @@ func (s *scope) statsConfig(client bool) *anypb.Any {
 	if err != nil {
 		panic("translate: stats config: " + err.Error()) // only strings, bools and lists above
 	}
-	// Marshalled deterministically: the Struct's fields are a map, and the
-	// listener's version is a hash of its bytes.
-	a := &anypb.Any{}
-	if err := anypb.MarshalFrom(a, &udpatypev1.TypedStruct{TypeUrl: StatsConfigType, Value: v}, proto.MarshalOptions{Deterministic: true}); err != nil {
-		panic("translate: stats config: " + err.Error())
-	}
-	s.stats[i].cfg = a
+	s.stats[i].cfg = mustAny(&udpatypev1.TypedStruct{TypeUrl: StatsConfigType, Value: v})
 	return s.stats[i].cfg
 }
 

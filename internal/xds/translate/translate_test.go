@@ -179,3 +179,50 @@ func TestTranslateEmpty(t *testing.T) {
 		checkConsistent(t, Translate(Input{Proxy: p}))
 	}
 }
+
+// TestWireBytesStable translates every case repeatedly and wants the same
+// bytes for each resource, marshalled as the server does to version it:
+// an embedded Any marshalled with map fields in a random order would give
+// an unchanged listener a new version, and a new version retires the
+// listener's connections.
+func TestWireBytesStable(t *testing.T) {
+	wire := func(out *Output) map[string][]byte {
+		m := map[string][]byte{}
+		add := func(kind, name string, msg proto.Message) {
+			b, err := proto.MarshalOptions{Deterministic: true}.Marshal(msg)
+			if err != nil {
+				t.Fatalf("marshal %s %s: %v", kind, name, err)
+			}
+			m[kind+"/"+name] = b
+		}
+		for _, c := range out.Clusters {
+			add("cluster", c.GetName(), c)
+		}
+		for _, e := range out.Endpoints {
+			add("endpoints", e.GetClusterName(), e)
+		}
+		for _, l := range out.Listeners {
+			add("listener", l.GetName(), l)
+		}
+		for _, r := range out.Routes {
+			add("route", r.GetName(), r)
+		}
+		for _, s := range out.Secrets {
+			add("secret", s.GetName(), s)
+		}
+		return m
+	}
+	for _, dir := range caseDirs(t) {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			in := loadCase(t, dir)
+			want := wire(Translate(in))
+			for i := 0; i < 10; i++ {
+				for name, b := range wire(Translate(in)) {
+					if !bytes.Equal(b, want[name]) {
+						t.Fatalf("translation %d: %s has different bytes", i, name)
+					}
+				}
+			}
+		})
+	}
+}
