@@ -133,7 +133,9 @@ for t in $TOPOLOGIES; do
   l16=$(load 16 "$QPS"); l64=$(load 64 "$QPS"); mx=$(load 16 -1)
   hs=- idle=-
   if [[ $mode == mtls ]]; then
-    hs=$("$MTLS" handshake -addr "127.0.0.1:$HOPB" -certs "$C" -c "$HS_CONC" -d "${DURATION}s" | jq -r '.per_second | floor')
+    "$MTLS" handshake -addr "127.0.0.1:$HOPB" -certs "$C" -c "$HS_CONC" -d "${DURATION}s" >"$WORK/hs-$t.json"
+    hs=$(jq -r '.per_second | floor' "$WORK/hs-$t.json")
+    log "$t handshakes: $(cat "$WORK/hs-$t.json")"
     h0=$(ticks "$PB")
     sleep 1; r0=$(rss_kb "$PB")
     coproc IDLE { "$MTLS" idle -addr "127.0.0.1:$HOPB" -certs "$C" -n "$IDLE_CONNS"; }

@@ -206,7 +206,7 @@ func handshake(args []string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), *dur)
 	defer cancel()
 	var ok, failed atomic.Int64
-	var firstErr atomic.Value
+	var firstErr, negotiated atomic.Value
 	var wg sync.WaitGroup
 	start := time.Now()
 	for i := 0; i < *conc; i++ {
@@ -222,7 +222,10 @@ func handshake(args []string) error {
 					}
 					continue
 				}
-				ok.Add(1)
+				if ok.Add(1) == 1 {
+					cs := c.ConnectionState()
+					negotiated.Store(fmt.Sprintf("%s %s %s", tls.VersionName(cs.Version), cs.CurveID, tls.CipherSuiteName(cs.CipherSuite)))
+				}
 				c.Close()
 			}
 		}()
@@ -230,7 +233,8 @@ func handshake(args []string) error {
 	wg.Wait()
 	el := time.Since(start).Seconds()
 	e, _ := firstErr.Load().(string)
-	fmt.Printf("{\"handshakes\":%d,\"failed\":%d,\"seconds\":%.3f,\"per_second\":%.1f,\"first_error\":%q}\n", ok.Load(), failed.Load(), el, float64(ok.Load())/el, e)
+	n, _ := negotiated.Load().(string)
+	fmt.Printf("{\"handshakes\":%d,\"failed\":%d,\"seconds\":%.3f,\"per_second\":%.1f,\"negotiated\":%q,\"first_error\":%q}\n", ok.Load(), failed.Load(), el, float64(ok.Load())/el, n, e)
 	if ok.Load() == 0 {
 		return fmt.Errorf("no handshake succeeded: %s", e)
 	}
