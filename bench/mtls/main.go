@@ -22,6 +22,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"flag"
@@ -30,6 +31,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -206,6 +208,8 @@ func handshake(args []string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), *dur)
 	defer cancel()
 	var ok, failed atomic.Int64
+	var errMu sync.Mutex
+	errs := map[string]int{} // failures by message, address details cut
 	var firstErr, negotiated atomic.Value
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -219,6 +223,13 @@ func handshake(args []string) error {
 					if ctx.Err() == nil {
 						failed.Add(1)
 						firstErr.CompareAndSwap(nil, err.Error())
+						msg := err.Error()
+						if i := strings.LastIndex(msg, ": "); i >= 0 && strings.HasPrefix(msg, "dial ") {
+							msg = "dial: " + msg[i+2:]
+						}
+						errMu.Lock()
+						errs[msg]++
+						errMu.Unlock()
 					}
 					continue
 				}
@@ -234,7 +245,8 @@ func handshake(args []string) error {
 	el := time.Since(start).Seconds()
 	e, _ := firstErr.Load().(string)
 	n, _ := negotiated.Load().(string)
-	fmt.Printf("{\"handshakes\":%d,\"failed\":%d,\"seconds\":%.3f,\"per_second\":%.1f,\"negotiated\":%q,\"first_error\":%q}\n", ok.Load(), failed.Load(), el, float64(ok.Load())/el, n, e)
+	eb, _ := json.Marshal(errs)
+	fmt.Printf("{\"handshakes\":%d,\"failed\":%d,\"seconds\":%.3f,\"per_second\":%.1f,\"negotiated\":%q,\"first_error\":%q,\"errors\":%s}\n", ok.Load(), failed.Load(), el, float64(ok.Load())/el, n, e, eb)
 	if ok.Load() == 0 {
 		return fmt.Errorf("no handshake succeeded: %s", e)
 	}
