@@ -12,6 +12,14 @@
 # {proto}=grpc makes the cluster HTTP/2 (h2c); the listener auto-detects
 # HTTP/1.1 or h2c. TRELLIS_PROXY overrides the binary (default: built next
 # to this script in .bin/).
+#
+# MTLS_CERTS=DIR (certificates written by `go run ./bench/mtls certs DIR`)
+# makes the two hops talk mesh mTLS, as trellisd configures sidecars: the
+# outbound hop's cluster originates TLS with the workload certificate, ALPN
+# istio, SNI outbound_.80_._.bench.bench.svc.cluster.local and the server's
+# SPIFFE ID checked against the mesh roots (ISTIO_MUTUAL); the inbound
+# listener has a tls_inspector and only the mTLS filter chain (STRICT:
+# transport tls, the istio ALPNs, client certificate required and verified).
 set -euo pipefail
 workdir=$1 listen=$2 upstream=$3 role=${4:-outbound} proto=${5:-http} workers=${6:-1}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -34,6 +42,50 @@ if [[ $proto == grpc ]]; then
         "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
         explicit_http_config:
           http2_protocol_options: {}'
+fi
+lfilters="" chainmatch="" downtls="" uptls=""
+if [[ -n ${MTLS_CERTS:-} ]]; then
+  c=$MTLS_CERTS
+  if [[ $role == inbound ]]; then
+    lfilters='
+    listener_filters:
+    - name: envoy.filters.listener.tls_inspector
+      typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector}'
+    chainmatch='
+      filter_chain_match:
+        transport_protocol: tls
+        application_protocols: [istio-peer-exchange, istio, istio-http/1.0, istio-http/1.1, istio-h2]'
+    downtls="
+      transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          require_client_certificate: true
+          common_tls_context:
+            alpn_protocols: [h2, http/1.1]
+            tls_certificates:
+            - certificate_chain: {filename: $c/bench-inbound.pem}
+              private_key: {filename: $c/bench-inbound.key}
+            validation_context:
+              trusted_ca: {filename: $c/root-cert.pem}"
+  else
+    uptls="
+    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        sni: outbound_.80_._.bench.bench.svc.cluster.local
+        common_tls_context:
+          alpn_protocols: [istio-peer-exchange, istio]
+          tls_certificates:
+          - certificate_chain: {filename: $c/bench-outbound.pem}
+            private_key: {filename: $c/bench-outbound.key}
+          validation_context:
+            trusted_ca: {filename: $c/root-cert.pem}
+            match_typed_subject_alt_names:
+            - san_type: URI
+              matcher: {exact: spiffe://cluster.local/ns/bench/sa/bench-inbound}"
+  fi
 fi
 retry=""
 if [[ $role == outbound ]]; then
@@ -64,9 +116,10 @@ static_resources:
   - name: $role
     traffic_direction: $direction
     address:
-      socket_address: {address: $lhost, port_value: $lport}
+      socket_address: {address: $lhost, port_value: $lport}$lfilters
     filter_chains:
-    - filters:
+    - $downtls$chainmatch
+      filters:
       - name: envoy.filters.network.http_connection_manager
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
@@ -93,7 +146,7 @@ static_resources:
   clusters:
   - name: upstream
     type: STATIC
-    connect_timeout: 1s$h2
+    connect_timeout: 1s$h2$uptls
     load_assignment:
       cluster_name: upstream
       endpoints:
