@@ -122,25 +122,23 @@ func (s *scope) jwtProvider(rule *security.JWTRule) *jwtauthnv3.JwtProvider {
 }
 
 // JWKSURIs returns the jwksUri of every jwtRule without inline jwks in
-// the snapshot, sorted: what trellisd fetches for Input.JWKS.
-func JWKSURIs(cfg *config.Snapshot) []string {
+// the snapshot, each with the RequestAuthentications (namespace/name)
+// naming it: what trellisd fetches for Input.JWKS.
+func JWKSURIs(cfg *config.Snapshot) map[string][]string {
+	out := map[string][]string{}
 	if cfg == nil {
-		return nil
+		return out
 	}
-	seen := map[string]bool{}
-	var out []string
 	for _, r := range cfg.List(config.KindRequestAuthentication) {
 		ra, ok := r.Spec.(*security.RequestAuthentication)
 		if !ok {
 			continue
 		}
 		for _, rule := range ra.GetJwtRules() {
-			if u := rule.GetJwksUri(); u != "" && rule.GetJwks() == "" && !seen[u] {
-				seen[u] = true
-				out = append(out, u)
+			if u := rule.GetJwksUri(); u != "" && rule.GetJwks() == "" {
+				out[u] = append(out[u], nsOf(r)+"/"+r.Name)
 			}
 		}
 	}
-	sort.Strings(out)
 	return out
 }
