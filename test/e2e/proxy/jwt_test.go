@@ -28,7 +28,7 @@ func headerServer(t *testing.T) string {
 		t.Fatal(err)
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "authorization=%q x-jwt-sub=%q", r.Header.Get("Authorization"), r.Header.Get("X-Jwt-Sub"))
+		fmt.Fprintf(w, "authorization=%q x-jwt-sub=%q x-jwt-assertion-kept=%t", r.Header.Get("Authorization"), r.Header.Get("X-Jwt-Sub"), r.Header.Get("X-Jwt-Assertion") != "")
 	})}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
@@ -166,4 +166,74 @@ spec:
 	want("requestPrincipals: no token", "", 403, "RBAC: access denied")
 	want("requestPrincipals: valid token in group dev", valid, 200, `x-jwt-sub="alice"`)
 	want("claims[groups]: group ops", idp.token(t, claims("ops")), 403, "RBAC: access denied")
+}
+
+// TestRequestAuthenticationAtSidecar applies a RequestAuthentication
+// with a custom token header (fromHeaders x-jwt-assertion, no prefix) and
+// forwardOriginalToken to a real reviews sidecar's inbound listener, and an
+// AuthorizationPolicy DENY on notRequestPrincipals: a plain-text request
+// without a token is denied (403), a valid token in x-jwt-assertion passes
+// and reaches the app with the token kept, a token in the default
+// Authorization header is not read (403), an expired one is refused (401).
+func TestRequestAuthenticationAtSidecar(t *testing.T) {
+	dir := t.TempDir()
+	app := headerServer(t)
+	inbound := freePort(t)
+	idp := newIssuer(t)
+	idp.up.Store(true)
+	writeConfig(t, dir, "workloads.yaml", meshWorkloads, map[string]string{"INBOUND_PORT": port(inbound), "APP_PORT": port(app)})
+	writeConfig(t, dir, "jwt.yaml", fmt.Sprintf(`apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: reviews-jwt, namespace: shop}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  jwtRules:
+  - issuer: %q
+    jwksUri: %q
+    fromHeaders: [{name: x-jwt-assertion}]
+    forwardOriginalToken: true
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-anonymous, namespace: shop}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  action: DENY
+  rules:
+  - from: [{source: {notRequestPrincipals: ["*"]}}]
+`, jwtIssuer, idp.url), nil)
+	td := startTrellisd(t, dir, "")
+	startProxy(t, "--xds-address", td.XDSAddr(), "--ip", "127.0.0.1", "--pod-name", "reviews", "--namespace", "shop",
+		"--service-account", "reviews", "--labels", "app=reviews", "--admin-address", freePort(t),
+		"--ready-address", "", "--prometheus-address", "", "--merged-address", "",
+		"--rebind", fmt.Sprintf("0.0.0.0:80=%s,0.0.0.0:15001=%s,0.0.0.0:15006=%s", freePort(t), freePort(t), inbound), "--drain-duration", "1s")
+	do := func(hdr map[string]string) (int, string) {
+		req, _ := http.NewRequest("GET", "http://"+inbound+"/reviews", nil)
+		req.Host = "reviews.shop.svc.cluster.local"
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := (&http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}).Do(req)
+		if err != nil {
+			return 0, err.Error()
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, string(b)
+	}
+	now := time.Now().Unix()
+	valid := idp.token(t, map[string]any{"iss": jwtIssuer, "sub": "bob", "exp": now + 3600})
+	want := func(what string, hdr map[string]string, code int, body string) {
+		t.Helper()
+		eventually(t, what, func() error {
+			if got, b := do(hdr); got != code || !strings.Contains(b, body) {
+				return fmt.Errorf("got %d %q, want %d %q", got, b, code, body)
+			}
+			return nil
+		})
+	}
+	want("no token", nil, 403, "RBAC: access denied")
+	want("valid token in x-jwt-assertion", map[string]string{"x-jwt-assertion": valid}, 200, `x-jwt-assertion-kept=true`)
+	want("token in Authorization is not read", map[string]string{"Authorization": "Bearer " + valid}, 403, "RBAC: access denied")
+	want("expired", map[string]string{"x-jwt-assertion": idp.token(t, map[string]any{"iss": jwtIssuer, "sub": "bob", "exp": now - 600})}, 401, "Jwt is expired")
 }
