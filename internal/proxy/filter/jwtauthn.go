@@ -280,7 +280,12 @@ func (f *jwtFilter) Decode(s Stream, _ any) Status {
 			if !ok {
 				continue
 			}
-			if iss := jwt.UnverifiedIssuer(tok); p.p.Issuer != "" && iss != p.p.Issuer && f.otherProviderTakes(iss, l) {
+			if iss := jwt.UnverifiedIssuer(tok); p.p.Issuer != "" && iss != p.p.Issuer {
+				// Envoy picks the provider by the token's issuer: one
+				// no provider here names is refused as such.
+				if !f.otherProviderTakes(iss, l) && failure == nil {
+					failure = jwt.ErrIssuer
+				}
 				continue
 			}
 			c, err := p.p.Verify(tok, f.now())

@@ -98,8 +98,9 @@ func TestJWTAuthnThenRBAC(t *testing.T) {
 		t.Errorf("valid token, other group: answered %d, want 403", s.answered)
 	}
 	for name, tok := range map[string]string{
-		"Jwt verification fails": signed(t, other, claims("dev")),
-		"Jwt is expired":         signed(t, signer, map[string]any{"iss": "https://issuer.example", "sub": "a", "exp": now - 3600}),
+		"Jwt verification fails":       signed(t, other, claims("dev")),
+		"Jwt is expired":               signed(t, signer, map[string]any{"iss": "https://issuer.example", "sub": "a", "exp": now - 3600}),
+		"Jwt issuer is not configured": signed(t, signer, map[string]any{"iss": "https://other.example", "sub": "a", "exp": now + 600}),
 	} {
 		s := run(bearer(tok))
 		if s.answered != 401 || s.body != name || !strings.HasPrefix(s.details, "jwt_authn_access_denied{") {
