@@ -108,7 +108,8 @@ spec:
     jwksUri: %q
     outputClaimToHeaders: [{header: x-jwt-sub, claim: sub}]
 `, jwtIssuer, idp.url), nil)
-	td := startTrellisdWith(t, trellisd.Options{ConfigDir: dir, AccessLogFile: filepath.Join(t.TempDir(), "access.log"), JWKSRetry: 100 * time.Millisecond}).XDSAddr()
+	srv := startTrellisdWith(t, trellisd.Options{ConfigDir: dir, AccessLogFile: filepath.Join(t.TempDir(), "access.log"), DebugAddress: "127.0.0.1:0", JWKSRetry: 100 * time.Millisecond})
+	td := srv.XDSAddr()
 	gw := freePort(t)
 	startProxy(t, "--xds-address", td, "--type", "router", "--ip", "127.0.0.1",
 		"--pod-name", "istio-ingressgateway-5d8c", "--namespace", "istio-system", "--labels", "istio=ingressgateway",
@@ -145,8 +146,31 @@ spec:
 
 	want("JWKS not fetchable: no token passes", "", 200, `x-jwt-sub=""`)
 	want("JWKS not fetchable: a valid token is refused", valid, 401, "Jwks doesn't have key to match kid or alg from Jwt")
+	eventually(t, "configz names the failing jwksUri and its resource", func() error {
+		var cz trellisd.ConfigzResponse
+		resp, err := http.Get("http://" + srv.DebugAddr() + "/debug/configz")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if err := json.NewDecoder(resp.Body).Decode(&cz); err != nil {
+			return err
+		}
+		if len(cz.JWKSFailures) != 1 || cz.JWKSFailures[0].URI != idp.url || strings.Join(cz.JWKSFailures[0].Resources, ",") != "istio-system/jwt-example" || !strings.Contains(cz.JWKSFailures[0].Error, "503") {
+			return fmt.Errorf("jwksFailures %+v", cz.JWKSFailures)
+		}
+		return nil
+	})
 	idp.up.Store(true)
 	want("valid token, claim header, token removed", valid, 200, `authorization="" x-jwt-sub="alice"`)
+	if resp, err := http.Get("http://" + srv.DebugAddr() + "/debug/configz"); err == nil {
+		var cz trellisd.ConfigzResponse
+		json.NewDecoder(resp.Body).Decode(&cz)
+		resp.Body.Close()
+		if len(cz.JWKSFailures) != 0 {
+			t.Errorf("jwksFailures after a good fetch: %+v", cz.JWKSFailures)
+		}
+	}
 	want("no token", "", 200, `x-jwt-sub=""`)
 	want("signed by another key", other.token(t, claims("dev")), 401, "Jwt verification fails")
 	want("expired", idp.token(t, map[string]any{"iss": jwtIssuer, "sub": "alice", "exp": now - 3600}), 401, "Jwt is expired")
