@@ -18,12 +18,12 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// `trellis analyze` on a RequestAuthentication (JWT, not enforced yet)
+// `trellis analyze` on a RequestAuthentication bound by targetRef (not enforced yet)
 // exits non-zero and says so, naming it; a STRICT PeerAuthentication and
 // an allow-nothing AuthorizationPolicy (both enforced) are clean.
 func TestAnalyzeFailsOnUnenforcedSecurity(t *testing.T) {
 	dir := t.TempDir()
-	ap := "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: jwt, namespace: istio-system}\nspec: {jwtRules: [{issuer: https://issuer.example.com, jwksUri: https://issuer.example.com/jwks}]}\n"
+	ap := "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: jwt, namespace: istio-system}\nspec: {targetRef: {group: gateway.networking.k8s.io, kind: Gateway, name: gw}, jwtRules: [{issuer: https://issuer.example.com, jwksUri: https://issuer.example.com/jwks}]}\n"
 	if err := os.WriteFile(filepath.Join(dir, "ap.yaml"), []byte(ap), 0o644); err != nil {
 		t.Fatal(err)
 	}

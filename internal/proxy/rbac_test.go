@@ -80,8 +80,8 @@ func TestRBACFilterDenies(t *testing.T) {
 }
 
 // TestRBACFilterRejected checks that an RBAC config trellis-proxy cannot
-// enforce (a JWT request principal) fails the listener with the field
-// named, rather than serving without it.
+// enforce (metadata of a filter it does not have) fails the listener
+// with the field named, rather than serving without it.
 func TestRBACFilterRejected(t *testing.T) {
 	p := newProxyErr(t, []testListener{{Name: "in", HCM: hcmFilters(`          - name: envoy.filters.http.rbac
             typed_config:
@@ -90,11 +90,11 @@ func TestRBACFilterRejected(t *testing.T) {
                 policies:
                   p:
                     permissions: [{any: true}]
-                    principals: [{metadata: {filter: istio_authn, path: [{key: request.auth.principal}], value: {string_match: {exact: a}}}}]
+                    principals: [{metadata: {filter: envoy.filters.http.ext_authz, path: [{key: x}], value: {string_match: {exact: a}}}}]
 `+routerFilter, vhost(`              - match: {prefix: /}
                 route: {cluster: be}
 `), "")}})
-	if p == nil || !strings.Contains(p.Error(), "principals[0].metadata: metadata principals") {
+	if p == nil || !strings.Contains(p.Error(), "principals[0].metadata.filter: metadata of \"envoy.filters.http.ext_authz\" is not supported") {
 		t.Fatalf("got %v, want the metadata principal rejected", p)
 	}
 }

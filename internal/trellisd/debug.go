@@ -76,6 +76,18 @@ type ConfigzResponse struct {
 	// whose kind Trellis does not enforce yet (from files and Kubernetes
 	// alike).
 	NotEnforced []ConfigzFinding `json:"notEnforced,omitempty"`
+	// JWKSFailures lists the RequestAuthentication jwksUris whose last
+	// fetch failed; until one is fetched its tokens are refused (401).
+	JWKSFailures []ConfigzJWKSFailure `json:"jwksFailures,omitempty"`
+}
+
+// ConfigzJWKSFailure is a jwksUri trellisd could not fetch.
+type ConfigzJWKSFailure struct {
+	URI       string   `json:"uri"`
+	Resources []string `json:"resources"` // RequestAuthentication namespace/name
+	Error     string   `json:"error"`
+	// Stale reports that an earlier fetched document is still served.
+	Stale bool `json:"stale,omitempty"`
 }
 
 // ConfigzFinding is one finding about a served resource.
@@ -99,6 +111,11 @@ func (s *Server) configz(w http.ResponseWriter, r *http.Request) {
 		resp.Resources = append(resp.Resources, cr)
 		if is, ok := validate.NotEnforced(res); ok {
 			resp.NotEnforced = append(resp.NotEnforced, ConfigzFinding{Level: "Error", Resource: is.Resource, Source: is.Source, Message: is.Message})
+		}
+	}
+	if s.jwks != nil {
+		for _, f := range s.jwks.Failures() {
+			resp.JWKSFailures = append(resp.JWKSFailures, ConfigzJWKSFailure{URI: f.URI, Resources: f.Resources, Error: f.Err.Error(), Stale: f.Stale})
 		}
 	}
 	if s.watcher != nil {

@@ -27,6 +27,8 @@
 //
 // Other sources plug in through Options: Store (a store other sources also
 // write), ConfigSources (started with the store), Registries (merged after
-// the ServiceEntry registry) and Credentials (gateway TLS secrets). Each
-// change of any of them is debounced into a push.
+// the ServiceEntry registry) and Credentials (gateway TLS secrets). The
+// RequestAuthentication jwksUri documents are fetched by package jwks
+// (Options.JWKSRefresh, JWKSRetry) and inlined into translate.Input.JWKS.
+// Each change of any of them is debounced into a push.
 package trellisd

@@ -25,6 +25,7 @@ type state struct {
 	reg     *registry.Snapshot
 	mesh    translate.MeshOptions
 	creds   map[string]*translate.Credential
+	jwks    map[string]string
 
 	addrOnce sync.Once
 	byAddr   map[string][]*registry.Service // endpoint address -> services with an endpoint there
@@ -132,7 +133,7 @@ func (g *generator) Generate(node *corev3.Node) (*server.Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	in := translate.Input{Proxy: p, Config: st.cfg, Registry: st.reg, Mesh: st.mesh, Credentials: st.creds}
+	in := translate.Input{Proxy: p, Config: st.cfg, Registry: st.reg, Mesh: st.mesh, Credentials: st.creds, JWKS: st.jwks}
 	e, err := g.outbound(st, in)
 	if err != nil {
 		return nil, err

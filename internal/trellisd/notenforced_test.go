@@ -46,6 +46,7 @@ metadata:
   name: jwt
   namespace: istio-system
 spec:
+  targetRef: {group: gateway.networking.k8s.io, kind: Gateway, name: gw}
   jwtRules:
   - issuer: https://issuer.example.com
     jwksUri: https://issuer.example.com/jwks

@@ -26,6 +26,7 @@ import (
 	"github.com/trellis-mesh/trellis/internal/config"
 	"github.com/trellis-mesh/trellis/internal/config/file"
 	"github.com/trellis-mesh/trellis/internal/dashboard"
+	"github.com/trellis-mesh/trellis/internal/jwks"
 	"github.com/trellis-mesh/trellis/internal/registry"
 	"github.com/trellis-mesh/trellis/internal/registry/serviceentry"
 	"github.com/trellis-mesh/trellis/internal/xds/server"
@@ -94,6 +95,11 @@ type Options struct {
 	// triggers a push. Nil means none are known: gateways still reference
 	// them over SDS.
 	Credentials CredentialSource
+	// JWKSRefresh is how often trellisd fetches each RequestAuthentication
+	// jwksUri again (zero: 20 minutes, as istiod); JWKSRetry is the wait
+	// after a failed fetch (zero: 30 seconds). Until a jwksUri is fetched,
+	// its tokens are refused.
+	JWKSRefresh, JWKSRetry time.Duration
 	// TrustDomain is the SPIFFE trust domain of workload identities
 	// (MeshConfig trustDomain); empty means "cluster.local".
 	TrustDomain string
@@ -165,6 +171,8 @@ type Server struct {
 
 	xdsAddr, debugAddr, metricsAddr, caAddr, dashboardAddr net.Addr
 	configVersion                                          prometheus.Gauge
+	// jwks fetches the RequestAuthentication jwksUri documents.
+	jwks *jwks.Fetcher
 }
 
 // XDSAddr is the bound ADS address ("127.0.0.1:41234").
@@ -356,6 +364,9 @@ func run(ctx context.Context, o Options, tr translator) error {
 	if o.Credentials != nil {
 		o.Credentials.Subscribe(deb.changed)
 	}
+	s.jwks = jwks.New(ctx)
+	s.jwks.Refresh, s.jwks.Retry, s.jwks.Logf = o.JWKSRefresh, o.JWKSRetry, o.Logf
+	s.jwks.Subscribe(deb.changed)
 	s.rebuild(mesh)
 	go deb.run(ctx)
 
@@ -404,8 +415,13 @@ func (s *Server) rebuild(mesh translate.MeshOptions) {
 		creds = s.opts.Credentials.Credentials()
 	}
 	s.logUngated(reg, mesh)
+	var docs map[string]string
+	if s.jwks != nil {
+		s.jwks.Sync(translate.JWKSURIs(cfg))
+		docs = s.jwks.Documents()
+	}
 	v := s.version.Add(1)
-	s.gen.setState(&state{version: v, cfg: cfg, reg: reg, mesh: mesh, creds: creds})
+	s.gen.setState(&state{version: v, cfg: cfg, reg: reg, mesh: mesh, creds: creds, jwks: docs})
 	s.configVersion.Set(float64(v))
 }
 

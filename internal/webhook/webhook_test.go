@@ -261,8 +261,8 @@ func TestAPIServerCallsWebhooks(t *testing.T) {
 
 	// A valid STRICT PeerAuthentication and an allow-nothing
 	// AuthorizationPolicy are accepted (both are enforced); a
-	// RequestAuthentication is refused while Trellis does not check JWTs:
-	// a user must not believe a policy is on when it is not.
+	// RequestAuthentication bound by targetRef is refused, as Trellis does
+	// not apply it: a user must not believe a policy is on when it is not.
 	pa := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
 		"metadata": map[string]any{"name": "default", "namespace": "wh-plain"},
@@ -284,8 +284,8 @@ func TestAPIServerCallsWebhooks(t *testing.T) {
 	ra := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "security.istio.io/v1", "kind": "RequestAuthentication",
 		"metadata": map[string]any{"name": "jwt", "namespace": "wh-plain"},
-		"spec": map[string]any{"jwtRules": []any{map[string]any{
-			"issuer": "https://issuer.example.com", "jwksUri": "https://issuer.example.com/jwks"}}},
+		"spec": map[string]any{"targetRef": map[string]any{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw"},
+			"jwtRules": []any{map[string]any{"issuer": "https://issuer.example.com", "jwksUri": "https://issuer.example.com/jwks"}}},
 	}}
 	rar := schema.GroupVersionResource{Group: "security.istio.io", Version: "v1", Resource: "requestauthentications"}
 	_, err = c.Dynamic.Resource(rar).Namespace("wh-plain").Create(ctx, ra, metav1.CreateOptions{})

@@ -12,9 +12,7 @@ import (
 // enforce yet, with what that means for the user. Delete a kind's line when
 // its enforcement lands end to end; every surface (analyze, the webhook,
 // trellisd's log and /debug/configz) follows.
-var notEnforced = map[string]string{
-	config.KindRequestAuthentication: "not enforced yet: Trellis does not apply RequestAuthentication, so tokens are not checked and requests carry no request principal",
-}
+var notEnforced = map[string]string{}
 
 // NotEnforced returns the error-level finding for a resource Trellis does
 // not (fully) enforce yet, naming the resource ("Kind ns/name") and saying
@@ -23,6 +21,10 @@ func NotEnforced(r *config.Resource) (Issue, bool) {
 	msg, ok := notEnforced[r.Kind]
 	if ap, isAP := r.Spec.(*security.AuthorizationPolicy); isAP && r.Kind == config.KindAuthorizationPolicy {
 		msg, ok = authorizationNotEnforced(ap)
+	}
+	if ra, isRA := r.Spec.(*security.RequestAuthentication); isRA && r.Kind == config.KindRequestAuthentication &&
+		(ra.GetTargetRef() != nil || len(ra.GetTargetRefs()) > 0) {
+		msg, ok = "not enforced yet: targetRef(s): the RequestAuthentication applies to no workload, so its tokens are not checked; use selector", true
 	}
 	if !ok {
 		return Issue{}, false
@@ -40,29 +42,20 @@ func authorizationNotEnforced(ap *security.AuthorizationPolicy) (string, bool) {
 	if ap.GetTargetRef() != nil || len(ap.GetTargetRefs()) > 0 {
 		parts = append(parts, "not enforced yet: targetRef(s): the policy applies to no workload; use selector")
 	}
-	jwt, identity := false, false
+	identity := false
 	for _, rule := range ap.GetRules() {
 		for _, f := range rule.GetFrom() {
 			s := f.GetSource()
-			if len(s.GetRequestPrincipals())+len(s.GetNotRequestPrincipals()) > 0 {
-				jwt = true
-			}
 			if len(s.GetPrincipals())+len(s.GetNotPrincipals())+len(s.GetNamespaces())+len(s.GetNotNamespaces())+
 				len(s.GetServiceAccounts())+len(s.GetNotServiceAccounts())+len(s.GetTrustDomains())+len(s.GetNotTrustDomains()) > 0 {
 				identity = true
 			}
 		}
 		for _, w := range rule.GetWhen() {
-			if strings.HasPrefix(w.GetKey(), "request.auth.") {
-				jwt = true
-			}
 			if identityKeys[w.GetKey()] {
 				identity = true
 			}
 		}
-	}
-	if jwt {
-		parts = append(parts, "not enforced yet: requestPrincipals and request.auth.* (no RequestAuthentication): an ALLOW rule using them allows nothing, a DENY or AUDIT rule ignores them and matches on its other fields")
 	}
 	if identity {
 		parts = append(parts, "not enforced for plaintext peers: principals, namespaces, serviceAccounts, trustDomains and source.principal/namespace only match peers that presented a mesh certificate (sidecars over auto mTLS, in local mode and on Kubernetes, and gateway MUTUAL listeners); a plaintext caller (accepted under PERMISSIVE) never matches them (an ALLOW rule on them denies it, a DENY rule on their not* forms denies it)")

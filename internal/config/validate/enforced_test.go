@@ -16,7 +16,8 @@ func TestNotEnforcedFinding(t *testing.T) {
 	}{
 		{"strict peer authentication (enforced)", obj("security.istio.io/v1", "PeerAuthentication", "mtls: {mode: STRICT}"), ""},
 		{"allow nothing is enforced", obj("security.istio.io/v1", "AuthorizationPolicy", "{}"), ""},
-		{"jwt", obj("security.istio.io/v1beta1", "RequestAuthentication", "jwtRules:\n- issuer: me\n  jwksUri: https://example.com/jwks.json"), "RequestAuthentication ns/r"},
+		{"jwt (enforced)", obj("security.istio.io/v1beta1", "RequestAuthentication", "jwtRules:\n- issuer: me\n  jwksUri: https://example.com/jwks.json"), ""},
+		{"jwt by targetRef", obj("security.istio.io/v1", "RequestAuthentication", "targetRef: {group: gateway.networking.k8s.io, kind: Gateway, name: gw}\njwtRules:\n- issuer: me\n  jwksUri: https://example.com/jwks.json"), "RequestAuthentication ns/r"},
 		{"virtual service", vs("hosts: [a]\nhttp:\n- route:\n  - destination: {host: a}\n"), ""},
 	}
 	for _, tc := range tests {
@@ -63,8 +64,8 @@ func TestAuthorizationPolicyFindings(t *testing.T) {
 		{"deny by ip block", "action: DENY\nrules:\n- from: [{source: {ipBlocks: [10.0.0.0/8]}}]", nil},
 		{"target ref", "targetRef: {group: gateway.networking.k8s.io, kind: Gateway, name: gw}\nrules: [{}]", []string{"not enforced yet: targetRef(s)"}},
 		{"audit by path", "action: AUDIT\nrules:\n- to: [{operation: {paths: [/x]}}]", nil},
-		{"jwt principal", "rules:\n- from: [{source: {requestPrincipals: [\"*\"]}}]", []string{"not enforced yet: requestPrincipals and request.auth.*", "an ALLOW rule using them allows nothing"}},
-		{"jwt claim", "action: AUDIT\nrules:\n- when: [{key: \"request.auth.claims[group]\", values: [admin]}]", []string{"not enforced yet: requestPrincipals and request.auth.*"}},
+		{"jwt principal (enforced)", "rules:\n- from: [{source: {requestPrincipals: [\"*\"]}}]", nil},
+		{"jwt claim (enforced)", "action: AUDIT\nrules:\n- when: [{key: \"request.auth.claims[group]\", values: [admin]}]", nil},
 		{"namespaces", "rules:\n- from: [{source: {namespaces: [foo]}}]", []string{"not enforced for plaintext peers", "only match peers that presented a mesh certificate", "a plaintext caller (accepted under PERMISSIVE) never matches them"}},
 		{"source.principal", "action: DENY\nrules:\n- when: [{key: source.principal, values: [a/b]}]", []string{"only match peers that presented a mesh certificate"}},
 	}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	jose "github.com/go-jose/go-jose/v4"
 	security "istio.io/api/security/v1beta1"
 	typev1beta1 "istio.io/api/type/v1beta1"
 )
@@ -372,6 +373,15 @@ func (c *checker) requestAuthentication(ra *security.RequestAuthentication) {
 				c.errorf(p.Field("jwks"), "not a JSON Web Key Set: %v; want {\"keys\": [...]}", err)
 			} else if len(set.Keys) == 0 {
 				c.errorf(p.Field("jwks"), "holds no keys; want {\"keys\": [...]} with at least one public key")
+			} else {
+				for j, raw := range set.Keys {
+					var k jose.JSONWebKey
+					if err := k.UnmarshalJSON(raw); err != nil {
+						c.errorf(p.Field("jwks"), "key %d is not a usable JSON Web Key: %v", j, err)
+					} else if !k.Valid() {
+						c.errorf(p.Field("jwks"), "key %d is not a valid JSON Web Key", j)
+					}
+				}
 			}
 		}
 		for j, q := range r.GetFromParams() {
@@ -408,6 +418,9 @@ func (c *checker) requestAuthentication(ra *security.RequestAuthentication) {
 			if h.GetClaim() == "" {
 				c.errorf(hp.Field("claim"), "missing; name the claim to copy")
 			}
+		}
+		if h := r.GetOutputPayloadToHeader(); h != "" && !strictHeaderRE.MatchString(h) {
+			c.errorf(p.Field("outputPayloadToHeader"), "%q is not allowed; a header name holds only letters, digits, '-' and '_'", h)
 		}
 		c.checkDuration(p.Field("timeout"), r.GetTimeout())
 	}

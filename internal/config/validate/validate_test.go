@@ -300,6 +300,9 @@ func TestInvalidInputs(t *testing.T) {
 		// RequestAuthentication: JWT rule fields.
 		{"empty audience", obj("security.istio.io/v1", "RequestAuthentication", "jwtRules:\n- issuer: me\n  audiences: [\"\"]"), "spec.jwtRules[0].audiences[0]", "empty audience"},
 		{"jwks not JSON", obj("security.istio.io/v1", "RequestAuthentication", "jwtRules:\n- issuer: me\n  jwks: not-json"), "spec.jwtRules[0].jwks", "not a JSON Web Key Set"},
+		{"jwks key without material", obj("security.istio.io/v1", "RequestAuthentication", "jwtRules:\n- issuer: me\n  jwks: '{\"keys\": [{\"kty\": \"RSA\"}]}'"), "spec.jwtRules[0].jwks", "key 0 is not a usable JSON Web Key"},
+		{"token header without name", obj("security.istio.io/v1", "RequestAuthentication", "jwtRules:\n- issuer: me\n  fromHeaders: [{prefix: \"Bearer \"}]"), "spec.jwtRules[0].fromHeaders[0].name", "missing"},
+		{"payload header with a space", obj("security.istio.io/v1", "RequestAuthentication", "jwtRules:\n- issuer: me\n  outputPayloadToHeader: \"x payload\""), "spec.jwtRules[0].outputPayloadToHeader", "only letters, digits"},
 		{"jwks without keys", obj("security.istio.io/v1", "RequestAuthentication", "jwtRules:\n- issuer: me\n  jwks: '{\"keys\": []}'"), "spec.jwtRules[0].jwks", "holds no keys"},
 		{"empty token query parameter", obj("security.istio.io/v1", "RequestAuthentication", "jwtRules:\n- issuer: me\n  fromParams: [\"\"]"), "spec.jwtRules[0].fromParams[0]", "empty query parameter name"},
 		{"empty token cookie", obj("security.istio.io/v1", "RequestAuthentication", "jwtRules:\n- issuer: me\n  fromCookies: [\"\"]"), "spec.jwtRules[0].fromCookies[0]", "empty cookie name"},

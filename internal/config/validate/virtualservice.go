@@ -511,8 +511,8 @@ func isJWTClaimHeader(name string) bool {
 }
 
 // checkMatchHeaderName checks a header name in a match. JWT claim routing
-// works only at a gateway in Istio, and not at all in Trellis yet, since
-// it depends on RequestAuthentication, which Trellis does not enforce.
+// works only at a gateway in Istio, and not at all in Trellis yet:
+// trellis-proxy selects the route before its jwt_authn filter runs.
 func (c *checker) checkMatchHeaderName(p Path, name string, boundToMesh bool) {
 	if !isJWTClaimHeader(name) {
 		c.checkHeaderName(p, name)
@@ -522,7 +522,7 @@ func (c *checker) checkMatchHeaderName(p Path, name string, boundToMesh bool) {
 		c.errorf(p, "routing on a JWT claim (%q) works only in a VirtualService bound to gateways (without \"mesh\")", name)
 		return
 	}
-	c.errorf(p, "routing on a JWT claim (%q) is not supported yet: Trellis does not enforce RequestAuthentication, so no claims are known; match a header the client sends instead", name)
+	c.errorf(p, "routing on a JWT claim (%q) is not supported yet: trellis-proxy selects the route before the JWT is verified; authorize on request.auth.claims in an AuthorizationPolicy instead, or match a header the client sends", name)
 }
 
 func (c *checker) checkHeaderName(p Path, name string) {

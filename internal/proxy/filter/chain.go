@@ -83,6 +83,18 @@ type Stream interface {
 	// rule set's outcome, or the policy a LOG (Istio AUDIT) rule set
 	// matched. p is the policy that decided, nil when none matched.
 	LogRBAC(shadow, allowed bool, p *RBACPolicy)
+
+	// Authn returns the exchange's JWT authentication metadata, which the
+	// jwt_authn filter sets and RBAC metadata principals read; it may be
+	// nil where there is no request (a connection).
+	Authn() *Authn
+	// SetRequestHeader replaces the request header name (lower case) for
+	// the upstream request; DelRequestHeader removes it.
+	SetRequestHeader(name string, value []byte)
+	DelRequestHeader(name string)
+	// Unauthorized answers 401 with body (the JWT failure) and details as
+	// the response code details, with a www-authenticate: Bearer header.
+	Unauthorized(body, details string)
 }
 
 // Conn is the downstream connection as filters see it.

@@ -174,6 +174,8 @@ type stream struct {
 	remote     netip.Addr
 	details    string
 	logged     []string
+	authn      Authn
+	body       string
 }
 
 func (s *stream) Header(n string) ([]byte, bool) {
@@ -195,6 +197,17 @@ func (s *stream) RemoteIP() netip.Addr {
 		return s.remote
 	}
 	return s.conn.Remote.Addr()
+}
+func (s *stream) Authn() *Authn { return &s.authn }
+func (s *stream) SetRequestHeader(n string, v []byte) {
+	if s.hdr == nil {
+		s.hdr = map[string]string{}
+	}
+	s.hdr[n] = string(v)
+}
+func (s *stream) DelRequestHeader(n string) { delete(s.hdr, n) }
+func (s *stream) Unauthorized(body, details string) {
+	s.answered, s.details, s.body = 401, details, body
 }
 func (s *stream) Deny(details string) { s.answered, s.details = 403, details }
 func (s *stream) LogRBAC(shadow, allowed bool, p *RBACPolicy) {

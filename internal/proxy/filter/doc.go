@@ -1,6 +1,9 @@
 // Package filter holds trellis-proxy's HTTP filters and their registry:
+// JWT authentication (envoy.filters.http.jwt_authn, verifying tokens with
+// package jwt and recording the claims as the exchange's Authn metadata),
 // RBAC (envoy.filters.http.rbac, whose rules the network RBAC filter of
-// package listener also evaluates on connections), fault injection
+// package listener also evaluates on connections; its metadata principals
+// read the Authn metadata), fault injection
 // (envoy.filters.http.fault), CORS (envoy.filters.http.cors) and the
 // router (envoy.filters.http.router, whose forwarding is package
 // httpconn's), plus the string and header matchers they and the route

@@ -67,6 +67,7 @@ type rbacNode struct {
 	prefix   netip.Prefix
 	lo, hi   uint32
 	matchAll bool // authenticated without principal_name
+	meta     *metaMatch
 }
 
 const (
@@ -82,6 +83,7 @@ const (
 	rbacAuthenticated
 	rbacDirectRemoteIP
 	rbacRemoteIP
+	rbacMetadata
 )
 
 func compileRBACFilter(c *rbacv3.RBAC, path string) (Filter, error) {
@@ -309,7 +311,8 @@ func compilePrincipal(p *rbacconfigv3.Principal, path string) (rbacNode, error) 
 		}
 		n.str, err = CompileStringMatcher(id.UrlPath.GetPath(), path+".url_path.path")
 	case *rbacconfigv3.Principal_Metadata:
-		return n, fmt.Errorf("%s.metadata: metadata principals (Istio's requestPrincipals and request.auth.* from a JWT) are not supported by trellis-proxy: it has no JWT authentication filter yet", path)
+		n.kind = rbacMetadata
+		n.meta, err = compileMetadata(id.Metadata, path+".metadata")
 	case nil:
 		return n, fmt.Errorf("%s: a principal identifier must be set", path)
 	default:
@@ -375,6 +378,8 @@ func (n *rbacNode) match(s Stream, http bool) bool {
 		return n.prefix.Contains(s.Conn().Remote.Addr().Unmap())
 	case rbacRemoteIP:
 		return n.prefix.Contains(s.RemoteIP().Unmap())
+	case rbacMetadata:
+		return http && n.meta.match(s.Authn())
 	}
 	return false
 }
@@ -491,6 +496,10 @@ func (s connStream) Conn() *Conn                     { return s.c }
 func (s connStream) RemoteIP() netip.Addr            { return s.c.Remote.Addr() }
 func (s connStream) Deny(string)                     {}
 func (s connStream) LogRBAC(bool, bool, *RBACPolicy) {}
+func (s connStream) Authn() *Authn                   { return nil }
+func (s connStream) SetRequestHeader(string, []byte) {}
+func (s connStream) DelRequestHeader(string)         {}
+func (s connStream) Unauthorized(_, _ string)        {}
 
 // EvaluateConn checks a connection: whether the rules let it through and
 // the policy that decided (nil when none matched).

@@ -158,8 +158,10 @@ func TestRBACPerRouteAndShadow(t *testing.T) {
 // config error naming the field, never silently ignored.
 func TestRBACRejects(t *testing.T) {
 	tests := []struct{ config, want string }{
-		{`{rules: {policies: {p: {permissions: [{any: true}], principals: [{metadata: {filter: istio_authn, path: [{key: request.auth.principal}], value: {string_match: {exact: a}}}}]}}}}`,
-			`rbac.rules.policies["p"].principals[0].metadata: metadata principals (Istio's requestPrincipals`},
+		{`{rules: {policies: {p: {permissions: [{any: true}], principals: [{metadata: {filter: envoy.filters.http.ext_authz, path: [{key: x}], value: {string_match: {exact: a}}}}]}}}}`,
+			`rbac.rules.policies["p"].principals[0].metadata.filter: metadata of "envoy.filters.http.ext_authz" is not supported`},
+		{`{rules: {policies: {p: {permissions: [{any: true}], principals: [{metadata: {filter: istio_authn, path: [{key: request.auth.claims}], value: {string_match: {exact: a}}}}]}}}}`,
+			`rbac.rules.policies["p"].principals[0].metadata.path: request.auth.claims needs a claim name`},
 		{`{rules: {policies: {p: {permissions: [{metadata: {filter: x}}], principals: [{any: true}]}}}}`, `rbac.rules.policies["p"].permissions[0]: permission`},
 		{`{rules: {policies: {p: {permissions: [{any: true}]}}}}`, `rbac.rules.policies["p"].principals: must not be empty`},
 		{`{rules: {policies: {p: {permissions: [{destination_ip: {address_prefix: nope}}], principals: [{any: true}]}}}}`, `destination_ip.address_prefix: "nope" is not an IP address`},

@@ -7,6 +7,7 @@ package filter
 // one line here; docs/xds-contract.md lists the entries.
 var builders = []*Builder{
 	fault,
+	jwtAuthn,
 	rbac,
 	cors,
 	router,

@@ -20,6 +20,8 @@ type filterStream struct {
 	// resp holds the response headers filters set, in the order they set
 	// them; encode applies them to the response.
 	resp http1.Headers
+	// authn is the JWT authentication metadata of the request.
+	authn filter.Authn
 }
 
 // runFilters selects the route and runs the request through the
@@ -27,7 +29,7 @@ type filterStream struct {
 // router, last, always does).
 func (e *exchange) runFilters() {
 	fs := &e.filters
-	fs.e, fs.route, fs.resp = e, nil, fs.resp[:0]
+	fs.e, fs.route, fs.resp, fs.authn = e, nil, fs.resp[:0], filter.Authn{}
 	if rc := e.cfg.Routes.Load(); rc != nil {
 		fs.route = rc.Select(&e.q)
 	}
@@ -168,4 +170,29 @@ func (fs *filterStream) LogRBAC(shadow, allowed bool, p *filter.RBACPolicy) {
 		}
 	}
 	d("rbac: %s %s from %s: %s %s, matched policy %s", fs.e.q.Method, fs.e.q.Path, fs.e.info.Conn.Remote, kind, outcome, policy)
+}
+
+func (fs *filterStream) Authn() *filter.Authn { return &fs.authn }
+
+func (fs *filterStream) SetRequestHeader(name string, value []byte) { fs.e.q.Headers.Set(name, value) }
+
+func (fs *filterStream) DelRequestHeader(name string) { fs.e.q.Headers.Del(name) }
+
+func (fs *filterStream) Unauthorized(body, details string) {
+	if d := fs.e.m.Debugf; d != nil {
+		d("jwt_authn: %s %s from %s: %s", fs.e.q.Method, fs.e.q.Path, fs.e.info.Conn.Remote, body)
+	}
+	fs.e.localReply(401, body, 0, details, [][2]string{{"www-authenticate", `Bearer realm="http://` + string(fs.host()) + string(pathOnlyOf(fs.e.q.Path)) + `", error="invalid_token"`}})
+}
+
+func (fs *filterStream) host() []byte {
+	h, _ := fs.e.q.Headers.Get("host")
+	return h
+}
+
+func pathOnlyOf(p []byte) []byte {
+	if i := bytes.IndexAny(p, "?#"); i >= 0 {
+		return p[:i]
+	}
+	return p
 }

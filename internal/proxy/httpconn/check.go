@@ -61,6 +61,7 @@ func (c *Config) CheckRBAC(q route.Request, conn filter.Conn) RBACCheck {
 // answers their reads and records nothing (the verdicts carry the
 // outcome).
 type checkStream struct {
+	authn filter.Authn
 	cfg   *Config
 	q     *route.Request
 	conn  *filter.Conn
@@ -82,6 +83,10 @@ func (s *checkStream) Path() []byte                           { return s.q.Path 
 func (s *checkStream) Conn() *filter.Conn                     { return s.conn }
 func (s *checkStream) Deny(string)                            {}
 func (s *checkStream) LogRBAC(bool, bool, *filter.RBACPolicy) {}
+func (s *checkStream) Authn() *filter.Authn                   { return &s.authn }
+func (s *checkStream) SetRequestHeader(string, []byte)        {}
+func (s *checkStream) DelRequestHeader(string)                {}
+func (s *checkStream) Unauthorized(_, _ string)               {}
 func (s *checkStream) RemoteIP() netip.Addr {
 	return remoteIP(s.cfg, s.conn.Remote.Addr(), s.q.Headers)
 }

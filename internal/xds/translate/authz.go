@@ -209,10 +209,9 @@ func tcpRule(rule *security.Rule, broad bool) *security.Rule {
 
 // rbacPolicy translates one rule: it matches when one of its from entries
 // (a principal), one of its to entries (a permission) and every when
-// condition match. Conditions trellis-proxy cannot evaluate (JWT request
-// principals and claims) fail closed: an ALLOW rule using one is left
-// out (it allows nothing), a DENY or AUDIT rule (broad) drops them and so
-// matches more. Trellis flags such policies as not enforced.
+// condition match. Conditions trellis-proxy cannot evaluate (experimental
+// keys) fail closed: an ALLOW rule using one is left out (it allows
+// nothing), a DENY or AUDIT rule (broad) drops them and so matches more.
 func (s *scope) rbacPolicy(rule *security.Rule, broad bool) *rbacconfigv3.Policy {
 	var permConds []*rbacconfigv3.Permission
 	var prinConds []*rbacconfigv3.Principal
@@ -438,13 +437,58 @@ func remoteIPFn(v string) *rbacconfigv3.Principal {
 	return &rbacconfigv3.Principal{Identifier: &rbacconfigv3.Principal_RemoteIp{RemoteIp: cidr(v)}}
 }
 
-// source translates a from.source: every set field must match. ok is
-// false when it names JWT request principals, which trellis-proxy cannot
-// evaluate yet.
-func source(src *security.Source, trustDomain string) (*rbacconfigv3.Principal, bool) {
-	if len(src.GetRequestPrincipals()) > 0 || len(src.GetNotRequestPrincipals()) > 0 {
+// IstioAuthnMetadata is the dynamic metadata filter under which Istio's
+// RBAC rules find the JWT authentication outcome (request.auth.* keys);
+// trellis-proxy's jwt_authn filter provides it.
+const IstioAuthnMetadata = "istio_authn"
+
+// authnMetadata matches the request's JWT metadata at keys (the first a
+// request.auth.* attribute, further ones nested claim names) with m; a
+// list match matches any element of a list claim.
+func authnMetadata(m *matcherv3.StringMatcher, list bool, keys ...string) *rbacconfigv3.Principal {
+	var path []*matcherv3.MetadataMatcher_PathSegment
+	for _, k := range keys {
+		path = append(path, &matcherv3.MetadataMatcher_PathSegment{Segment: &matcherv3.MetadataMatcher_PathSegment_Key{Key: k}})
+	}
+	v := &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_StringMatch{StringMatch: m}}
+	if list {
+		v = &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_ListMatch{ListMatch: &matcherv3.ListMatcher{
+			MatchPattern: &matcherv3.ListMatcher_OneOf{OneOf: v}}}}
+	}
+	return &rbacconfigv3.Principal{Identifier: &rbacconfigv3.Principal_Metadata{Metadata: &matcherv3.MetadataMatcher{
+		Filter: IstioAuthnMetadata, Path: path, Value: v}}}
+}
+
+func requestPrincipalFn(v string) *rbacconfigv3.Principal {
+	return authnMetadata(istioString(v, false), false, "request.auth.principal")
+}
+
+// claimPath splits request.auth.claims[a][b] into its claim names; ok is
+// false when key is not that form.
+func claimPath(key string) ([]string, bool) {
+	rest, ok := strings.CutPrefix(key, "request.auth.claims")
+	if !ok || rest == "" {
 		return nil, false
 	}
+	var names []string
+	for rest != "" {
+		if rest[0] != '[' {
+			return nil, false
+		}
+		end := strings.IndexByte(rest, ']')
+		if end <= 1 {
+			return nil, false
+		}
+		names = append(names, rest[1:end])
+		rest = rest[end+1:]
+	}
+	return names, true
+}
+
+// source translates a from.source: every set field must match. It
+// always succeeds (ok is true); requestPrincipals match the JWT
+// metadata's request.auth.principal.
+func source(src *security.Source, trustDomain string) (*rbacconfigv3.Principal, bool) {
 	sa := func(v string) *rbacconfigv3.Principal {
 		ns, name, _ := strings.Cut(v, "/")
 		return authenticated(principalMatcher(trustDomain + "/ns/" + ns + "/sa/" + name))
@@ -459,6 +503,7 @@ func source(src *security.Source, trustDomain string) (*rbacconfigv3.Principal, 
 		one     func(string) *rbacconfigv3.Principal
 	}{
 		{src.GetPrincipals(), false, principalFn}, {src.GetNotPrincipals(), true, principalFn},
+		{src.GetRequestPrincipals(), false, requestPrincipalFn}, {src.GetNotRequestPrincipals(), true, requestPrincipalFn},
 		{src.GetNamespaces(), false, namespaceFn}, {src.GetNotNamespaces(), true, namespaceFn},
 		{src.GetServiceAccounts(), false, sa}, {src.GetNotServiceAccounts(), true, sa},
 		{src.GetTrustDomains(), false, td}, {src.GetNotTrustDomains(), true, td},
@@ -478,7 +523,7 @@ func source(src *security.Source, trustDomain string) (*rbacconfigv3.Principal, 
 // condition translates a when condition into a permission or a principal
 // (Istio puts request and source attributes on the principal side,
 // destination and connection ones on the permission side). ok is false
-// for request.auth.* (JWT) and experimental keys.
+// for experimental keys and malformed claim keys.
 func condition(c *security.Condition) (*rbacconfigv3.Permission, *rbacconfigv3.Principal, bool) {
 	key := c.GetKey()
 	var perm func(string) *rbacconfigv3.Permission
@@ -488,6 +533,24 @@ func condition(c *security.Condition) (*rbacconfigv3.Permission, *rbacconfigv3.P
 		name := strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(key, "request.headers["), "]"))
 		prin = func(v string) *rbacconfigv3.Principal {
 			return &rbacconfigv3.Principal{Identifier: &rbacconfigv3.Principal_Header{Header: &routev3.HeaderMatcher{Name: name, HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: istioString(v, false)}}}}
+		}
+	case key == "request.auth.principal":
+		prin = requestPrincipalFn
+	case key == "request.auth.audiences":
+		prin = func(v string) *rbacconfigv3.Principal {
+			return authnMetadata(istioString(v, false), true, "request.auth.audiences")
+		}
+	case key == "request.auth.presenter":
+		prin = func(v string) *rbacconfigv3.Principal {
+			return authnMetadata(istioString(v, false), false, "request.auth.presenter")
+		}
+	case strings.HasPrefix(key, "request.auth.claims["):
+		names, ok := claimPath(key)
+		if !ok {
+			return nil, nil, false
+		}
+		prin = func(v string) *rbacconfigv3.Principal {
+			return authnMetadata(istioString(v, false), true, append([]string{"request.auth.claims"}, names...)...)
 		}
 	case key == "source.ip":
 		prin = ipFn

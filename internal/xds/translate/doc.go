@@ -17,7 +17,8 @@
 // fault.go (VirtualService http routes), clusters.go and upstreamtls.go
 // (outbound clusters and DestinationRule traffic policy), endpoints.go
 // (EDS), inbound.go (15006 and inbound|PORT|| clusters), authz.go
-// (AuthorizationPolicy as HTTP and network RBAC filters), gateway.go
+// (AuthorizationPolicy as HTTP and network RBAC filters), authn.go
+// (RequestAuthentication as the jwt_authn filter before them), gateway.go
 // (router listeners, routes, secrets), grpc.go (proxyless gRPC API
 // listeners), listeners.go and convert.go (shared builders), proxy.go (node
 // parsing), outboundproxy.go (what outbound translation reads of a

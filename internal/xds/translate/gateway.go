@@ -64,7 +64,7 @@ func (s *scope) gatewayConfig() ([]*listenerv3.Listener, []*routev3.RouteConfigu
 	var listeners []*listenerv3.Listener
 	var routes []*routev3.RouteConfiguration
 	secrets := map[string]*tlsv3.Secret{}
-	authz := s.rbacFilters()
+	authz := append(s.jwtFilters(), s.rbacFilters()...)
 	for _, k := range keys {
 		servers, port := byPort[k], k.port
 		addr, rdsSuffix := "0.0.0.0", ""

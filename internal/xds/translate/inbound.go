@@ -94,7 +94,7 @@ func (s *scope) sidecarInbound() ([]*listenerv3.Listener, []*clusterv3.Cluster) 
 		ports = ing
 	}
 	peers := s.peerAuthentication()
-	authz := s.rbacFilters()
+	authz := append(s.jwtFilters(), s.rbacFilters()...)
 	for _, p := range ports {
 		name := InboundClusterName(p.port)
 		var fs []*listenerv3.Filter

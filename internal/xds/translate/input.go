@@ -86,6 +86,11 @@ type Input struct {
 	// then in the Gateway resource's namespace. Nil means none are known:
 	// listeners still reference "kubernetes://NAME" over SDS.
 	Credentials map[string]*Credential
+	// JWKS are the JWKS documents trellisd fetched, keyed by the
+	// RequestAuthentication jwtRules' jwksUri (see JWKSURIs). A jwtRule
+	// whose jwksUri has no entry gets UnusableJWKS: its tokens are
+	// refused, never accepted unchecked.
+	JWKS map[string]string
 }
 
 // Credential is the TLS material of a Kubernetes TLS Secret that a Gateway

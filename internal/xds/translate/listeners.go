@@ -55,7 +55,8 @@ type hcmOptions struct {
 	inline     *routev3.RouteConfiguration // an inline route config
 	edge       bool                        // gateway: trust the client address, no internal headers from outside
 	inbound    bool                        // sidecar inbound: router only
-	// authz are the RBAC filters (AuthorizationPolicy), first in the chain.
+	// authz are the jwt_authn filter (RequestAuthentication) and the RBAC
+	// filters (AuthorizationPolicy), first in the chain.
 	authz []*hcmv3.HttpFilter
 }
 

@@ -89,6 +89,9 @@ type proxySpec struct {
 		Cert string `json:"cert"`
 		Key  string `json:"key"`
 	} `json:"credentials"`
+	// JWKS maps a jwksUri to the file (in the case directory) holding
+	// the document trellisd fetched from it.
+	JWKS map[string]string `json:"jwks"`
 }
 
 func (p proxySpec) node() *corev3.Node {
@@ -198,6 +201,16 @@ func buildInput(t testing.TB, cfg *config.Snapshot, dir string) Input {
 			in.Credentials = map[string]*Credential{}
 		}
 		in.Credentials[k] = &Credential{CertChain: cert, PrivateKey: key}
+	}
+	for uri, f := range ps.JWKS {
+		doc, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if in.JWKS == nil {
+			in.JWKS = map[string]string{}
+		}
+		in.JWKS[uri] = string(doc)
 	}
 	return in
 }
