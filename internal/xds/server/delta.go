@@ -152,7 +152,9 @@ func (d *delta) send(w *watch, changed []*Resource, removed []string, at time.Ti
 	version := c.snap.Version
 	sort.Strings(removed)
 	nonce := contentNonce(w.typeURL, version, changed, removed)
-	err := c.s.shared.send(d.stream, version, nonce, func() proto.Message {
+	// The cache key names the message kind too: a State-of-the-World
+	// response with the same content has the same nonce.
+	err := c.s.shared.send(d.stream, version, "delta "+nonce, func() proto.Message {
 		rs := make([]*discoveryv3.Resource, len(changed))
 		for i, r := range changed {
 			rs[i] = &discoveryv3.Resource{Name: r.Name, Version: r.Version, Resource: r.Any}
