@@ -188,3 +188,53 @@ func TestVHDSOnlyForDeltaStreamsThatAsk(t *testing.T) {
 		t.Errorf("SotW asking for VHDS: got %d resources (%s), want the full route configuration", len(sr.Resources), sr.Resources[0].TypeUrl)
 	}
 }
+
+// A virtual host moved onto a new cluster arrives after that cluster and
+// before the old cluster's removal (make-before-break, order.go).
+func TestVHDSPushIsMakeBeforeBreak(t *testing.T) {
+	gen := &fakeGen{}
+	withClusters := func(version string, rc *routev3.RouteConfiguration, clusters ...string) *Snapshot {
+		s := vhdsSnapshot(t, version, rc)
+		for _, c := range clusters {
+			s.Resources[resourcev3.ClusterType] = append(s.Resources[resourcev3.ClusterType], res(t, c, "1"))
+		}
+		return s
+	}
+	const oldC, newC = "outbound|80||svc-001.ns.svc.cluster.local:80|old", "outbound|80||svc-001.ns.svc.cluster.local:80|new"
+	gen.snap.Store(withClusters("v1", routeTable(3, 1, "old"), oldC))
+	h := start(t, gen)
+	st := h.delta(t)
+	send := func(r *discoveryv3.DeltaDiscoveryRequest) {
+		t.Helper()
+		if err := st.Send(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recv := func() *discoveryv3.DeltaDiscoveryResponse {
+		t.Helper()
+		r, err := st.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: r.TypeUrl, ResponseNonce: r.Nonce})
+		return r
+	}
+	send(&discoveryv3.DeltaDiscoveryRequest{Node: vhdsNode("sidecar~10.0.0.5~e.ns~ns.svc.cluster.local"), TypeUrl: resourcev3.ClusterType})
+	recv()
+	send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.RouteType, ResourceNamesSubscribe: []string{"80"}})
+	recv()
+	send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.VirtualHostType, ResourceNamesSubscribe: []string{"80"}})
+	recv()
+
+	gen.snap.Store(withClusters("v2", routeTable(3, 1, "new"), newC))
+	h.srv.Push(Push{})
+	var got []string
+	for i := 0; i < 3; i++ {
+		r := recv()
+		got = append(got, fmt.Sprintf("%s+%s-%s", ShortType(r.TypeUrl), names(r.Resources), strings.Join(r.RemovedResources, ",")))
+	}
+	want := "CDS+" + newC + "-|VHDS+80/svc-001.ns.svc.cluster.local:80-|CDS+-" + oldC
+	if strings.Join(got, "|") != want {
+		t.Errorf("push order: got %s, want %s", strings.Join(got, "|"), want)
+	}
+}
