@@ -35,12 +35,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/trellis-mesh/trellis/bench/xdsload/mesh"
@@ -57,6 +59,7 @@ func main() {
 	decode := flag.String("decode", "envelope", `how much of each response the simulated proxies decode: "envelope" (nonce, versions and names; clusters and listeners fully, to follow them) or "full" (every resource into its Envoy type, as a real proxy)`)
 	cpuProfile := flag.String("cpuprofile", "", "write the load generator's own CPU profile of the edits to this file")
 	serverProfile := flag.String("trellisd-cpuprofile", "", "write trellisd's CPU profile of the edits (from -debug-address, a free port when empty) to this file")
+	flag.BoolVar(&useVHDS, "vhds", false, "the simulated proxies ask for virtual host discovery (Delta VHDS): an edit then sends only the virtual hosts it changed")
 	flag.Parse()
 	// The simulated proxies' heap is small and short-lived (each response
 	// is dropped once ACKed); collecting it less often leaves more of the
@@ -85,6 +88,23 @@ func main() {
 const ns = mesh.Namespace
 
 var decodeMode fakeproxy.DecodeMode
+
+// useVHDS makes the proxies ask for VHDS; convergence is then the ACK of
+// the virtual hosts, which carry the edit.
+var useVHDS bool
+
+// rxBytes counts the bytes of every response the simulated proxies
+// receive (gRPC message payloads on the wire).
+type rxBytes struct{ n atomic.Int64 }
+
+func (r *rxBytes) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context   { return ctx }
+func (r *rxBytes) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
+func (r *rxBytes) HandleConn(context.Context, stats.ConnStats)                       {}
+func (r *rxBytes) HandleRPC(_ context.Context, s stats.RPCStats) {
+	if p, ok := s.(*stats.InPayload); ok {
+		r.n.Add(int64(p.WireLength))
+	}
+}
 
 func writeServices(dir string, n int) error {
 	for f := 0; f*100 < n; f++ {
@@ -204,6 +224,11 @@ func run(bin string, nProxies, nServices, nChanges, rate int, debugAddr string) 
 	awaited := 0
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	editType := resourcev3.RouteType
+	if useVHDS {
+		editType = resourcev3.VirtualHostType
+	}
+	rx := &rxBytes{}
 	clients := make([]*fakeproxy.Client, nProxies)
 	conns := make([]*grpc.ClientConn, nProxies)
 	start := time.Now()
@@ -215,7 +240,7 @@ func run(bin string, nProxies, nServices, nChanges, rate int, debugAddr string) 
 		// measure flow-control round trips instead of trellisd.
 		cc, err := grpc.NewClient(xdsAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)),
-			grpc.WithInitialWindowSize(16<<20), grpc.WithInitialConnWindowSize(16<<20))
+			grpc.WithInitialWindowSize(16<<20), grpc.WithInitialConnWindowSize(16<<20), grpc.WithStatsHandler(rx))
 		if err != nil {
 			return err
 		}
@@ -224,8 +249,8 @@ func run(bin string, nProxies, nServices, nChanges, rate int, debugAddr string) 
 		node := &corev3.Node{Id: fmt.Sprintf("sidecar~10.250.%d.%d~load-%d.%s~%s.svc.cluster.local", i/250, i%250+1, i, ns, ns),
 			Cluster: "load." + ns, Metadata: md}
 		id := i
-		c, err := fakeproxy.Dial(ctx, cc, node, fakeproxy.Options{Decode: decodeMode, OnResponse: func(typeURL, version string, at time.Time) {
-			if typeURL != resourcev3.RouteType {
+		c, err := fakeproxy.Dial(ctx, cc, node, fakeproxy.Options{Decode: decodeMode, VHDS: useVHDS, OnResponse: func(typeURL, version string, at time.Time) {
+			if typeURL != editType {
 				return
 			}
 			mu.Lock()
@@ -251,7 +276,7 @@ func run(bin string, nProxies, nServices, nChanges, rate int, debugAddr string) 
 	defer wcancel()
 	for i, c := range clients {
 		if err := c.Wait(wctx, func(h fakeproxy.Held) bool {
-			return h.Count(resourcev3.EndpointType) >= nServices && h.Count(resourcev3.RouteType) > 0
+			return h.Count(resourcev3.EndpointType) >= nServices && h.Count(resourcev3.RouteType) > 0 && (!useVHDS || h.Count(resourcev3.VirtualHostType) > 0)
 		}); err != nil {
 			return fmt.Errorf("proxy %d never got its initial config: %w", i, err)
 		}
@@ -260,8 +285,9 @@ func run(bin string, nProxies, nServices, nChanges, rate int, debugAddr string) 
 	fmt.Printf("%d proxies connected and synced in %v: trellisd RSS %s (peak %s), CPU %v\n",
 		nProxies, time.Since(start).Round(time.Millisecond), mb(rss1), mb(hwm1), (cpu1 - cpu0).Round(time.Millisecond))
 	clusters := len(clients[0].Names(resourcev3.ClusterType))
-	fmt.Printf("each proxy holds %d clusters, %d endpoints, %d listeners, %d routes\n", clusters,
-		len(clients[0].Names(resourcev3.EndpointType)), len(clients[0].Names(resourcev3.ListenerType)), len(clients[0].Names(resourcev3.RouteType)))
+	fmt.Printf("each proxy holds %d clusters, %d endpoints, %d listeners, %d routes, %d virtual hosts over VHDS\n", clusters,
+		len(clients[0].Names(resourcev3.EndpointType)), len(clients[0].Names(resourcev3.ListenerType)), len(clients[0].Names(resourcev3.RouteType)),
+		len(clients[0].Names(resourcev3.VirtualHostType)))
 
 	stopProf, err := prof.start(nChanges)
 	if err != nil {
@@ -269,11 +295,13 @@ func run(bin string, nProxies, nServices, nChanges, rate int, debugAddr string) 
 	}
 	var all []time.Duration
 	var cpuChanges time.Duration
+	var bytesChanges float64
 	for ch := 0; ch < nChanges; ch++ {
 		time.Sleep(2 * time.Second) // let the previous push settle
 		_, _, cpuA, _ := procStats(pid)
 		_, _, selfA, _ := procStats(os.Getpid())
-		before := clients[0].Version(resourcev3.RouteType)
+		before := clients[0].Version(editType)
+		rxA := rx.n.Load()
 		mu.Lock()
 		acks = map[int]time.Time{}
 		v, _ := strconv.Atoi(before)
@@ -289,13 +317,15 @@ func run(bin string, nProxies, nServices, nChanges, rate int, debugAddr string) 
 			return err
 		}
 		for i, c := range clients {
-			if err := c.Wait(wctx, func(h fakeproxy.Held) bool { return h.Version(resourcev3.RouteType) != before }); err != nil {
+			if err := c.Wait(wctx, func(h fakeproxy.Held) bool { return h.Version(editType) != before }); err != nil {
 				return fmt.Errorf("change %d: proxy %d: %w", ch, i, err)
 			}
 		}
 		_, _, cpuB, _ := procStats(pid)
 		_, _, selfB, _ := procStats(os.Getpid())
 		cpuChanges += cpuB - cpuA
+		perProxy := float64(rx.n.Load()-rxA) / float64(nProxies)
+		bytesChanges += perProxy
 		mu.Lock()
 		var ds []time.Duration
 		for _, at := range acks {
@@ -306,8 +336,8 @@ func run(bin string, nProxies, nServices, nChanges, rate int, debugAddr string) 
 			return fmt.Errorf("change %d: %d of %d proxies ACKed version %d or later", ch, len(ds), nProxies, awaited)
 		}
 		sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
-		fmt.Printf("change %d: p50 %v p99 %v max %v, trellisd CPU %v, simulated proxies' CPU %v\n", ch, pct(ds, 50), pct(ds, 99),
-			ds[len(ds)-1].Round(time.Millisecond), (cpuB - cpuA).Round(time.Millisecond), (selfB - selfA).Round(time.Millisecond))
+		fmt.Printf("change %d: p50 %v p99 %v max %v, trellisd CPU %v, simulated proxies' CPU %v, %.0f bytes received per proxy\n", ch, pct(ds, 50), pct(ds, 99),
+			ds[len(ds)-1].Round(time.Millisecond), (cpuB - cpuA).Round(time.Millisecond), (selfB - selfA).Round(time.Millisecond), perProxy)
 		all = append(all, ds...)
 	}
 	if err := stopProf(); err != nil {
@@ -315,9 +345,9 @@ func run(bin string, nProxies, nServices, nChanges, rate int, debugAddr string) 
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
 	rss2, hwm2, cpu2, _ := procStats(pid)
-	fmt.Printf("\nRESULT proxies=%d services=%d changes=%d: convergence p50 %v p99 %v max %v; trellisd RSS %s steady, peak %s; CPU %v total, %v per change\n",
+	fmt.Printf("\nRESULT proxies=%d services=%d changes=%d: convergence p50 %v p99 %v max %v; trellisd RSS %s steady, peak %s; CPU %v total, %v per change; %.0f bytes per change per proxy (vhds=%v)\n",
 		nProxies, nServices, nChanges, pct(all, 50), pct(all, 99), all[len(all)-1].Round(time.Millisecond), mb(rss2), mb(hwm2),
-		(cpu2 - cpu0).Round(time.Millisecond), (cpuChanges / time.Duration(nChanges)).Round(time.Millisecond))
+		(cpu2 - cpu0).Round(time.Millisecond), (cpuChanges / time.Duration(nChanges)).Round(time.Millisecond), bytesChanges/float64(nChanges), useVHDS)
 	return nil
 }
 

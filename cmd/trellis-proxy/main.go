@@ -17,6 +17,7 @@ import (
 	"github.com/trellis-mesh/trellis/internal/proxy"
 	"github.com/trellis-mesh/trellis/internal/proxy/admin"
 	"github.com/trellis-mesh/trellis/internal/proxy/bootstrap"
+	"github.com/trellis-mesh/trellis/internal/proxy/xdsclient"
 	"github.com/trellis-mesh/trellis/internal/version"
 )
 
@@ -42,6 +43,7 @@ func rootCommand() *cobra.Command {
 		o        proxy.Options
 		labels   []string
 		metadata []string
+		vhds     bool
 		rebind   []string
 		ca       caFlags
 		hot      hotRestartFlags
@@ -76,6 +78,18 @@ func rootCommand() *cobra.Command {
 					o.Node.Metadata = map[string]string{}
 				}
 				o.Node.Metadata[k] = v
+			}
+			if vhds {
+				switch {
+				case o.Node.SotW:
+					return fmt.Errorf("--vhds: virtual host discovery needs Delta ADS; drop --sotw or --vhds")
+				case o.ConfigPath != "":
+					return fmt.Errorf("--vhds: with -c the node comes from the bootstrap file; set node.metadata.%s: \"true\" there", xdsclient.VHDSMetadataKey)
+				}
+				if o.Node.Metadata == nil {
+					o.Node.Metadata = map[string]string{}
+				}
+				o.Node.Metadata[xdsclient.VHDSMetadataKey] = "true"
 			}
 			if o.Rebind, err = keyValues(rebind, "--rebind"); err != nil {
 				return err
@@ -113,6 +127,7 @@ func rootCommand() *cobra.Command {
 	f.StringVarP(&o.ConfigPath, "config-path", "c", "", "Envoy bootstrap file (YAML or JSON); when empty the bootstrap is built from flags and environment")
 	f.StringVar(&o.Node.XDSAddress, "xds-address", env.XDSAddress, "ADS server address (env TRELLIS_XDS_ADDRESS, XDS_ADDRESS); default 127.0.0.1:15010")
 	f.BoolVar(&o.Node.SotW, "sotw", false, "use State-of-the-World ADS instead of Delta")
+	f.BoolVar(&vhds, "vhds", false, "ask for route configurations' virtual hosts over VHDS (Delta ADS), so an edit sends only the virtual hosts it changed (node metadata "+xdsclient.VHDSMetadataKey+"=true)")
 	f.StringVar(&o.Node.Type, "type", "sidecar", "proxy type: sidecar or router (gateway)")
 	f.StringVar(&o.Node.NodeID, "id", "", "node id; default TYPE~IP~POD.NAMESPACE~NAMESPACE.svc.cluster.local")
 	f.StringVar(&o.Node.NodeID, "node-id", "", "alias of --id")

@@ -6,6 +6,7 @@ import (
 	"net/http/pprof"
 	"sort"
 
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/trellis-mesh/trellis/internal/config/validate"
@@ -184,6 +185,9 @@ func (s *Server) configDump(w http.ResponseWriter, r *http.Request) {
 	resp := ConfigDumpResponse{ProxyID: id, Version: snap.Version, Resources: map[string][]json.RawMessage{}}
 	types := make([]string, 0, len(snap.Resources))
 	for t := range snap.Resources {
+		if t == server.VHDSRoutes || t == resourcev3.VirtualHostType {
+			continue // the full route configurations hold the same virtual hosts
+		}
 		types = append(types, t)
 	}
 	sort.Strings(types)

@@ -294,6 +294,14 @@ func marshal(o *translate.Output) (map[string][]*server.Resource, error) {
 		if err := add(resourcev3.RouteType, r.GetName(), r); err != nil {
 			return nil, err
 		}
+		// The VHDS form and virtual hosts, for Delta proxies that ask
+		// (server.WantsVHDS).
+		slim, vhosts, err := server.VHDSResources(r)
+		if err != nil {
+			return nil, err
+		}
+		out[server.VHDSRoutes] = append(out[server.VHDSRoutes], slim)
+		out[resourcev3.VirtualHostType] = append(out[resourcev3.VirtualHostType], vhosts...)
 	}
 	for _, s := range o.Secrets {
 		if err := add(resourcev3.SecretType, s.GetName(), s); err != nil {

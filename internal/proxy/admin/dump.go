@@ -98,7 +98,7 @@ func (d *XDSDump) ConfigDump() (*adminv3.ConfigDump, error) {
 			cds.DynamicActiveClusters = append(cds.DynamicActiveClusters, &adminv3.ClustersConfigDump_DynamicCluster{
 				VersionInfo: r.Version, Cluster: r.Resource, LastUpdated: timestamppb.New(r.LastUpdated)})
 		}
-		for _, r := range c.Resources(resourcev3.RouteType) {
+		for _, r := range c.RouteConfigs() {
 			rds.DynamicRouteConfigs = append(rds.DynamicRouteConfigs, &adminv3.RoutesConfigDump_DynamicRouteConfig{
 				VersionInfo: r.Version, RouteConfig: r.Resource, LastUpdated: timestamppb.New(r.LastUpdated)})
 		}

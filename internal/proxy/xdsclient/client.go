@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,7 +27,7 @@ import (
 )
 
 // Types lists the type URLs in Envoy's subscription order.
-var Types = []string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.ListenerType, resourcev3.RouteType, resourcev3.SecretType}
+var Types = []string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.ListenerType, resourcev3.RouteType, resourcev3.VirtualHostType, resourcev3.SecretType}
 
 func wildcard(typeURL string) bool {
 	return typeURL == resourcev3.ClusterType || typeURL == resourcev3.ListenerType
@@ -157,6 +158,9 @@ type Client struct {
 	// connectedState is 1 while a stream is up (Envoy's control_plane.connected_state).
 	connectedState *stats.Gauge
 	changed        chan struct{} // subscription change, wakes the stream loop
+	// vhdsAnswered are the route configurations on VHDS whose virtual
+	// hosts have been answered since they were subscribed (vhds.go).
+	vhdsAnswered map[string]bool
 }
 
 // New validates opts and returns a client.
@@ -199,11 +203,12 @@ func New(opts Options) (*Client, error) {
 	if opts.Stats == nil {
 		opts.Stats = stats.NewStore()
 	}
-	c := &Client{opts: opts, types: map[string]*typeState{}, synced: make(chan struct{}), changed: make(chan struct{}, 1),
+	c := &Client{opts: opts, types: map[string]*typeState{}, synced: make(chan struct{}), changed: make(chan struct{}, 1), vhdsAnswered: map[string]bool{},
 		connectedState: opts.Stats.Scope("control_plane", "").Gauge("connected_state")}
 	scopes := map[string][2]string{
 		resourcev3.ClusterType: {"cluster_manager", "cds"}, resourcev3.ListenerType: {"listener_manager", "lds"},
 		resourcev3.EndpointType: {"xds", "eds"}, resourcev3.RouteType: {"xds", "rds"}, resourcev3.SecretType: {"xds", "sds"},
+		resourcev3.VirtualHostType: {"xds", "vhds"},
 	}
 	for _, t := range Types {
 		sc := scopes[t]
@@ -231,6 +236,9 @@ func (c *Client) Status() []TypeStatus {
 	out := make([]TypeStatus, 0, len(Types))
 	for _, t := range Types {
 		s := c.types[t]
+		if t == resourcev3.VirtualHostType && len(s.subscribed) == 0 && s.acked+s.nacked == 0 {
+			continue // VHDS is listed once a route configuration uses it
+		}
 		ts := TypeStatus{TypeURL: t, Version: s.version, Nonce: s.nonce, LastError: s.lastErr,
 			LastUpdated: s.updated, Acked: s.acked, Nacked: s.nacked}
 		if !wildcard(t) {
@@ -355,11 +363,44 @@ func (c *Client) wake() {
 // apply hands a candidate set to the handler and, on success, commits it
 // and updates dependent subscriptions. Called without c.mu held.
 func (c *Client) apply(typeURL string, next map[string]*Resource, version, nonce string) error {
-	set := make(map[string]*anypb.Any, len(next))
-	for n, r := range next {
-		set[n] = r.Resource
+	handlerType := typeURL
+	var set map[string]*anypb.Any
+	ready := true
+	var vhdsOn map[string]bool
+	var err error
+	switch typeURL {
+	case resourcev3.RouteType, resourcev3.VirtualHostType:
+		// Route configurations on VHDS reach the handler joined with
+		// their virtual hosts (vhds.go).
+		handlerType = resourcev3.RouteType
+		c.mu.Lock()
+		routes, vhosts := c.types[resourcev3.RouteType].resources, c.types[resourcev3.VirtualHostType].resources
+		if typeURL == resourcev3.RouteType {
+			routes = next
+			if vhdsOn, err = vhdsRoutes(next); err == nil && len(vhdsOn) > 0 && c.opts.SotW {
+				err = fmt.Errorf("route configuration %s: vhds needs Delta ADS (this proxy uses State of the World)", strings.Join(sortedKeys(vhdsOn), ", "))
+			}
+		} else {
+			vhosts = next
+			if err = c.checkVirtualHosts(next); err == nil {
+				for n := range c.types[resourcev3.VirtualHostType].subscribed {
+					c.vhdsAnswered[n] = true
+				}
+			}
+		}
+		if err == nil {
+			set, ready, err = c.routeSet(routes, vhosts)
+		}
+		c.mu.Unlock()
+	default:
+		set = make(map[string]*anypb.Any, len(next))
+		for n, r := range next {
+			set[n] = r.Resource
+		}
 	}
-	err := c.opts.Handler.Apply(typeURL, set)
+	if err == nil && ready {
+		err = c.opts.Handler.Apply(handlerType, set)
+	}
 	c.mu.Lock()
 	s := c.types[typeURL]
 	s.nonce = nonce
@@ -393,6 +434,8 @@ func (c *Client) apply(typeURL string, next map[string]*Resource, version, nonce
 		changed = !c.types[resourcev3.ListenerType].started
 	case resourcev3.ListenerType:
 		changed = c.resubscribe(resourcev3.RouteType, rdsNames(next))
+	case resourcev3.RouteType:
+		changed = c.resubscribe(resourcev3.VirtualHostType, vhdsOn)
 	}
 	if typeURL == resourcev3.ClusterType || typeURL == resourcev3.ListenerType {
 		// Secrets named by TLS transport sockets of clusters and listeners.
@@ -433,8 +476,22 @@ func (c *Client) resubscribe(typeURL string, names map[string]bool) bool {
 	}
 	s.subscribed = names
 	for n := range s.resources {
-		if !names[n] {
-			delete(s.resources, n)
+		if names[n] {
+			continue
+		}
+		if typeURL == resourcev3.VirtualHostType {
+			// namespace subscriptions: "80" keeps "80/<host>"
+			if ns, ok := vhdsNamespace(n); ok && names[ns] {
+				continue
+			}
+		}
+		delete(s.resources, n)
+	}
+	if typeURL == resourcev3.VirtualHostType {
+		for n := range c.vhdsAnswered {
+			if !names[n] {
+				delete(c.vhdsAnswered, n)
+			}
 		}
 	}
 	return true

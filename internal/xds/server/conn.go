@@ -155,7 +155,31 @@ func (w *watch) update(t *setTable, subscribe, unsubscribe []string) (added []st
 }
 
 func (w *watch) wants(name string) bool {
-	return w.wildcard || w.names.has(name)
+	if w.wildcard || w.names.has(name) {
+		return true
+	}
+	if namespaced(w.typeURL) {
+		ns, ok := namespaceOf(name)
+		return ok && w.names.has(ns)
+	}
+	return false
+}
+
+// matching returns the resources of a sorted list a subscription to name
+// takes: the one named so or, for namespaced types, the namespace's too.
+func (w *watch) matching(list []*Resource, name string) []*Resource {
+	var out []*Resource
+	if r := find(list, name); r != nil {
+		out = append(out, r)
+	}
+	if namespaced(w.typeURL) {
+		for _, r := range list {
+			if ns, ok := namespaceOf(r.Name); ok && ns == name {
+				out = append(out, r)
+			}
+		}
+	}
+	return out
 }
 
 // setNames replaces the explicit subscription (state of the world); it
@@ -193,9 +217,9 @@ func (w *watch) selected(list []*Resource) []*Resource {
 		return list
 	}
 	out := make([]*Resource, 0, w.names.len())
-	if w.names.len()*4 >= len(list) {
+	if w.names.len()*4 >= len(list) || namespaced(w.typeURL) {
 		for _, r := range list {
-			if w.names.has(r.Name) {
+			if w.wants(r.Name) {
 				out = append(out, r)
 			}
 		}
@@ -221,7 +245,7 @@ func (w *watch) diff(prev, next []*Resource) (changed []*Resource, removed []str
 	if sameList(prev, next) {
 		return nil, nil
 	}
-	if !w.wildcard && w.names.len()*4 < len(next) {
+	if !w.wildcard && w.names.len()*4 < len(next) && !namespaced(w.typeURL) {
 		for n := range w.names.setOrNil() {
 			o, r := find(prev, n), find(next, n)
 			switch {

@@ -78,7 +78,7 @@ func (d *delta) sendInitial(w *watch, have map[string]string) error {
 		}
 	}
 	for n := range w.names.setOrNil() {
-		if _, ok := have[n]; !ok && find(list, n) == nil {
+		if _, ok := have[n]; !ok && len(w.matching(list, n)) == 0 && !d.c.isNamespace(w.typeURL, n) {
 			removed = append(removed, n) // tells the client it does not exist
 		}
 	}
@@ -96,11 +96,15 @@ func (d *delta) sendNames(w *watch, names []string) error {
 			changed = append(changed[:0], list...)
 			break
 		}
-		if r := find(list, n); r != nil {
-			changed = append(changed, r)
-		} else {
+		if rs := w.matching(list, n); len(rs) > 0 {
+			changed = append(changed, rs...)
+		} else if !d.c.isNamespace(w.typeURL, n) {
 			removed = append(removed, n)
 		}
+	}
+	if namespaced(w.typeURL) {
+		// a namespace and one of its virtual hosts may both be named
+		changed = uniqueSorted(changed)
 	}
 	return d.send(w, changed, removed, time.Time{})
 }
@@ -152,7 +156,9 @@ func (d *delta) send(w *watch, changed []*Resource, removed []string, at time.Ti
 	version := c.snap.Version
 	sort.Strings(removed)
 	nonce := contentNonce(w.typeURL, version, changed, removed)
-	err := c.s.shared.send(d.stream, version, nonce, func() proto.Message {
+	// The cache key names the message kind too: a State-of-the-World
+	// response with the same content has the same nonce.
+	err := c.s.shared.send(d.stream, version, "delta "+nonce, func() proto.Message {
 		rs := make([]*discoveryv3.Resource, len(changed))
 		for i, r := range changed {
 			rs[i] = &discoveryv3.Resource{Name: r.Name, Version: r.Version, Resource: r.Any}

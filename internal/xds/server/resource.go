@@ -13,7 +13,7 @@ import (
 
 // pushOrder is the order types are sent in on a push: clusters before the
 // endpoints they use, listeners before their routes (Envoy's warming order).
-var pushOrder = []string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.ListenerType, resourcev3.RouteType, resourcev3.SecretType}
+var pushOrder = []string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.ListenerType, resourcev3.RouteType, resourcev3.VirtualHostType, resourcev3.SecretType}
 
 // ShortType returns the conventional abbreviation of a type URL ("CDS").
 func ShortType(typeURL string) string {
@@ -26,6 +26,8 @@ func ShortType(typeURL string) string {
 		return "LDS"
 	case resourcev3.RouteType:
 		return "RDS"
+	case resourcev3.VirtualHostType:
+		return "VHDS"
 	case resourcev3.SecretType:
 		return "SDS"
 	}

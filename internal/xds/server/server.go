@@ -258,6 +258,9 @@ func (c *conn) generate(first bool) (*Snapshot, error) {
 		c.s.logf("xds: generate for %s: %v (keeping last config)", c.node.GetId(), err)
 		return nil, nil
 	}
+	if c.delta && WantsVHDS(c.node) {
+		snap = vhdsView(snap)
+	}
 	return snap, nil
 }
 

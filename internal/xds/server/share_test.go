@@ -107,3 +107,35 @@ func TestCompressingClientDoesNotShare(t *testing.T) {
 		}
 	}
 }
+
+// A Delta and a State-of-the-World stream sent the same content get the
+// same nonce but not the same encoded message: each decodes as its own kind.
+func TestDeltaAndSotWDoNotShareEncodings(t *testing.T) {
+	gen := &fakeGen{}
+	gen.snap.Store(snapshot("v1", map[string][]*Resource{
+		resourcev3.EndpointType: {res(t, "a", "1")},
+	}))
+	h := start(t, gen)
+	d := h.delta(t)
+	if err := d.Send(&discoveryv3.DeltaDiscoveryRequest{Node: &corev3.Node{Id: "d"}, TypeUrl: resourcev3.EndpointType, ResourceNamesSubscribe: []string{"a"}}); err != nil {
+		t.Fatal(err)
+	}
+	dr, err := d.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := h.sotw(t)
+	if err := s.Send(&discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: "s"}, TypeUrl: resourcev3.EndpointType, ResourceNames: []string{"a"}}); err != nil {
+		t.Fatal(err)
+	}
+	sr, err := s.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if names(dr.Resources) != "a" || dr.SystemVersionInfo != "v1" {
+		t.Errorf("Delta: got +%s version %q, want +a v1", names(dr.Resources), dr.SystemVersionInfo)
+	}
+	if sr.VersionInfo != "v1" || len(sr.Resources) != 1 || sr.Resources[0].TypeUrl != resourcev3.ClusterType {
+		t.Errorf("SotW: got version %q, %d resources %v; want v1 and one cluster-typed resource", sr.VersionInfo, len(sr.Resources), sr.Resources)
+	}
+}

@@ -26,7 +26,11 @@ import (
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/trellis-mesh/trellis/internal/xds/server"
 )
 
 // Options tune a client.
@@ -45,6 +49,14 @@ type Options struct {
 	// a non-nil error NACKs it with that message (the held resources stay
 	// as they were), as a proxy does with config it cannot use.
 	Reject func(resp *discoveryv3.DeltaDiscoveryResponse) error
+	// VHDS asks for virtual host discovery (node metadata
+	// server.VHDSMetadataKey): the route configurations then come without
+	// their virtual hosts, and the client subscribes to each one's virtual
+	// hosts by its name (Envoy's VHDS namespace subscription) when it
+	// arrives. The client trusts the server to send VHDS forms rather than
+	// reading vhds from each configuration (DecodeEnvelope does not read
+	// route bodies).
+	VHDS bool
 }
 
 // Client is one simulated proxy.
@@ -81,6 +93,17 @@ func Dial(ctx context.Context, cc *grpc.ClientConn, node *corev3.Node, opts Opti
 		sysVer: map[string]string{}, subs: map[string]map[string]bool{resourcev3.EndpointType: {}, resourcev3.RouteType: {}},
 		done: make(chan struct{})}
 	c.cond = sync.NewCond(&c.mu)
+	if opts.VHDS {
+		c.subs[resourcev3.VirtualHostType] = map[string]bool{}
+		node = proto.Clone(node).(*corev3.Node)
+		if node.Metadata == nil {
+			node.Metadata = &structpb.Struct{}
+		}
+		if node.Metadata.Fields == nil {
+			node.Metadata.Fields = map[string]*structpb.Value{}
+		}
+		node.Metadata.Fields[server.VHDSMetadataKey] = structpb.NewStringValue("true")
+	}
 	if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType}); err != nil {
 		cancel()
 		return nil, fmt.Errorf("subscribe clusters: %w", err)
@@ -133,6 +156,11 @@ func (c *Client) apply(resp *discoveryv3.DeltaDiscoveryResponse) error {
 		}
 	}
 	var refs []string
+	if c.opts.VHDS && t == resourcev3.RouteType {
+		for _, r := range resp.GetResources() {
+			refs = append(refs, r.GetName())
+		}
+	}
 	c.mu.Lock()
 	vs := c.versions[t]
 	if vs == nil {
@@ -182,8 +210,11 @@ func (c *Client) apply(resp *discoveryv3.DeltaDiscoveryResponse) error {
 	}
 	if len(refs) > 0 {
 		sub := resourcev3.EndpointType
-		if t == resourcev3.ListenerType {
+		switch t {
+		case resourcev3.ListenerType:
 			sub = resourcev3.RouteType
+		case resourcev3.RouteType:
+			sub = resourcev3.VirtualHostType
 		}
 		var add []string
 		c.mu.Lock()
