@@ -241,11 +241,11 @@ func (c *Cluster) H2Conn(h *Host, deadline time.Time) (cc *http.ClientConn, reus
 			}
 		}
 		if slot {
-			cc, err := c.dialH2(h, deadline)
+			cc, reserved, err := c.dialH2(h, deadline)
 			if err != nil {
 				return nil, false, err
 			}
-			if cc.Reserve() == nil {
+			if reserved {
 				return cc, false, nil
 			}
 			continue
@@ -262,8 +262,13 @@ func (c *Cluster) H2Conn(h *Host, deadline time.Time) (cc *http.ClientConn, reus
 	}
 }
 
-// dialH2 opens a connection in a slot already taken.
-func (c *Cluster) dialH2(h *Host, deadline time.Time) (*http.ClientConn, error) {
+// dialH2 opens a connection in a slot already taken and reserves a stream
+// on it for the caller (reserved false: the connection had no room; it is
+// kept for later requests). A host that left its cluster still gets its
+// connection for the request that asked (as an HTTP/1.1 one, closed after
+// it): a request routed on the previous config while the cluster was
+// being replaced is served rather than failed.
+func (c *Cluster) dialH2(h *Host, deadline time.Time) (cc *http.ClientConn, reserved bool, err error) {
 	ctx := context.Background()
 	if !deadline.IsZero() {
 		var cancel context.CancelFunc
@@ -275,13 +280,17 @@ func (c *Cluster) dialH2(h *Host, deadline time.Time) (*http.ClientConn, error) 
 		scheme = "https"
 	}
 	h.CxActive.Add(1) // a connection being made counts as one
-	cc, err := c.h2transport().NewClientConn(ctx, scheme, h.Address)
+	cc, err = c.h2transport().NewClientConn(ctx, scheme, h.Address)
 	if err != nil {
 		h.CxActive.Add(-1)
 		c.releaseCx()
-		return nil, err
+		return nil, false, err
 	}
 	c.opened(h)
+	// Reserved before the state hook is set: the hook closes a connection
+	// of a removed host once nothing is in flight, which must not happen
+	// before this request's stream.
+	reserved = cc.Reserve() == nil
 	var once sync.Once
 	cc.SetStateHook(func(cc *http.ClientConn) {
 		if cc.Err() != nil {
@@ -299,10 +308,15 @@ func (c *Cluster) dialH2(h *Host, deadline time.Time) (*http.ClientConn, error) 
 		c.waiting.wake() // a stream may have freed up
 	})
 	if !h.Conns.AddH2(cc) {
-		cc.Close()
-		return nil, errHostRemoved
+		// The host left its cluster: this connection serves the one
+		// request (the state hook closes it after) and is not pooled.
+		if !reserved {
+			cc.Close()
+			return nil, false, errHostRemoved
+		}
+		return cc, true, nil
 	}
-	return cc, nil
+	return cc, reserved, nil
 }
 
 // h2transport is the cluster's HTTP/2 connection factory: h2c with prior

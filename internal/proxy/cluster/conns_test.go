@@ -176,6 +176,75 @@ func TestH2ConnClosesAfterHostLeaves(t *testing.T) {
 	}
 }
 
+// TestH2RequestToDepartedHost: a request routed on the previous config
+// picks a host just before the cluster replaces its hosts. As for
+// HTTP/1.1 it is served on a connection of its own, which closes after it
+// (found by the chaos harness: gRPC calls failed 503 UC while subsets were
+// renamed under load, HTTP/1.1 requests did not), and the departed host's
+// pooled connection takes no new stream.
+func TestH2RequestToDepartedHost(t *testing.T) {
+	var closed atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "done")
+	}))
+	srv.Config.Protocols = new(http.Protocols)
+	srv.Config.Protocols.SetUnencryptedHTTP2(true)
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateClosed {
+			closed.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	host, p, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	port, _ := strconv.Atoi(p)
+	m := NewManager(Options{})
+	defer m.Close()
+	pc := staticCluster("h2", lbEndpoint(host, uint32(port), nil))
+	pc.Http2ProtocolOptions = &corev3.Http2ProtocolOptions{}
+	if err := m.UpdateClusters([]*clusterv3.Cluster{pc}); err != nil {
+		t.Fatal(err)
+	}
+	cl := m.Get("h2")
+	h := cl.Hosts()[0]
+	// The host is picked; then the cluster changes under the request.
+	next := staticCluster("h2", lbEndpoint("127.0.0.1", 1, nil))
+	next.Http2ProtocolOptions = &corev3.Http2ProtocolOptions{}
+	if err := m.UpdateClusters([]*clusterv3.Cluster{next}); err != nil {
+		t.Fatal(err)
+	}
+	if cc := h.Conns.ReserveH2(); cc != nil {
+		t.Fatal("the departed host's pool handed out a stream")
+	}
+	cc, reused, err := cl.H2Conn(h, time.Time{})
+	if err != nil {
+		t.Fatalf("request to the departed host: %v, want it served", err)
+	}
+	if reused {
+		t.Error("reused a pooled connection of the departed host")
+	}
+	req, _ := http.NewRequest("GET", "http://"+srv.Listener.Addr().String()+"/", nil)
+	resp, err := cc.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "done" {
+		t.Fatalf("got %q, want done", b)
+	}
+	if h.Conns.ReserveH2() != nil {
+		t.Error("the one-request connection was pooled")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for closed.Load() == 0 || cl.Stats.UpstreamCxActive.Value() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the one-request connection stayed open (closed %d, upstream_cx_active %d)", closed.Load(), cl.Stats.UpstreamCxActive.Value())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // TestPendingQueueAcrossHosts: the connection slots are the cluster's.
 // A host without connections still gets one when other hosts hold every
 // slot (as in Envoy: otherwise its request would wait with nothing to

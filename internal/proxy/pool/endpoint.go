@@ -121,6 +121,12 @@ func (e *Endpoint) IdleCount() int {
 func (e *Endpoint) ReserveH2() *http.ClientConn {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.closed {
+		// The host left its cluster: its connections only finish the
+		// requests they have (each is closed when the last one ends), so a
+		// new request must not take a stream there and race that close.
+		return nil
+	}
 	for _, cc := range e.h2 {
 		if cc.Reserve() == nil {
 			return cc
@@ -134,6 +140,9 @@ func (e *Endpoint) ReserveH2() *http.ClientConn {
 func (e *Endpoint) AnyH2() *http.ClientConn {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.closed {
+		return nil
+	}
 	for _, cc := range e.h2 {
 		if cc.Err() == nil {
 			return cc

@@ -60,11 +60,22 @@ func TestChaos(t *testing.T) {
 	ms.apply("bill", baseConfig())
 	front, _ := ms.m.Workload("front")
 	url := "http://" + ms.m.Plan.Services[0].VIP.String() + ":9999/"
+	grpcAddr := fmt.Sprintf("%s:%d", ms.m.Plan.Services[0].VIP, grpcPort)
+	apps := ms.grpcApps
 	ms.waitAnswers(front.Netns, url, "this is bill-service-v1", "this is bill-service-v2")
-	t.Logf("load: %d rps of HTTP/1.1 GET %s from %s through both sidecars; windows %s/%s/%s", *rps, url, front.Netns, d.before, d.during, d.after)
+	ms.waitGRPCAnswers(front.Netns, grpcAddr, "this is bill-service-v1", "this is bill-service-v2")
+	t.Logf("load: %d rps of HTTP/1.1 GET %s and %d rps of gRPC unary calls to %s (%d HTTP/2 connections) from %s through both sidecars; windows %s/%s/%s",
+		*rps, url, *rps, grpcAddr, grpcConns, front.Netns, d.before, d.during, d.after)
 
+	// grpcOpen are the zero-loss cases whose gRPC loss is an open defect,
+	// reported and not yet asserted (RELIABILITY.md, "gRPC"): renaming
+	// subsets under gRPC load fails some calls 503 UC (upstream
+	// connection termination) at the client sidecar, HTTP/1.1 none; and an
+	// app resetting its HTTP/2 connection is answered 503 UC grpc-status 14
+	// by the server's sidecar, which the client's sidecar does not retry.
+	grpcOpen := map[string]bool{"subsets-and-new-service": true, "upstream-resets-2pct": true}
 	run := func(name string, zeroLoss bool, disrupt func(t *testing.T, l *load)) summary {
-		return ms.runCase(t, name, front.Netns, url, d, zeroLoss, ms.clientCounts(), disrupt)
+		return ms.runCase(t, name, front.Netns, url, grpcAddr, d, zeroLoss, zeroLoss && !grpcOpen[name], ms.clientCounts(), disrupt)
 	}
 
 	run("virtualservice-edits", true, func(t *testing.T, l *load) {
@@ -106,12 +117,12 @@ metadata: {name: bill-new, namespace: %s}
 spec:
   hosts: [%s]
   addresses: [10.%d.1.200]
-  ports: [{number: 9999, name: http, protocol: HTTP, targetPort: 80}]
+  ports: [{number: 9999, name: http, protocol: HTTP, targetPort: 80}, {number: %d, name: grpc, protocol: GRPC, targetPort: %d}]
   location: MESH_INTERNAL
   resolution: STATIC
   workloadSelector: {labels: {service: bill-service, version: v2}}
 ---
-`, namespace, newHost, subnetX)+vs(fmt.Sprintf("  - route:\n    - destination: {host: %s}\n", newHost)))
+`, namespace, newHost, subnetX, grpcPort, grpcTarget)+vs(fmt.Sprintf("  - route:\n    - destination: {host: %s}\n", newHost)))
 		ms.waitOnly(l.client, url, "this is bill-service-v2")
 		time.Sleep(d.during / time.Duration(2*n+1) * time.Duration(n))
 		ms.apply("bill", baseConfig())
@@ -166,6 +177,7 @@ spec:
 		time.Sleep(d.during / 4)
 		ms.signal(ms.process("proxy", "bill-v1b").PID, syscall.SIGTERM)
 		ms.signal(ms.process("app", "bill-v1b").PID, syscall.SIGTERM)
+		apps["bill-v1b"].drain()
 		time.Sleep(d.during / 2)
 	})
 
@@ -175,6 +187,7 @@ spec:
 		// not hide.
 		ms.signal(ms.process("proxy", "bill-v1c").PID, syscall.SIGKILL)
 		ms.signal(ms.process("app", "bill-v1c").PID, syscall.SIGKILL)
+		apps["bill-v1c"].kill()
 		time.Sleep(d.during)
 	})
 }
@@ -186,26 +199,42 @@ type counts struct {
 }
 
 // clientCounts are the client sidecar's (reporter=source).
-func (ms *mesh) clientCounts() counts { return counts{"client sidecar", ms.flags} }
+func (ms *mesh) clientCounts() counts {
+	return counts{"client sidecar", func() map[string]float64 { return ms.flags("http") }}
+}
 
-// runCase runs one case as a subtest: load from ns for d.before, the
-// disruption, load for d.after; it prints the summary, the proxy-side
-// counts c and the RSS, and with zeroLoss fails on any failed request or
-// any non-200 in c.
-func (ms *mesh) runCase(t *testing.T, name, ns, url string, d durations, zeroLoss bool, c counts, disrupt func(t *testing.T, l *load)) (s summary) {
+// runCase runs one case as a subtest: HTTP/1.1 load to url and gRPC load
+// to grpcAddr from ns for d.before, the disruption, load for d.after; it
+// prints both summaries, the proxy-side counts c, the client sidecar's
+// gRPC counts and the RSS. With zeroLoss it fails on any failed HTTP/1.1
+// request or any non-200 in c; with grpcZeroLoss on any failed gRPC call
+// or any gRPC call the client sidecar did not answer 200 / grpc-status 0.
+func (ms *mesh) runCase(t *testing.T, name, ns, url, grpcAddr string, d durations, zeroLoss, grpcZeroLoss bool, c counts, disrupt func(t *testing.T, l *load)) (s summary) {
 	t.Run(name, func(t *testing.T) {
-		rss0, flags0 := ms.rssReport(), c.read()
+		rss0, flags0, gflags0 := ms.rssReport(), c.read(), ms.flags("grpc")
 		l := startLoad(ns, url, *rps)
+		g, err := startGRPCLoad(ns, grpcAddr, *rps)
+		if err != nil {
+			t.Fatal(err)
+		}
 		time.Sleep(d.before)
 		l.setPhase(during)
+		g.setPhase(during)
 		disrupt(t, l)
 		l.setPhase(after)
+		g.setPhase(after)
 		time.Sleep(d.after)
 		s = summarize(l.finish())
+		gs := summarize(g.finish())
 		flags, proxyBad := flagDelta(flags0, c.read())
-		t.Logf("%s: %s\n  %s (code flags): %s\n  RSS before: %s\n  RSS after:  %s", name, s, c.who, flags, rss0, ms.rssReport())
+		gflags, gproxyBad := flagDelta(gflags0, ms.flags("grpc"))
+		t.Logf("%s: HTTP/1.1 %s\n  %s (code flags): %s\n%s: gRPC %s\n  client sidecar (code flags grpc-status): %s\n  RSS before: %s\n  RSS after:  %s",
+			name, s, c.who, flags, name, gs, gflags, rss0, ms.rssReport())
 		if zeroLoss && (s.failed > 0 || proxyBad > 0) {
-			t.Errorf("%s lost requests: %d failed at the client, %d non-200 at the %s; want 0", name, s.failed, proxyBad, c.who)
+			t.Errorf("%s lost HTTP/1.1 requests: %d failed at the client, %d non-200 at the %s; want 0", name, s.failed, proxyBad, c.who)
+		}
+		if grpcZeroLoss && (gs.failed > 0 || gproxyBad > 0) {
+			t.Errorf("%s lost gRPC calls: %d failed at the client, %d not 200/grpc-status 0 at the client sidecar; want 0", name, gs.failed, gproxyBad)
 		}
 	})
 	return s
@@ -234,6 +263,57 @@ func (ms *mesh) waitAnswers(ns, url string, want ...string) {
 		}
 		if time.Now().After(deadline) {
 			ms.t.Fatalf("%s: after 60s the answers seen are %v; want %q", url, seen, want)
+		}
+	}
+}
+
+// startGRPCApps starts the gRPC echo server in every server workload's
+// namespace, stopped at the end of the test.
+func (ms *mesh) startGRPCApps() map[string]*grpcApp {
+	ms.t.Helper()
+	apps := map[string]*grpcApp{}
+	for _, w := range ms.m.Plan.Workloads {
+		if w.Name == "front" {
+			continue
+		}
+		a, err := startGRPCApp(w.Netns, "bill-service-"+w.Labels["version"])
+		if err != nil {
+			ms.t.Fatalf("gRPC app in %s: %v", w.Netns, err)
+		}
+		apps[w.Name] = a
+		ms.t.Cleanup(a.kill)
+	}
+	return apps
+}
+
+// waitGRPCAnswers waits until the gRPC port has answered with each of want.
+func (ms *mesh) waitGRPCAnswers(ns, target string, want ...string) {
+	ms.t.Helper()
+	l, err := startGRPCLoad(ns, target, 50)
+	if err != nil {
+		ms.t.Fatal(err)
+	}
+	defer l.finish()
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		l.mu.Lock()
+		seen := map[string]bool{}
+		for _, r := range l.results {
+			if r.ok() {
+				seen[r.answer] = true
+			} else {
+				seen[r.key()] = true
+			}
+		}
+		l.mu.Unlock()
+		ok := true
+		for _, w := range want {
+			ok = ok && seen[w]
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			ms.t.Fatalf("%s: after 60s the gRPC answers seen are %v; want %q", target, seen, want)
 		}
 	}
 }

@@ -66,13 +66,13 @@ func (ms *mesh) delay(ns string, d, during time.Duration) {
 	dl.stop()
 }
 
-// resets makes the servers' apps reset 2 % of their connections' data
-// packets from the sidecar: the sidecar sees the app reset the connection
+// resets makes the servers' apps (HTTP and gRPC) reset 2 % of their
+// connections' data packets from the sidecar: the sidecar sees the app reset the connection
 // in the middle of a request, as a crashing or overloaded app does.
 func (ms *mesh) resets(ns []string, during time.Duration) {
 	var undo []func()
 	for _, n := range ns {
-		undo = append(undo, ms.iptables(n, "OUTPUT", "-o", "lo", "-p", "tcp", "--dport", "80", "!", "--syn",
+		undo = append(undo, ms.iptables(n, "OUTPUT", "-o", "lo", "-p", "tcp", "-m", "multiport", "--dports", fmt.Sprintf("80,%d", grpcTarget), "!", "--syn",
 			"-m", "statistic", "--mode", "random", "--probability", "0.02", "-j", "REJECT", "--reject-with", "tcp-reset"))
 	}
 	time.Sleep(during)

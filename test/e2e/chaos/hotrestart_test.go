@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -37,7 +38,9 @@ func TestChaosHotRestart(t *testing.T) {
 	ms.apply("bill", baseConfig())
 	front, _ := ms.m.Workload("front")
 	url := "http://" + ms.m.Plan.Services[0].VIP.String() + ":9999/"
+	grpcAddr := fmt.Sprintf("%s:%d", ms.m.Plan.Services[0].VIP, grpcPort)
 	ms.waitAnswers(front.Netns, url, "this is bill-service-v1", "this is bill-service-v2")
+	ms.waitGRPCAnswers(front.Netns, grpcAddr, "this is bill-service-v1", "this is bill-service-v2")
 	upgraded := stageUpgrade(t, ms.bins.Proxy)
 	t.Logf("load: %d rps of HTTP/1.1 GET %s from %s through both sidecars; windows %s/%s/%s; upgrade binary %s",
 		*rps, url, front.Netns, d.before, d.during, d.after, upgraded)
@@ -80,14 +83,14 @@ func TestChaosHotRestart(t *testing.T) {
 	spread := func(n int) time.Duration { return d.during / time.Duration(n+1) }
 
 	serverCounts := counts{"servers' sidecars (reporter=destination)", func() map[string]float64 { return ms.serverRequests(servers) }}
-	ms.runCase(t, "hot-restart-client-sidecar", front.Netns, url, d, true, serverCounts, func(t *testing.T, l *load) {
+	ms.runCase(t, "hot-restart-client-sidecar", front.Netns, url, grpcAddr, d, true, true, serverCounts, func(t *testing.T, l *load) {
 		time.Sleep(spread(2))
 		hot(t, "front", "")
 		time.Sleep(spread(2))
 		hot(t, "front", upgraded)
 		time.Sleep(spread(2))
 	})
-	ms.runCase(t, "hot-restart-server-sidecars", front.Netns, url, d, true, ms.clientCounts(), func(t *testing.T, l *load) {
+	ms.runCase(t, "hot-restart-server-sidecars", front.Netns, url, grpcAddr, d, true, true, ms.clientCounts(), func(t *testing.T, l *load) {
 		time.Sleep(spread(2))
 		hot(t, "bill-v1", upgraded)
 		time.Sleep(spread(2))

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/grpc/codes"
+
 	"github.com/trellis-mesh/trellis/internal/local/netns"
 )
 
@@ -30,8 +32,26 @@ var phaseNames = [phases]string{"before", "during", "after"}
 type result struct {
 	phase   int
 	latency time.Duration
-	code    int    // 0: no response
+	code    int    // HTTP status (0: no response) or, for gRPC, the status code
 	answer  string // first line of the body, or the transport error
+	grpc    bool
+}
+
+// ok is whether the request succeeded: HTTP 200 or gRPC OK.
+func (r result) ok() bool {
+	if r.grpc {
+		return r.code == int(codes.OK)
+	}
+	return r.code == http.StatusOK
+}
+
+// key names a failure: "503 no healthy upstream", "0 error: EOF",
+// "Unavailable: ...".
+func (r result) key() string {
+	if r.grpc {
+		return fmt.Sprintf("%s: %s", codes.Code(r.code), r.answer)
+	}
+	return fmt.Sprintf("%d %s", r.code, r.answer)
 }
 
 // load sends a steady rate of GET requests from inside a namespace (its
@@ -40,7 +60,9 @@ type result struct {
 // earlier ones have answered.
 type load struct {
 	url    string
-	client *http.Client
+	client *http.Client // the HTTP/1.1 load's
+	one    func(phase int) result
+	close  func()
 	phase  atomic.Int32
 
 	mu      sync.Mutex
@@ -51,15 +73,24 @@ type load struct {
 }
 
 func startLoad(ns, url string, rate int) *load {
-	l := &load{url: url, stop: make(chan struct{})}
-	l.client = &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{
+	client := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{
 		MaxIdleConnsPerHost: 64,
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			return netns.Dial(ctx, ns, network, addr)
 		},
 	}}
+	l := runLoad(rate, func(phase int) result { return get(client, url, phase) }, client.CloseIdleConnections)
+	l.url, l.client = url, client
+	return l
+}
+
+// runLoad calls one at rate per second from 64 workers until finished.
+func runLoad(rate int, one func(phase int) result, closeFn func()) *load {
+	l := &load{one: one, close: closeFn, stop: make(chan struct{})}
 	jobs := make(chan int, 4*rate)
-	const workers = 64
+	// Enough workers that a slow window (the delay case, a loaded
+	// machine) does not overrun the generator: a quarter second of calls.
+	workers := max(64, rate/4)
 	for range workers {
 		l.done.Add(1)
 		go func() {
@@ -91,9 +122,9 @@ func startLoad(ns, url string, rate int) *load {
 	return l
 }
 
-func (l *load) one(phase int) result {
+func get(client *http.Client, url string, phase int) result {
 	t0 := time.Now()
-	resp, err := l.client.Get(l.url)
+	resp, err := client.Get(url)
 	if err != nil {
 		return result{phase: phase, latency: time.Since(t0), answer: "error: " + shortErr(err)}
 	}
@@ -124,7 +155,7 @@ func (l *load) setPhase(p int) { l.phase.Store(int32(p)) }
 func (l *load) finish() []result {
 	close(l.stop)
 	l.done.Wait()
-	l.client.CloseIdleConnections()
+	l.close()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.results
@@ -144,13 +175,13 @@ func summarize(rs []result) summary {
 	var lat [phases][]time.Duration
 	for _, r := range rs {
 		s.count[r.phase]++
-		if r.code == http.StatusOK {
+		if r.ok() {
 			s.answers[r.answer]++
 			lat[r.phase] = append(lat[r.phase], r.latency)
 			continue
 		}
 		s.failed++
-		s.byCode[fmt.Sprintf("%d %s", r.code, r.answer)]++
+		s.byCode[r.key()]++
 	}
 	for p := range lat {
 		d := lat[p]

@@ -39,7 +39,7 @@ func spec() *local.Spec {
 	return &local.Spec{
 		Namespace: namespace,
 		Services: []local.Service{{
-			Name: "bill-service", Ports: []local.ServicePort{{Name: "http", Port: 9999, TargetPort: 80}},
+			Name: "bill-service", Ports: []local.ServicePort{{Name: "http", Port: 9999, TargetPort: 80}, {Name: "grpc", Port: grpcPort, TargetPort: grpcTarget, Protocol: "GRPC"}},
 			Selector: map[string]string{"service": "bill-service"},
 		}},
 		Workloads: []local.Workload{
@@ -62,6 +62,8 @@ type mesh struct {
 	// trellisd is the running control plane's process group.
 	trellisd int
 	argv     []string // trellisd's command line, to restart it
+	// grpcApps are the gRPC echo servers by server workload.
+	grpcApps map[string]*grpcApp
 }
 
 func startMesh(t *testing.T) *mesh { return startMeshOn(t, prefix, subnetX) }
@@ -109,10 +111,13 @@ func startMeshOn(t *testing.T, prefix string, subnetX int) *mesh {
 			t.Errorf("down: %v", err)
 		}
 	})
+	ms := &mesh{t: t, prefix: prefix, m: m, bins: bins, stateDir: state, cfgDir: cfg}
+	// The gRPC apps are up before the mesh is waited on: readiness probes
+	// every target port.
+	ms.grpcApps = ms.startGRPCApps()
 	if err := m.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
-	ms := &mesh{t: t, prefix: prefix, m: m, bins: bins, stateDir: state, cfgDir: cfg}
 	p := ms.process("trellisd", "trellisd")
 	ms.trellisd, ms.argv = p.PID, p.Argv
 	return ms
@@ -240,12 +245,16 @@ func (ms *mesh) rssReport() string {
 }
 
 // flags are the client sidecar's istio_requests_total (reporter=source)
-// for the bill service by "code flags", e.g. "200 -" or "503 UF".
-func (ms *mesh) flags() map[string]float64 { return ms.requests("front", "source") }
+// of one request_protocol ("http" or "grpc") by "code flags", e.g. "200 -"
+// or "503 UF".
+func (ms *mesh) flags(proto string) map[string]float64 {
+	return ms.requests("front", "source", proto)
+}
 
 // requests are a workload's sidecar's istio_requests_total as reporter
-// ("source" or "destination") by "code flags".
-func (ms *mesh) requests(workload, reporter string) map[string]float64 {
+// ("source" or "destination") of a request_protocol ("" for all) by "code
+// flags".
+func (ms *mesh) requests(workload, reporter, proto string) map[string]float64 {
 	ms.t.Helper()
 	out := map[string]float64{}
 	resp, err := ms.m.HTTPClient(workload).Get("http://127.0.0.1:15000/stats/prometheus")
@@ -259,12 +268,19 @@ func (ms *mesh) requests(workload, reporter string) map[string]float64 {
 		if !strings.HasPrefix(l, "istio_requests_total{") || !strings.Contains(l, `reporter="`+reporter+`"`) {
 			continue
 		}
+		if proto != "" && label(l, "request_protocol") != proto {
+			continue
+		}
 		i := strings.LastIndexByte(l, ' ')
 		v, err := strconv.ParseFloat(l[i+1:], 64)
 		if err != nil {
 			continue
 		}
-		out[label(l, "response_code")+" "+label(l, "response_flags")] += v
+		k := label(l, "response_code") + " " + label(l, "response_flags")
+		if g := label(l, "grpc_response_status"); g != "?" && g != "" {
+			k += " grpc-status=" + g
+		}
+		out[k] += v
 	}
 	return out
 }
@@ -286,7 +302,7 @@ func flagDelta(a, b map[string]float64) (string, int) {
 	for _, k := range sortedKeys(b) {
 		if d := b[k] - a[k]; d > 0 {
 			parts = append(parts, fmt.Sprintf("%s: %.0f", k, d))
-			if !strings.HasPrefix(k, "200 ") {
+			if !strings.HasPrefix(k, "200 ") || (strings.Contains(k, "grpc-status=") && !strings.HasSuffix(k, "grpc-status=0")) {
 				bad += int(d)
 			}
 		}
@@ -299,7 +315,7 @@ func flagDelta(a, b map[string]float64) (string, int) {
 func (ms *mesh) serverRequests(servers []string) map[string]float64 {
 	out := map[string]float64{}
 	for _, w := range servers {
-		for k, v := range ms.requests(w, "destination") {
+		for k, v := range ms.requests(w, "destination", "") {
 			out[k] += v
 		}
 	}
