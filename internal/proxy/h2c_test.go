@@ -62,3 +62,40 @@ func TestProtocolTranslation(t *testing.T) {
 		t.Errorf("h2c to HTTP/1.1 cluster: got %s %q, want HTTP/2 and HTTP/1.1 /plain pong", resp.Proto, b)
 	}
 }
+
+// TestH2RetryAfterConnectFailureKeepsTheBody sends requests whose bodies
+// have no length (as gRPC's) to an HTTP/2 cluster with a dead host: the
+// failed connect took none of the body, so connect-failure retries reach
+// the live host with the whole body.
+func TestH2RetryAfterConnectFailureKeepsTheBody(t *testing.T) {
+	live := h2cBackend(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+	r := startProxy(t, []testListener{{Name: "out", HCM: hcm(vhost(`              - match: {prefix: /}
+                route:
+                  cluster: h2
+                  retry_policy: {retry_on: connect-failure, num_retries: 2, retry_back_off: {base_interval: 0.001s}}
+`), "")}}, []testCluster{{Name: "h2", HTTP2: true, Addrs: []string{dead, live}}}, nil)
+	h2client := &http.Client{Transport: &http2.Transport{AllowHTTP: true, DialTLS: func(network, addr string, _ *tls.Config) (net.Conn, error) {
+		return net.Dial(network, addr)
+	}}}
+	base := "http://" + r.addr(t, "out")
+	for i := 0; i < 20; i++ {
+		body := fmt.Sprintf("call %d", i)
+		// A reader of unknown length: the request carries no content-length.
+		req, _ := http.NewRequest("POST", base+"/rpc", io.MultiReader(strings.NewReader(body)))
+		resp, err := h2client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if want := "HTTP/2.0 /rpc " + body; resp.StatusCode != 200 || string(b) != want {
+			t.Fatalf("call %d: got %d %q, want 200 %q", i, resp.StatusCode, b, want)
+		}
+	}
+}

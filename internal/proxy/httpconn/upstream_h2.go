@@ -30,15 +30,18 @@ func (a *attempt) sendH2(rt *router, deadline time.Time) (outcome, int) {
 		} else {
 			ctx, cancel = context.WithCancel(context.Background())
 		}
-		req, err := rt.buildH2Request(ctx, scheme, a.host.Address)
-		if err != nil {
-			cancel()
-			return resetBeforeResponse, 0
-		}
+		// The connection first: the request takes the downstream body
+		// (which then cannot be replayed), so a failed connect must leave
+		// it untouched for the retry to another host.
 		cc, reused, err := a.cl.H2Conn(a.host, deadline)
 		if err != nil {
 			cancel()
 			return a.connError(err)
+		}
+		req, err := rt.buildH2Request(ctx, scheme, a.host.Address)
+		if err != nil {
+			cancel()
+			return resetBeforeResponse, 0
 		}
 		resp, err := cc.RoundTrip(req)
 		if err != nil {
