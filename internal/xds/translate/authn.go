@@ -2,7 +2,6 @@ package translate
 
 import (
 	"fmt"
-	"sort"
 
 	jwtauthnv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -10,7 +9,6 @@ import (
 	security "istio.io/api/security/v1beta1"
 
 	"github.com/trellis-mesh/trellis/internal/config"
-	"github.com/trellis-mesh/trellis/internal/registry"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -27,37 +25,16 @@ const JWTAuthnFilter = "envoy.filters.http.jwt_authn"
 const UnusableJWKS = `{"keys":[{"use":"sig","kty":"RSA","kid":"trellis-no-key","alg":"RS256","n":"wUdP9GZkEVhld6iV4JimJzsW3rWaBCQcEj9aLU2BsmGBcmyYHUs9fbP97Rm9zQ1QSk6Qf5raMrX9_GF2IClPDGvrFG14XjvxWFGGil4t3OY1DdUGzVSr6LY2FBYoS7Dok0aelmfyvTSpm42VI8LgLn3Cn28dJ-Ky_hnMvBIWtxN44z_2GPfK2_PLYBqrkJFnOedsr-3h5W6dP6rbFp22JQHsQWNEkFyQ2jJ41Ar2HvLiCNcF3YW42FWuafVDJ9Qxsmq6UfcXcLSapgr5mhh2W6NySBjxzi4aD8-IzVJyNAuqtfW0C3rpSI-OVDo3h437tV0VM5aWRPuHEUMyCjOJCQ","e":"AQAB"}]}`
 
 // requestAuthentications returns the RequestAuthentications that apply
-// to the proxy, with authorizationPolicies' scoping: the root
-// namespace's (all workloads, or those the selector matches) and the
-// proxy's namespace's without a selector or with a matching one, sorted
-// by namespace/name. Those with targetRef(s) apply to none (Trellis
-// flags them).
+// to the proxy (see workloadPolicies). Those with targetRef(s) apply to
+// none (Trellis flags them).
 func (s *scope) requestAuthentications() []*config.Resource {
-	if s.in.Config == nil {
-		return nil
-	}
-	var out []*config.Resource
-	for _, r := range s.in.Config.List(config.KindRequestAuthentication) {
+	return s.workloadPolicies(config.KindRequestAuthentication, func(r *config.Resource) (map[string]string, bool) {
 		ra, ok := r.Spec.(*security.RequestAuthentication)
 		if !ok || ra.GetTargetRef() != nil || len(ra.GetTargetRefs()) > 0 {
-			continue
+			return nil, false
 		}
-		ns := nsOf(r)
-		if ns != s.mesh.RootNamespace && ns != s.proxy.Namespace {
-			continue
-		}
-		if !registry.Matches(ra.GetSelector().GetMatchLabels(), s.proxy.Labels) {
-			continue
-		}
-		out = append(out, r)
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if a, b := nsOf(out[i]), nsOf(out[j]); a != b {
-			return a < b
-		}
-		return out[i].Name < out[j].Name
+		return ra.GetSelector().GetMatchLabels(), true
 	})
-	return out
 }
 
 // jwtFilters returns the jwt_authn filter of the RequestAuthentications

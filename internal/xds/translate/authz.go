@@ -41,26 +41,39 @@ const (
 const defaultTrustDomain = "cluster.local"
 
 // authorizationPolicies returns the AuthorizationPolicies that apply to the
-// proxy, sorted by namespace/name: those of the root namespace (mesh-wide
-// without a selector, else on every workload the selector matches) and
-// those of the proxy's namespace without a selector or with one matching
-// its labels. Policies with targetRef(s) apply to none (Trellis flags
-// them), CUSTOM ones never reach translation (validation rejects them).
+// proxy (see workloadPolicies). Policies with targetRef(s) apply to none
+// (Trellis flags them), CUSTOM ones never reach translation (validation
+// rejects them).
 func (s *scope) authorizationPolicies() []*config.Resource {
+	return s.workloadPolicies(config.KindAuthorizationPolicy, func(r *config.Resource) (map[string]string, bool) {
+		ap, ok := r.Spec.(*security.AuthorizationPolicy)
+		if !ok || ap.GetAction() == security.AuthorizationPolicy_CUSTOM || ap.GetTargetRef() != nil || len(ap.GetTargetRefs()) > 0 {
+			return nil, false
+		}
+		return ap.GetSelector().GetMatchLabels(), true
+	})
+}
+
+// workloadPolicies returns the resources of kind that apply to the proxy,
+// sorted by namespace/name: those of the root namespace (mesh-wide without
+// a selector, else on every workload the selector matches) and those of
+// the proxy's namespace without a selector or with one matching its
+// labels. selector gives a resource's selector labels, or false for one
+// that applies to no workload.
+func (s *scope) workloadPolicies(kind string, selector func(*config.Resource) (map[string]string, bool)) []*config.Resource {
 	if s.in.Config == nil {
 		return nil
 	}
 	var out []*config.Resource
-	for _, r := range s.in.Config.List(config.KindAuthorizationPolicy) {
-		ap, ok := r.Spec.(*security.AuthorizationPolicy)
-		if !ok || ap.GetAction() == security.AuthorizationPolicy_CUSTOM || ap.GetTargetRef() != nil || len(ap.GetTargetRefs()) > 0 {
+	for _, r := range s.in.Config.List(kind) {
+		labels, ok := selector(r)
+		if !ok {
 			continue
 		}
-		ns := nsOf(r)
-		if ns != s.mesh.RootNamespace && ns != s.proxy.Namespace {
+		if ns := nsOf(r); ns != s.mesh.RootNamespace && ns != s.proxy.Namespace {
 			continue
 		}
-		if !registry.Matches(ap.GetSelector().GetMatchLabels(), s.proxy.Labels) {
+		if !registry.Matches(labels, s.proxy.Labels) {
 			continue
 		}
 		out = append(out, r)
