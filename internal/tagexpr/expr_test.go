@@ -77,3 +77,11 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestLabelName(t *testing.T) {
+	for s, want := range map[string]bool{"user": true, "_x9": true, "Team_2": true, "": false, "9lives": false, "a-b": false, "a.b": false} {
+		if got := LabelName(s); got != want {
+			t.Errorf("LabelName(%q) = %v, want %v", s, got, want)
+		}
+	}
+}

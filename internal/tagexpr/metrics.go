@@ -45,3 +45,18 @@ func MetricNames() string {
 	}
 	return s
 }
+
+// LabelName reports whether s can name a Prometheus label (a tag):
+// letters, digits and '_', not starting with a digit.
+func LabelName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i, r := range s {
+		if r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || i > 0 && r >= '0' && r <= '9' {
+			continue
+		}
+		return false
+	}
+	return true
+}

@@ -43,7 +43,7 @@ func (c *checker) metrics(spec Path, ms []*telemetry.Metrics) {
 			sort.Strings(names)
 			for _, n := range names {
 				tp := op.Field("tagOverrides").Key(n)
-				if !labelName(n) {
+				if !tagexpr.LabelName(n) {
 					c.errorf(tp, "%q is not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)", n)
 				}
 				to := o.GetTagOverrides()[n]
@@ -60,19 +60,6 @@ func (c *checker) metrics(spec Path, ms []*telemetry.Metrics) {
 			}
 		}
 	}
-}
-
-func labelName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i, r := range s {
-		if r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || i > 0 && r >= '0' && r <= '9' {
-			continue
-		}
-		return false
-	}
-	return true
 }
 
 // telemetry checks a Telemetry (telemetry.istio.io v1 and v1alpha1):

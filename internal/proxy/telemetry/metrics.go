@@ -148,7 +148,7 @@ func CompileMetrics(v *structpb.Struct, path string) (*Metrics, error) {
 			}
 			for k, t := range r.GetListValue().GetValues() {
 				sv, isStr := t.GetKind().(*structpb.Value_StringValue)
-				if !isStr || !labelName(sv.StringValue) {
+				if !isStr || !tagexpr.LabelName(sv.StringValue) {
 					return nil, fmt.Errorf("%s.tags_to_remove[%d]: must be a Prometheus label name", ep, k)
 				}
 				remove = append(remove, sv.StringValue)
@@ -166,7 +166,7 @@ func CompileMetrics(v *structpb.Struct, path string) (*Metrics, error) {
 			}
 			for _, tn := range sortedFields(ds) {
 				dp := fmt.Sprintf("%s.dimensions[%s]", ep, tn)
-				if !labelName(tn) {
+				if !tagexpr.LabelName(tn) {
 					return nil, fmt.Errorf("%s: %q is not a Prometheus label name", dp, tn)
 				}
 				sv, isStr := ds.GetFields()[tn].GetKind().(*structpb.Value_StringValue)
@@ -461,19 +461,6 @@ func stringField(s *structpb.Struct, name string) (string, bool) {
 		return "", false
 	}
 	return sv.StringValue, true
-}
-
-func labelName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i, r := range s {
-		if r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || i > 0 && r >= '0' && r <= '9' {
-			continue
-		}
-		return false
-	}
-	return true
 }
 
 // CompileStatsFilter compiles an istio.stats filter's typed_config (a
