@@ -410,8 +410,8 @@ func (rt *router) pick() (*lb.Host, bool) {
 // A retry the budget or an unreplayable body forbids is flagged URX.
 func (rt *router) retryAfter(n int, res outcome, status int, perTry bool) bool {
 	e, rs := rt.e, &rt.retry
+	canReplay := !rt.bodyTaken || rt.buffered
 	retry := rt.retriable(res, status, perTry)
-	canReplay := !rt.bodyTaken || rt.buffered || (retry && rt.replayKept())
 	if retry && rs.left > 0 && canReplay && (rt.deadline.IsZero() || e.m.now().Before(rt.deadline)) {
 		if rel, ok := rt.cl.TryRetry(); ok {
 			rt.retryRelease = rel

@@ -95,13 +95,6 @@ func (rt *router) buildH2Request(ctx context.Context, scheme, addr string) (*htt
 		rt.bodyTaken = true
 		rt.foldH2Body()
 		rt.up.h2body = &countingBody{r: e.body}
-		if rt.retry.enabled && rt.retry.left > 0 {
-			// Like Envoy's retry buffer: a body of unknown length is
-			// copied while it streams, so that a retry can replay it
-			// once it has been read whole.
-			rt.replay = rt.replay[:0]
-			rt.up.h2body.keep = &rt.replay
-		}
 		req.Body = rt.up.h2body
 		req.ContentLength = e.bodyLen
 		if req.ContentLength == 0 {
@@ -163,11 +156,6 @@ type countingBody struct {
 	n       atomic.Int64
 	mu      sync.Mutex // held during each read of r
 	stopped bool
-	// keep, when set, receives a copy of what is read, up to
-	// maxReplayBody (over past it), for a retry to replay; eof is set
-	// once r is exhausted. They are read only after stop.
-	keep      *[]byte
-	over, eof bool
 }
 
 var errBodyTaken = errors.New("request body no longer available to this attempt")
@@ -180,16 +168,6 @@ func (c *countingBody) Read(p []byte) (int, error) {
 	}
 	n, err := c.r.Read(p)
 	c.n.Add(int64(n))
-	if c.keep != nil && !c.over {
-		if len(*c.keep)+n > maxReplayBody {
-			c.over = true
-		} else {
-			*c.keep = append(*c.keep, p[:n]...)
-		}
-	}
-	if err == io.EOF {
-		c.eof = true
-	}
 	return n, err
 }
 
@@ -228,22 +206,6 @@ func (rt *router) foldH2Body() {
 }
 
 func (c *countingBody) Close() error { return nil }
-
-// replayKept takes the body back from the last HTTP/2 attempt and, when
-// that attempt read all of it within maxReplayBody, makes the copy the
-// body of the next attempt (rt.buffered). It reports whether it did.
-func (rt *router) replayKept() bool {
-	b := rt.up.h2body
-	if b == nil || b.keep == nil {
-		return false
-	}
-	rt.foldH2Body()
-	if !b.eof || b.over {
-		return false
-	}
-	rt.buffered = true
-	return true
-}
 
 // respondH2 streams the attempt's HTTP/2 upstream response downstream.
 func (rt *router) respondH2() {
