@@ -46,7 +46,7 @@ if [[ -z $FORTIO ]]; then
   FORTIO=$WORK/bin/fortio
 fi
 log "building trellis-proxy and bench/mtls"
-(cd "$root" && CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o "$WORK/bin/trellis-proxy" ./cmd/trellis-proxy &&
+(cd "$root" && CGO_ENABLED=0 go build -tags grpcnotrace -trimpath -ldflags="-s -w" -o "$WORK/bin/trellis-proxy" ./cmd/trellis-proxy &&
   go build -o "$WORK/bin/mtls" ./bench/mtls)
 MTLS=$WORK/bin/mtls C=$WORK/certs
 "$MTLS" certs "$C"

@@ -28,7 +28,7 @@ bin=${TRELLIS_PROXY:-$here/.bin/trellis-proxy}
 # benchmark never measures a stale proxy.
 if [[ -z ${TRELLIS_PROXY:-} ]] && { [[ ! -x $bin ]] || [[ -n $(find "$here/../cmd/trellis-proxy" "$here/../internal/proxy" "$here/../internal/iptables" "$here/../internal/envoyext" "$here/../go.mod" -newer "$bin" -print -quit) ]]; }; then
   mkdir -p "$here/.bin"
-  (cd "$here/.." && CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o "$bin" ./cmd/trellis-proxy)
+  (cd "$here/.." && CGO_ENABLED=0 go build -tags grpcnotrace -trimpath -ldflags="-s -w" -o "$bin" ./cmd/trellis-proxy)
 fi
 lhost=${listen%:*} lport=${listen##*:}
 uhost=${upstream%:*} uport=${upstream##*:}

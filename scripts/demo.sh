@@ -8,5 +8,5 @@ export PATH=/usr/local/go/bin:$HOME/go/bin:$PATH
 
 bash scripts/setup.sh
 mkdir -p bin
-go build -o bin/ ./cmd/trellis ./cmd/trellisd ./cmd/trellis-proxy
+go build -tags grpcnotrace -o bin/ ./cmd/trellis ./cmd/trellisd ./cmd/trellis-proxy
 exec bin/trellis demo --bin-dir "$PWD/bin" "$@"

@@ -16,7 +16,7 @@
 // /proc/PID/status and splits Rss by mapping from /proc/PID/smaps.
 //
 //	go build -o /tmp/trellisd ./cmd/trellisd
-//	CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /tmp/trellis-proxy ./cmd/trellis-proxy
+//	CGO_ENABLED=0 go build -tags grpcnotrace -trimpath -ldflags="-s -w" -o /tmp/trellis-proxy ./cmd/trellis-proxy
 //	go run ./bench/idlerss -trellisd /tmp/trellisd -proxy /tmp/trellis-proxy -starts 3
 //
 // Several -proxy binaries (comma-separated) are started alternately, so an

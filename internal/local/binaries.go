@@ -43,7 +43,7 @@ func FindBinaries(dir string) (Binaries, error) {
 		if dir != "" {
 			where = "in " + dir
 		}
-		return "", fmt.Errorf("%s not found %s; build it with `go build -o bin/ ./cmd/trellis ./cmd/trellisd ./cmd/trellis-proxy` and pass --bin-dir bin", name, where)
+		return "", fmt.Errorf("%s not found %s; build it with `go build -tags grpcnotrace -o bin/ ./cmd/trellis ./cmd/trellisd ./cmd/trellis-proxy` and pass --bin-dir bin", name, where)
 	}
 	var b Binaries
 	var errs []error

@@ -33,7 +33,7 @@ func Main(m *testing.M) int {
 	defer os.RemoveAll(d)
 	os.Chmod(d, 0o755)
 	_, self, _, _ := runtime.Caller(0)
-	cmd := exec.Command("go", "build", "-o", d+"/", "./cmd/trellis", "./cmd/trellisd", "./cmd/trellis-proxy")
+	cmd := exec.Command("go", "build", "-tags", "grpcnotrace", "-o", d+"/", "./cmd/trellis", "./cmd/trellisd", "./cmd/trellis-proxy")
 	cmd.Dir = filepath.Join(filepath.Dir(self), "../../..")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		buildErr = fmt.Errorf("go build: %v: %s", err, out)

@@ -49,7 +49,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	_, self, _, _ := runtime.Caller(0)
-	cmd := exec.Command("go", "build", "-o", d+"/", "./cmd/trellis", "./cmd/trellisd", "./cmd/trellis-proxy")
+	cmd := exec.Command("go", "build", "-tags", "grpcnotrace", "-o", d+"/", "./cmd/trellis", "./cmd/trellisd", "./cmd/trellis-proxy")
 	cmd.Dir = filepath.Join(filepath.Dir(self), "../../..")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "go build: %v: %s\n", err, out)

@@ -28,7 +28,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	proxyBin = filepath.Join(dir, "trellis-proxy")
-	build := exec.Command("go", "build", "-o", proxyBin, "github.com/trellis-mesh/trellis/cmd/trellis-proxy")
+	build := exec.Command("go", "build", "-tags", "grpcnotrace", "-o", proxyBin, "github.com/trellis-mesh/trellis/cmd/trellis-proxy")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build trellis-proxy:", err)
