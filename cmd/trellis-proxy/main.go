@@ -79,13 +79,17 @@ func rootCommand() *cobra.Command {
 				}
 				o.Node.Metadata[k] = v
 			}
-			if vhds {
+			// VHDS is the default on Delta ADS; --sotw and -c turn it off
+			// unless --vhds is given too, which is then an error.
+			if explicit := cmd.Flags().Changed("vhds"); vhds && explicit {
 				switch {
 				case o.Node.SotW:
 					return fmt.Errorf("--vhds: virtual host discovery needs Delta ADS; drop --sotw or --vhds")
 				case o.ConfigPath != "":
 					return fmt.Errorf("--vhds: with -c the node comes from the bootstrap file; set node.metadata.%s: \"true\" there", xdsclient.VHDSMetadataKey)
 				}
+			}
+			if _, set := md[xdsclient.VHDSMetadataKey]; vhds && !set && !o.Node.SotW && o.ConfigPath == "" {
 				if o.Node.Metadata == nil {
 					o.Node.Metadata = map[string]string{}
 				}
@@ -127,7 +131,7 @@ func rootCommand() *cobra.Command {
 	f.StringVarP(&o.ConfigPath, "config-path", "c", "", "Envoy bootstrap file (YAML or JSON); when empty the bootstrap is built from flags and environment")
 	f.StringVar(&o.Node.XDSAddress, "xds-address", env.XDSAddress, "ADS server address (env TRELLIS_XDS_ADDRESS, XDS_ADDRESS); default 127.0.0.1:15010")
 	f.BoolVar(&o.Node.SotW, "sotw", false, "use State-of-the-World ADS instead of Delta")
-	f.BoolVar(&vhds, "vhds", false, "ask for route configurations' virtual hosts over VHDS (Delta ADS), so an edit sends only the virtual hosts it changed (node metadata "+xdsclient.VHDSMetadataKey+"=true)")
+	f.BoolVar(&vhds, "vhds", true, "ask for route configurations' virtual hosts over VHDS (Delta ADS), so an edit sends only the virtual hosts it changed (node metadata "+xdsclient.VHDSMetadataKey+"=true); off with --sotw or -c, --vhds=false for whole route tables")
 	f.StringVar(&o.Node.Type, "type", "sidecar", "proxy type: sidecar or router (gateway)")
 	f.StringVar(&o.Node.NodeID, "id", "", "node id; default TYPE~IP~POD.NAMESPACE~NAMESPACE.svc.cluster.local")
 	f.StringVar(&o.Node.NodeID, "node-id", "", "alias of --id")

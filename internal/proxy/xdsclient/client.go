@@ -365,7 +365,6 @@ func (c *Client) wake() {
 func (c *Client) apply(typeURL string, next map[string]*Resource, version, nonce string) error {
 	handlerType := typeURL
 	var set map[string]*anypb.Any
-	ready := true
 	var vhdsOn map[string]bool
 	var err error
 	switch typeURL {
@@ -381,15 +380,15 @@ func (c *Client) apply(typeURL string, next map[string]*Resource, version, nonce
 				err = fmt.Errorf("route configuration %s: vhds needs Delta ADS (this proxy uses State of the World)", strings.Join(sortedKeys(vhdsOn), ", "))
 			}
 		} else {
-			vhosts = next
 			if err = c.checkVirtualHosts(next); err == nil {
-				for n := range c.types[resourcev3.VirtualHostType].subscribed {
+				for _, n := range answeredNamespaces(vhosts, next, c.types[resourcev3.VirtualHostType].subscribed) {
 					c.vhdsAnswered[n] = true
 				}
 			}
+			vhosts = next
 		}
 		if err == nil {
-			set, ready, err = c.routeSet(routes, vhosts)
+			set, err = c.routeSet(routes, vhosts)
 		}
 		c.mu.Unlock()
 	default:
@@ -398,7 +397,7 @@ func (c *Client) apply(typeURL string, next map[string]*Resource, version, nonce
 			set[n] = r.Resource
 		}
 	}
-	if err == nil && ready {
+	if err == nil {
 		err = c.opts.Handler.Apply(handlerType, set)
 	}
 	c.mu.Lock()

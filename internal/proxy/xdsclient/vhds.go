@@ -107,12 +107,15 @@ func vhdsRoutes(routes map[string]*Resource) (map[string]bool, error) {
 }
 
 // routeSet is what the handler gets for RDS: the route configurations,
-// those on VHDS joined with their virtual hosts. ready is false while a
-// configuration on VHDS has not had its first virtual hosts. c.mu held.
-func (c *Client) routeSet(routes, vhosts map[string]*Resource) (set map[string]*anypb.Any, ready bool, err error) {
+// those on VHDS joined with their virtual hosts. A configuration on VHDS
+// whose virtual hosts have not been answered since it was subscribed is
+// left out, as one not yet received: the listeners naming it keep warming
+// (or keep their previous version) instead of serving a table without
+// hosts, and the other configurations are not held back. c.mu held.
+func (c *Client) routeSet(routes, vhosts map[string]*Resource) (set map[string]*anypb.Any, err error) {
 	on, err := vhdsRoutes(routes)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	byRoute := map[string][]string{}
 	for n := range vhosts {
@@ -121,14 +124,13 @@ func (c *Client) routeSet(routes, vhosts map[string]*Resource) (set map[string]*
 		}
 	}
 	set = make(map[string]*anypb.Any, len(routes))
-	ready = true
 	for n, r := range routes {
 		if !on[n] {
 			set[n] = r.Resource
 			continue
 		}
 		if !c.vhdsAnswered[n] {
-			ready = false
+			continue
 		}
 		names := byRoute[n]
 		sort.Strings(names)
@@ -138,11 +140,43 @@ func (c *Client) routeSet(routes, vhosts map[string]*Resource) (set map[string]*
 		}
 		b, err := joinVirtualHosts(r.Resource.GetValue(), parts)
 		if err != nil {
-			return nil, false, fmt.Errorf("route configuration %q: %w", n, err)
+			return nil, fmt.Errorf("route configuration %q: %w", n, err)
 		}
 		set[n] = &anypb.Any{TypeUrl: resourcev3.RouteType, Value: b}
 	}
-	return set, ready, nil
+	return set, nil
+}
+
+// answeredNamespaces returns the subscribed route configurations a VHDS
+// response answers, from prev and next (next holds prev's entries except
+// those the response carried or removed): those whose virtual hosts it
+// carries or removes. A response with neither answers every subscription (the server had nothing to add: an
+// empty namespace, or a reconnect where the client already holds it all).
+// A response that changes other namespaces does not answer a newer
+// subscription it may have crossed on the wire.
+func answeredNamespaces(prev, next map[string]*Resource, subscribed map[string]bool) []string {
+	touched := map[string]bool{}
+	for n, r := range next {
+		if o, ok := prev[n]; !ok || o != r {
+			if ns, ok := vhdsNamespace(n); ok {
+				touched[ns] = true
+			}
+		}
+	}
+	for n := range prev {
+		if _, ok := next[n]; !ok {
+			if ns, ok := vhdsNamespace(n); ok {
+				touched[ns] = true
+			}
+		}
+	}
+	var out []string
+	for ns := range subscribed {
+		if len(touched) == 0 || touched[ns] {
+			out = append(out, ns)
+		}
+	}
+	return out
 }
 
 // checkVirtualHosts rejects virtual hosts outside the subscribed route
@@ -170,12 +204,12 @@ func (c *Client) RouteConfigs() []Resource {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	routes := c.types[resourcev3.RouteType].resources
-	set, _, err := c.routeSet(routes, c.types[resourcev3.VirtualHostType].resources)
+	set, err := c.routeSet(routes, c.types[resourcev3.VirtualHostType].resources)
 	out := make([]Resource, 0, len(routes))
 	for n, r := range routes {
 		cp := *r
-		if err == nil {
-			cp.Resource = set[n]
+		if a, ok := set[n]; ok && err == nil {
+			cp.Resource = a
 		}
 		out = append(out, cp)
 	}

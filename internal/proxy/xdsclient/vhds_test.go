@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net"
+	"sort"
+	"strings"
 	"sync"
 	"testing"
 
@@ -25,6 +27,9 @@ type routeRecorder struct {
 	mu     sync.Mutex
 	routes map[string]*routev3.RouteConfiguration
 	calls  int
+	// hostless counts route configurations handed over without virtual
+	// hosts or still in their VHDS form.
+	hostless int
 }
 
 func (r *routeRecorder) Apply(typeURL string, res map[string]*anypb.Any) error {
@@ -43,7 +48,15 @@ func (r *routeRecorder) Apply(typeURL string, res map[string]*anypb.Any) error {
 			got[n] = &rc
 		}
 		r.mu.Lock()
-		r.routes, r.calls = got, r.calls+1
+		for _, rc := range got {
+			if len(rc.VirtualHosts) == 0 || rc.Vhds != nil {
+				r.hostless++
+			}
+		}
+		if len(got) > 0 {
+			r.calls++
+		}
+		r.routes = got
 		r.mu.Unlock()
 	}
 	return r.recorder.Apply(typeURL, res)
@@ -149,10 +162,10 @@ func TestVHDSAgainstTrellisdServer(t *testing.T) {
 	// never the empty VHDS form.
 	waitFor(t, "route 80 with its virtual hosts", func() bool { return h.clusterOf("b") == "a" })
 	h.mu.Lock()
-	first := h.calls
+	first, hostless := h.calls, h.hostless
 	h.mu.Unlock()
-	if first != 1 || h.hosts() != 2 {
-		t.Errorf("got %d route updates, %d virtual hosts; want 1 update with both", first, h.hosts())
+	if first != 1 || h.hosts() != 2 || hostless != 0 {
+		t.Errorf("got %d route updates (%d without virtual hosts), %d virtual hosts; want 1 update with both", first, hostless, h.hosts())
 	}
 	if got := len(c.Resources(resourcev3.VirtualHostType)); got != 2 {
 		t.Errorf("got %d virtual host resources, want 2", got)
@@ -192,5 +205,97 @@ func TestVHDSAgainstTrellisdServer(t *testing.T) {
 func TestVHDSMetadataKeyIsTheServers(t *testing.T) {
 	if VHDSMetadataKey != ads.VHDSMetadataKey {
 		t.Errorf("xdsclient.VHDSMetadataKey %q, server's %q: they must match", VHDSMetadataKey, ads.VHDSMetadataKey)
+	}
+}
+
+// TestVHDSCrossedResponseDoesNotAnswerANewRoute: a VHDS response about
+// route "80" that crosses, on the wire, the subscription to a new route
+// "8080" does not answer it: "8080" is handed over only with its own
+// virtual hosts, and meanwhile "80" keeps being updated.
+func TestVHDSCrossedResponseDoesNotAnswerANewRoute(t *testing.T) {
+	h := &routeRecorder{}
+	c, err := New(Options{Address: "127.0.0.1:1", Node: &corev3.Node{Id: nodeID}, Handler: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	split := func(rc *routev3.RouteConfiguration) (*Resource, map[string]*Resource) {
+		slim, vhosts, err := ads.VHDSResources(rc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]*Resource{}
+		for _, v := range vhosts {
+			out[v.Name] = &Resource{Name: v.Name, Version: v.Version, Resource: v.Any}
+		}
+		return &Resource{Name: slim.Name, Version: slim.Version, Resource: slim.Any}, out
+	}
+	// apply mimics a Delta response: next is the held set with the
+	// response's resources put in (new pointers) and its removals taken out.
+	apply := func(typeURL string, put map[string]*Resource, removed ...string) {
+		t.Helper()
+		c.mu.Lock()
+		next := map[string]*Resource{}
+		for n, r := range c.types[typeURL].resources {
+			next[n] = r
+		}
+		c.mu.Unlock()
+		for n, r := range put {
+			cp := *r
+			next[n] = &cp
+		}
+		for _, n := range removed {
+			delete(next, n)
+		}
+		if err := c.apply(typeURL, next, "v", "n"); err != nil {
+			t.Fatalf("apply %s: %v", ads.ShortType(typeURL), err)
+		}
+	}
+	handed := func() (names string, hosts map[string]int) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		hosts = map[string]int{}
+		var ns []string
+		for n, rc := range h.routes {
+			ns = append(ns, n)
+			hosts[n] = len(rc.VirtualHosts)
+		}
+		sort.Strings(ns)
+		return strings.Join(ns, ","), hosts
+	}
+
+	r80, v80 := split(vhdsRouteTable("a"))
+	apply(resourcev3.RouteType, map[string]*Resource{"80": r80})
+	if got, _ := handed(); got != "" {
+		t.Fatalf("before its virtual hosts: handed %q, want no route configuration", got)
+	}
+	apply(resourcev3.VirtualHostType, v80)
+	if got, hosts := handed(); got != "80" || hosts["80"] != 2 {
+		t.Fatalf("after its virtual hosts: handed %q %v, want 80 with 2", got, hosts)
+	}
+
+	rc8080 := vhdsRouteTable("a")
+	rc8080.Name = "8080"
+	r8080, v8080 := split(rc8080)
+	apply(resourcev3.RouteType, map[string]*Resource{"80": r80, "8080": r8080})
+	if got := c.types[resourcev3.VirtualHostType].subscribed; !got["80"] || !got["8080"] {
+		t.Fatalf("VHDS subscriptions %v, want 80 and 8080", got)
+	}
+	if got, _ := handed(); got != "80" {
+		t.Errorf("8080 subscribed, not answered: handed %q, want 80 alone", got)
+	}
+	// The crossed response: b of route 80 changes.
+	_, v80c := split(vhdsRouteTable("c"))
+	apply(resourcev3.VirtualHostType, map[string]*Resource{"80/b": v80c["80/b"]})
+	if got, hosts := handed(); got != "80" || h.clusterOf("b") != "c" || hosts["80"] != 2 {
+		t.Errorf("after a response about 80 only: handed %q %v, b to %q; want 80 alone, with b to c", got, hosts, h.clusterOf("b"))
+	}
+	apply(resourcev3.VirtualHostType, v8080)
+	if got, hosts := handed(); got != "80,8080" || hosts["8080"] != 2 {
+		t.Errorf("after 8080's virtual hosts: handed %q %v, want 80 and 8080 with 2 each", got, hosts)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.hostless != 0 {
+		t.Errorf("%d route configurations handed over without virtual hosts, want 0", h.hostless)
 	}
 }
