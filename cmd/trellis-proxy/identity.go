@@ -62,7 +62,7 @@ func (c *caFlags) options(node bootstrap.Options) (*identity.Options, error) {
 		return nil, nil
 	}
 	o := &identity.Options{Address: c.address, ServerName: c.serverName, RootCertFile: c.rootCert,
-		TrustDomain: c.trustDomain, Namespace: node.Namespace, ServiceAccount: node.ServiceAccount, TTL: c.ttl}
+		TrustDomain: c.trustDomain, Namespace: node.Namespace, ServiceAccount: node.ServiceAccount, ClusterID: node.ClusterID, TTL: c.ttl}
 	switch {
 	case c.tokenFD >= 0:
 		f := os.NewFile(uintptr(c.tokenFD), "ca-token")

@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strings"
 
+	"google.golang.org/grpc/metadata"
 	authnv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -153,4 +154,56 @@ func WriteCredentials(path string, tokens map[string]Caller) error {
 	}
 	body := "# sha256(token) namespace serviceaccount, written by trellis local up\n" + strings.Join(lines, "\n") + "\n"
 	return writeFileAtomic(path, []byte(body), 0o600)
+}
+
+// ClusterIDMetadata is the gRPC metadata key a proxy names its cluster in
+// (Istio's agent sends "ClusterID"; gRPC lower-cases keys).
+const ClusterIDMetadata = "clusterid"
+
+// RequestCluster is the cluster the calling proxy names in its request
+// metadata, or "" when it names none.
+func RequestCluster(ctx context.Context) string {
+	md, _ := metadata.FromIncomingContext(ctx)
+	if v := md.Get(ClusterIDMetadata); len(v) == 1 {
+		return strings.TrimSpace(v[0])
+	}
+	return ""
+}
+
+// ClusterTokenReview authenticates ServiceAccount tokens against the API
+// server of the cluster the calling proxy names (its CLUSTER_ID, sent as
+// the ClusterID metadata), as istiod does in multi-cluster meshes: a
+// proxy of this cluster, or one naming no cluster, is reviewed by Local;
+// a proxy of a remote cluster by that cluster's API server, reached with
+// the kubeconfig of its remote secret. A cluster Remote does not know is
+// refused.
+type ClusterTokenReview struct {
+	// LocalCluster is this trellisd's cluster ID (--cluster-id).
+	LocalCluster string
+	// Local is this cluster's API server.
+	Local kubernetes.Interface
+	// Remote returns the client of a joined remote cluster, or an error
+	// saying why the cluster is not joined.
+	Remote func(cluster string) (kubernetes.Interface, error)
+}
+
+// Authenticate picks the API server by the caller's cluster and asks it
+// for a TokenReview (audience istio-ca, a ServiceAccount).
+func (c ClusterTokenReview) Authenticate(ctx context.Context, token string) (Caller, error) {
+	cluster := RequestCluster(ctx)
+	if cluster == "" || cluster == c.LocalCluster {
+		return TokenReview{Client: c.Local}.Authenticate(ctx, token)
+	}
+	if c.Remote == nil {
+		return Caller{}, fmt.Errorf("cluster %q is unknown to this CA (its own cluster is %q and it joins no remote clusters)", cluster, c.LocalCluster)
+	}
+	client, err := c.Remote(cluster)
+	if err != nil {
+		return Caller{}, fmt.Errorf("cluster %q is unknown to this CA (its own cluster is %q): %v", cluster, c.LocalCluster, err)
+	}
+	caller, err := TokenReview{Client: client}.Authenticate(ctx, token)
+	if err != nil {
+		return Caller{}, fmt.Errorf("cluster %s: %w", cluster, err)
+	}
+	return caller, nil
 }

@@ -304,3 +304,45 @@ func mustLoad(t *testing.T, set ...string) *Settings {
 	}
 	return s
 }
+
+// TestManifestRemoteInjection: the remote profile with
+// values.global.remotePilotAddress (golden manifest-remote-injection.yaml)
+// installs the injection webhook calling the primary's trellisd at
+// https://HOST:15017/inject/cluster/CLUSTER/net/NETWORK; injectionURL and
+// injectionPath replace the two halves; a URL that is not https is
+// refused naming the field.
+func TestManifestRemoteInjection(t *testing.T) {
+	s := mustLoad(t, "profile=remote", "values.global.multiCluster.clusterName=cluster2", "values.global.network=network1",
+		"values.global.remotePilotAddress=10.0.0.5:15010")
+	comps, err := Render(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	y, err := YAML(comps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "manifest-remote-injection.yaml", y)
+	if got, want := RemoteInjectionURL(s), "https://10.0.0.5:15017/inject/cluster/cluster2/net/network1"; got != want {
+		t.Errorf("derived from remotePilotAddress: got %s, want %s", got, want)
+	}
+	s = mustLoad(t, "profile=remote", "values.global.multiCluster.clusterName=cluster2",
+		"values.istiodRemote.injectionURL=https://trellisd.example.com:443/", "values.istiodRemote.injectionPath=/inject/cluster/c2")
+	if got, want := RemoteInjectionURL(s), "https://trellisd.example.com:443/inject/cluster/c2"; got != want {
+		t.Errorf("injectionURL and injectionPath: got %s, want %s", got, want)
+	}
+	if _, err := Load(Options{Set: []string{"profile=remote", "values.istiodRemote.injectionURL=http://10.0.0.5:15017"}}); err == nil ||
+		!strings.Contains(err.Error(), "values.istiodRemote.injectionURL") || !strings.Contains(err.Error(), "https://") {
+		t.Errorf("http injectionURL: got %v, want refused naming values.istiodRemote.injectionURL", err)
+	}
+	if comps, _ := Render(mustLoad(t, "profile=remote")); strings.Contains(string(must(YAML(comps))), "MutatingWebhookConfiguration") {
+		t.Error("remote profile without an address: want no injection webhook")
+	}
+}
+
+func must(b []byte, err error) []byte {
+	if err != nil {
+		panic(err)
+	}
+	return b
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net"
 	"sort"
 	"strings"
 
@@ -96,6 +97,11 @@ func Render(s *Settings) ([]Component, error) {
 	})
 	if s.Profile == "remote" || (!s.Components.Pilot.Enabled && s.Components.Base.Enabled) {
 		core = append(core, ReaderRBAC(ns)...)
+	}
+	if !s.Components.Pilot.Enabled {
+		if url := RemoteInjectionURL(s); url != "" {
+			core = append(core, remoteInjector(s, url))
+		}
 	}
 	if err := add("Trellis core", "base", core...); err != nil {
 		return nil, err
@@ -444,41 +450,13 @@ const ProxyUIDControlPlane = 1337
 func webhooks(s *Settings) []runtime.Object {
 	ns := s.Values.Global.IstioNamespace
 	none := admv1.SideEffectClassNone
-	fail, ignore := admv1.Fail, admv1.Ignore
-	never := admv1.NeverReinvocationPolicy
+	ignore := admv1.Ignore
 	timeout := int32(10)
 	svc := func(path string) admv1.WebhookClientConfig {
 		port := int32(443)
 		return admv1.WebhookClientConfig{Service: &admv1.ServiceReference{Name: ControlPlaneName, Namespace: ns, Path: &path, Port: &port}}
 	}
-	podRule := []admv1.RuleWithOperations{{
-		Operations: []admv1.OperationType{admv1.Create},
-		Rule:       admv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
-	}}
-	notSystem := metav1.LabelSelectorRequirement{Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"kube-system", "kube-public"}}
-	nsSel := &metav1.LabelSelector{MatchLabels: map[string]string{inject.LabelNSInjection: "enabled"}}
-	if s.Values.SidecarInjectorWebhook.EnableNamespacesByDefault {
-		nsSel = &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
-			{Key: inject.LabelNSInjection, Operator: metav1.LabelSelectorOpNotIn, Values: []string{"disabled"}}, notSystem}}
-	}
-	mk := func(name string, nsSel, objSel *metav1.LabelSelector) admv1.MutatingWebhook {
-		return admv1.MutatingWebhook{
-			Name: name, ClientConfig: svc("/inject"), Rules: podRule,
-			NamespaceSelector: nsSel, ObjectSelector: objSel,
-			SideEffects: &none, FailurePolicy: &fail, ReinvocationPolicy: &never,
-			AdmissionReviewVersions: []string{"v1"}, TimeoutSeconds: &timeout,
-		}
-	}
-	hooks := []admv1.MutatingWebhook{
-		mk("namespace.sidecar-injector.trellis.io", nsSel, &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
-			{Key: inject.LabelInject, Operator: metav1.LabelSelectorOpNotIn, Values: []string{"false"}}}}),
-	}
-	if !s.Values.SidecarInjectorWebhook.EnableNamespacesByDefault {
-		hooks = append(hooks, mk("object.sidecar-injector.trellis.io",
-			&metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
-				{Key: inject.LabelNSInjection, Operator: metav1.LabelSelectorOpDoesNotExist}, notSystem}},
-			&metav1.LabelSelector{MatchLabels: map[string]string{inject.LabelInject: "true"}}))
-	}
+	hooks := injectionHooks(s, svc("/inject"))
 	groups := []string{"networking.istio.io", "security.istio.io", "telemetry.istio.io"}
 	return []runtime.Object{
 		&admv1.MutatingWebhookConfiguration{
@@ -504,6 +482,84 @@ func webhooks(s *Settings) []runtime.Object {
 			}},
 		},
 	}
+}
+
+// RemoteInjectionURL is where a remote cluster's injection webhook calls
+// the primary's trellisd, as Istio's remote profile: values.istiodRemote.injectionURL,
+// else https://HOST:15017 from values.global.remotePilotAddress, followed
+// by values.istiodRemote.injectionPath, else
+// /inject/cluster/CLUSTER/net/NETWORK (so the primary injects the remote
+// cluster's name and network). Empty when neither address is set.
+func RemoteInjectionURL(s *Settings) string {
+	base := strings.TrimSuffix(s.Values.IstiodRemote.InjectionURL, "/")
+	if base == "" && s.Values.Global.RemotePilotAddress != "" {
+		host := s.Values.Global.RemotePilotAddress
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		base = "https://" + net.JoinHostPort(host, fmt.Sprint(WebhookPort))
+	}
+	if base == "" {
+		return ""
+	}
+	path := s.Values.IstiodRemote.InjectionPath
+	if path == "" {
+		path = "/inject/cluster/" + ClusterName(s) + "/net/" + s.Values.Global.Network
+		if s.Values.Global.Network == "" {
+			path = "/inject/cluster/" + ClusterName(s)
+		}
+	}
+	return base + path
+}
+
+// remoteInjector is the remote profile's injection webhook: the same
+// selectors as the primary's, calling the primary's trellisd at url. Its
+// caBundle is written by the primary's trellisd when it joins this
+// cluster (its webhook CA).
+func remoteInjector(s *Settings, url string) runtime.Object {
+	return &admv1.MutatingWebhookConfiguration{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingWebhookConfiguration"},
+		ObjectMeta: meta(InjectorWebhookName, "", map[string]string{"app": "sidecar-injector"}),
+		Webhooks:   injectionHooks(s, admv1.WebhookClientConfig{URL: &url}),
+	}
+}
+
+// injectionHooks are the pod injection webhooks (namespace and object
+// opt-in) calling cc.
+func injectionHooks(s *Settings, cc admv1.WebhookClientConfig) []admv1.MutatingWebhook {
+	none := admv1.SideEffectClassNone
+	fail := admv1.Fail
+	never := admv1.NeverReinvocationPolicy
+	timeout := int32(10)
+	podRule := []admv1.RuleWithOperations{{
+		Operations: []admv1.OperationType{admv1.Create},
+		Rule:       admv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
+	}}
+	notSystem := metav1.LabelSelectorRequirement{Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"kube-system", "kube-public"}}
+	nsSel := &metav1.LabelSelector{MatchLabels: map[string]string{inject.LabelNSInjection: "enabled"}}
+	if s.Values.SidecarInjectorWebhook.EnableNamespacesByDefault {
+		nsSel = &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+			{Key: inject.LabelNSInjection, Operator: metav1.LabelSelectorOpNotIn, Values: []string{"disabled"}}, notSystem}}
+	}
+	mk := func(name string, nsSel, objSel *metav1.LabelSelector) admv1.MutatingWebhook {
+		return admv1.MutatingWebhook{
+			Name: name, ClientConfig: cc, Rules: podRule,
+			NamespaceSelector: nsSel, ObjectSelector: objSel,
+			SideEffects: &none, FailurePolicy: &fail, ReinvocationPolicy: &never,
+			AdmissionReviewVersions: []string{"v1"}, TimeoutSeconds: &timeout,
+		}
+	}
+	hooks := []admv1.MutatingWebhook{
+		mk("namespace.sidecar-injector.trellis.io", nsSel, &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+			{Key: inject.LabelInject, Operator: metav1.LabelSelectorOpNotIn, Values: []string{"false"}}}}),
+	}
+	if !s.Values.SidecarInjectorWebhook.EnableNamespacesByDefault {
+		hooks = append(hooks, mk("object.sidecar-injector.trellis.io",
+			&metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+				{Key: inject.LabelNSInjection, Operator: metav1.LabelSelectorOpDoesNotExist}, notSystem}},
+			&metav1.LabelSelector{MatchLabels: map[string]string{inject.LabelInject: "true"}}))
+	}
+	return hooks
 }
 
 func gateway(s *Settings, gw Gateway, istio string) []runtime.Object {
@@ -636,6 +692,11 @@ func ReaderRBAC(ns string) []runtime.Object {
 				{APIGroups: []string{""}, Resources: []string{"services", "pods", "namespaces", "nodes", "endpoints", "secrets"}, Verbs: []string{"get", "list", "watch"}},
 				{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: []string{"get", "list", "watch"}},
 				{APIGroups: []string{"networking.istio.io", "security.istio.io", "telemetry.istio.io"}, Resources: []string{"*"}, Verbs: []string{"get", "list", "watch"}},
+				// The primary's CA reviews this cluster's workload tokens.
+				{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
+				// The primary's trellisd writes its webhook CA into this
+				// cluster's injection webhook (remote profile).
+				{APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"mutatingwebhookconfigurations"}, ResourceNames: []string{InjectorWebhookName}, Verbs: []string{"get", "update", "patch"}},
 			},
 		},
 		&rbacv1.ClusterRoleBinding{

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -141,6 +142,10 @@ var specSchema = obj(map[string]*field{
 				"logLevel":             enum("trace", "debug", "info", "warning", "error", "critical", "off"),
 				"resources":            resources(),
 			}),
+		}),
+		"istiodRemote": obj(map[string]*field{
+			"injectionURL":  checked(str(), httpsURL),
+			"injectionPath": checked(str(), absPath),
 		}),
 		"sidecarInjectorWebhook": obj(map[string]*field{
 			"enableNamespacesByDefault": boolean(),
@@ -449,7 +454,10 @@ type MeshConfig struct {
 type Values struct {
 	Global                 Global                 `json:"global"`
 	SidecarInjectorWebhook SidecarInjectorWebhook `json:"sidecarInjectorWebhook"`
-	Pilot                  struct {
+	// IstiodRemote is where a remote cluster's injection webhook calls the
+	// primary's trellisd (remote profile).
+	IstiodRemote IstiodRemote `json:"istiodRemote"`
+	Pilot        struct {
 		Env struct {
 			// EnableNativeSidecars is auto, true or false (inject.Config.NativeSidecars).
 			EnableNativeSidecars string `json:"ENABLE_NATIVE_SIDECARS"`
@@ -535,4 +543,32 @@ func decodeSettings(tree map[string]any) (*Settings, error) {
 		s.Values.Global.Tag = s.Tag
 	}
 	return s, nil
+}
+
+// IstiodRemote is values.istiodRemote: the remote profile's injection
+// webhook URL (empty: https://REMOTE_PILOT_HOST:15017) and path (empty:
+// /inject/cluster/CLUSTER/net/NETWORK).
+type IstiodRemote struct {
+	InjectionURL  string `json:"injectionURL"`
+	InjectionPath string `json:"injectionPath"`
+}
+
+func httpsURL(v any) error {
+	s, _ := v.(string)
+	if s == "" {
+		return nil
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme != "https" || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return fmt.Errorf("%q: want https://HOST[:PORT][/PATH], the primary trellisd's webhook (the API server calls webhooks over HTTPS only)", s)
+	}
+	return nil
+}
+
+func absPath(v any) error {
+	s, _ := v.(string)
+	if s != "" && !strings.HasPrefix(s, "/") {
+		return fmt.Errorf("%q: want a path starting with / (e.g. /inject/cluster/cluster2/net/network1)", s)
+	}
+	return nil
 }

@@ -50,6 +50,11 @@ type Injector struct {
 	// lister in trellisd). Nil trusts the webhook configuration's selectors
 	// and applies only the pod's own opt-in/opt-out.
 	NamespaceLabels func(ctx context.Context, namespace string) (map[string]string, error)
+	// ClusterNamespaceLabels returns a namespace's labels in another
+	// cluster of the mesh, for pods of a remote cluster whose webhook
+	// calls /inject/cluster/NAME/net/NETWORK (primary-remote). Nil refuses
+	// such pods.
+	ClusterNamespaceLabels func(ctx context.Context, cluster, namespace string) (map[string]string, error)
 	// ServerVersion tells the API server's version (the discovery
 	// client's /version), which picks the proxy's form: a native sidecar
 	// on Kubernetes 1.29 and later, the fallback before (the injection
@@ -114,7 +119,14 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	if s.Inject != nil {
 		mux.HandleFunc("/inject", s.review(s.inject))
-		mux.HandleFunc("/inject/", s.review(s.inject))
+		mux.HandleFunc("/inject/", func(w http.ResponseWriter, r *http.Request) {
+			p, err := parseInjectPath(r.URL.Path)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusNotFound)
+				return
+			}
+			s.review(s.inject)(w, r.WithContext(context.WithValue(r.Context(), injectPathKey{}, p)))
+		})
 	}
 	if s.Validate {
 		mux.HandleFunc("/validate", s.review(s.validate))
@@ -207,8 +219,25 @@ func (s *Server) inject(ctx context.Context, req *admissionv1.AdmissionRequest) 
 	}
 	cfg := s.Inject.Config()
 	nsLabels := map[string]string{inject.LabelNSInjection: "enabled"}
-	if s.Inject.NamespaceLabels != nil {
-		l, err := s.Inject.NamespaceLabels(ctx, req.Namespace)
+	p, _ := ctx.Value(injectPathKey{}).(injectPath)
+	lookup := s.Inject.NamespaceLabels
+	if p.cluster != "" && p.cluster != cfg.ClusterID {
+		// A remote cluster's pod: its namespace is in that cluster.
+		if s.Inject.ClusterNamespaceLabels == nil {
+			return deny(http.StatusBadRequest, fmt.Sprintf("sidecar injection: this webhook does not serve cluster %q (it injects for %q)", p.cluster, cfg.ClusterID))
+		}
+		lookup = func(ctx context.Context, ns string) (map[string]string, error) {
+			return s.Inject.ClusterNamespaceLabels(ctx, p.cluster, ns)
+		}
+	}
+	if p.cluster != "" {
+		cfg.ClusterID = p.cluster
+	}
+	if p.network != "" {
+		cfg.Network = p.network
+	}
+	if lookup != nil {
+		l, err := lookup(ctx, req.Namespace)
 		if err != nil {
 			s.logf("inject: namespace lookup failed; not injecting", "namespace", req.Namespace, "err", err)
 			return deny(http.StatusInternalServerError, fmt.Sprintf("sidecar injection: read namespace %s: %v", req.Namespace, err))
@@ -292,4 +321,38 @@ func issueText(err error) string {
 		return iv.String()
 	}
 	return err.Error()
+}
+
+// injectPath is what an /inject/KEY/VALUE/... path says (Istio's form for
+// remote clusters' webhooks: /inject/cluster/NAME/net/NETWORK): the
+// cluster and network the pod is in.
+type injectPath struct{ cluster, network string }
+
+type injectPathKey struct{}
+
+func parseInjectPath(path string) (injectPath, error) {
+	var p injectPath
+	rest := strings.Trim(strings.TrimPrefix(path, "/inject"), "/")
+	if rest == "" {
+		return p, nil
+	}
+	parts := strings.Split(rest, "/")
+	if len(parts)%2 != 0 {
+		return p, fmt.Errorf("injection path %q: want /inject/cluster/NAME/net/NETWORK (key/value pairs)", path)
+	}
+	for i := 0; i < len(parts); i += 2 {
+		k, v := parts[i], parts[i+1]
+		if v == "" {
+			return p, fmt.Errorf("injection path %q: %s has an empty value", path, k)
+		}
+		switch k {
+		case "cluster":
+			p.cluster = v
+		case "net":
+			p.network = v
+		default:
+			return p, fmt.Errorf("injection path %q: unknown key %q; want cluster and net", path, k)
+		}
+	}
+	return p, nil
 }

@@ -8,6 +8,10 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/trellis-mesh/trellis/internal/ca"
 	"github.com/trellis-mesh/trellis/internal/config"
@@ -103,12 +107,31 @@ func Wire(ctx context.Context, ko Options, o *trellisd.Options) (*Wired, error) 
 		return nil, fmt.Errorf("gateway credentials: %w", err)
 	}
 	w.Remote = registrykube.NewClusters(c.Kube, ko.Namespace, registrykube.Options{DomainSuffix: ko.DomainSuffix, SystemNamespace: ko.Namespace})
+	var webhookCA atomic.Pointer[[]byte] // set once the webhook certificate is known
+	w.Remote.OnJoin = func(ctx context.Context, name string, client kubernetes.Interface) {
+		for ctx.Err() == nil {
+			if ca := webhookCA.Load(); ca != nil {
+				if err := trustRemoteWebhook(ctx, client, *ca); err != nil {
+					ko.Log.Warn("could not update the remote cluster's injection webhook", "cluster", name, "err", err)
+				}
+				return
+			}
+			if ko.WebhookCertDir == "" {
+				return
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}
 	if err := w.Remote.Start(ctx); err != nil {
 		return nil, fmt.Errorf("remote clusters: %w", err)
 	}
 	o.Registries = append(o.Registries, w.Registry, w.Remote)
 	// The CA, as istiod's: the root in the istio-ca-secret Secret (or a
-	// plugged-in cacerts Secret), callers authenticated by TokenReview.
+	// plugged-in cacerts Secret), callers authenticated by TokenReview
+	// in the cluster they name.
 	o.SystemNamespace = ko.Namespace
 	if o.CAStore == nil {
 		o.CAStore = ca.Secret{Client: c.Kube, Namespace: ko.Namespace, Name: ca.SelfSignedSecret}
@@ -124,7 +147,9 @@ func Wire(ctx context.Context, ko Options, o *trellisd.Options) (*Wired, error) 
 		}
 	}
 	if o.CAAuth == nil {
-		o.CAAuth = ca.TokenReview{Client: c.Kube}
+		// A proxy's token is reviewed by its own cluster's API server:
+		// this one's, or a remote cluster's through its remote secret.
+		o.CAAuth = ca.ClusterTokenReview{LocalCluster: ko.ClusterID, Local: c.Kube, Remote: w.Remote.Client}
 	}
 	o.RootPublishers = append(o.RootPublishers, func(ctx context.Context, roots []byte) error {
 		return ca.PublishRoots(ctx, c.Kube, roots, func(format string, args ...any) { ko.Log.Warn(fmt.Sprintf(format, args...)) })
@@ -148,6 +173,7 @@ func Wire(ctx context.Context, ko Options, o *trellisd.Options) (*Wired, error) 
 	if err := trustWebhooks(ctx, c, certs.CA); err != nil {
 		ko.Log.Warn("could not update the webhook configurations", "err", err)
 	}
+	webhookCA.Store(&certs.CA)
 	tlsCfg, err := certs.TLSConfig()
 	if err != nil {
 		return nil, err
@@ -160,6 +186,7 @@ func Wire(ctx context.Context, ko Options, o *trellisd.Options) (*Wired, error) 
 	}
 	inj := webhook.NewInjector(cfg)
 	inj.NamespaceLabels = w.Registry.NamespaceLabels
+	inj.ClusterNamespaceLabels = w.Remote.NamespaceLabels
 	inj.ServerVersion = c.Kube.Discovery()
 	l, err := net.Listen("tcp", ko.WebhookAddress)
 	if err != nil {

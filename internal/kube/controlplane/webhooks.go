@@ -8,6 +8,7 @@ import (
 	admv1 "k8s.io/api/admissionregistration/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/trellis-mesh/trellis/internal/install"
 	"github.com/trellis-mesh/trellis/internal/kube"
@@ -80,6 +81,35 @@ func trustWebhooks(ctx context.Context, c *kube.Clients, ca []byte) error {
 		if _, err := vw.Update(ctx, v, metav1.UpdateOptions{FieldManager: "trellisd"}); err != nil {
 			return fmt.Errorf("update %s: %w", install.ValidatorWebhookName, err)
 		}
+	}
+	return nil
+}
+
+// trustRemoteWebhook writes ca into a remote cluster's injection webhook
+// (installed by the remote profile, calling this trellisd's URL) where it
+// differs, so that cluster's API server trusts what this trellisd serves
+// with. A remote cluster without that webhook is left alone.
+func trustRemoteWebhook(ctx context.Context, client kubernetes.Interface, ca []byte) error {
+	mw := client.AdmissionregistrationV1().MutatingWebhookConfigurations()
+	m, err := mw.Get(ctx, install.InjectorWebhookName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	changed := false
+	for i := range m.Webhooks {
+		if m.Webhooks[i].ClientConfig.URL != nil && !bytes.Equal(m.Webhooks[i].ClientConfig.CABundle, ca) {
+			m.Webhooks[i].ClientConfig.CABundle = ca
+			changed = true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	if _, err := mw.Update(ctx, m, metav1.UpdateOptions{FieldManager: "trellisd"}); err != nil {
+		return fmt.Errorf("update %s: %w", install.InjectorWebhookName, err)
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 
 	authv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -139,6 +140,20 @@ func ensureReader(ctx context.Context, c *kube.Clients, ns string) error {
 		}
 		if err != nil && !apierrors.IsAlreadyExists(err) {
 			return fmt.Errorf("create %s %s: %w", gvk.Kind, u.GetName(), err)
+		}
+		if err != nil && gvk.Kind == "ClusterRole" {
+			// Made by an older trellis: bring its rules up to date (the
+			// primary's CA needs tokenreviews).
+			got, err := ri.Get(ctx, u.GetName(), metav1.GetOptions{})
+			if err != nil {
+				return fmt.Errorf("read ClusterRole %s: %w", u.GetName(), err)
+			}
+			if !equality.Semantic.DeepEqual(got.Object["rules"], u.Object["rules"]) {
+				got.Object["rules"] = u.Object["rules"]
+				if _, err := ri.Update(ctx, got, metav1.UpdateOptions{}); err != nil {
+					return fmt.Errorf("update ClusterRole %s: %w", u.GetName(), err)
+				}
+			}
 		}
 	}
 	return nil

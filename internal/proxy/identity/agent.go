@@ -63,6 +63,10 @@ type Options struct {
 	// the CSR. TrustDomain empty means cluster.local, ServiceAccount
 	// empty means "default".
 	TrustDomain, Namespace, ServiceAccount string
+	// ClusterID is the proxy's cluster (CLUSTER_ID), sent as the ClusterID
+	// metadata so that a multi-cluster CA reviews the token with that
+	// cluster's API server; empty sends none.
+	ClusterID string
 	// TTL is the certificate lifetime requested; zero asks for the CA's
 	// default (24 h).
 	TTL time.Duration
@@ -273,6 +277,9 @@ func (a *Agent) request(ctx context.Context, csr string) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+	if a.o.ClusterID != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, "ClusterID", a.o.ClusterID)
+	}
 	resp, err := securityv1alpha1.NewIstioCertificateServiceClient(conn).CreateCertificate(ctx, &securityv1alpha1.IstioCertificateRequest{
 		Csr: csr, ValidityDuration: int64(a.o.TTL / time.Second),
 	})

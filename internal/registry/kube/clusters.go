@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,6 +37,10 @@ type Clusters struct {
 	opts      Options
 	// Connect turns a kubeconfig into a client; nil uses client-go.
 	Connect func(kubeconfig []byte) (kubernetes.Interface, error)
+	// OnJoin, when set, is called (in its own goroutine) each time a
+	// cluster is joined, with its client: trellisd writes its webhook CA
+	// into the remote cluster's injection webhook.
+	OnJoin func(ctx context.Context, name string, client kubernetes.Interface)
 
 	fac informers.SharedInformerFactory
 	inf cache.SharedIndexInformer
@@ -50,6 +55,7 @@ type Clusters struct {
 
 type remote struct {
 	hash   [32]byte
+	client kubernetes.Interface
 	reg    *Registry
 	cancel context.CancelFunc
 }
@@ -142,6 +148,48 @@ func (c *Clusters) Status() (joined []string, failed map[string]string) {
 	return joined, failed
 }
 
+// Client is the client of the joined cluster name (built from its remote
+// secret's kubeconfig: the CA reviews that cluster's tokens with it), or
+// an error saying why there is none: no remote secret names the cluster,
+// or its secret's cluster could not be joined.
+func (c *Clusters) Client(name string) (kubernetes.Interface, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if r, ok := c.remotes[name]; ok {
+		return r.client, nil
+	}
+	if msg, ok := c.errs[name]; ok {
+		return nil, fmt.Errorf("its remote secret is in %s but the cluster is not joined: %s", c.namespace, msg)
+	}
+	joined := make([]string, 0, len(c.remotes))
+	for k := range c.remotes {
+		joined = append(joined, k)
+	}
+	sort.Strings(joined)
+	return nil, fmt.Errorf("no remote secret (label %s=true in %s) names it (joined: %s); apply its secret from `trellis create-remote-secret --name %s`",
+		MultiClusterLabel, c.namespace, strings.Join(joinedOrNone(joined), ", "), name)
+}
+
+// NamespaceLabels is the labels of namespace ns in the joined cluster
+// (the injector's view of a remote cluster's pods).
+func (c *Clusters) NamespaceLabels(ctx context.Context, cluster, ns string) (map[string]string, error) {
+	c.mu.Lock()
+	r, ok := c.remotes[cluster]
+	c.mu.Unlock()
+	if !ok {
+		_, err := c.Client(cluster)
+		return nil, fmt.Errorf("cluster %q: %w", cluster, err)
+	}
+	return r.reg.NamespaceLabels(ctx, ns)
+}
+
+func joinedOrNone(l []string) []string {
+	if len(l) == 0 {
+		return []string{"none"}
+	}
+	return l
+}
+
 func (c *Clusters) connect(kubeconfig []byte) (kubernetes.Interface, error) {
 	if c.Connect != nil {
 		return c.Connect(kubeconfig)
@@ -229,8 +277,11 @@ func (c *Clusters) join(ctx context.Context, name string, kubeconfig []byte) err
 	}
 	reg.Subscribe(c.rebuild)
 	c.mu.Lock()
-	c.remotes[name] = &remote{hash: sha256.Sum256(kubeconfig), reg: reg, cancel: cancel}
+	c.remotes[name] = &remote{hash: sha256.Sum256(kubeconfig), client: client, reg: reg, cancel: cancel}
 	c.mu.Unlock()
+	if c.OnJoin != nil {
+		go c.OnJoin(rctx, name, client)
+	}
 	return nil
 }
 

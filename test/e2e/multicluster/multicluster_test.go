@@ -95,6 +95,13 @@ func startClusterProfile(t *testing.T, ctx context.Context, name, network, profi
 // startClusterWith is startClusterProfile with more install settings.
 func startClusterWith(t *testing.T, ctx context.Context, name, network, profile string, set ...string) *cluster {
 	t.Helper()
+	return startClusterArgs(t, ctx, name, network, profile, set, "--ca-address", "")
+}
+
+// startClusterArgs is startClusterWith with more trellisd flags (the
+// last of a repeated flag wins).
+func startClusterArgs(t *testing.T, ctx context.Context, name, network, profile string, set []string, args ...string) *cluster {
+	t.Helper()
 	env, err := kubetest.Start()
 	if err != nil {
 		if strings.Contains(err.Error(), kubetest.ErrNoBinaries.Error()) {
@@ -132,10 +139,10 @@ func startClusterWith(t *testing.T, ctx context.Context, name, network, profile 
 	}
 	// As the installed Deployment runs it (its --cluster-id from the same
 	// value), with loopback ports and no webhooks, CA or dashboard.
-	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "trellisd"), "--kube", "--kubeconfig", env.Kubeconfig,
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "trellisd"), append([]string{"--kube", "--kubeconfig", env.Kubeconfig,
 		"--namespace", systemNS, "--cluster-id", install.ClusterName(s),
 		"--xds-address", c.xds, "--debug-address", "", "--metrics-address", "", "--dashboard-address", "",
-		"--ca-address", "", "--debounce", "20ms")
+		"--debounce", "20ms"}, args...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
