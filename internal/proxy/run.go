@@ -329,6 +329,9 @@ func (p *Proxy) Serve(ctx context.Context, o Options) error {
 			Handler:        p,
 			MaxMessageSize: ads.MaxMessageSize,
 			Logf:           p.logf,
+			// control_plane.connected_state, cluster_manager.cds.update_*,
+			// listener_manager.lds.update_*, xds.{eds,rds}.update_* on /stats.
+			Stats: p.Stats,
 		})
 		if err != nil {
 			return err

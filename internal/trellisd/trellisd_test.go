@@ -171,7 +171,8 @@ func TestServeConfigDirOverDeltaADS(t *testing.T) {
 	// Metrics.
 	metrics := string(httpGet(t, "http://"+s.MetricsAddr()+"/metrics"))
 	for _, m := range []string{`trellis_xds_pushes_total{type="rds"}`, `trellis_xds_connected_proxies 1`, `pilot_xds 1`,
-		`trellis_xds_convergence_seconds_count`, `trellis_xds_push_time_seconds_count`, `process_resident_memory_bytes`} {
+		`trellis_xds_convergence_seconds_count`, `trellis_xds_push_time_seconds_count`, `process_resident_memory_bytes`,
+		`go_goroutines`, `go_memstats_heap_alloc_bytes`} {
 		if !strings.Contains(metrics, m) {
 			t.Errorf("metrics: missing %s", m)
 		}
