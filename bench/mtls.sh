@@ -19,19 +19,20 @@
 # Settings: DURATION (10 s per run), QPS (1000), IDLE_CONNS (1000),
 # HS_CONC (4 handshaking goroutines), BASE_PORT (18900), TOPOLOGIES
 # ("haproxy-plain trellis-plain haproxy-mtls trellis-mtls"), FORTIO (path;
-# default: go install fortio.org/fortio@v1.68.2 into the temp dir's bin).
+# default: fortio v1.68.2 built once into ~/.cache/trellis, bench/lib.sh).
 # Certificates and binaries go to a temp dir (WORK, removed at exit unless
 # KEEP=1). Loopback only.
 set -euo pipefail
 export LC_ALL=C
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
+# shellcheck source=lib.sh
+source "$here/lib.sh"
 DURATION=${DURATION:-10} QPS=${QPS:-1000} IDLE_CONNS=${IDLE_CONNS:-1000} HS_CONC=${HS_CONC:-4}
 BASE_PORT=${BASE_PORT:-18900}
 TOPOLOGIES=${TOPOLOGIES:-haproxy-plain trellis-plain haproxy-mtls trellis-mtls}
 WORK=${WORK:-$(mktemp -d /tmp/trellis-mtls.XXXXXX)}
 SRV=$((BASE_PORT + 80)) HOPB=$((BASE_PORT + 81)) HOPA=$((BASE_PORT + 82))
-HZ=$(getconf CLK_TCK)
 pids=()
 cleanup() { local p; for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; [[ ${KEEP:-0} == 1 ]] || rm -rf "$WORK"; }
 trap cleanup EXIT
@@ -39,12 +40,7 @@ log() { printf '[mtls %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 command -v haproxy >/dev/null || { log "haproxy missing: apt-get install haproxy"; exit 1; }
 mkdir -p "$WORK/bin" "$WORK/certs"
-FORTIO=${FORTIO:-}
-if [[ -z $FORTIO ]]; then
-  log "building fortio v1.68.2"
-  (cd /tmp && GOBIN=$WORK/bin go install fortio.org/fortio@v1.68.2)
-  FORTIO=$WORK/bin/fortio
-fi
+bench_fortio "$WORK/bin"
 log "building trellis-proxy and bench/mtls"
 (cd "$root" && CGO_ENABLED=0 go build -tags grpcnotrace -trimpath -ldflags="-s -w" -o "$WORK/bin/trellis-proxy" ./cmd/trellis-proxy &&
   go build -o "$WORK/bin/mtls" ./bench/mtls)
@@ -52,8 +48,6 @@ MTLS=$WORK/bin/mtls C=$WORK/certs
 "$MTLS" certs "$C"
 for w in bench-inbound bench-outbound; do cat "$C/$w.pem" "$C/$w.key" >"$C/$w.haproxy.pem"; done
 
-ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
-rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
 wait_port() { local i; for i in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 
 "$FORTIO" server -loglevel warning -http-port "127.0.0.1:$SRV" -grpc-port disabled -redirect-port disabled \
@@ -61,38 +55,11 @@ wait_port() { local i; for i in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1")
 pids+=($!)
 wait_port "$SRV"
 
-haproxy_cfg() { # role mode listen upstream
-  local role=$1 mode=$2 listen=$3 up=$4 bind_tls="" srv_tls=""
-  if [[ $mode == mtls ]]; then
-    bind_tls=" ssl crt $C/bench-inbound.haproxy.pem ca-file $C/root-cert.pem verify required"
-    srv_tls=" ssl crt $C/bench-outbound.haproxy.pem ca-file $C/root-cert.pem verify required"
-  fi
-  [[ $role == inbound ]] && srv_tls=""
-  [[ $role == outbound ]] && bind_tls=""
-  cat <<CFG
-global
-  nbthread 1
-  maxconn 8000
-defaults
-  mode http
-  option http-keep-alive
-  http-reuse safe
-  timeout connect 5s
-  timeout client 120s
-  timeout server 120s
-frontend fe
-  bind $listen$bind_tls
-  default_backend be
-backend be
-  server s1 $up$srv_tls
-CFG
-}
-
 start_hop() { # topo mode role listen upstream -> sets HOP_PID
   local proxy=$1 mode=$2 role=$3 listen=$4 up=$5 dir=$WORK/run/$1-$2-$3
   mkdir -p "$dir"
   if [[ $proxy == haproxy ]]; then
-    haproxy_cfg "$role" "$mode" "$listen" "$up" >"$dir/haproxy.cfg"
+    haproxy_cfg "$role" "$mode" "$listen" "$up" "$C" >"$dir/haproxy.cfg"
     haproxy -db -f "$dir/haproxy.cfg" >"$dir/log" 2>&1 &
   else
     local m=""; [[ $mode == mtls ]] && m=$C
@@ -112,10 +79,7 @@ load() {
   a0=$(ticks "$PA") b0=$(ticks "$PB")
   "$FORTIO" "${args[@]}" "http://127.0.0.1:$HOPA/echo" >/dev/null 2>&1
   a1=$(ticks "$PA") b1=$(ticks "$PB")
-  jq -r --argjson a "$((a1 - a0))" --argjson b "$((b1 - b0))" --argjson hz "$HZ" '
-    def pct($p): [.DurationHistogram.Percentiles[] | select(.Percentile == $p) | .Value * 1e6] | .[0];
-    .DurationHistogram.Count as $n
-    | "\(.ActualQPS | floor) \(pct(50) | floor) \(pct(99) | floor) \($a / $hz * 1e6 / $n | . * 10 | round / 10) \($b / $hz * 1e6 / $n | . * 10 | round / 10) \($n - (.RetCodes["200"] // 0))"' "$raw"
+  fortio_row "$raw" "$((a1 - a0))" "$((b1 - b0))"
 }
 
 log "load average: $(cut -d' ' -f1-3 /proc/loadavg); topologies: $TOPOLOGIES"
