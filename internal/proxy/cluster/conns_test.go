@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -315,5 +316,105 @@ func TestPendingQueueAcrossHosts(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("the queued request was not woken when the TCP connection freed its slot")
+	}
+}
+
+// TestH2ConnWhilePeerClosesConnections: the upstream keeps closing its
+// HTTP/2 connections (an app restarting, resets) while requests flow. Every
+// request must come back, answered or failed, and the host must still
+// serve afterwards. Found by the chaos harness: taking a stream on a
+// connection that had just died ran the connection's state hook inside
+// the pool's lock, the hook took that lock to drop the connection, and
+// every later request to the host hung.
+func TestH2ConnWhilePeerClosesConnections(t *testing.T) {
+	var conns []net.Conn
+	var mu sync.Mutex
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "done")
+	}))
+	srv.Config.Protocols = new(http.Protocols)
+	srv.Config.Protocols.SetUnencryptedHTTP2(true)
+	srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	host, p, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	port, _ := strconv.Atoi(p)
+	m := NewManager(Options{})
+	defer m.Close()
+	pc := staticCluster("h2", lbEndpoint(host, uint32(port), nil))
+	pc.Http2ProtocolOptions = &corev3.Http2ProtocolOptions{}
+	if err := m.UpdateClusters([]*clusterv3.Cluster{pc}); err != nil {
+		t.Fatal(err)
+	}
+	cl := m.Get("h2")
+	h := cl.Hosts()[0]
+	get := func() (string, error) {
+		cc, _, err := cl.H2Conn(h, time.Now().Add(5*time.Second))
+		if err != nil {
+			return "", err
+		}
+		req, _ := http.NewRequest("GET", "http://"+srv.Listener.Addr().String()+"/", nil)
+		resp, err := cc.RoundTrip(req)
+		if err != nil {
+			return "", err
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return string(b), err
+	}
+	closeAll := func() {
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		conns = nil
+		mu.Unlock()
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var answered, failed atomic.Int64
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if b, err := get(); err == nil && b == "done" {
+					answered.Add(1)
+				} else {
+					failed.Add(1)
+				}
+			}
+		}()
+	}
+	for range 500 {
+		time.Sleep(2 * time.Millisecond)
+		closeAll()
+	}
+	close(stop)
+	finished := make(chan struct{})
+	go func() { wg.Wait(); close(finished) }()
+	select {
+	case <-finished:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("requests to the host never came back (the pool is stuck); %d answered, %d failed before", answered.Load(), failed.Load())
+	}
+	t.Logf("while the peer closed its connections every 2 ms: %d answered, %d failed", answered.Load(), failed.Load())
+	if answered.Load() == 0 {
+		t.Fatal("no request was answered")
+	}
+	// The host serves once the peer stops closing.
+	if b, err := get(); err != nil || b != "done" {
+		t.Fatalf("after the closes: got %q, %v; want done", b, err)
 	}
 }

@@ -70,6 +70,9 @@ type router struct {
 	replay    []byte
 	buffered  bool
 	bodyTaken bool
+	// resume, set for a retry of a body still streaming, is what the
+	// previous attempt read of it: sent first, then the rest.
+	resume []byte
 
 	// up is the current upstream attempt, sent at sent.
 	up     attempt
@@ -81,7 +84,7 @@ type router struct {
 // reset readies the router of e for a new request.
 func (rt *router) reset(e *exchange) {
 	rt.e = e
-	rt.replay, rt.buffered, rt.bodyTaken = rt.replay[:0], false, false
+	rt.replay, rt.buffered, rt.bodyTaken, rt.resume = rt.replay[:0], false, false, nil
 	rt.tried = rt.tried[:0]
 	rt.lbctx = lb.Context{}
 	rt.up.conn, rt.up.h2resp, rt.up.h2cancel, rt.up.h2body = nil, nil, nil, nil
@@ -410,8 +413,8 @@ func (rt *router) pick() (*lb.Host, bool) {
 // A retry the budget or an unreplayable body forbids is flagged URX.
 func (rt *router) retryAfter(n int, res outcome, status int, perTry bool) bool {
 	e, rs := rt.e, &rt.retry
-	canReplay := !rt.bodyTaken || rt.buffered
 	retry := rt.retriable(res, status, perTry)
+	canReplay := !rt.bodyTaken || rt.buffered || (retry && rt.replayKept())
 	if retry && rs.left > 0 && canReplay && (rt.deadline.IsZero() || e.m.now().Before(rt.deadline)) {
 		if rel, ok := rt.cl.TryRetry(); ok {
 			rt.retryRelease = rel

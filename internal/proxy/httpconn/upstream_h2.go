@@ -95,6 +95,20 @@ func (rt *router) buildH2Request(ctx context.Context, scheme, addr string) (*htt
 		rt.bodyTaken = true
 		rt.foldH2Body()
 		rt.up.h2body = &countingBody{r: e.body}
+		if rt.resume != nil {
+			// A retry of a body that had not all come: what the last
+			// attempt read, then the rest as it arrives.
+			rt.up.h2body.r = io.MultiReader(bytes.NewReader(rt.resume), e.body)
+			rt.up.h2body.replayed = int64(len(rt.resume))
+			rt.resume = nil
+		}
+		if rt.retry.enabled && rt.retry.left > 0 {
+			// Like Envoy's retry buffer: a body of unknown length is
+			// copied while it streams (up to maxReplayBody), so that a
+			// retry can send it again.
+			rt.replay = rt.replay[:0]
+			rt.up.h2body.keep = &rt.replay
+		}
 		req.Body = rt.up.h2body
 		req.ContentLength = e.bodyLen
 		if req.ContentLength == 0 {
@@ -156,6 +170,14 @@ type countingBody struct {
 	n       atomic.Int64
 	mu      sync.Mutex // held during each read of r
 	stopped bool
+	// keep, when set, receives a copy of what is read, up to
+	// maxReplayBody (over past it), for a retry to replay; eof is set
+	// once r is exhausted. They are read only after stop.
+	keep      *[]byte
+	over, eof bool
+	// replayed is how much of r was sent by an earlier attempt already
+	// (not counted again in the request's bytes).
+	replayed int64
 }
 
 var errBodyTaken = errors.New("request body no longer available to this attempt")
@@ -168,6 +190,16 @@ func (c *countingBody) Read(p []byte) (int, error) {
 	}
 	n, err := c.r.Read(p)
 	c.n.Add(int64(n))
+	if c.keep != nil && !c.over {
+		if len(*c.keep)+n > maxReplayBody {
+			c.over = true
+		} else {
+			*c.keep = append(*c.keep, p[:n]...)
+		}
+	}
+	if err == io.EOF {
+		c.eof = true
+	}
 	return n, err
 }
 
@@ -200,12 +232,41 @@ func (rt *router) foldH2Body() {
 		} else {
 			b.stop(nil)
 		}
-		e.rec.BytesReceived += b.n.Load()
+		e.rec.BytesReceived += max(b.n.Load()-b.replayed, 0)
 		rt.up.h2body = nil
 	}
 }
 
 func (c *countingBody) Close() error { return nil }
+
+// replayKept takes the body back from the last HTTP/2 attempt and
+// readies what the next one sends, when that attempt kept all it read
+// (within maxReplayBody): the whole body (rt.buffered) once it had been
+// read to its end, else, for an HTTP/2 downstream, the kept part followed
+// by the rest of the downstream body (rt.resume), as Envoy's retry of a
+// request still streaming. It reports whether the body can be sent again.
+func (rt *router) replayKept() bool {
+	b := rt.up.h2body
+	if b == nil || b.keep == nil {
+		return false
+	}
+	rt.foldH2Body()
+	switch {
+	case b.over:
+		return false
+	case b.eof:
+		rt.buffered = true
+		return true
+	case rt.e.h1 == nil:
+		// Copied: the next attempt keeps into rt.replay again while it
+		// reads this. (A retry is rare; the copy is its only allocation.)
+		rt.resume = append([]byte{}, rt.replay...)
+		return true
+	}
+	// An HTTP/1.1 downstream's body read was interrupted to take it back:
+	// it cannot be continued.
+	return false
+}
 
 // respondH2 streams the attempt's HTTP/2 upstream response downstream.
 func (rt *router) respondH2() {

@@ -12,7 +12,9 @@ const MaxIdle = 256
 // Endpoint holds one upstream host's connections: idle HTTP/1.1
 // connections and live HTTP/2 client connections. The zero Endpoint is
 // empty and ready; it is safe for concurrent use. Its lock is the host's
-// own and held only to push or pop a list entry.
+// own and held only to push or pop a list entry, never while a connection
+// is called (a ClientConn may call back into the Endpoint from its state
+// hook).
 type Endpoint struct {
 	mu     sync.Mutex
 	idle   []*Conn
@@ -118,21 +120,32 @@ func (e *Endpoint) IdleCount() int {
 // ReserveH2 reserves a stream on a live HTTP/2 connection with room for
 // one, or returns nil. The caller makes exactly one RoundTrip (or Release)
 // on it.
+//
+// The lock is not held while a connection is asked: Reserve may run the
+// connection's state hook, which drops a dead connection with RemoveH2.
 func (e *Endpoint) ReserveH2() *http.ClientConn {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.closed {
-		// The host left its cluster: its connections only finish the
-		// requests they have (each is closed when the last one ends), so a
-		// new request must not take a stream there and race that close.
-		return nil
-	}
-	for _, cc := range e.h2 {
-		if cc.Reserve() == nil {
-			return cc
+	for i := 0; ; i++ {
+		e.mu.Lock()
+		if e.closed || i >= len(e.h2) {
+			// Closed: the host left its cluster; its connections only
+			// finish the requests they have (each is closed when the last
+			// one ends), so a new request must not take a stream there.
+			e.mu.Unlock()
+			return nil
 		}
+		cc := e.h2[i]
+		e.mu.Unlock()
+		if cc.Reserve() != nil {
+			continue
+		}
+		if e.Closed() {
+			// Closed meanwhile: give the stream back, which lets the
+			// connection close once its requests are done.
+			cc.Release()
+			return nil
+		}
+		return cc
 	}
-	return nil
 }
 
 // AnyH2 returns a live HTTP/2 connection even when it is at its stream

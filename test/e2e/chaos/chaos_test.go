@@ -3,6 +3,7 @@ package chaos
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -70,10 +71,8 @@ func TestChaos(t *testing.T) {
 	// grpcOpen are the zero-loss cases whose gRPC loss is an open defect,
 	// reported and not yet asserted (RELIABILITY.md, "gRPC"): renaming
 	// subsets under gRPC load fails some calls 503 UC (upstream
-	// connection termination) at the client sidecar, HTTP/1.1 none; and an
-	// app resetting its HTTP/2 connection is answered 503 UC grpc-status 14
-	// by the server's sidecar, which the client's sidecar does not retry.
-	grpcOpen := map[string]bool{"subsets-and-new-service": true, "upstream-resets-2pct": true}
+	// connection termination) at the client sidecar, HTTP/1.1 none.
+	grpcOpen := map[string]bool{"subsets-and-new-service": true}
 	run := func(name string, zeroLoss bool, disrupt func(t *testing.T, l *load)) summary {
 		return ms.runCase(t, name, front.Netns, url, grpcAddr, d, zeroLoss, zeroLoss && !grpcOpen[name], ms.clientCounts(), disrupt)
 	}
@@ -192,6 +191,32 @@ spec:
 	})
 }
 
+// grpcAllowance is, per case, the share of gRPC calls allowed to fail
+// where the goal is "no more failures than the retry policy allows". An
+// app resetting its HTTP/2 connection fails every stream on it at once,
+// so the failures of one call's attempts are not independent: at 1,000
+// rps about 9 % of the servers' sidecars' gRPC answers were 503 UC and
+// 4 of 14,229 calls had all three attempts reset.
+var grpcAllowance = map[string]float64{"upstream-resets-2pct": 0.001}
+
+// flagged counts the entries of the delta from a to b whose response
+// flags include one of flags.
+func flagged(a, b map[string]float64, flags ...string) int {
+	n := 0
+	for k, v := range b {
+		f := strings.Fields(k)
+		if d := v - a[k]; d > 0 && len(f) > 1 {
+			for _, fl := range strings.Split(f[1], ",") {
+				if slices.Contains(flags, fl) {
+					n += int(d)
+					break
+				}
+			}
+		}
+	}
+	return n
+}
+
 // counts is a proxy-side count of the load's requests by "code flags".
 type counts struct {
 	who  string
@@ -233,7 +258,15 @@ func (ms *mesh) runCase(t *testing.T, name, ns, url, grpcAddr string, d duration
 		if zeroLoss && (s.failed > 0 || proxyBad > 0) {
 			t.Errorf("%s lost HTTP/1.1 requests: %d failed at the client, %d non-200 at the %s; want 0", name, s.failed, proxyBad, c.who)
 		}
-		if grpcZeroLoss && (gs.failed > 0 || gproxyBad > 0) {
+		if allow, ok := grpcAllowance[name]; ok && grpcZeroLoss {
+			// What the retry policy cannot hide: calls whose every attempt
+			// was reset (URX: retries used up) and resets after the
+			// response had started (UR, never retried, as in Envoy).
+			beyond := gproxyBad - flagged(gflags0, ms.flags("grpc"), "URX", "UR")
+			if beyond > 0 || float64(gs.failed) > allow*float64(gs.sent) {
+				t.Errorf("%s lost gRPC calls beyond the retry policy: %d failed at the client (allowed %.2f%% of %d), %d not 200/grpc-status 0 at the client sidecar without URX/UR", name, gs.failed, 100*allow, gs.sent, beyond)
+			}
+		} else if grpcZeroLoss && (gs.failed > 0 || gproxyBad > 0) {
 			t.Errorf("%s lost gRPC calls: %d failed at the client, %d not 200/grpc-status 0 at the client sidecar; want 0", name, gs.failed, gproxyBad)
 		}
 	})
