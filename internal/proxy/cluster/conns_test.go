@@ -39,6 +39,28 @@ func acceptAll(t *testing.T) (string, uint32) {
 	return host, uint32(n)
 }
 
+// startH2Cluster starts srv (unstarted, its handler and ConnState set)
+// as an h2c server and makes a static HTTP/2 cluster "h2" of it; both
+// close when the test ends.
+func startH2Cluster(t *testing.T, srv *httptest.Server) (*Manager, *Cluster, *Host) {
+	t.Helper()
+	srv.Config.Protocols = new(http.Protocols)
+	srv.Config.Protocols.SetUnencryptedHTTP2(true)
+	srv.Start()
+	t.Cleanup(srv.Close)
+	host, p, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	port, _ := strconv.Atoi(p)
+	m := NewManager(Options{})
+	t.Cleanup(m.Close)
+	pc := staticCluster("h2", lbEndpoint(host, uint32(port), nil))
+	pc.Http2ProtocolOptions = &corev3.Http2ProtocolOptions{}
+	if err := m.UpdateClusters([]*clusterv3.Cluster{pc}); err != nil {
+		t.Fatal(err)
+	}
+	cl := m.Get("h2")
+	return m, cl, cl.Hosts()[0]
+}
+
 // TestPendingQueue is Envoy's HTTP/1.1 pool under circuit breakers: at
 // max_connections a request waits for a connection in the pending queue
 // (bounded by max_pending_requests; past it ErrPendingOverflow at once,
@@ -118,26 +140,12 @@ func TestH2ConnClosesAfterHostLeaves(t *testing.T) {
 		<-release
 		io.WriteString(w, "done")
 	}))
-	srv.Config.Protocols = new(http.Protocols)
-	srv.Config.Protocols.SetUnencryptedHTTP2(true)
 	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
 		if s == http.StateClosed {
 			closed.Add(1)
 		}
 	}
-	srv.Start()
-	defer srv.Close()
-	host, p, _ := net.SplitHostPort(srv.Listener.Addr().String())
-	port, _ := strconv.Atoi(p)
-	m := NewManager(Options{})
-	defer m.Close()
-	pc := staticCluster("h2", lbEndpoint(host, uint32(port), nil))
-	pc.Http2ProtocolOptions = &corev3.Http2ProtocolOptions{}
-	if err := m.UpdateClusters([]*clusterv3.Cluster{pc}); err != nil {
-		t.Fatal(err)
-	}
-	cl := m.Get("h2")
-	h := cl.Hosts()[0]
+	m, cl, h := startH2Cluster(t, srv)
 	cc, _, err := cl.H2Conn(h, time.Time{})
 	if err != nil {
 		t.Fatal(err)
@@ -188,26 +196,12 @@ func TestH2RequestToDepartedHost(t *testing.T) {
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "done")
 	}))
-	srv.Config.Protocols = new(http.Protocols)
-	srv.Config.Protocols.SetUnencryptedHTTP2(true)
 	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
 		if s == http.StateClosed {
 			closed.Add(1)
 		}
 	}
-	srv.Start()
-	defer srv.Close()
-	host, p, _ := net.SplitHostPort(srv.Listener.Addr().String())
-	port, _ := strconv.Atoi(p)
-	m := NewManager(Options{})
-	defer m.Close()
-	pc := staticCluster("h2", lbEndpoint(host, uint32(port), nil))
-	pc.Http2ProtocolOptions = &corev3.Http2ProtocolOptions{}
-	if err := m.UpdateClusters([]*clusterv3.Cluster{pc}); err != nil {
-		t.Fatal(err)
-	}
-	cl := m.Get("h2")
-	h := cl.Hosts()[0]
+	m, cl, h := startH2Cluster(t, srv)
 	// The host is picked; then the cluster changes under the request.
 	next := staticCluster("h2", lbEndpoint("127.0.0.1", 1, nil))
 	next.Http2ProtocolOptions = &corev3.Http2ProtocolOptions{}
@@ -332,8 +326,6 @@ func TestH2ConnWhilePeerClosesConnections(t *testing.T) {
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "done")
 	}))
-	srv.Config.Protocols = new(http.Protocols)
-	srv.Config.Protocols.SetUnencryptedHTTP2(true)
 	srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
 		if s == http.StateNew {
 			mu.Lock()
@@ -341,19 +333,7 @@ func TestH2ConnWhilePeerClosesConnections(t *testing.T) {
 			mu.Unlock()
 		}
 	}
-	srv.Start()
-	defer srv.Close()
-	host, p, _ := net.SplitHostPort(srv.Listener.Addr().String())
-	port, _ := strconv.Atoi(p)
-	m := NewManager(Options{})
-	defer m.Close()
-	pc := staticCluster("h2", lbEndpoint(host, uint32(port), nil))
-	pc.Http2ProtocolOptions = &corev3.Http2ProtocolOptions{}
-	if err := m.UpdateClusters([]*clusterv3.Cluster{pc}); err != nil {
-		t.Fatal(err)
-	}
-	cl := m.Get("h2")
-	h := cl.Hosts()[0]
+	_, cl, h := startH2Cluster(t, srv)
 	get := func() (string, error) {
 		cc, _, err := cl.H2Conn(h, time.Now().Add(5*time.Second))
 		if err != nil {
