@@ -9,6 +9,7 @@ import (
 	"time"
 
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"golang.org/x/net/http2"
 )
 
 // keepAliveGet sends one GET on an open connection and returns the body
@@ -118,7 +119,17 @@ func TestH2StreamsOfARetiredListenerVersion(t *testing.T) {
 	if err := h.request(3, h.block("/")); err != nil {
 		t.Fatal(err)
 	}
-	if o := h.await(3); o.status != "200" || o.body != "r1" {
+	o := h.await(3)
+	if o.status != "200" || o.body != "r1" {
 		t.Errorf("a new stream after the change: got %+v, want 200 r1 from the old version", o)
+	}
+	// The client is told to move before the drain time closes the
+	// connection: a GOAWAY that lets the streams in flight finish.
+	g := o.goAway
+	if g == nil {
+		g = h.drain()
+	}
+	if g == nil || g.ErrCode != http2.ErrCodeNo || g.LastStreamID < 3 {
+		t.Errorf("the retired version's HTTP/2 connection: GOAWAY %+v, want a graceful one (NO_ERROR, last stream >= 3) before it closes", g)
 	}
 }

@@ -144,7 +144,11 @@ func (m *Manager) serveH2(ctx context.Context, cfg *Config, c net.Conn, br *bufi
 			return
 		}
 		start := m.now()
-		m.serveH2Request(cfg, &info, w, r)
+		// A stream of a retired listener version is served by it, and its
+		// response tells the client to open its next streams on a new
+		// connection (graceful GOAWAY), before the version's drain time
+		// ends and its connections are closed.
+		m.serveH2Request(cfg, &info, w, r, ctx.Err() != nil)
 		// The stream's context ends before its handler returns when the
 		// client reset it (or the connection ended).
 		m.h2StreamEnded(cfg, hc, r.Context().Err() != nil && ctx.Err() == nil && m.now().Sub(start) < prematureResetLifetime)
@@ -190,7 +194,7 @@ type h2Exchange struct {
 
 var h2Exchanges = sync.Pool{New: func() any { return new(h2Exchange) }}
 
-func (m *Manager) serveH2Request(cfg *Config, info *ConnInfo, w http.ResponseWriter, r *http.Request) {
+func (m *Manager) serveH2Request(cfg *Config, info *ConnInfo, w http.ResponseWriter, r *http.Request, retired bool) {
 	x := h2Exchanges.Get().(*h2Exchange)
 	e := &x.e
 	hdrs := e.q.Headers[:0]
@@ -199,7 +203,7 @@ func (m *Manager) serveH2Request(cfg *Config, info *ConnInfo, w http.ResponseWri
 	e.q.Headers = hdrs
 	e.h2 = true
 	e.start = m.now()
-	x.s = h2sink{w: w, rc: http.NewResponseController(w), goAway: m.draining(cfg)}
+	x.s = h2sink{w: w, rc: http.NewResponseController(w), goAway: retired || m.draining(cfg)}
 	e.sink = &x.s
 	e.q.Method = []byte(r.Method)
 	e.q.Authority = []byte(r.Host)
