@@ -62,8 +62,8 @@ mkdir -p "$WORK/bin" "$WORK/certs" "$WORK/raw" "$WORK/haproxy"
 B=$WORK/bin C=$WORK/certs
 bench_fortio "$B"
 log "building trellis, trellisd, trellis-proxy, bench/sidecar, bench/mtls into $B"
-(cd "$root" && CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o "$B/" ./cmd/trellis ./cmd/trellisd ./cmd/trellis-proxy &&
-  go build -o "$B/" ./bench/sidecar ./bench/mtls)
+(cd "$root" && CGO_ENABLED=0 go build -tags grpcnotrace -trimpath -ldflags="-s -w" -o "$B/" ./cmd/trellis-proxy &&
+  go build -o "$B/" ./cmd/trellis ./cmd/trellisd ./bench/sidecar ./bench/mtls)
 chmod 755 "$B"/*
 "$B/mtls" certs "$C"
 for w in bench-inbound bench-outbound; do cat "$C/$w.pem" "$C/$w.key" >"$C/$w.haproxy.pem"; done
