@@ -162,11 +162,11 @@ func TestChaosSoak(t *testing.T) {
 	if r := xds1.rejected - xds0.rejected; r > 0 {
 		t.Errorf("the client sidecar rejected %d xDS updates during the churn; want 0", r)
 	}
-	// Every change alters the route table or the clusters (or both) the
+	// Every change alters the routes (RDS, or VHDS by default) or the clusters (or both) the
 	// client's sidecar gets: fewer accepted updates than changes means the
 	// churn did not reach it.
 	if a := xds1.accepted - xds0.accepted; a < edits {
-		t.Errorf("the client sidecar accepted %d CDS/RDS updates for %d config changes; want at least one per change", a, edits)
+		t.Errorf("the client sidecar accepted %d CDS/RDS/VHDS updates for %d config changes; want at least one per change", a, edits)
 	}
 	for i, p := range procs {
 		var post []soakSample
@@ -364,11 +364,11 @@ func (ms *mesh) adminStats(workload, filter string) (map[string]float64, error) 
 // xdsCounts are a sidecar's accepted and rejected CDS and RDS updates.
 type xdsCounts struct{ accepted, rejected int }
 
-var xdsUpdateStat = regexp.MustCompile(`\.(cds|rds)\.update_(success|rejected)$`)
+var xdsUpdateStat = regexp.MustCompile(`\.(cds|rds|vhds)\.update_(success|rejected)$`)
 
 func (ms *mesh) xdsUpdates(workload string) xdsCounts {
 	ms.t.Helper()
-	v, err := ms.adminStats(workload, `\.(cds|rds)\.update_(success|rejected)$`)
+	v, err := ms.adminStats(workload, `\.(cds|rds|vhds)\.update_(success|rejected)$`)
 	if err != nil {
 		ms.t.Fatal(err)
 	}
@@ -384,7 +384,7 @@ func (ms *mesh) xdsUpdates(workload string) xdsCounts {
 		}
 	}
 	if len(v) == 0 {
-		ms.t.Fatalf("%s admin /stats: no CDS/RDS update counters", workload)
+		ms.t.Fatalf("%s admin /stats: no CDS/RDS/VHDS update counters", workload)
 	}
 	return c
 }
